@@ -1,0 +1,42 @@
+"""camavg_core: Average Drop, Average Increase and Average Gain on plain arrays.
+
+Imports NumPy only. Framework backends (TensorFlow, JAX) are loaded when an array of theirs is
+seen and the framework is already imported.
+"""
+
+from camavg_core.backends import Backend, NumpyBackend, get_backend, resolve_backend
+from camavg_core.equations import (
+    EPSILON,
+    avg_drop,
+    avg_gain,
+    avg_increase,
+    drop_terms,
+    gain_terms,
+    increase_terms,
+)
+from camavg_core.masking import apply_cams, mask_inputs
+from camavg_core.result import METRICS, Result
+from camavg_core.state import MetricState
+from camavg_core.summary import summarize
+
+__all__ = [
+    "EPSILON",
+    "METRICS",
+    "Backend",
+    "MetricState",
+    "NumpyBackend",
+    "Result",
+    "apply_cams",
+    "avg_drop",
+    "avg_gain",
+    "avg_increase",
+    "drop_terms",
+    "gain_terms",
+    "get_backend",
+    "increase_terms",
+    "mask_inputs",
+    "resolve_backend",
+    "summarize",
+]
+
+__version__ = "0.1.0"

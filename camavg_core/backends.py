@@ -1,0 +1,263 @@
+"""The array operations the equations and masking need, one backend per framework.
+
+The registry follows einops' ``get_backend``: a backend is created only for a framework that is
+already in ``sys.modules``, so camavg never imports TensorFlow or JAX on a user's behalf. The
+TensorFlow and JAX backends live in their adapters (``camavg_tf``, ``camavg_jax``) and are
+registered here by module path, imported the first time an array of theirs is seen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import numpy as np
+
+from camavg_core import validation as errors
+
+# framework module that must already be imported -> (backend module, class name)
+_LAZY_BACKENDS: dict[str, tuple[str, str]] = {
+    "tensorflow": ("camavg_tf.backend", "TensorFlowBackend"),
+    "jax": ("camavg_jax.backend", "JaxBackend"),
+}
+_NAME_TO_FRAMEWORK = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax"}
+
+
+class Backend:
+    """The operations camavg needs from an array library.
+
+    Subclasses import their framework in ``__init__``. Every method takes and returns the
+    backend's own arrays, except ``to_numpy`` and the concrete scalar readers.
+    """
+
+    name: str = "abstract"
+
+    def is_appropriate_type(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def is_concrete(self, x: Any) -> bool:
+        """False for values being traced (``jax.jit``, ``tf.function`` graphs)."""
+        return True
+
+    def dtype_name(self, x: Any) -> str:
+        return np.dtype(self.to_numpy_dtype(x)).name
+
+    def to_numpy_dtype(self, x: Any) -> np.dtype:
+        raise NotImplementedError
+
+    def astype(self, x: Any, dtype: str) -> Any:
+        raise NotImplementedError
+
+    def compute_dtype(self, x: Any) -> str:
+        """The float dtype the equations run in: float64 stays, anything else is float32.
+
+        Never float16 or bfloat16: their 3 significant digits would round the averages.
+        """
+        return "float64" if self.dtype_name(x) == "float64" else "float32"
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        return tuple(int(d) for d in x.shape)
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def transpose(self, x: Any, axes: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def maximum(self, x: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def minimum(self, x: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def where(self, cond: Any, x: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def isfinite(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def sum(self, x: Any, axis: Any = None) -> Any:
+        raise NotImplementedError
+
+    def min(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        raise NotImplementedError
+
+    def max(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        raise NotImplementedError
+
+    def resize_bilinear(self, images: Any, size: tuple[int, int]) -> Any:
+        """Resize (N, h, w, C) to (N, H, W, C), half-pixel centres, no antialiasing."""
+        raise NotImplementedError
+
+    def stack(self, arrays: list) -> Any:
+        raise NotImplementedError
+
+    def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
+        """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<camavg backend {self.name!r}>"
+
+
+class NumpyBackend(Backend):
+    """The reference backend: plain NumPy, float64 wherever precision is a choice."""
+
+    name = "numpy"
+
+    def is_appropriate_type(self, x: Any) -> bool:
+        return isinstance(x, (np.ndarray, np.generic))
+
+    def asarray(self, x: Any, dtype: Any = None) -> np.ndarray:
+        return np.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def to_numpy_dtype(self, x: Any) -> np.dtype:
+        return np.asarray(x).dtype
+
+    def compute_dtype(self, x: Any) -> str:
+        return "float64"
+
+    def astype(self, x: Any, dtype: str) -> np.ndarray:
+        return np.asarray(x).astype(dtype, copy=False)
+
+    def reshape(self, x, shape):
+        return np.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return np.transpose(x, axes)
+
+    def maximum(self, x, y):
+        return np.maximum(x, y)
+
+    def minimum(self, x, y):
+        return np.minimum(x, y)
+
+    def where(self, cond, x, y):
+        return np.where(cond, x, y)
+
+    def isfinite(self, x):
+        return np.isfinite(x)
+
+    def sum(self, x, axis=None):
+        return np.sum(x, axis=axis)
+
+    def min(self, x, axis=None, keepdims=False):
+        return np.min(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+    def resize_bilinear(self, images, size):
+        return resize_bilinear_numpy(images, size)
+
+    def stack(self, arrays):
+        return np.stack([np.asarray(a) for a in arrays])
+
+    def select_class(self, outputs, indices):
+        outputs = np.asarray(outputs)
+        picked = outputs[np.arange(outputs.shape[0]), ..., np.asarray(indices)]
+        if picked.ndim > 1:  # the class axis moved to the front with advanced indexing
+            picked = picked.reshape(picked.shape[0], -1).mean(axis=1)
+        return picked
+
+
+def _interpolation_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower index, upper index and upper weight of half-pixel-centre linear interpolation."""
+    scale = in_size / out_size
+    centres = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+    centres = np.clip(centres, 0.0, in_size - 1)
+    lower = np.floor(centres).astype(np.int64)
+    upper = np.minimum(lower + 1, in_size - 1)
+    return lower, upper, centres - lower
+
+
+def resize_bilinear_numpy(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (N, h, w, C) with half-pixel centres, as ``tf.image.resize`` does."""
+    images = np.asarray(images)
+    out_dtype = images.dtype if np.issubdtype(images.dtype, np.floating) else np.float64
+    work = images.astype(np.float64)
+    rows_lo, rows_hi, row_w = _interpolation_weights(work.shape[1], size[0])
+    cols_lo, cols_hi, col_w = _interpolation_weights(work.shape[2], size[1])
+    row_w = row_w[None, :, None, None]
+    col_w = col_w[None, None, :, None]
+    rows = work[:, rows_lo] * (1 - row_w) + work[:, rows_hi] * row_w
+    out = rows[:, :, cols_lo] * (1 - col_w) + rows[:, :, cols_hi] * col_w
+    return out.astype(out_dtype)
+
+
+_NUMPY = NumpyBackend()
+_loaded: dict[str, Backend] = {"numpy": _NUMPY}
+
+
+def _load(framework: str) -> Backend:
+    if framework not in _loaded:
+        module_name, class_name = _LAZY_BACKENDS[framework]
+        module = importlib.import_module(module_name)
+        _loaded[framework] = getattr(module, class_name)()
+    return _loaded[framework]
+
+
+def resolve_backend(backend: str | Backend | None = None, *arrays: Any) -> Backend:
+    """The backend named by ``backend``, or else the one the arrays belong to.
+
+    ``backend`` may be a :class:`Backend`, or a name: ``"numpy"``, ``"tensorflow"`` (``"tf"``)
+    or ``"jax"``. With ``None``, the first array that is not a Python scalar or list decides; a
+    framework is only considered when the user has already imported it.
+
+    >>> import numpy as np
+    >>> resolve_backend(None, np.zeros(3)).name
+    'numpy'
+    >>> resolve_backend("numpy").name
+    'numpy'
+    """
+    if isinstance(backend, Backend):
+        return backend
+    if backend is not None:
+        if not isinstance(backend, str):
+            raise TypeError(errors.bad_backend_type(backend))
+        key = backend.lower()
+        if key == "numpy":
+            return _NUMPY
+        if key not in _NAME_TO_FRAMEWORK:
+            raise ValueError(errors.unknown_backend(backend, ["numpy", *_LAZY_BACKENDS]))
+        return _load(_NAME_TO_FRAMEWORK[key])
+    for array in arrays:
+        found = _backend_of(array)
+        if found is not None:
+            return found
+    return _NUMPY
+
+
+def get_backend(array: Any) -> Backend:
+    """The backend an array belongs to (NumPy for Python scalars and lists).
+
+    Raises ``TypeError`` for array types of no known framework.
+    """
+    found = _backend_of(array)
+    if found is not None:
+        return found
+    if isinstance(array, (int, float, bool, list, tuple, np.generic)):
+        return _NUMPY
+    raise TypeError(errors.unknown_array_type(array))
+
+
+def _backend_of(array: Any) -> Backend | None:
+    for backend in list(_loaded.values()):
+        if backend.is_appropriate_type(array):
+            return backend
+    for framework in _LAZY_BACKENDS:
+        if framework in sys.modules and framework not in _loaded:
+            backend = _load(framework)
+            if backend.is_appropriate_type(array):
+                return backend
+    return None

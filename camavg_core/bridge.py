@@ -1,0 +1,152 @@
+"""The seed's ``AveragesCam`` API, written once for every framework adapter.
+
+An adapter (``camavg_tf.AveragesCam``, ``camavg_jax.AveragesCam``) computes the model's outputs
+on the inputs once, at construction, and implements ``_masked_scores``: one compiled masked
+forward pass that returns the (N,) target scores. Everything else lives here: the cache that
+lets ``average_drop`` then ``average_increase`` share one pass, the equations, and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.equations import avg_drop, avg_gain, avg_increase
+from camavg_core.result import Result
+from camavg_core.scoring import score_key
+from camavg_core.summary import summarize
+
+ACTIVATIONS = (None, "softmax", "sigmoid")
+
+
+def fingerprint(array: Any) -> tuple:
+    """What identifies an array's contents, for the masked-pass cache.
+
+    NumPy arrays are mutable, so their bytes are hashed (a few ms beside a forward pass);
+    framework tensors are immutable, so their identity is enough (the cache keeps a reference,
+    so the id cannot be reused while it is cached).
+    """
+    if isinstance(array, (list, tuple)):
+        return ("list", tuple(fingerprint(item) for item in array))
+    if isinstance(array, np.ndarray):
+        digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16)
+        return ("numpy", array.shape, array.dtype.str, digest.hexdigest())
+    if hasattr(array, "assign"):  # a tf.Variable: mutable, hash its value
+        return fingerprint(np.asarray(array))
+    return ("tensor", id(array))
+
+
+class AveragesCamBase:
+    """Average Drop, Average Increase and Average Gain of CAMs for one model and its inputs.
+
+    Subclasses set ``self.model``, ``self.inputs``, ``self.n`` and implement
+    :meth:`_plain_scores` and :meth:`_masked_scores`.
+    """
+
+    model: Any
+    inputs: Any
+    n: int
+
+    def _init_options(
+        self,
+        *,
+        batch_size: int | None,
+        activation: str | None,
+        nan_policy: str,
+        normalize: bool,
+        data_format: str,
+        level: float,
+    ) -> None:
+        validation.check_nan_policy(nan_policy)
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {ACTIVATIONS}, got {activation!r}: use 'softmax' "
+                f"for a model that returns class logits, 'sigmoid' for a binary logit."
+            )
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(
+                f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}."
+            )
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}.")
+        self.batch_size = batch_size
+        self.activation = activation
+        self.nan_policy = nan_policy
+        self.normalize = normalize
+        self.data_format = data_format
+        self.level = level
+        self._cache_key: tuple | None = None
+        self._cache_refs: tuple = ()
+        self._cache_scores: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ----------------------------------------------------------------- adapter hooks
+    def _plain_scores(self, score_function: Any) -> np.ndarray:
+        """(N,) scores of the cached outputs on the plain inputs."""
+        raise NotImplementedError
+
+    def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
+        """(N,) scores on the masked inputs: one forward pass."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- the seed's API
+    def _get_scores(self, cams: Any, score_function: Callable) -> tuple[np.ndarray, np.ndarray]:
+        """Scores over the inputs and over the inputs masked with ``cams``.
+
+        Returns:
+            ``(Y_c, O_c)``, NumPy arrays of shape (N,). The masked pass is cached for the last
+            (cams, score_function), so several metrics of one CAM set cost one pass.
+        """
+        key = (fingerprint(cams), score_key(score_function))
+        if key != self._cache_key or self._cache_scores is None:
+            o_c = self._masked_scores(cams, score_function)
+            y_c = self._plain_scores(score_function)
+            self._cache_key, self._cache_refs = key, (cams, score_function)
+            self._cache_scores = (y_c, o_c)
+        y_c, o_c = self._cache_scores
+        return y_c.copy(), o_c.copy()
+
+    def average_drop(self, cams: Any, score_function: Callable, return_vector: bool = False):
+        r"""Average Drop in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, Y_i - O_i)}{Y_i + \epsilon}`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        y_c, o_c = self._get_scores(cams, score_function)
+        value = avg_drop(y_c, o_c, nan_policy=self.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def average_increase(self, cams: Any, score_function: Callable, return_vector: bool = False):
+        r"""Average Increase in percent, :math:`100 \frac{1}{N}\sum_i [Y_i < O_i]`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        y_c, o_c = self._get_scores(cams, score_function)
+        value = avg_increase(y_c, o_c, nan_policy=self.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def average_gain(self, cams: Any, score_function: Callable, return_vector: bool = False):
+        r"""Average Gain in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, O_i - Y_i)}{1 - Y_i + \epsilon}`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        y_c, o_c = self._get_scores(cams, score_function)
+        value = avg_gain(y_c, o_c, nan_policy=self.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def evaluate(self, cams: Any, score_function: Callable) -> Result:
+        """All three metrics, their intervals, n and the score vectors: one masked pass."""
+        y_c, o_c = self._get_scores(cams, score_function)
+        return summarize(y_c, o_c, nan_policy=self.nan_policy, level=self.level)
+
+    def evaluate_many(self, cams_list: Sequence[Any], score_function: Callable) -> list[Result]:
+        """One :class:`Result` per CAM set, for comparing CAM methods on the same inputs."""
+        if isinstance(cams_list, np.ndarray) or not isinstance(cams_list, (list, tuple)):
+            raise TypeError(
+                "evaluate_many takes a list of CAM sets, one per method, got "
+                f"{type(cams_list).__name__}; for one CAM set use evaluate(cams, score_function)."
+            )
+        return [self.evaluate(cams, score_function) for cams in cams_list]

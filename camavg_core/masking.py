@@ -1,0 +1,175 @@
+"""Apply CAMs to inputs: ``x_i * L_i``, with the CAM broadcast over channels.
+
+``mask_inputs`` is pure and branch-free on values, for compiled functions; ``apply_cams`` checks
+the arguments first (concrete values) and then calls it.
+
+>>> import numpy as np
+>>> images = np.ones((1, 2, 2, 3))
+>>> cams = np.array([[[0.0, 0.5], [1.0, 0.25]]])
+>>> apply_cams(images, cams)[0, :, :, 0]
+array([[0.  , 0.5 ],
+       [1.  , 0.25]])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import Backend, resolve_backend
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _float_dtype(backend: Backend, x: Any, dtype: str | None) -> str:
+    if dtype is not None:
+        return dtype
+    name = backend.dtype_name(x)
+    return name if name in ("float16", "bfloat16", "float32", "float64") else "float32"
+
+
+def cams_as_maps(cams: Any, n_spatial: int, data_format: str, backend: Backend) -> Any:
+    """CAMs as (N, *spatial), dropping a singleton channel axis if there is one."""
+    shape = backend.shape(cams)
+    if len(shape) == n_spatial + 2:
+        channel_axis = -1 if data_format == "channels_last" else 1
+        if shape[channel_axis] != 1:
+            raise ValueError(
+                f"cams of shape {shape} have {shape[channel_axis]} channels: a CAM is one map "
+                f"per sample, shape (N, H, W) or (N, H, W, 1)."
+            )
+        return backend.reshape(cams, tuple(s for i, s in enumerate(shape) if i != channel_axis % len(shape)))
+    if len(shape) != n_spatial + 1:
+        raise ValueError(
+            f"cams must have shape (N, H, W) (or with a channel axis of 1) for inputs with "
+            f"{n_spatial} spatial axes, got shape {shape}."
+        )
+    return cams
+
+
+def mask_inputs(
+    inputs: Any,
+    cams: Any,
+    *,
+    data_format: str = "channels_last",
+    normalize: bool = False,
+    dtype: str | None = None,
+    backend: str | Backend | None = None,
+) -> Any:
+    """``inputs * cams`` broadcast over channels; no value checks, safe inside ``jit``.
+
+    Args:
+        inputs: (N, H, W, C) (``channels_last``) or (N, C, H, W) (``channels_first``).
+        cams: (N, h, w) or (N, h, w, 1); resized bilinearly to (H, W) when (h, w) differs.
+        normalize: rescale each CAM to [0, 1] by its own minimum and maximum first (a constant
+            CAM becomes all zeros).
+        dtype: the dtype of the masked inputs; by default the inputs' float dtype (float32
+            for integer images).
+    """
+    bk = resolve_backend(backend, inputs, cams)
+    x = bk.asarray(inputs)
+    x_shape = bk.shape(x)
+    spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
+    out_dtype = _float_dtype(bk, x, dtype)
+    x = bk.astype(x, out_dtype)
+    maps = cams_as_maps(bk.asarray(cams), len(spatial), data_format, bk)
+    # CAM arithmetic in at least float32, so resizing and normalising do not round in float16
+    work_dtype = "float64" if out_dtype == "float64" else "float32"
+    maps = bk.astype(maps, work_dtype)
+    if normalize:
+        axes = tuple(range(1, len(spatial) + 1))
+        low = bk.min(maps, axis=axes, keepdims=True)
+        span = bk.max(maps, axis=axes, keepdims=True) - low
+        maps = (maps - low) / bk.maximum(span, 1e-12)
+    maps = bk.minimum(bk.maximum(maps, 0.0), 1.0)
+    map_spatial = bk.shape(maps)[1:]
+    if tuple(map_spatial) != tuple(spatial):
+        maps = bk.resize_bilinear(bk.reshape(maps, (*bk.shape(maps), 1)), tuple(spatial))
+        maps = bk.reshape(maps, bk.shape(maps)[:-1])
+    maps = bk.astype(maps, out_dtype)
+    if data_format == "channels_last":
+        return x * bk.reshape(maps, (*bk.shape(maps), 1))
+    return x * bk.reshape(maps, (bk.shape(maps)[0], 1, *bk.shape(maps)[1:]))
+
+
+def check_masking_args(
+    inputs: Any,
+    cams: Any,
+    data_format: str,
+    backend: Backend,
+    *,
+    normalize: bool,
+    nan_policy: str = "raise",
+) -> None:
+    """The checks made before masking, on concrete values.
+
+    Under ``nan_policy='omit'`` a non-finite CAM is allowed (its sample is skipped by the
+    caller); the range check then looks at the finite values only.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
+    x_shape = backend.shape(inputs)
+    c_shape = backend.shape(cams)
+    if len(x_shape) < 3:
+        raise ValueError(
+            f"inputs must have shape (N, H, W, C) (or (N, C, H, W) with "
+            f"data_format='channels_first'), got shape {x_shape}."
+        )
+    validation.check_nonempty(x_shape[0])
+    if len(c_shape) == 0:
+        raise ValueError(f"cams must have shape (N, H, W), got a scalar.")
+    validation.check_count(x_shape[0], c_shape[0])
+    spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
+    maps = cams_as_maps(cams, len(spatial), data_format, backend)
+    map_spatial = backend.shape(maps)[1:]
+    if tuple(map_spatial) != tuple(spatial) and (len(spatial) != 2 or 0 in map_spatial):
+        raise ValueError(
+            f"cams of spatial shape {tuple(map_spatial)} cannot be resized to the inputs' "
+            f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
+            f"inputs' size."
+        )
+    maps_np = backend.to_numpy(maps)
+    if not np.issubdtype(maps_np.dtype, np.number) and maps_np.dtype != np.bool_:
+        raise TypeError(f"cams must hold numbers, got dtype {maps_np.dtype}.")
+    maps_np = maps_np.astype(np.float64)
+    finite = np.isfinite(maps_np)
+    if nan_policy == "raise" and not np.all(finite):
+        bad = np.flatnonzero(~np.isfinite(maps_np.reshape(len(maps_np), -1)).all(axis=1))
+        raise ValueError(
+            f"cams[{int(bad[0])}] holds non-finite values (NaN or infinity); a degenerate CAM "
+            f"(0/0 in its normalisation) gives NaN. Replace them (np.nan_to_num), or pass "
+            f"nan_policy='omit' to skip such samples."
+        )
+    if not normalize and finite.any():
+        values = maps_np[finite]
+        validation.check_cam_range(float(values.min()), float(values.max()))
+
+
+def nonfinite_cam_samples(cams: Any, backend: Backend) -> np.ndarray:
+    """Boolean (N,): which samples' CAMs hold a NaN or an infinity."""
+    maps = backend.to_numpy(cams)
+    flat = np.asarray(maps, dtype=np.float64).reshape(maps.shape[0], -1)
+    return ~np.isfinite(flat).all(axis=1)
+
+
+def apply_cams(
+    inputs: Any,
+    cams: Any,
+    *,
+    data_format: str = "channels_last",
+    normalize: bool = False,
+    dtype: str | None = None,
+    backend: str | Backend | None = None,
+) -> Any:
+    """Mask each input with its CAM, after checking shapes and the CAMs' range.
+
+    Args and shapes as :func:`mask_inputs`. Raises ``ValueError`` when the counts differ, the
+    CAM cannot be resized to the input, a CAM holds NaN or infinity, or a CAM strays outside
+    [0, 1] (pass ``normalize=True`` to min-max normalise each one).
+    """
+    bk = resolve_backend(backend, inputs, cams)
+    x, c = bk.asarray(inputs), bk.asarray(cams)
+    check_masking_args(x, c, data_format, bk, normalize=normalize)
+    return mask_inputs(x, c, data_format=data_format, normalize=normalize, dtype=dtype, backend=bk)

@@ -1,0 +1,71 @@
+"""The result every ``evaluate`` returns: the three averages, n, the vectors and the intervals."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+METRICS = ("average_drop", "average_increase", "average_gain")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Result:
+    """Average Drop, Average Increase and Average Gain of one CAM set, in percent.
+
+    Attributes:
+        average_drop, average_increase, average_gain: the metrics, in percent.
+        n: samples that entered the averages.
+        skipped: samples left out as non-finite under ``nan_policy='omit'``.
+        y_c, o_c: the (N,) score vectors on the inputs and on the masked inputs (all N
+            samples, skipped ones included), or None when a stream kept no vectors.
+        ci: ``{"average_drop": (low, high), ...}`` at ``level``, or None.
+        level: the confidence level of ``ci``.
+    """
+
+    average_drop: float
+    average_increase: float
+    average_gain: float
+    n: int
+    skipped: int = 0
+    y_c: np.ndarray | None = None
+    o_c: np.ndarray | None = None
+    ci: dict[str, tuple[float, float]] | None = None
+    level: float = 0.95
+
+    def to_dict(self, *, vectors: bool = True) -> dict[str, Any]:
+        """Plain Python types only, ready for ``json.dumps`` (NaN-free by construction)."""
+        out: dict[str, Any] = {name: float(getattr(self, name)) for name in METRICS}
+        out["n"] = int(self.n)
+        out["skipped"] = int(self.skipped)
+        out["level"] = float(self.level)
+        out["ci"] = (
+            None
+            if self.ci is None
+            else {name: [float(low), float(high)] for name, (low, high) in self.ci.items()}
+        )
+        if vectors:
+            out["y_c"] = None if self.y_c is None else [_json_float(v) for v in self.y_c]
+            out["o_c"] = None if self.o_c is None else [_json_float(v) for v in self.o_c]
+        return out
+
+    def __str__(self) -> str:
+        parts = []
+        for name in METRICS:
+            text = f"{name} {getattr(self, name):.2f}%"
+            if self.ci is not None and name in self.ci:
+                low, high = self.ci[name]
+                text += f" [{low:.2f}, {high:.2f}]"
+            parts.append(text)
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return f"{', '.join(parts)} (n={self.n}{skipped})"
+
+    def __repr__(self) -> str:
+        return f"Result({self})"
+
+
+def _json_float(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

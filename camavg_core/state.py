@@ -1,0 +1,132 @@
+"""The streaming state: sums and counts only, so any split of the data merges back exactly.
+
+Like torchmetrics' ``_update`` / ``_compute`` pairs, the state holds sufficient statistics and
+nothing derived. Every field is reduced by summation, which makes the same state the reduction
+across batches, replicas and hosts (``strategy.reduce(SUM)``, ``jax.lax.psum``, ``merge``).
+
+>>> import numpy as np
+>>> state = MetricState.empty()
+>>> state = state.update(np.array([0.8, 0.5]), np.array([0.2, 0.6]))
+>>> state = state.update(np.array([0.5]), np.array([0.5]))
+>>> result = state.result()
+>>> round(result.average_drop, 6), round(result.average_increase, 6), result.n
+(25.0, 33.333333, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import Backend, resolve_backend
+from camavg_core.equations import _as_float_pair, drop_terms, gain_terms
+from camavg_core.result import Result
+
+#: the reduction of every field of the state, declared beside it (torchmetrics' dist_reduce_fx)
+REDUCTIONS = {
+    "n": "sum",
+    "drop_sum": "sum",
+    "drop_sq_sum": "sum",
+    "gain_sum": "sum",
+    "gain_sq_sum": "sum",
+    "increase_count": "sum",
+    "skipped": "sum",
+}
+
+
+class MetricState(NamedTuple):
+    """Sufficient statistics of the three metrics over the samples seen so far.
+
+    A ``NamedTuple`` of scalars, so it is a JAX pytree and a ``tf.nest`` structure as it is.
+    """
+
+    n: Any = 0
+    drop_sum: Any = 0.0
+    drop_sq_sum: Any = 0.0
+    gain_sum: Any = 0.0
+    gain_sq_sum: Any = 0.0
+    increase_count: Any = 0
+    skipped: Any = 0
+
+    @classmethod
+    def empty(cls) -> "MetricState":
+        return cls()
+
+    def update(
+        self,
+        y_c: Any,
+        o_c: Any,
+        *,
+        nan_policy: str = "raise",
+        backend: str | Backend | None = None,
+    ) -> "MetricState":
+        """The state after also seeing the samples (y_c, o_c); ``self`` is unchanged.
+
+        Under ``nan_policy='raise'`` the values are checked first (they must be concrete). Under
+        ``'omit'`` a pair with a non-finite score is counted in ``skipped`` instead; that path
+        has no Python branch on the values, so it runs inside ``jax.jit`` and ``tf.function``.
+        """
+        validation.check_nan_policy(nan_policy)
+        bk = resolve_backend(backend, y_c, o_c)
+        y, o = _as_float_pair(y_c, o_c, bk)
+        if len(bk.shape(y)) != 1 or bk.shape(y) != bk.shape(o):
+            raise ValueError(
+                f"MetricState.update takes two score vectors of the same shape (N,), got "
+                f"{bk.shape(y)} and {bk.shape(o)}."
+            )
+        if nan_policy == "raise":
+            if not (bk.is_concrete(y) and bk.is_concrete(o)):
+                raise ValueError(validation.traced_check("y_c"))
+            y_np, o_np = bk.to_numpy(y), bk.to_numpy(o)
+            validation.check_finite(y_np, "Y_c", nan_policy)
+            validation.check_finite(o_np, "O_c", nan_policy)
+            validation.check_probabilities(y_np, "Average Drop and Average Gain", upper=True)
+        valid = bk.isfinite(y) & bk.isfinite(o)
+        zero = bk.astype(valid, bk.dtype_name(y)) * 0.0
+        y_safe = bk.where(valid, y, zero)
+        o_safe = bk.where(valid, o, zero)
+        drop = bk.where(valid, drop_terms(y_safe, o_safe, backend=bk), zero)
+        gain = bk.where(valid, gain_terms(y_safe, o_safe, backend=bk), zero)
+        increase = bk.where(valid, bk.astype(y_safe < o_safe, bk.dtype_name(y)), zero)
+        n_valid = bk.sum(bk.astype(valid, "int32"))
+        n_total = bk.shape(y)[0]
+        return MetricState(
+            n=self.n + n_valid,
+            drop_sum=self.drop_sum + bk.sum(drop),
+            drop_sq_sum=self.drop_sq_sum + bk.sum(drop * drop),
+            gain_sum=self.gain_sum + bk.sum(gain),
+            gain_sq_sum=self.gain_sq_sum + bk.sum(gain * gain),
+            increase_count=self.increase_count + bk.sum(bk.astype(increase, "int32")),
+            skipped=self.skipped + (n_total - n_valid),
+        )
+
+    def merge(self, other: "MetricState") -> "MetricState":
+        """The state of both halves of the data together: a field-wise sum."""
+        return MetricState(*(mine + theirs for mine, theirs in zip(self, other)))
+
+    def to_numpy(self) -> "MetricState":
+        """Concrete Python numbers (int counts, float64 sums)."""
+        values = {}
+        for name, value in self._asdict().items():
+            array = np.asarray(value)
+            values[name] = int(array) if name in ("n", "increase_count", "skipped") else float(array)
+        return MetricState(**values)
+
+    def result(self, *, level: float = 0.95) -> Result:
+        """The three averages in percent (no per-sample vectors: a stream keeps none)."""
+        state = self.to_numpy()
+        if state.n == 0:
+            raise ValueError(
+                "No sample has been seen (or every one was skipped as non-finite): there is "
+                "nothing to average."
+            )
+        return Result(
+            average_drop=100.0 * state.drop_sum / state.n,
+            average_increase=100.0 * state.increase_count / state.n,
+            average_gain=100.0 * state.gain_sum / state.n,
+            n=state.n,
+            skipped=state.skipped,
+            level=level,
+        )

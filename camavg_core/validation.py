@@ -1,0 +1,181 @@
+"""Every check camavg makes on user input, and every message it raises, in one place.
+
+A message names the argument, what was seen, and the fix. Checks need concrete values: they run
+outside compiled functions (``jax.jit``, ``tf.function``) on the small vectors or on reductions
+of the large arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+NAN_POLICIES = ("raise", "omit")
+#: How far outside [0, 1] a CAM value may stray through float rounding before it is an error.
+CAM_RANGE_TOLERANCE = 1e-3
+
+
+def _describe(x: Any) -> str:
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    kind = type(x).__name__
+    if shape is not None:
+        return f"{kind} of shape {tuple(shape)} and dtype {dtype}"
+    return kind
+
+
+# --------------------------------------------------------------------------- messages
+def bad_backend_type(backend: Any) -> str:
+    return (
+        f"backend must be a name ('numpy', 'tensorflow', 'jax') or a camavg Backend, "
+        f"got {type(backend).__name__}."
+    )
+
+
+def unknown_backend(name: str, known: list[str]) -> str:
+    return f"backend={name!r} is not known; use one of {known}."
+
+
+def unknown_array_type(array: Any) -> str:
+    return (
+        f"camavg has no backend for arrays of type {type(array).__module__}."
+        f"{type(array).__name__}. Pass a NumPy array, a tf.Tensor or a jax.Array "
+        f"(import the framework before calling camavg)."
+    )
+
+
+def traced_check(argument: str) -> str:
+    return (
+        f"{argument} is being traced (inside jax.jit or tf.function), so nan_policy='raise' "
+        f"cannot look at its values. Check the data before the compiled function, or pass "
+        f"nan_policy='omit' to skip and count non-finite samples inside it."
+    )
+
+
+# --------------------------------------------------------------------------- checks
+def check_nan_policy(nan_policy: str) -> None:
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
+
+
+def as_score_vector(values: Any, argument: str) -> np.ndarray:
+    """A 1-D float array of scores from whatever the user gave, or a clear error."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"{argument} must be an array of scores, got {type(values).__name__}.")
+    try:
+        array = np.asarray(values)
+    except Exception as exc:  # e.g. a ragged list
+        raise ValueError(f"{argument} could not be read as an array of scores: {exc}") from exc
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
+    ):
+        raise TypeError(f"{argument} must hold numbers, got an array of dtype {array.dtype}.")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{argument} must hold real numbers, got dtype {array.dtype}.")
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"{argument} must be a vector of one score per sample, shape (N,), "
+            f"got shape {array.shape}."
+        )
+    return array
+
+
+def check_pair(y_c: Any, o_c: Any) -> None:
+    """Y_c and O_c: same number of samples, at least one."""
+    n_y, n_o = int(y_c.shape[0]), int(o_c.shape[0])
+    if n_y != n_o:
+        raise ValueError(
+            f"Y_c has {n_y} scores but O_c has {n_o}: both must hold one score per sample, "
+            f"for the same samples in the same order."
+        )
+    if n_y == 0:
+        raise ValueError("Y_c and O_c are empty: there is no sample to average over.")
+
+
+def first_nonfinite(values: np.ndarray) -> int | None:
+    bad = np.flatnonzero(~np.isfinite(values))
+    return int(bad[0]) if bad.size else None
+
+
+def check_finite(values: np.ndarray, argument: str, nan_policy: str) -> None:
+    """Under nan_policy='raise', name the first non-finite sample."""
+    if nan_policy != "raise":
+        return
+    index = first_nonfinite(values)
+    if index is not None:
+        raise ValueError(
+            f"{argument}[{index}] is {values[index]} (not finite). Fix the sample, or pass "
+            f"nan_policy='omit' to skip non-finite samples and count them in `skipped`."
+        )
+
+
+def check_probabilities(y_c: np.ndarray, metric: str, *, upper: bool) -> None:
+    """Drop needs Y_c >= 0, gain needs 0 <= Y_c <= 1: otherwise the model returns logits."""
+    finite = y_c[np.isfinite(y_c)]
+    if finite.size == 0:
+        return
+    low, high = float(finite.min()), float(finite.max())
+    if low < 0 or (upper and high > 1):
+        seen = f"{low:.4g}" if low < 0 else f"{high:.4g}"
+        bound = "[0, 1]" if upper else ">= 0"
+        raise ValueError(
+            f"{metric} needs scores that are probabilities, but Y_c holds {seen} (must be "
+            f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
+            f"'sigmoid' for a single binary output), or add that activation to the model."
+        )
+
+
+def check_cam_range(low: float, high: float, argument: str = "cams") -> None:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(
+            f"{argument} holds non-finite values (min {low}, max {high}). A degenerate CAM "
+            f"(for example 0/0 in its normalisation) gives NaN: replace them, e.g. with "
+            f"np.nan_to_num(cams), or pass nan_policy='omit' to skip those samples."
+        )
+    if low < -CAM_RANGE_TOLERANCE or high > 1 + CAM_RANGE_TOLERANCE:
+        raise ValueError(
+            f"{argument} must lie in [0, 1], but its values span [{low:.4g}, {high:.4g}]. "
+            f"Normalise each CAM (tf-keras-vis does so by default), or pass normalize=True "
+            f"for a per-sample min-max normalisation."
+        )
+
+
+def check_count(n_inputs: int, n_cams: int) -> None:
+    if n_inputs != n_cams:
+        raise ValueError(
+            f"cams holds {n_cams} maps but inputs holds {n_inputs} samples: pass one CAM per "
+            f"input sample, in the same order."
+        )
+
+
+def check_nonempty(n: int, argument: str = "inputs") -> None:
+    if n == 0:
+        raise ValueError(f"{argument} is empty: there is no sample to evaluate.")
+
+
+def check_scores_shape(scores_shape: tuple, n: int, where: str = "score_function") -> None:
+    shape = tuple(scores_shape)
+    if not (shape == (n,) or shape == (n, 1)):
+        raise ValueError(
+            f"{where} must return one score per sample, shape ({n},), but returned shape "
+            f"{shape}. A tf-keras-vis CategoricalScore needs one index, or one per sample; "
+            f"a custom score function maps the outputs of all N samples to N scores."
+        )
+
+
+def check_scores_finite(scores: np.ndarray, where: str, nan_policy: str) -> None:
+    if nan_policy != "raise":
+        return
+    index = first_nonfinite(scores)
+    if index is not None:
+        raise ValueError(
+            f"{where} gave a non-finite score ({scores[index]}) for sample {index}. Check the "
+            f"model and the inputs for NaN, or pass nan_policy='omit' to skip such samples."
+        )
+
+
+def describe(x: Any) -> str:
+    return _describe(x)

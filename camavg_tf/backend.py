@@ -1,0 +1,98 @@
+"""The TensorFlow backend of camavg's array protocol.
+
+Plain ``tf`` ops only (no ``tf.experimental.numpy``, which changes TensorFlow process-wide).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from camavg_core.backends import Backend
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+
+    def is_appropriate_type(self, x: Any) -> bool:
+        return isinstance(x, (self.tf.Tensor, self.tf.Variable))
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        tensor = x if isinstance(x, (self.tf.Tensor, self.tf.Variable)) else self.tf.convert_to_tensor(np.asarray(x))
+        return tensor if dtype is None else self.tf.cast(tensor, dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, (self.tf.Tensor, self.tf.Variable)):
+            return x.numpy()
+        return np.asarray(x)
+
+    def is_concrete(self, x: Any) -> bool:
+        return not isinstance(x, self.tf.Tensor) or hasattr(x, "numpy") and self.tf.executing_eagerly()
+
+    def dtype_name(self, x: Any) -> str:
+        return self.asarray(x).dtype.name
+
+    def to_numpy_dtype(self, x: Any) -> np.dtype:
+        return self.asarray(x).dtype.as_numpy_dtype
+
+    def astype(self, x: Any, dtype: str) -> Any:
+        return self.tf.cast(x, dtype)
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        static = x.shape
+        if static.rank is not None and all(d is not None for d in static):
+            return tuple(int(d) for d in static)
+        dynamic = self.tf.shape(x)
+        return tuple(int(d) if d is not None else dynamic[i] for i, d in enumerate(static))
+
+    def reshape(self, x, shape):
+        return self.tf.reshape(x, shape)
+
+    def transpose(self, x, axes):
+        return self.tf.transpose(x, axes)
+
+    def maximum(self, x, y):
+        return self.tf.maximum(x, self.tf.cast(y, x.dtype))
+
+    def minimum(self, x, y):
+        return self.tf.minimum(x, self.tf.cast(y, x.dtype))
+
+    def where(self, cond, x, y):
+        x = self.tf.convert_to_tensor(x)
+        y = self.tf.cast(y, x.dtype)
+        return self.tf.where(cond, x, y)
+
+    def isfinite(self, x):
+        return self.tf.math.is_finite(x)
+
+    def sum(self, x, axis=None):
+        return self.tf.reduce_sum(x, axis=axis)
+
+    def min(self, x, axis=None, keepdims=False):
+        return self.tf.reduce_min(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return self.tf.reduce_max(x, axis=axis, keepdims=keepdims)
+
+    def resize_bilinear(self, images, size):
+        resized = self.tf.image.resize(images, size, method="bilinear", antialias=False)
+        return self.tf.cast(resized, images.dtype)
+
+    def stack(self, arrays):
+        return self.tf.stack([self.tf.convert_to_tensor(a) for a in arrays])
+
+    def select_class(self, outputs, indices):
+        tf = self.tf
+        indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))
+        rank = len(outputs.shape)
+        if rank > 2:  # move the class axis next to the batch axis, then average the rest
+            outputs = tf.transpose(outputs, [0, rank - 1, *range(1, rank - 1)])
+            picked = tf.gather(outputs, indices, axis=1, batch_dims=1)
+            return tf.reduce_mean(tf.reshape(picked, (tf.shape(picked)[0], -1)), axis=1)
+        return tf.gather(outputs, indices, axis=1, batch_dims=1)
