@@ -1,0 +1,279 @@
+"""``AveragesCam`` for Keras models and tf-keras-vis score functions.
+
+The model's outputs on the inputs are computed once, at construction. Each CAM set then costs
+one masked forward pass: masking, the model and the activation run in one compiled
+``tf.function`` that loops over the batches of a prefetched ``tf.data`` pipeline inside the
+graph, so no batch ever goes back to the host. The outputs stay on the device until the score
+function has reduced them to the (N,) target scores, which are the only values copied back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from camavg_core import validation
+from camavg_core.backends import resolve_backend
+from camavg_core.bridge import AveragesCamBase
+from camavg_core.masking import check_masking_args, mask_inputs, nonfinite_cam_samples
+from camavg_core.scoring import as_score_list, summed_scores
+
+DEFAULT_BATCH_SIZE = 32
+_BACKEND = resolve_backend("tensorflow")
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _model_input_dtypes(model: Any, count: int) -> list[str]:
+    """The dtype each model input expects (float32 where the model does not say)."""
+    dtypes = []
+    for tensor in list(getattr(model, "inputs", None) or [])[:count]:
+        dtype = tf.as_dtype(getattr(tensor, "dtype", "float32") or "float32")
+        dtypes.append(dtype.name if dtype.is_floating else "float32")
+    return dtypes + ["float32"] * (count - len(dtypes))
+
+
+def _score_dtype(dtype: Any) -> tf.DType:
+    """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
+
+
+def apply_activation(outputs: list, activation: str | None) -> list:
+    outputs = [tf.cast(out, _score_dtype(out.dtype)) for out in outputs]
+    if activation == "softmax":
+        return [tf.nn.softmax(out, axis=-1) for out in outputs]
+    if activation == "sigmoid":
+        return [tf.sigmoid(out) for out in outputs]
+    return outputs
+
+
+class AveragesCam(AveragesCamBase):
+    """Set of metrics that measure how a CAM's mask moves a Keras model's score.
+
+    Args:
+        model: an already trained Keras model (functional, Sequential or subclassed).
+        inputs: the instances, ``tf.Tensor`` or NumPy array (N, H, W, C); a list of them for a
+            multi-input model.
+        batch_size: samples per forward pass (default 32).
+        activation: ``'softmax'`` or ``'sigmoid'`` for a model that returns logits; None when
+            its outputs are already probabilities.
+        nan_policy: ``'raise'`` (default) names the first non-finite input, CAM or score;
+            ``'omit'`` skips such samples and counts them in ``Result.skipped``.
+        normalize: min-max normalise each CAM to [0, 1] before masking.
+        data_format: ``'channels_last'`` (default) or ``'channels_first'``.
+        level: confidence level of the intervals in ``Result.ci``.
+
+    Example::
+
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.utils.scores import CategoricalScore
+        score = CategoricalScore(labels)
+        cams = Gradcam(model)(score, images)
+        metrics = AveragesCam(model, images)
+        result = metrics.evaluate(cams, score)   # one masked forward pass
+        print(result.average_drop, result.average_increase, result.ci)
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        activation: str | None = None,
+        nan_policy: str = "raise",
+        normalize: bool = False,
+        data_format: str = "channels_last",
+        level: float = 0.95,
+    ) -> None:
+        self._init_options(
+            batch_size=batch_size,
+            activation=activation,
+            nan_policy=nan_policy,
+            normalize=normalize,
+            data_format=data_format,
+            level=level,
+        )
+        if not callable(model):
+            raise TypeError(f"model must be a Keras model (callable), got {type(model).__name__}.")
+        self.model = model
+        self.inputs = inputs
+        self._multi_input = isinstance(inputs, (list, tuple))
+        self._check_model_arity()
+        self._inputs = self._convert_inputs(inputs)
+        self.n = int(self._inputs[0].shape[0])
+        self._batch = int(batch_size or DEFAULT_BATCH_SIZE)
+        self._masked_pass = tf.function(self._masked_outputs_graph)
+        self._plain_pass = tf.function(self._plain_outputs_graph)
+        self.trace_count = 0  # traces of the compiled passes, for tests and curious users
+        self._output_dtypes = self._find_output_dtypes()
+        self._outputs = self._plain_pass(tuple(self._inputs))
+
+    # ----------------------------------------------------------------- set-up checks
+    def _check_model_arity(self) -> None:
+        model_inputs = getattr(self.model, "inputs", None)
+        if not model_inputs:
+            return
+        expected = len(model_inputs)
+        given = len(self.inputs) if self._multi_input else 1
+        if expected != given:
+            raise ValueError(
+                f"The model takes {expected} input(s) but inputs holds {given}"
+                + (" (a list)" if self._multi_input else " (a single array)")
+                + ": pass a list with one array per model input for a multi-input model, a "
+                "single array otherwise."
+            )
+
+    def _convert_inputs(self, inputs: Any) -> list[tf.Tensor]:
+        arrays = _as_list(inputs)
+        if not arrays:
+            raise ValueError("inputs is an empty list: pass one array per model input.")
+        dtypes = _model_input_dtypes(self.model, len(arrays))
+        tensors = []
+        for index, (array, dtype) in enumerate(zip(arrays, dtypes)):
+            name = f"inputs[{index}]" if self._multi_input else "inputs"
+            if isinstance(array, (str, bytes)) or array is None:
+                raise TypeError(f"{name} must be an array of shape (N, H, W, C), got {type(array).__name__}.")
+            tensor = array if isinstance(array, tf.Tensor) else tf.convert_to_tensor(np.asarray(array))
+            if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
+                raise TypeError(f"{name} must hold numbers, got dtype {tensor.dtype.name}.")
+            if tensor.shape.rank is None or tensor.shape.rank < 2:
+                raise ValueError(f"{name} must have a batch axis, shape (N, ...), got shape {tuple(tensor.shape)}.")
+            validation.check_nonempty(int(tensor.shape[0]), name)
+            tensor = tf.cast(tensor, dtype)  # uint8 and integer images: the model's input dtype
+            self._check_finite_inputs(tensor, name)
+            tensors.append(tensor)
+        counts = {int(t.shape[0]) for t in tensors}
+        if len(counts) > 1:
+            raise ValueError(f"inputs hold different numbers of samples {sorted(counts)}: each model input needs the same N.")
+        return tensors
+
+    def _check_finite_inputs(self, tensor: tf.Tensor, name: str) -> None:
+        if self.nan_policy != "raise":
+            return
+        per_sample = tf.reduce_all(tf.math.is_finite(tf.reshape(tensor, (tensor.shape[0], -1))), axis=1)
+        bad = np.flatnonzero(~per_sample.numpy())
+        if bad.size:
+            raise ValueError(
+                f"{name}[{int(bad[0])}] holds NaN or infinity. Fix the sample, or pass "
+                f"nan_policy='omit' to skip non-finite samples and count them in `skipped`."
+            )
+
+    def _find_output_dtypes(self) -> list[tf.DType]:
+        """The dtypes of the scored outputs: from the model's symbolic outputs when it has
+        them (functional and Sequential models), else from one sample run eagerly."""
+        symbolic = getattr(self.model, "outputs", None)
+        if symbolic:
+            return [_score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
+        probe = self._run_model([x[:1] for x in self._inputs])
+        return [out.dtype for out in probe]
+
+    # ----------------------------------------------------------------- compiled passes
+    def _batches(self, tensors: tuple) -> tf.data.Dataset:
+        dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(self._batch)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def _run_model(self, batch_inputs: list) -> list:
+        outputs = self.model(batch_inputs if self._multi_input else batch_inputs[0], training=False)
+        return apply_activation(_as_list(outputs), self.activation)
+
+    def _plain_outputs_graph(self, inputs: tuple) -> list:
+        self.trace_count += 1
+        return self._loop_static(self._batches(inputs), lambda batch: self._run_model(list(batch)))
+
+    def _masked_outputs_graph(self, inputs: tuple, cams: tuple) -> list:
+        self.trace_count += 1
+
+        def step(batch):
+            batch_inputs, batch_cams = batch
+            masked = [
+                mask_inputs(
+                    x,
+                    c,
+                    data_format=self.data_format,
+                    normalize=self.normalize,
+                    dtype=x.dtype.name,
+                    backend=_BACKEND,
+                )
+                for x, c in zip(batch_inputs, batch_cams)
+            ]
+            return self._run_model(masked)
+
+        return self._loop_static(self._batches((inputs, cams)), step)
+
+    def _loop_static(self, dataset: tf.data.Dataset, step: Callable) -> list:
+        """Run ``step`` over the batches inside the graph; concatenate outputs on the device."""
+        initial = (
+            tf.constant(0),
+            tuple(
+                tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False)
+                for dtype in self._output_dtypes
+            ),
+        )
+
+        def append(state, batch):
+            index, arrays = state
+            outputs = step(batch)
+            return index + 1, tuple(ta.write(index, out) for ta, out in zip(arrays, outputs))
+
+        _, arrays = dataset.reduce(initial, append)
+        return [ta.concat() for ta in arrays]
+
+    # ----------------------------------------------------------------- scores
+    def _score_functions(self, score_function: Any) -> list:
+        return as_score_list(score_function, len(self._outputs))
+
+    def _plain_scores(self, score_function: Any) -> np.ndarray:
+        scores = summed_scores(self._score_functions(score_function), self._outputs, self.n, _BACKEND)
+        y_c = scores.numpy().astype(np.float64)
+        validation.check_scores_finite(y_c, "score_function on the model's outputs", self.nan_policy)
+        return y_c
+
+    def _prepare_cams(self, cams: Any) -> tuple[list[tf.Tensor], np.ndarray]:
+        """Checked CAM tensors, one per input, and which samples have a non-finite CAM."""
+        if self._multi_input != isinstance(cams, (list, tuple)):
+            if self._multi_input:
+                raise ValueError(
+                    f"The model has {len(self._inputs)} inputs, so cams must be a list with one CAM "
+                    f"array per input (as tf-keras-vis returns them), got a single array."
+                )
+            raise ValueError(
+                "cams is a list but the model has a single input: pass one array of shape "
+                "(N, H, W) (a multi-input model takes a list with one CAM array per input)."
+            )
+        cam_list = _as_list(cams)
+        if len(cam_list) != len(self._inputs):
+            raise ValueError(
+                f"cams holds {len(cam_list)} CAM arrays for a model with {len(self._inputs)} inputs: "
+                f"pass one per input."
+            )
+        tensors, bad = [], np.zeros(self.n, dtype=bool)
+        for cam, x in zip(cam_list, self._inputs):
+            if isinstance(cam, (str, bytes)) or cam is None:
+                raise TypeError(f"cams must be arrays of shape (N, H, W), got {type(cam).__name__}.")
+            tensor = cam if isinstance(cam, tf.Tensor) else tf.convert_to_tensor(np.asarray(cam))
+            if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
+                raise TypeError(f"cams must hold numbers, got dtype {tensor.dtype.name}.")
+            check_masking_args(x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy)
+            work = "float64" if x.dtype == tf.float64 else "float32"
+            tensor = tf.cast(tensor, work)
+            if self.nan_policy == "omit":
+                nonfinite = nonfinite_cam_samples(tensor, _BACKEND)
+                if nonfinite.any():
+                    bad |= nonfinite
+                    tensor = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
+            tensors.append(tensor)
+        return tensors, bad
+
+    def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
+        functions = self._score_functions(score_function)
+        cam_tensors, bad = self._prepare_cams(cams)
+        outputs = self._masked_pass(tuple(self._inputs), tuple(cam_tensors))
+        o_c = summed_scores(functions, outputs, self.n, _BACKEND).numpy().astype(np.float64)
+        o_c[bad] = np.nan
+        validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)
+        return o_c
