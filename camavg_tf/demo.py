@@ -212,33 +212,52 @@ def check_layer(model, layer: str) -> None:
         )
 
 
-def cam_method(method: str, model, images: np.ndarray, labels: np.ndarray, *, layer: str | None = DEFAULT_LAYER) -> np.ndarray:
-    """One tf-keras-vis CAM method's maps for ``images`` and their target ``labels``.
+def target_score(model, targets: np.ndarray):
+    """The tf-keras-vis score function for one target per sample.
+
+    ``CategoricalScore`` for a model with several output units; ``BinaryScore`` for one unit
+    (a sigmoid model), whose targets are then 0 or 1.
+    """
+    from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
+
+    targets = np.asarray(targets).reshape(-1)
+    n_units = model.output_shape[-1] if hasattr(model, "output_shape") else None
+    if n_units == 1:
+        return BinaryScore([bool(target) for target in targets])
+    return CategoricalScore([int(target) for target in targets])
+
+
+def cam_method(method: str, model, images: np.ndarray, targets: np.ndarray, *, layer: str | None = DEFAULT_LAYER) -> np.ndarray:
+    """One tf-keras-vis CAM method's maps for ``images`` and their ``targets``.
 
     Args:
         method: one of :data:`CAM_METHODS`.
-        model: a Keras model with a softmax output.
+        model: a Keras model (softmax, sigmoid or logit outputs).
         images: (N, H, W, C) inputs.
-        labels: (N,) target classes.
+        targets: (N,) target classes (0/1 for a one-unit sigmoid model).
         layer: name of the conv layer to take the CAM at; None lets tf-keras-vis pick the last.
 
     Returns:
         (N, H, W) float32 in [0, 1].
     """
-    from tf_keras_vis.utils.scores import CategoricalScore
-
     if method not in CAM_METHODS:
         raise ValueError(f"method must be one of {', '.join(CAM_METHODS)}, got {method!r}.")
     if layer is not None:
         check_layer(model, layer)
     visualizer = _visualizer(method, model)
-    score = CategoricalScore([int(label) for label in np.asarray(labels).reshape(-1)])
     kwargs: dict[str, Any] = {"penultimate_layer": layer}
     if method == "scorecam":
-        kwargs["max_N"] = SCORECAM_MAX_N
+        kwargs["max_N"] = min(SCORECAM_MAX_N, _channels(model, layer))
     with _quiet_keras():
-        cams = visualizer(score, np.asarray(images, dtype=np.float32), **kwargs)
+        cams = visualizer(target_score(model, targets), np.asarray(images, dtype=np.float32), **kwargs)
     return _to_unit_range(cams)
+
+
+def _channels(model, layer: str | None) -> int:
+    """Channels of the CAM layer (Score-CAM's max_N may not exceed them)."""
+    if layer is None:
+        return SCORECAM_MAX_N
+    return int(model.get_layer(layer).output.shape[-1])
 
 
 def reference_maps(masks: np.ndarray, *, seed: int = 0) -> dict[str, np.ndarray]:

@@ -1,0 +1,288 @@
+"""What the ``camavg`` command writes: the table, ``results.json``, ``results.csv``, ``report.png``.
+
+The text outputs need nothing but the standard library. ``report.png`` needs matplotlib, which is
+imported only when the picture is drawn, through its object API (``Figure`` and the Agg canvas),
+so drawing never changes pyplot's global backend in the caller's process.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camavg_core.result import METRICS, Result
+
+METRIC_TITLES = {
+    "average_drop": "Average Drop",
+    "average_increase": "Average Increase",
+    "average_gain": "Average Gain",
+}
+# Which way is better, for the plot titles: a faithful CAM keeps the evidence.
+METRIC_DIRECTIONS = {"average_drop": "lower is better", "average_increase": "higher is better", "average_gain": "higher is better"}
+
+
+# ----------------------------------------------------------------------------- records
+def result_records(results: Mapping[str, Result]) -> list[dict[str, Any]]:
+    """One JSON-ready object per method: ``method`` then the fields of ``Result.to_dict()``."""
+    return [{"method": method, **result.to_dict()} for method, result in results.items()]
+
+
+def comparison_records(comparisons: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    """One JSON-ready object per pair of methods from ``camavg_core.compare`` results.
+
+    Each holds ``method_a``, ``method_b`` and, per metric, the difference (a minus b), its
+    interval and its p-value.
+    """
+    records = []
+    for (method_a, method_b), comparison in comparisons.items():
+        record: dict[str, Any] = {"method_a": method_a, "method_b": method_b}
+        for metric in METRICS:
+            low, high = comparison.ci[metric]
+            record[metric] = {
+                "difference": float(comparison.difference[metric]),
+                "ci": [float(low), float(high)],
+                "p_value": float(comparison.p_value[metric]),
+            }
+        record["summary"] = _comparison_summary(comparison)
+        records.append(record)
+    return records
+
+
+def _comparison_summary(comparison: Any) -> str:
+    summary = getattr(comparison, "summary", None)
+    if callable(summary):
+        summary = summary()
+    return str(summary if summary is not None else comparison)
+
+
+# ----------------------------------------------------------------------------- text
+def _with_interval(value: float, interval: Sequence[float] | None) -> str:
+    if interval is None:
+        return f"{value:.2f}"
+    low, high = interval
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def format_table(results: Mapping[str, Result]) -> str:
+    """The results as an aligned text table, intervals in brackets once they exist.
+
+    >>> table = format_table({"gradcam": Result(12.5, 25.0, 3.0, n=4)})
+    >>> print(table)  # doctest: +NORMALIZE_WHITESPACE
+    method   Average Drop  Average Increase  Average Gain  n
+    gradcam         12.50             25.00          3.00  4
+    """
+    any_ci = any(result.ci is not None for result in results.values())
+    any_skipped = any(result.skipped for result in results.values())
+    header = ["method"] + [METRIC_TITLES[m] + (" [95% CI]" if any_ci else "") for m in METRICS] + ["n"]
+    if any_ci:
+        levels = {result.level for result in results.values() if result.ci is not None}
+        if levels != {0.95}:
+            header[1:4] = [
+                METRIC_TITLES[m] + f" [{', '.join(f'{level:.0%}' for level in sorted(levels))} CI]" for m in METRICS
+            ]
+    if any_skipped:
+        header.append("skipped")
+    rows = []
+    for method, result in results.items():
+        row = [method] + [
+            _with_interval(getattr(result, metric), None if result.ci is None else result.ci.get(metric))
+            for metric in METRICS
+        ] + [str(result.n)]
+        if any_skipped:
+            row.append(str(result.skipped))
+        rows.append(row)
+    return _align([header] + rows)
+
+
+def format_comparison_table(comparisons: Mapping[tuple[str, str], Any]) -> str:
+    """Every pair of methods: the difference (a - b) per metric, its interval and p-value."""
+    header = ["method a - method b"] + [f"{METRIC_TITLES[m]} diff [CI] p" for m in METRICS]
+    rows = []
+    for record in comparison_records(comparisons):
+        row = [f"{record['method_a']} - {record['method_b']}"]
+        for metric in METRICS:
+            entry = record[metric]
+            row.append(f"{_with_interval(entry['difference'], entry['ci'])} p={entry['p_value']:.3g}")
+        rows.append(row)
+    return _align([header] + rows)
+
+
+def _align(rows: list[list[str]]) -> str:
+    """Left-align the first column, right-align the numbers."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def format_json(records: Any) -> str:
+    """``json.dumps`` with a stable layout (the records are NaN-free by construction)."""
+    return json.dumps(records, indent=2, allow_nan=False)
+
+
+CSV_FIELDS = (
+    ["method"]
+    + [f"{metric}{suffix}" for metric in METRICS for suffix in ("", "_low", "_high")]
+    + ["n", "skipped", "level"]
+)
+
+
+def format_csv(results: Mapping[str, Result]) -> str:
+    """One row per method; the interval bounds are empty when there are no intervals.
+
+    >>> print(format_csv({"ones": Result(0.0, 0.0, 0.0, n=3)}).splitlines()[1])
+    ones,0.0,,,0.0,,,0.0,,,3,0,0.95
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for method, result in results.items():
+        row: dict[str, Any] = {"method": method, "n": result.n, "skipped": result.skipped, "level": result.level}
+        for metric in METRICS:
+            row[metric] = float(getattr(result, metric))
+            interval = None if result.ci is None else result.ci.get(metric)
+            row[f"{metric}_low"] = "" if interval is None else float(interval[0])
+            row[f"{metric}_high"] = "" if interval is None else float(interval[1])
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_text_outputs(
+    out_dir: str | Path,
+    results: Mapping[str, Result],
+    comparisons: Mapping[tuple[str, str], Any] | None = None,
+) -> list[Path]:
+    """Write ``results.json``, ``results.csv`` (and ``comparisons.json`` when given) to ``out_dir``."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "results.json", directory / "results.csv"]
+    written[0].write_text(format_json(result_records(results)) + "\n")
+    written[1].write_text(format_csv(results))
+    if comparisons:
+        path = directory / "comparisons.json"
+        path.write_text(format_json(comparison_records(comparisons)) + "\n")
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- picture
+def _displayable(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) image in [0, 1] for imshow: grey for one channel, min-max scaled if needed."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    elif image.shape[-1] != 3:
+        image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
+    low, high = np.nanmin(image), np.nanmax(image)
+    if low < 0.0 or high > 1.0:
+        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return np.clip(np.nan_to_num(image), 0.0, 1.0)
+
+
+def _resized(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D map, for display only."""
+    cam = np.asarray(cam, dtype=np.float64)
+    rows = (np.arange(height) * cam.shape[0] // height).clip(0, cam.shape[0] - 1)
+    cols = (np.arange(width) * cam.shape[1] // width).clip(0, cam.shape[1] - 1)
+    return cam[rows][:, cols]
+
+
+def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
+    methods = list(results)
+    values = np.array([getattr(results[m], metric) for m in methods])
+    positions = np.arange(len(methods))
+    colours = ["#8c8c8c" if m.startswith("reference:") else "#3b75af" for m in methods]
+    errors = None
+    if all(results[m].ci is not None and metric in results[m].ci for m in methods):
+        bounds = np.array([results[m].ci[metric] for m in methods], dtype=np.float64)
+        errors = np.vstack([values - bounds[:, 0], bounds[:, 1] - values]).clip(min=0.0)
+    axes.barh(positions, values, xerr=errors, color=colours, capsize=3, error_kw={"elinewidth": 1})
+    axes.set_yticks(positions, methods, fontsize=8)
+    axes.invert_yaxis()  # first method on top, as in the table
+    axes.set_title(f"{METRIC_TITLES[metric]} (%), {METRIC_DIRECTIONS[metric]}", fontsize=9)
+    axes.tick_params(axis="x", labelsize=8)
+    axes.grid(axis="x", alpha=0.3)
+    upper = float(np.max(values if errors is None else values + errors[1])) if len(values) else 0.0
+    axes.set_xlim(0.0, max(1.0, upper * 1.15))
+    for position, value in zip(positions, values):
+        axes.text(value, position, f" {value:.1f}", va="center", ha="left", fontsize=7)
+
+
+def plot_report(
+    path: str | Path,
+    results: Mapping[str, Result],
+    images: np.ndarray,
+    cams: Mapping[str, np.ndarray],
+    *,
+    n_samples: int = 3,
+    title: str = "camavg: CAM faithfulness",
+) -> Path:
+    """Draw ``report.png``: bars per metric with their intervals, then a grid of samples.
+
+    The grid has one row per method and, for each of the first ``n_samples`` images, three
+    panels: the image, the CAM over it, and the masked image the model was scored on.
+
+    Args:
+        path: where to write the PNG.
+        results: ``{method: Result}``.
+        images: (N, H, W, C) channels-last inputs (shown min-max scaled if outside [0, 1]).
+        cams: ``{method: (N, h, w)}`` maps in [0, 1], same keys as ``results``.
+        n_samples: images shown per method.
+        title: the figure's title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    methods = list(results)
+    images = np.asarray(images)
+    n_samples = max(1, min(n_samples, images.shape[0]))
+    n_columns = 3 * n_samples
+    bar_height = 0.3 * len(methods) + 1.2
+    grid_height = 1.2 * len(methods)
+    figure = Figure(figsize=(max(11.0, 1.25 * n_columns + 2.0), bar_height + grid_height + 0.6), dpi=110)
+    FigureCanvasAgg(figure)
+    figure.suptitle(title, fontsize=12)
+    top, bottom = figure.subfigures(2, 1, height_ratios=[bar_height + 0.3, grid_height + 0.3])
+
+    bar_axes = top.subplots(1, len(METRICS))
+    for axes, metric in zip(bar_axes, METRICS):
+        _metric_bars(axes, results, metric)
+    for axes in bar_axes[1:]:
+        axes.set_yticklabels([])
+    top.subplots_adjust(left=0.17, right=0.98, bottom=0.14, top=0.84, wspace=0.08)
+    top.text(0.5, 0.01, "blue: CAM methods, grey: reference maps; whiskers: confidence intervals "
+             "(when computed). Below: each image, its CAM, and the masked image (image x CAM) the model is scored on.",
+             ha="center", va="bottom", fontsize=8, color="#444444")
+
+    grid = bottom.subplots(len(methods), n_columns, squeeze=False)
+    for row, method in enumerate(methods):
+        for sample in range(n_samples):
+            image = _displayable(images[sample])
+            cam = _resized(np.asarray(cams[method][sample]), image.shape[0], image.shape[1])
+            panels = grid[row, 3 * sample : 3 * sample + 3]
+            panels[0].imshow(image, interpolation="nearest")
+            panels[1].imshow(image, interpolation="nearest")
+            panels[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear")
+            panels[2].imshow(np.clip(image * cam[..., None], 0.0, 1.0), interpolation="nearest")
+            if row == 0:
+                for panel, name in zip(panels, ("image", "CAM", "masked")):
+                    panel.set_title(f"{name} {sample + 1}", fontsize=8)
+        grid[row, 0].set_ylabel(method, rotation=0, ha="right", va="center", fontsize=8)
+    for axes in grid.ravel():
+        axes.set_xticks([])
+        axes.set_yticks([])
+    bottom.subplots_adjust(left=0.17, right=0.98, bottom=0.01, top=0.96, wspace=0.05, hspace=0.08)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
