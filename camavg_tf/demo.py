@@ -185,26 +185,37 @@ def _visualizer(method: str, model):
     return classes[method](model, model_modifier=ReplaceToLinear(), clone=True)
 
 
-def conv_layer_names(model) -> list[str]:
-    """Names of the layers a CAM can be taken at: those with a 4-D (N, H, W, C) output.
-
-    Nested models are not searched; tf-keras-vis looks layers up on the outer model too.
-    """
-    names = []
+def _all_layers(model) -> list:
+    """The model's layers, with those of nested models (tf-keras-vis finds those too)."""
+    found = []
     for model_layer in model.layers:
-        try:
-            shape = model_layer.output.shape
-        except (AttributeError, ValueError):  # a layer with several outputs or none yet
-            continue
-        if len(shape) == 4 and type(model_layer).__name__ != "InputLayer":
-            names.append(model_layer.name)
-    return names
+        found.append(model_layer)
+        if hasattr(model_layer, "layers"):
+            found.extend(_all_layers(model_layer))
+    return found
+
+
+def _spatial_output(model_layer) -> bool:
+    try:
+        return len(model_layer.output.shape) == 4
+    except (AttributeError, ValueError):  # several outputs, or not built
+        return False
+
+
+def conv_layer_names(model) -> list[str]:
+    """Names of the convolutional layers a CAM can be taken at, in model order.
+
+    Layers whose type is a convolution; when there are none, every layer with a 4-D
+    (N, H, W, C) output except the input.
+    """
+    layers = [layer for layer in _all_layers(model) if type(layer).__name__ != "InputLayer"]
+    convolutions = [layer.name for layer in layers if "Conv" in type(layer).__name__ and _spatial_output(layer)]
+    return convolutions or [layer.name for layer in layers if _spatial_output(layer)]
 
 
 def check_layer(model, layer: str) -> None:
     """Raise ValueError naming the conv layers when ``layer`` is not a layer of ``model``."""
-    names = [model_layer.name for model_layer in model.layers]
-    if layer not in names:
+    if layer not in {model_layer.name for model_layer in _all_layers(model)}:
         candidates = ", ".join(conv_layer_names(model)) or "none found"
         raise ValueError(
             f"layer {layer!r} is not a layer of model {model.name!r}; "
@@ -257,7 +268,8 @@ def _channels(model, layer: str | None) -> int:
     """Channels of the CAM layer (Score-CAM's max_N may not exceed them)."""
     if layer is None:
         return SCORECAM_MAX_N
-    return int(model.get_layer(layer).output.shape[-1])
+    named = [model_layer for model_layer in _all_layers(model) if model_layer.name == layer]
+    return int(named[0].output.shape[-1])
 
 
 def reference_maps(masks: np.ndarray, *, seed: int = 0) -> dict[str, np.ndarray]:

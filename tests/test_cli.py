@@ -1,0 +1,294 @@
+"""The ``camavg`` command on tiny data: its numbers, its files, and its errors.
+
+The numbers are checked two ways: against ``camavg_tf.AveragesCam`` on the same data, and
+against the equations written out here in NumPy on ``model.predict`` of the plain and masked
+inputs. Most cases call ``main`` in-process (TensorFlow's import costs seconds per process); a
+few run the real command in a subprocess, for its exit status and streams.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tf_keras_vis")
+
+from camavg_tf import AveragesCam  # noqa: E402
+from camavg_tf.cli import main  # noqa: E402
+
+N, SIZE, CLASSES = 6, 8, 3
+EPS = 1e-7
+
+
+def _tiny_model(final_activation: str | None, bias: float = 0.0):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((SIZE, SIZE, 3), name="pixels")
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_top")(features)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    outputs = keras.layers.Dense(
+        CLASSES, activation=final_activation, name="scores", bias_initializer=keras.initializers.Constant(bias)
+    )(pooled)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A saved softmax model, a logit model, inputs, targets and two CAM sets, on disk."""
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(11)
+    inputs = rng.random((N, SIZE, SIZE, 3)).astype(np.float32)
+    targets = np.array([0, 1, 2, 0, 1, 2], dtype=np.int64)
+    cams = {"alpha": rng.random((N, SIZE, SIZE)).astype(np.float32),
+            # Another spatial size: the command resizes it like AveragesCam does.
+            "beta": rng.random((N, 4, 4)).astype(np.float32)}
+    paths = {"model": folder / "tiny.keras", "logits": folder / "logits.keras",
+             "inputs": folder / "x.npy", "targets": folder / "y.npy",
+             "alpha": folder / "alpha.npy", "beta": folder / "beta.npy", "npz": folder / "x.npz"}
+    _tiny_model("softmax").save(paths["model"])
+    # A negative bias makes every logit negative, so Y_c < 0 without a softmax.
+    _tiny_model(None, bias=-5.0).save(paths["logits"])
+    np.save(paths["inputs"], inputs)
+    np.savez(paths["npz"], images=inputs, extra=targets)
+    np.save(paths["targets"], targets)
+    for name in ("alpha", "beta"):
+        np.save(paths[name], cams[name])
+    return {"paths": {k: str(v) for k, v in paths.items()}, "inputs": inputs, "targets": targets,
+            "cams": cams, "folder": folder}
+
+
+def _run_in_process(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _numpy_metrics(model, inputs, targets, cams):
+    """The three equations, written out in NumPy, on model.predict of plain and masked inputs."""
+    if cams.shape[1:] != inputs.shape[1:3]:  # nearest-free check: only used for same-size CAMs
+        raise AssertionError("same-size CAMs only")
+    rows = np.arange(len(targets))
+    y_c = model.predict(inputs, verbose=0)[rows, targets].astype(np.float64)
+    o_c = model.predict(inputs * cams[..., None], verbose=0)[rows, targets].astype(np.float64)
+    drop = 100 * np.mean(np.maximum(0, y_c - o_c) / (y_c + EPS))
+    increase = 100 * np.mean(y_c < o_c)
+    gain = 100 * np.mean(np.maximum(0, o_c - y_c) / (1 - y_c + EPS))
+    return drop, increase, gain, y_c, o_c
+
+
+def _evaluate_args(files, *extra):
+    paths = files["paths"]
+    return ["evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--targets", paths["targets"],
+            "--cams", paths["alpha"], paths["beta"], *extra]
+
+
+# ----------------------------------------------------------------------------- numbers
+def test_subprocess_json_matches_averagescam_and_numpy(files, tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "camavg_tf.cli", *_evaluate_args(files, "--format", "json", "--out", str(out), "--quiet")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert finished.returncode == 0, finished.stderr
+    records = json.loads(finished.stdout)
+    assert [record["method"] for record in records] == ["alpha", "beta"]
+
+    model = keras.models.load_model(files["paths"]["model"])
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    metrics = AveragesCam(model, files["inputs"])
+    score = CategoricalScore(files["targets"].tolist())
+    for record in records:
+        expected = metrics.evaluate(files["cams"][record["method"]], score)
+        for field in ("average_drop", "average_increase", "average_gain"):
+            assert record[field] == pytest.approx(getattr(expected, field), abs=1e-9)
+        assert record["n"] == N
+        np.testing.assert_allclose(record["y_c"], expected.y_c, rtol=1e-6)
+        np.testing.assert_allclose(record["o_c"], expected.o_c, rtol=1e-6)
+
+    # Independently of camavg: the equations in NumPy on the same-size CAM set.
+    drop, increase, gain, y_c, o_c = _numpy_metrics(model, files["inputs"], files["targets"], files["cams"]["alpha"])
+    alpha = records[0]
+    assert alpha["average_drop"] == pytest.approx(drop, abs=1e-3)
+    assert alpha["average_increase"] == pytest.approx(increase, abs=1e-9)
+    assert alpha["average_gain"] == pytest.approx(gain, abs=1e-3)
+    np.testing.assert_allclose(alpha["y_c"], y_c, rtol=1e-5)
+
+    # The files: results.json holds the same records as stdout; the PNG is a PNG.
+    assert json.loads((out / "results.json").read_text()) == records
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_and_table_hold_the_json_numbers(files, tmp_path, capsys):
+    status, json_out, _ = _run_in_process(capsys, *_evaluate_args(files, "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path)))
+    assert status == 0
+    records = {record["method"]: record for record in json.loads(json_out)}
+
+    status, csv_out, _ = _run_in_process(capsys, *_evaluate_args(files, "--format", "csv", "--quiet", "--no-plot", "--out", str(tmp_path)))
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(csv_out)))
+    assert [row["method"] for row in rows] == ["alpha", "beta"]
+    for row in rows:
+        for field in ("average_drop", "average_increase", "average_gain"):
+            assert float(row[field]) == pytest.approx(records[row["method"]][field])
+        assert int(row["n"]) == N
+    assert (tmp_path / "results.csv").read_text() == csv_out
+
+    status, table, _ = _run_in_process(capsys, *_evaluate_args(files, "--quiet", "--no-plot", "--out", str(tmp_path)))
+    assert status == 0
+    lines = table.strip().splitlines()
+    assert lines[0].split()[:3] == ["method", "Average", "Drop"]
+    alpha_line = next(line for line in lines if line.startswith("alpha"))
+    assert f"{records['alpha']['average_drop']:.2f}" in alpha_line
+
+
+def test_top1_targets_the_argmax(files, tmp_path, capsys):
+    paths = files["paths"]
+    status, out, _ = _run_in_process(
+        capsys, "evaluate", "--model", paths["model"], "--inputs", paths["npz"], "--top1",
+        "--cams", paths["alpha"], "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path))
+    assert status == 0
+    model = keras.models.load_model(paths["model"])
+    top1 = model.predict(files["inputs"], verbose=0).argmax(axis=1)
+    drop, increase, gain, y_c, _ = _numpy_metrics(model, files["inputs"], top1, files["cams"]["alpha"])
+    record = json.loads(out)[0]
+    np.testing.assert_allclose(record["y_c"], y_c, rtol=1e-5)
+    assert record["average_drop"] == pytest.approx(drop, abs=1e-3)
+
+
+def test_activation_softmax_on_a_logit_model(files, tmp_path, capsys):
+    paths = files["paths"]
+    status, out, err = _run_in_process(
+        capsys, "evaluate", "--model", paths["logits"], "--inputs", paths["inputs"], "--targets", paths["targets"],
+        "--cams", paths["alpha"], "--activation", "softmax", "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path))
+    assert status == 0, err
+    model = keras.models.load_model(paths["logits"])
+    rows = np.arange(N)
+    logits = model.predict(files["inputs"], verbose=0).astype(np.float64)
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(json.loads(out)[0]["y_c"], softmax[rows, files["targets"]], rtol=1e-5)
+
+
+def test_method_makes_tf_keras_vis_cams(files, tmp_path, capsys):
+    paths = files["paths"]
+    status, out, err = _run_in_process(
+        capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--targets", paths["targets"],
+        "--method", "gradcam,gradcam++,scorecam,layercam", "--layer", "conv_top", "--batch-size", "4",
+        "--format", "json", "--quiet", "--out", str(tmp_path))
+    assert status == 0, err
+    records = json.loads(out)
+    assert [record["method"] for record in records] == ["gradcam", "gradcam++", "scorecam", "layercam"]
+    for record in records:
+        assert record["n"] == N
+        assert 0.0 <= record["average_drop"] <= 100.0
+    assert (tmp_path / "report.png").exists()
+
+
+def test_compare_reports_every_pair(files, tmp_path, capsys):
+    camavg_core = pytest.importorskip("camavg_core")
+    if not hasattr(camavg_core, "compare"):
+        pytest.skip("camavg_core.compare is not there yet")
+    status, out, err = _run_in_process(capsys, *_evaluate_args(files, "--compare", "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path)))
+    assert status == 0, err
+    document = json.loads(out)
+    assert [r["method"] for r in document["results"]] == ["alpha", "beta"]
+    (pair,) = document["comparisons"]
+    assert (pair["method_a"], pair["method_b"]) == ("alpha", "beta")
+    by_method = {r["method"]: r for r in document["results"]}
+    # The difference of Average Drop is the difference of the two methods' Average Drop.
+    assert pair["average_drop"]["difference"] == pytest.approx(
+        by_method["alpha"]["average_drop"] - by_method["beta"]["average_drop"], abs=1e-6)
+    assert 0.0 <= pair["average_drop"]["p_value"] <= 1.0
+    assert (tmp_path / "comparisons.json").exists()
+
+
+# ----------------------------------------------------------------------------- errors
+def _assert_one_line_error(status, out, err, *fragments):
+    assert status == 2
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("camavg: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_error_missing_file(files, tmp_path, capsys):
+    paths = files["paths"]
+    missing = str(tmp_path / "nope.keras")
+    result = _run_in_process(capsys, "evaluate", "--model", missing, "--inputs", paths["inputs"], "--top1",
+                             "--cams", paths["alpha"], "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "--model file not found", "nope.keras")
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--top1",
+                             "--cams", paths["alpha"], str(tmp_path / "gone.npy"), "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "--cams file not found", "gone.npy")
+
+
+def test_error_unknown_layer_lists_the_conv_layers(files, tmp_path, capsys):
+    paths = files["paths"]
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--top1",
+                             "--method", "gradcam", "--layer", "conv9", "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "'conv9'", "conv, conv_top")
+
+
+def test_error_method_without_layer(files, tmp_path, capsys):
+    paths = files["paths"]
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--top1",
+                             "--method", "gradcam", "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "--layer")
+
+
+def test_error_shapes_that_do_not_match(files, tmp_path, capsys):
+    paths = files["paths"]
+    short_cams = tmp_path / "short.npy"
+    np.save(short_cams, np.ones((N - 1, SIZE, SIZE), np.float32))
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--top1",
+                             "--cams", str(short_cams), "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "short.npy", f"({N - 1}, {SIZE}, {SIZE})")
+
+    short_targets = tmp_path / "y_short.npy"
+    np.save(short_targets, np.zeros(N + 2, np.int64))
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", paths["inputs"],
+                             "--targets", str(short_targets), "--cams", paths["alpha"], "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "--targets", f"({N + 2},)")
+
+    wrong_images = tmp_path / "x_wrong.npy"
+    np.save(wrong_images, np.zeros((N, SIZE + 2, SIZE + 2, 3), np.float32))
+    result = _run_in_process(capsys, "evaluate", "--model", paths["model"], "--inputs", str(wrong_images),
+                             "--top1", "--cams", paths["alpha"], "--quiet", "--out", str(tmp_path))
+    _assert_one_line_error(*result, "--inputs", f"({N}, {SIZE + 2}, {SIZE + 2}, 3)")
+
+
+def test_error_logits_without_activation(files, tmp_path, capsys):
+    paths = files["paths"]
+    result = _run_in_process(capsys, "evaluate", "--model", paths["logits"], "--inputs", paths["inputs"],
+                             "--targets", paths["targets"], "--cams", paths["alpha"], "--quiet", "--no-plot",
+                             "--out", str(tmp_path))
+    _assert_one_line_error(*result, "logits", "--activation softmax")
+
+
+def test_error_exit_status_in_a_real_process(files, tmp_path):
+    paths = files["paths"]
+    command = [sys.executable, "-m", "camavg_tf.cli", "evaluate", "--model", paths["model"], "--inputs",
+               str(tmp_path / "missing.npy"), "--top1", "--cams", paths["alpha"], "--out", str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert finished.returncode == 2
+    assert "Traceback" not in finished.stderr
+    assert "camavg: error: --inputs file not found" in finished.stderr
+    assert finished.stdout == ""
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--inputs", "x.npy"])
+    assert exit_info.value.code == 2
+    assert "--model" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""The demo: its model learns the task, its CAMs are well formed, its reference maps behave.
+
+The model is trained once per test session into a temporary cache (a few seconds on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tf_keras_vis")
+
+from camavg_tf import AveragesCam, demo  # noqa: E402
+from camavg_tf.cli import main  # noqa: E402
+
+N_EVAL = 32
+EPS = 1e-7
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("camavg-cache")
+
+
+@pytest.fixture(scope="module")
+def trained(cache_dir):
+    model, was_trained = demo.load_or_train(cache_dir)
+    assert was_trained  # an empty cache trains
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return demo.demo_data(N_EVAL)
+
+
+def test_model_is_functional_with_named_conv_layers_and_softmax():
+    model = demo.build_model()
+    assert isinstance(model, keras.Model) and type(model).__name__ == "Functional"
+    assert demo.conv_layer_names(model) == ["conv_1", "conv_2", "conv_last"]
+    assert model.get_layer("predictions").activation.__name__ == "softmax"
+
+
+def test_model_beats_chance_on_unseen_images(trained, data):
+    probabilities = trained.predict(data.images, verbose=0)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == data.labels))
+    assert accuracy >= 0.9  # chance is 1/3
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cache_is_reused(trained, cache_dir, data):
+    again, was_trained = demo.load_or_train(cache_dir)
+    assert not was_trained
+    np.testing.assert_allclose(again.predict(data.images, verbose=0), trained.predict(data.images, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAMAVG_CACHE", str(tmp_path))
+    assert demo.default_cache_dir() == tmp_path
+    monkeypatch.delenv("CAMAVG_CACHE")
+    assert demo.default_cache_dir().parts[-2:] == (".cache", "camavg")
+
+
+def test_true_mask_keeps_the_evidence_and_its_inverse_removes_it(trained, data):
+    """The ground truth of the synthetic set: the object mask has the lower Average Drop."""
+    maps = demo.reference_maps(data.masks)
+    metrics = AveragesCam(trained, data.images)
+    score = demo.target_score(trained, data.labels)
+    true_mask = metrics.evaluate(maps["reference:true-mask"], score)
+    inverse = metrics.evaluate(maps["reference:inverse-mask"], score)
+    assert true_mask.average_drop < inverse.average_drop
+    # The same in NumPy, independently of camavg's masking.
+    rows = np.arange(N_EVAL)
+    y_c = trained.predict(data.images, verbose=0)[rows, data.labels].astype(np.float64)
+    drops = {}
+    for name in ("reference:true-mask", "reference:inverse-mask"):
+        o_c = trained.predict(data.images * maps[name][..., None], verbose=0)[rows, data.labels]
+        drops[name] = 100 * np.mean(np.maximum(0.0, y_c - o_c) / (y_c + EPS))
+    assert drops["reference:true-mask"] == pytest.approx(true_mask.average_drop, abs=1e-3)
+    assert drops["reference:inverse-mask"] == pytest.approx(inverse.average_drop, abs=1e-3)
+
+
+def test_map_of_ones_changes_nothing(trained, data):
+    ones = demo.reference_maps(data.masks)["reference:ones"]
+    result = AveragesCam(trained, data.images).evaluate(ones, demo.target_score(trained, data.labels))
+    # Masking with ones is the identity, so O_c = Y_c: every term is 0.
+    assert (result.average_drop, result.average_increase, result.average_gain) == (0.0, 0.0, 0.0)
+
+
+def test_reference_maps_are_what_they_say(data):
+    maps = demo.reference_maps(data.masks, seed=5)
+    assert list(maps) == list(demo.REFERENCE_MAPS)
+    np.testing.assert_array_equal(maps["reference:true-mask"], data.masks)
+    np.testing.assert_array_equal(maps["reference:inverse-mask"], 1.0 - data.masks)
+    np.testing.assert_array_equal(maps["reference:ones"], np.ones_like(data.masks))
+    np.testing.assert_array_equal(maps["reference:random"], demo.reference_maps(data.masks, seed=5)["reference:random"])
+    assert not np.array_equal(maps["reference:random"], demo.reference_maps(data.masks, seed=6)["reference:random"])
+
+
+def test_every_cam_method_gives_unit_range_maps(trained, data):
+    images, labels = data.images[:8], data.labels[:8]
+    cams = demo.make_cams(trained, images, labels, masks=data.masks[:8])
+    assert list(cams) == list(demo.CAM_METHODS) + list(demo.REFERENCE_MAPS)
+    for name, cam in cams.items():
+        assert cam.shape == (8, demo.IMAGE_SIZE, demo.IMAGE_SIZE), name
+        assert cam.dtype == np.float32, name
+        assert np.isfinite(cam).all() and cam.min() >= 0.0 and cam.max() <= 1.0, name
+
+
+def test_tf_keras_vis_layercam_matches_its_definition(trained, data):
+    """Layer-CAM is relu(sum_k relu(dS/dA_k) * A_k) at the layer, upsampled and min-max scaled.
+
+    Checked at the conv layer's own resolution: tf-keras-vis' CAM, averaged back down to the
+    8x8 grid, is the hand-made map up to scale (the upsampling is a smooth interpolation).
+    """
+    import tensorflow as tf
+
+    images, labels = data.images[:4], data.labels[:4]
+    cams = demo.cam_method("layercam", trained, images, labels)
+    conv = trained.get_layer(demo.DEFAULT_LAYER)
+    head = keras.Model(trained.inputs, [conv.output, trained.get_layer("gap").output])
+    dense = trained.get_layer("predictions")
+    with tf.GradientTape() as tape:
+        activations, pooled = head(images)
+        tape.watch(activations)
+        # Pre-softmax scores, as ReplaceToLinear gives tf-keras-vis.
+        logits = tf.matmul(tf.reduce_mean(activations, axis=(1, 2)), dense.kernel) + dense.bias
+        score = tf.reduce_sum(tf.gather(logits, labels, batch_dims=1))
+    gradients = tape.gradient(score, activations).numpy()
+    by_hand = np.maximum(0.0, (np.maximum(0.0, gradients) * activations.numpy()).sum(axis=-1))
+    factor = demo.IMAGE_SIZE // by_hand.shape[1]
+    for cam, hand in zip(cams, by_hand):
+        pooled_cam = cam.reshape(hand.shape[0], factor, hand.shape[1], factor).mean(axis=(1, 3))
+        correlation = np.corrcoef(pooled_cam.ravel(), hand.ravel())[0, 1]
+        assert correlation > 0.95, correlation
+
+
+def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
+    out = tmp_path / "report"
+    status = main(["demo", "--out", str(out), "--format", "json", "--quiet", "--n-images", str(N_EVAL)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    records = json.loads(captured.out)
+    assert [record["method"] for record in records] == list(demo.CAM_METHODS) + list(demo.REFERENCE_MAPS)
+    by_method = {record["method"]: record for record in records}
+    assert by_method["reference:true-mask"]["average_drop"] < by_method["reference:inverse-mask"]["average_drop"]
+    assert all(record["n"] == N_EVAL for record in records)
+    assert json.loads((out / "results.json").read_text()) == records
+    assert (out / "results.csv").read_text().count("\n") == 1 + len(records)
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
