@@ -248,7 +248,9 @@ def _emit(args: argparse.Namespace, results, comparisons, images, cams, title: s
             print()
             print(report.format_comparison_table(comparisons))
     written = report.write_text_outputs(args.out, results, comparisons)
-    if not args.no_plot:
+    if not args.no_plot and np.ndim(images) != 4:
+        _note(args, f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
+    elif not args.no_plot:
         try:
             written.append(report.plot_report(Path(args.out) / "report.png", results, images, cams, title=title))
         except ImportError:
