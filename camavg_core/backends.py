@@ -257,7 +257,12 @@ def _backend_of(array: Any) -> Backend | None:
             return backend
     for framework in _LAZY_BACKENDS:
         if framework in sys.modules and framework not in _loaded:
-            backend = _load(framework)
+            try:
+                backend = _load(framework)
+            except ImportError:
+                # the adapter cannot load (its framework is broken or too old): its arrays are
+                # not ours to read, and other frameworks' arrays must not fail because of it
+                continue
             if backend.is_appropriate_type(array):
                 return backend
     return None

@@ -86,7 +86,11 @@ def _to_numpy(values: Any) -> Any:
         return values
     from camavg_core.backends import get_backend
 
-    return get_backend(values).to_numpy(values)
+    try:
+        backend = get_backend(values)
+    except TypeError:
+        return values  # not an array of any backend: as_score_vector's error names the argument
+    return backend.to_numpy(values)
 
 
 def _mean_percent(terms: Any, valid: np.ndarray, backend: Backend) -> float:

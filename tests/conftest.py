@@ -1,0 +1,77 @@
+"""Shared test setup: Hypothesis profiles and the ``backend`` fixture.
+
+Hypothesis profiles (pick one with the environment variable ``HYPOTHESIS_PROFILE``):
+
+- ``dev`` (default): Hypothesis' own defaults, random examples, the example database on.
+- ``ci``: derandomised (the same examples on every run, so CI cannot flake on a lucky draw),
+  a modest number of examples, no deadline (TensorFlow's first eager call of an op is slow).
+
+The ``backend`` fixture follows SciPy's ``xp`` fixture: it is parametrised over every backend
+camavg knows and skips the ones whose framework (or camavg adapter) is not installed, so the
+suite passes with NumPy alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# TensorFlow's C++ start-up chatter is noise in test logs; set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+settings.register_profile("dev")
+settings.register_profile("ci", derandomize=True, max_examples=40, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+BACKEND_NAMES = ("numpy", "tensorflow", "jax")
+
+# what each backend needs importable: (framework module, camavg backend module)
+_BACKEND_REQUIREMENTS = {
+    "numpy": ("numpy", "camavg_core.backends"),
+    "tensorflow": ("tensorflow", "camavg_tf.backend"),
+    "jax": ("jax", "camavg_jax.backend"),
+}
+
+
+def _skip_unless_importable(module_name: str) -> None:
+    """Skip when ``module_name`` itself is missing; any other import error is a real failure."""
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            pytest.skip(f"{module_name} is not importable (not installed, or not written yet)")
+        raise
+
+
+@pytest.fixture(scope="session", params=BACKEND_NAMES)
+def backend(request):
+    """A camavg ``Backend`` for each installed framework (session-scoped: backends are
+    stateless, and Hypothesis rejects function-scoped fixtures in ``@given`` tests)."""
+    from camavg_core import resolve_backend
+
+    for module_name in _BACKEND_REQUIREMENTS[request.param]:
+        _skip_unless_importable(module_name)
+    return resolve_backend(request.param)
+
+
+def _points_tolerance(compute_dtype: str) -> float:
+    """Absolute tolerance, in percentage points, for a metric computed in ``compute_dtype``.
+
+    A per-sample term is a few roundings (a subtraction, an addition of eps, a division) away
+    from the exact value, each within half an ulp, and lies in [0, 1] when Y_c is a
+    probability; the mean keeps that bound. Four ulps of the compute dtype, times 100 for
+    percent: about 5e-5 points in float32, 1e-13 in float64 (allowed 1e-9 for summation order).
+    """
+    if compute_dtype == "float64":
+        return 1e-9
+    return 100 * 4 * float(np.finfo(np.float32).eps)
+
+
+@pytest.fixture(scope="session")
+def points_tolerance():
+    """The function ``compute_dtype -> tolerance in points`` (see ``_points_tolerance``)."""
+    return _points_tolerance
