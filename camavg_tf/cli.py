@@ -227,7 +227,9 @@ def compare_all(results: Mapping[str, Any], level: float = 0.95) -> dict[tuple[s
     comparisons = {}
     for method_a, method_b in itertools.combinations(results, 2):
         result_a, result_b = results[method_a], results[method_b]
-        comparisons[(method_a, method_b)] = compare(result_a.y_c, result_a.o_c, result_b.o_c, level=level)
+        comparisons[(method_a, method_b)] = compare(
+            result_a.y_c, result_a.o_c, result_b.o_c, level=level, names=(method_a, method_b)
+        )
     return comparisons
 
 

@@ -212,9 +212,11 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", alpha=0.3)
     upper = float(np.max(values if errors is None else values + errors[1])) if len(values) else 0.0
-    axes.set_xlim(0.0, max(1.0, upper * 1.15))
-    for position, value in zip(positions, values):
-        axes.text(value, position, f" {value:.1f}", va="center", ha="left", fontsize=7)
+    axes.set_xlim(0.0, max(1.0, upper * 1.2))
+    # Labels sit past the upper whisker, so they never cover it.
+    label_at = values if errors is None else values + errors[1]
+    for position, value, x in zip(positions, values, label_at):
+        axes.text(x, position, f"  {value:.2f}" if value < 10 else f"  {value:.1f}", va="center", ha="left", fontsize=7)
 
 
 def plot_report(

@@ -147,6 +147,11 @@ def test_csv_and_table_hold_the_json_numbers(files, tmp_path, capsys):
     assert lines[0].split()[:3] == ["method", "Average", "Drop"]
     alpha_line = next(line for line in lines if line.startswith("alpha"))
     assert f"{records['alpha']['average_drop']:.2f}" in alpha_line
+    if records["alpha"]["ci"] is not None:  # the intervals, once the statistics give them
+        low, high = records["alpha"]["ci"]["average_drop"]
+        assert f"[{low:.2f}, {high:.2f}]" in alpha_line
+        assert float(rows[0]["average_drop_low"]) == pytest.approx(low)
+        assert float(rows[0]["average_drop_high"]) == pytest.approx(high)
 
 
 def test_top1_targets_the_argmax(files, tmp_path, capsys):
