@@ -121,8 +121,9 @@ def check_probabilities(y_c: np.ndarray, metric: str, *, upper: bool) -> None:
     if low < 0 or (upper and high > 1):
         seen = f"{low:.4g}" if low < 0 else f"{high:.4g}"
         bound = "[0, 1]" if upper else ">= 0"
+        verb = "need" if " and " in metric else "needs"
         raise ValueError(
-            f"{metric} needs scores that are probabilities, but Y_c holds {seen} (must be "
+            f"{metric} {verb} scores that are probabilities, but Y_c holds {seen} (must be "
             f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
             f"'sigmoid' for a single binary output), or add that activation to the model."
         )
