@@ -5,6 +5,7 @@ seen and the framework is already imported.
 """
 
 from camavg_core.backends import Backend, NumpyBackend, get_backend, resolve_backend
+from camavg_core.compare import Comparison, compare
 from camavg_core.equations import (
     EPSILON,
     avg_drop,
@@ -17,12 +18,14 @@ from camavg_core.equations import (
 from camavg_core.masking import apply_cams, mask_inputs
 from camavg_core.result import METRICS, Result
 from camavg_core.state import MetricState
+from camavg_core.stats import bootstrap_mean_intervals, t_interval, wilson_interval
 from camavg_core.summary import summarize
 
 __all__ = [
     "EPSILON",
     "METRICS",
     "Backend",
+    "Comparison",
     "MetricState",
     "NumpyBackend",
     "Result",
@@ -30,6 +33,8 @@ __all__ = [
     "avg_drop",
     "avg_gain",
     "avg_increase",
+    "bootstrap_mean_intervals",
+    "compare",
     "drop_terms",
     "gain_terms",
     "get_backend",
@@ -37,6 +42,8 @@ __all__ = [
     "mask_inputs",
     "resolve_backend",
     "summarize",
+    "t_interval",
+    "wilson_interval",
 ]
 
 __version__ = "0.1.0"

@@ -23,6 +23,7 @@ from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
 from camavg_core.equations import _as_float_pair, drop_terms, gain_terms
 from camavg_core.result import Result
+from camavg_core.stats import check_level, intervals_from_sums
 
 #: the reduction of every field of the state, declared beside it (torchmetrics' dist_reduce_fx)
 REDUCTIONS = {
@@ -115,7 +116,12 @@ class MetricState(NamedTuple):
         return MetricState(**values)
 
     def result(self, *, level: float = 0.95) -> Result:
-        """The three averages in percent (no per-sample vectors: a stream keeps none)."""
+        """The three averages in percent, with their intervals (a stream keeps no vectors).
+
+        ``ci`` holds t intervals for drop and gain from the sums and sums of squares, and the
+        Wilson interval for increase from the count (see :mod:`camavg_core.stats`).
+        """
+        level = check_level(level)
         state = self.to_numpy()
         if state.n == 0:
             raise ValueError(
@@ -128,5 +134,14 @@ class MetricState(NamedTuple):
             average_gain=100.0 * state.gain_sum / state.n,
             n=state.n,
             skipped=state.skipped,
+            ci=intervals_from_sums(
+                state.n,
+                state.drop_sum,
+                state.drop_sq_sum,
+                state.gain_sum,
+                state.gain_sq_sum,
+                state.increase_count,
+                level=level,
+            ),
             level=level,
         )
