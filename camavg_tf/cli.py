@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--compare", action="store_true",
                         help="also compare every pair of methods (paired intervals and p-values)")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
+    common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
+                        help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
+                        "those samples and count them in the table's 'skipped' column")
 
     parser = argparse.ArgumentParser(
         prog="camavg",
@@ -205,10 +208,10 @@ def _top1_targets(model, inputs: np.ndarray, batch_size: int | None) -> np.ndarr
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _evaluate_all(model, inputs, cams: Mapping[str, np.ndarray], score, *, batch_size, activation, progress: _Progress):
+def _evaluate_all(model, inputs, cams: Mapping[str, np.ndarray], score, *, batch_size, activation, nan_policy, progress: _Progress):
     from camavg_tf import AveragesCam
 
-    metrics = AveragesCam(model, inputs, batch_size=batch_size, activation=activation)
+    metrics = AveragesCam(model, inputs, batch_size=batch_size, activation=activation, nan_policy=nan_policy)
     results = {}
     for method, cam_set in cams.items():
         progress.step(f"evaluating {method}")
@@ -218,7 +221,7 @@ def _evaluate_all(model, inputs, cams: Mapping[str, np.ndarray], score, *, batch
     return results
 
 
-def compare_all(results: Mapping[str, Any], level: float = 0.95) -> dict[tuple[str, str], Any]:
+def compare_all(results: Mapping[str, Any], level: float = 0.95, nan_policy: str = "raise") -> dict[tuple[str, str], Any]:
     """``camavg_core.compare`` on every pair of methods (same samples, paired)."""
     try:
         from camavg_core import compare
@@ -228,7 +231,7 @@ def compare_all(results: Mapping[str, Any], level: float = 0.95) -> dict[tuple[s
     for method_a, method_b in itertools.combinations(results, 2):
         result_a, result_b = results[method_a], results[method_b]
         comparisons[(method_a, method_b)] = compare(
-            result_a.y_c, result_a.o_c, result_b.o_c, level=level, names=(method_a, method_b)
+            result_a.y_c, result_a.o_c, result_b.o_c, level=level, names=(method_a, method_b), nan_policy=nan_policy
         )
     return comparisons
 
@@ -280,10 +283,11 @@ def run_demo(args: argparse.Namespace) -> int:
             progress.done()
         cams.update(demo.reference_maps(data.masks))
         score = demo.target_score(model, data.labels)
-        results = _evaluate_all(model, data.images, cams, score, batch_size=None, activation=None, progress=progress)
+        results = _evaluate_all(model, data.images, cams, score, batch_size=None, activation=None,
+                                nan_policy=args.nan_policy, progress=progress)
     finally:
         progress.close()
-    comparisons = compare_all(results) if args.compare else None
+    comparisons = compare_all(results, nan_policy=args.nan_policy) if args.compare else None
     _emit(args, results, comparisons, data.images, cams, title=f"camavg demo: {args.n_images} synthetic images, model trained to find a coloured blob")
     _note(args, f"demo {'trained and cached the model' if trained else 'used the cached model'}; "
                 f"{time.perf_counter() - started:.1f} s")
@@ -322,10 +326,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
             progress.done()
         score = demo.target_score(model, targets)
         results = _evaluate_all(model, inputs, cams, score, batch_size=args.batch_size,
-                                activation=args.activation, progress=progress)
+                                activation=args.activation, nan_policy=args.nan_policy, progress=progress)
     finally:
         progress.close()
-    comparisons = compare_all(results) if args.compare else None
+    comparisons = compare_all(results, nan_policy=args.nan_policy) if args.compare else None
     _emit(args, results, comparisons, inputs, cams, title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs")
     return 0
 

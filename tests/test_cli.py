@@ -297,3 +297,28 @@ def test_usage_errors_exit_2(capsys):
         main(["evaluate", "--inputs", "x.npy"])
     assert exit_info.value.code == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_nan_policy_omit_skips_and_says_so(files, tmp_path, capsys):
+    broken = files["cams"]["alpha"].copy()
+    broken[2] = np.nan  # a degenerate CAM (0/0 in its normalisation)
+    path = tmp_path / "broken.npy"
+    np.save(path, broken)
+    paths = files["paths"]
+    base = ["evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--targets", paths["targets"],
+            "--cams", str(path), "--quiet", "--no-plot", "--out", str(tmp_path)]
+    status, _, err = _run_in_process(capsys, *base)
+    assert status == 2 and "cams[2]" in err and "Traceback" not in err
+
+    status, table, _ = _run_in_process(capsys, *base, "--nan-policy", "omit")
+    assert status == 0
+    assert "skipped" in table.splitlines()[0]
+    status, json_out, _ = _run_in_process(capsys, *base, "--nan-policy", "omit", "--format", "json")
+    record = json.loads(json_out)[0]
+    assert record["n"] == N - 1 and record["skipped"] == 1
+    # the same numbers as NumPy on the five finite samples
+    model = keras.models.load_model(paths["model"])
+    keep = np.arange(N) != 2
+    drop, increase, gain, _, _ = _numpy_metrics(model, files["inputs"][keep], files["targets"][keep], files["cams"]["alpha"][keep])
+    assert record["average_drop"] == pytest.approx(drop, abs=1e-3)
+    assert record["average_increase"] == pytest.approx(increase, abs=1e-9)
