@@ -1,0 +1,326 @@
+"""``AveragesCam`` for models that live in JAX: Flax, Equinox, or any function of a batch.
+
+The model's outputs on the inputs are computed once, at construction, and stay on the device.
+Each CAM set then costs one masked forward pass: masking, ``apply_fn`` and the activation run in
+one ``jax.jit`` function, compiled once per batch shape. The last batch is padded to the batch
+size (and its padding dropped from the outputs), so N need not be a multiple of the batch size
+and no call compiles a second shape. The outputs stay on the device until the score function
+has reduced them to the (N,) target scores, the only values copied back to the host. With
+several local devices every batch is split over them (see :mod:`camavg_jax.sharding`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import resolve_backend
+from camavg_core.batching import (
+    BatchPlan,
+    as_list,
+    batch_plan,
+    cams_per_input,
+    check_cam_summary,
+    check_same_count,
+    input_name,
+)
+from camavg_core.bridge import AveragesCamBase
+from camavg_core.masking import check_masking_args, mask_inputs
+from camavg_core.scoring import as_score_list, summed_scores
+from camavg_jax.sharding import DataPlacement
+
+_BACKEND = resolve_backend("jax")
+
+
+def _score_dtype(dtype: Any) -> Any:
+    """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
+    return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+
+
+def apply_activation(outputs: list, activation: str | None) -> list:
+    """Each output cast to its score dtype, then softmax or sigmoid if asked."""
+    outputs = [jnp.asarray(out) for out in outputs]
+    outputs = [out.astype(_score_dtype(out.dtype)) for out in outputs]
+    if activation == "softmax":
+        return [jax.nn.softmax(out, axis=-1) for out in outputs]
+    if activation == "sigmoid":
+        return [jax.nn.sigmoid(out) for out in outputs]
+    return outputs
+
+
+def _is_numeric(dtype: Any) -> bool:
+    return bool(
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or jnp.issubdtype(dtype, jnp.bool_)
+    )
+
+
+def _model_dtype(dtype: Any) -> Any:
+    """Float inputs keep their dtype (float64 only under x64); others become float32."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return jax.dtypes.canonicalize_dtype(dtype)
+    return jnp.dtype("float32")
+
+
+def _padded_batches(array: Any, plan: BatchPlan, placement: DataPlacement) -> list:
+    """``array`` split into ``plan.n_batches`` device batches of ``plan.batch_size`` rows;
+    the last one padded with zeros. NumPy arrays are split on the host, so each batch is
+    copied to its device(s) once; device arrays are sliced where they are."""
+    xp = jnp if isinstance(array, jax.Array) else np
+    batches = []
+    for index in range(plan.n_batches):
+        start, stop = plan.bounds(index)
+        batch = array[start:stop]
+        if stop - start < plan.batch_size:
+            padding = xp.zeros((plan.batch_size - (stop - start), *array.shape[1:]), array.dtype)
+            batch = xp.concatenate([batch, padding])
+        batches.append(placement.put(batch))
+    return batches
+
+
+def _concatenate_outputs(batch_outputs: list[list], n: int) -> list:
+    """One array per model output over all batches, padding rows dropped; on the device."""
+    merged = []
+    for per_batch in zip(*batch_outputs):
+        whole = per_batch[0] if len(per_batch) == 1 else jnp.concatenate(per_batch)
+        merged.append(whole if whole.shape[0] == n else whole[:n])
+    return merged
+
+
+@jax.jit
+def _cam_summary(cam: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(N,) all-finite flags and the extremes of the finite values, reduced on the device."""
+    flat = cam.reshape(cam.shape[0], -1)
+    finite = jnp.isfinite(flat)
+    low = jnp.min(jnp.where(finite, flat, jnp.inf))
+    high = jnp.max(jnp.where(finite, flat, -jnp.inf))
+    return jnp.all(finite, axis=1), low, high
+
+
+def _scores_to_host(scores: Any) -> np.ndarray:
+    scores = jnp.asarray(scores)
+    if scores.dtype != jnp.float64:
+        scores = scores.astype(jnp.float32)
+    return np.asarray(jax.device_get(scores), dtype=np.float64)
+
+
+class AveragesCam(AveragesCamBase):
+    """Set of metrics that measure how a CAM's mask moves a JAX model's score.
+
+    Args:
+        apply_fn: maps a batch to the model's outputs, e.g. ``lambda x: model.apply(params, x)``
+            for Flax or an Equinox module vmapped over the batch. It receives one array, or a
+            list with one array per input when ``inputs`` is a list, and returns one array or a
+            list/tuple of arrays (a multi-output model). It must be jittable.
+        inputs: the instances, ``jax.Array`` or NumPy array (N, H, W, C); a list of them for a
+            multi-input model. Integer images are passed to ``apply_fn`` as float32.
+        batch_size: samples per forward pass (default 32); rounded up to a multiple of the
+            local device count when batches are sharded.
+        activation: ``'softmax'`` or ``'sigmoid'`` for a model that returns logits; None when
+            its outputs are already probabilities.
+        nan_policy: ``'raise'`` (default) names the first non-finite input, CAM or score;
+            ``'omit'`` skips such samples and counts them in ``Result.skipped``.
+        normalize: min-max normalise each CAM to [0, 1] before masking.
+        data_format: ``'channels_last'`` (default) or ``'channels_first'``.
+        level: confidence level of the intervals in ``Result.ci``.
+
+    ``score_function`` (of ``evaluate`` and the ``average_*`` methods) maps the outputs of all
+    N samples to N scores, as with tf-keras-vis; ``CategoricalScore`` and ``BinaryScore`` are
+    read without tf-keras-vis being imported. A list of them scores a multi-output model.
+
+    >>> import jax.numpy as jnp, numpy as np
+    >>> images = np.ones((3, 4, 4, 1), np.float32)
+    >>> def apply_fn(x):  # one "class" score: the mean pixel of the image
+    ...     return jnp.mean(x, axis=(1, 2))
+    >>> metrics = AveragesCam(apply_fn, images, batch_size=2)
+    >>> cams = np.stack([np.full((4, 4), v, np.float32) for v in (1.0, 0.5, 0.25)])
+    >>> result = metrics.evaluate(cams, lambda outputs: outputs[:, 0])
+    >>> result.o_c.round(4).tolist()  # Y_c = 1 for all three images
+    [1.0, 0.5, 0.25]
+    >>> round(result.average_drop, 4)  # (0 + 0.5 + 0.75) / 3
+    41.6667
+    """
+
+    def __init__(
+        self,
+        apply_fn: Callable,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        activation: str | None = None,
+        nan_policy: str = "raise",
+        normalize: bool = False,
+        data_format: str = "channels_last",
+        level: float = 0.95,
+    ) -> None:
+        self._init_options(
+            batch_size=batch_size,
+            activation=activation,
+            nan_policy=nan_policy,
+            normalize=normalize,
+            data_format=data_format,
+            level=level,
+        )
+        if not callable(apply_fn):
+            raise TypeError(
+                f"apply_fn must be a function from a batch to the model's outputs (e.g. "
+                f"lambda x: model.apply(params, x)), got {type(apply_fn).__name__}."
+            )
+        self.model = self.apply_fn = apply_fn
+        self.inputs = inputs
+        self._multi_input = isinstance(inputs, (list, tuple))
+        arrays = self._convert_inputs(inputs)
+        self.n = int(arrays[0].shape[0])
+        self._input_shapes = [tuple(a.shape) for a in arrays]
+        self._input_dtypes = [a.dtype for a in arrays]
+        self.placement = DataPlacement.local()
+        self.plan = batch_plan(self.n, batch_size, multiple_of=self.placement.n_devices)
+        self._input_batches = [_padded_batches(a, self.plan, self.placement) for a in arrays]
+        self.trace_count = 0  # traces of the compiled passes, for tests and curious users
+        self._plain_pass = jax.jit(self._plain_step)
+        self._masked_pass = jax.jit(self._masked_step)
+        self._outputs = self._run(self._plain_pass, self._input_batches)
+
+    # ----------------------------------------------------------------- set-up checks
+    def _convert_inputs(self, inputs: Any) -> list:
+        """The inputs as arrays of the dtype ``apply_fn`` gets, checked; not yet batched."""
+        arrays = as_list(inputs)
+        if not arrays:
+            raise ValueError("inputs is an empty list: pass one array per model input.")
+        converted = []
+        for index, array in enumerate(arrays):
+            name = input_name(index, self._multi_input)
+            if isinstance(array, (str, bytes)) or array is None:
+                raise TypeError(
+                    f"{name} must be an array of shape (N, H, W, C), got {type(array).__name__}."
+                )
+            if not isinstance(array, jax.Array):
+                array = np.asarray(array)
+            if not _is_numeric(array.dtype):
+                raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}.")
+            if array.ndim < 2:
+                raise ValueError(
+                    f"{name} must have a batch axis, shape (N, ...), got shape {tuple(array.shape)}."
+                )
+            validation.check_nonempty(int(array.shape[0]), name)
+            array = array.astype(_model_dtype(array.dtype))
+            self._check_finite_inputs(array, name)
+            converted.append(array)
+        check_same_count([int(a.shape[0]) for a in converted])
+        return converted
+
+    def _check_finite_inputs(self, array: Any, name: str) -> None:
+        if self.nan_policy != "raise":
+            return
+        xp = jnp if isinstance(array, jax.Array) else np
+        finite = xp.all(xp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
+        bad = np.flatnonzero(~np.asarray(finite))
+        if bad.size:
+            raise ValueError(
+                f"{name}[{int(bad[0])}] holds NaN or infinity. Fix the sample, or pass "
+                f"nan_policy='omit' to skip non-finite samples and count them in `skipped`."
+            )
+
+    # ----------------------------------------------------------------- compiled passes
+    def _forward(self, batch_inputs: list) -> list:
+        outputs = self.apply_fn(batch_inputs if self._multi_input else batch_inputs[0])
+        return apply_activation(as_list(outputs), self.activation)
+
+    def _plain_step(self, batch_inputs: tuple) -> list:
+        self.trace_count += 1
+        return self._forward(list(batch_inputs))
+
+    def _masked_step(self, batch_inputs: tuple, batch_cams: tuple) -> list:
+        self.trace_count += 1
+        masked = []
+        for x, cam in zip(batch_inputs, batch_cams):
+            if self.nan_policy == "omit":  # those samples' O_c is set to NaN after the pass
+                cam = jnp.where(jnp.isfinite(cam), cam, jnp.zeros_like(cam))
+            masked.append(
+                mask_inputs(
+                    x,
+                    cam,
+                    data_format=self.data_format,
+                    normalize=self.normalize,
+                    dtype=x.dtype.name,
+                    backend=_BACKEND,
+                )
+            )
+        return self._forward(masked)
+
+    def _run(self, compiled: Callable, *batched: list) -> list:
+        """Call ``compiled`` on every batch (dispatched asynchronously), outputs on device."""
+        batch_outputs = []
+        for index in range(self.plan.n_batches):
+            outputs = compiled(*(tuple(arrays[index] for arrays in group) for group in batched))
+            if index == 0:
+                self._check_output_rows(outputs)
+            batch_outputs.append(outputs)
+        return _concatenate_outputs(batch_outputs, self.n)
+
+    def _check_output_rows(self, outputs: list) -> None:
+        for out in outputs:
+            if out.ndim == 0 or out.shape[0] != self.plan.batch_size:
+                raise ValueError(
+                    f"apply_fn returned an output of shape {tuple(out.shape)} for a batch of "
+                    f"{self.plan.batch_size} samples: it must return one row per sample, "
+                    f"shape (batch, ...)."
+                )
+
+    # ----------------------------------------------------------------- scores
+    def _score_functions(self, score_function: Any) -> list:
+        return as_score_list(score_function, len(self._outputs))
+
+    def _plain_scores(self, score_function: Any) -> np.ndarray:
+        scores = summed_scores(self._score_functions(score_function), self._outputs, self.n, _BACKEND)
+        y_c = _scores_to_host(scores)
+        validation.check_scores_finite(y_c, "score_function on the model's outputs", self.nan_policy)
+        return y_c
+
+    def _prepare_cams(self, cams: Any) -> tuple[list, np.ndarray]:
+        """Checked CAM arrays on the device, one per input, in the work dtype, and which
+        samples have a non-finite CAM.
+
+        The CAMs go to the device first; their values are checked there, by one compiled
+        reduction per CAM array, so only (N,) flags and two extremes come back to the host.
+        The shape checks need one sample only.
+        """
+        cam_list = cams_per_input(cams, len(self._input_shapes), self._multi_input)
+        prepared, bad = [], np.zeros(self.n, dtype=bool)
+        for cam, shape, dtype in zip(cam_list, self._input_shapes, self._input_dtypes):
+            cam = cam if isinstance(cam, jax.Array) else np.asarray(cam)
+            if not _is_numeric(cam.dtype):
+                raise TypeError(f"cams must hold numbers, got dtype {cam.dtype}.")
+            cam = jnp.asarray(cam).astype("float64" if dtype == jnp.float64 else "float32")
+            # the inputs' shape is all the checks read of them: a zero-strided stand-in
+            stand_in = np.broadcast_to(np.zeros((), np.float32), shape)
+            options = dict(normalize=self.normalize, nan_policy=self.nan_policy)
+            if cam.ndim == 0 or cam.shape[0] != self.n:
+                check_masking_args(stand_in, cam, self.data_format, _BACKEND, **options)
+            try:  # shapes and resizability, as the core checks them, on one sample
+                check_masking_args(stand_in[:1], cam[:1], self.data_format, _BACKEND, **options)
+            except (ValueError, TypeError):
+                # the error path only: the full check gives the message with the full shapes
+                check_masking_args(stand_in, cam, self.data_format, _BACKEND, **options)
+                raise
+            finite_rows, low, high = jax.device_get(_cam_summary(cam))
+            bad |= check_cam_summary(
+                finite_rows, low, high, nan_policy=self.nan_policy, normalize=self.normalize
+            )
+            prepared.append(cam)
+        return prepared, bad
+
+    def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
+        functions = self._score_functions(score_function)
+        cam_arrays, bad = self._prepare_cams(cams)
+        cam_batches = [_padded_batches(c, self.plan, self.placement) for c in cam_arrays]
+        outputs = self._run(self._masked_pass, self._input_batches, cam_batches)
+        o_c = _scores_to_host(summed_scores(functions, outputs, self.n, _BACKEND))
+        o_c[bad] = np.nan
+        validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)
+        return o_c
