@@ -72,10 +72,15 @@ class MetricState(NamedTuple):
         validation.check_nan_policy(nan_policy)
         bk = resolve_backend(backend, y_c, o_c)
         y, o = _as_float_pair(y_c, o_c, bk)
-        if len(bk.shape(y)) != 1 or bk.shape(y) != bk.shape(o):
+        y_shape, o_shape = bk.shape(y), bk.shape(o)
+        # a dimension unknown while tracing is a tensor: compare only the static ones
+        static_mismatch = isinstance(y_shape[0] if y_shape else 0, int) and isinstance(
+            o_shape[0] if o_shape else 0, int
+        ) and y_shape != o_shape
+        if len(y_shape) != 1 or len(o_shape) != 1 or static_mismatch:
             raise ValueError(
                 f"MetricState.update takes two score vectors of the same shape (N,), got "
-                f"{bk.shape(y)} and {bk.shape(o)}."
+                f"{y_shape} and {o_shape}."
             )
         if nan_policy == "raise":
             if not (bk.is_concrete(y) and bk.is_concrete(o)):
@@ -92,7 +97,7 @@ class MetricState(NamedTuple):
         gain = bk.where(valid, gain_terms(y_safe, o_safe, backend=bk), zero)
         increase = bk.where(valid, bk.astype(y_safe < o_safe, bk.dtype_name(y)), zero)
         n_valid = bk.sum(bk.astype(valid, "int32"))
-        n_total = bk.shape(y)[0]
+        n_total = y_shape[0]
         return MetricState(
             n=self.n + n_valid,
             drop_sum=self.drop_sum + bk.sum(drop),
