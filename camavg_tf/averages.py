@@ -19,6 +19,7 @@ from camavg_core.backends import resolve_backend
 from camavg_core.bridge import AveragesCamBase
 from camavg_core.masking import check_masking_args, mask_inputs, nonfinite_cam_samples
 from camavg_core.scoring import as_score_list, summed_scores
+from camavg_tf.distribute import ReplicaLoop, current_strategy
 
 DEFAULT_BATCH_SIZE = 32
 _BACKEND = resolve_backend("tensorflow")
@@ -66,6 +67,10 @@ class AveragesCam(AveragesCamBase):
         normalize: min-max normalise each CAM to [0, 1] before masking.
         data_format: ``'channels_last'`` (default) or ``'channels_first'``.
         level: confidence level of the intervals in ``Result.ci``.
+        strategy: a ``tf.distribute.Strategy`` to spread the batches over its replicas (and
+            hosts); by default the one whose ``scope()`` is open, if any. ``batch_size`` is
+            then the global batch. The per-sample outputs come back in order, so the numbers
+            equal the single-device ones.
 
     Example::
 
@@ -89,6 +94,7 @@ class AveragesCam(AveragesCamBase):
         normalize: bool = False,
         data_format: str = "channels_last",
         level: float = 0.95,
+        strategy: Any = None,
     ) -> None:
         self._init_options(
             batch_size=batch_size,
@@ -107,8 +113,13 @@ class AveragesCam(AveragesCamBase):
         self._inputs = self._convert_inputs(inputs)
         self.n = int(self._inputs[0].shape[0])
         self._batch = int(batch_size or DEFAULT_BATCH_SIZE)
-        self._masked_pass = tf.function(self._masked_outputs_graph)
-        self._plain_pass = tf.function(self._plain_outputs_graph)
+        self.strategy = current_strategy(strategy)
+        if self.strategy is None:
+            self._masked_pass = tf.function(self._masked_outputs_graph)
+            self._plain_pass = tf.function(self._plain_outputs_graph)
+        else:
+            self._masked_pass = self._distributed(self._masked_step)
+            self._plain_pass = self._distributed(self._plain_step)
         self.trace_count = 0  # traces of the compiled passes, for tests and curious users
         self._output_dtypes = self._find_output_dtypes()
         self._outputs = self._plain_pass(tuple(self._inputs))
@@ -181,29 +192,42 @@ class AveragesCam(AveragesCamBase):
         outputs = self.model(batch_inputs if self._multi_input else batch_inputs[0], training=False)
         return apply_activation(_as_list(outputs), self.activation)
 
+    def _plain_step(self, batch: tuple) -> list:
+        return self._run_model(list(batch))
+
+    def _masked_step(self, batch: tuple) -> list:
+        batch_inputs, batch_cams = batch
+        masked = [
+            mask_inputs(
+                x,
+                c,
+                data_format=self.data_format,
+                normalize=self.normalize,
+                dtype=x.dtype.name,
+                backend=_BACKEND,
+            )
+            for x, c in zip(batch_inputs, batch_cams)
+        ]
+        return self._run_model(masked)
+
     def _plain_outputs_graph(self, inputs: tuple) -> list:
         self.trace_count += 1
-        return self._loop_static(self._batches(inputs), lambda batch: self._run_model(list(batch)))
+        return self._loop_static(self._batches(inputs), self._plain_step)
 
     def _masked_outputs_graph(self, inputs: tuple, cams: tuple) -> list:
         self.trace_count += 1
+        return self._loop_static(self._batches((inputs, cams)), self._masked_step)
 
-        def step(batch):
-            batch_inputs, batch_cams = batch
-            masked = [
-                mask_inputs(
-                    x,
-                    c,
-                    data_format=self.data_format,
-                    normalize=self.normalize,
-                    dtype=x.dtype.name,
-                    backend=_BACKEND,
-                )
-                for x, c in zip(batch_inputs, batch_cams)
-            ]
-            return self._run_model(masked)
+    def _distributed(self, step: Callable) -> Callable:
+        """The same pass on a strategy: each replica runs ``step`` on its share of a batch,
+        and the outputs of all N samples come back in the inputs' order."""
+        loop = ReplicaLoop(self.strategy, step)
 
-        return self._loop_static(self._batches((inputs, cams)), step)
+        def run(*tensors: tuple) -> list:
+            data = tensors[0] if len(tensors) == 1 else tensors
+            return list(loop.per_sample(self._batches(data)))
+
+        return run
 
     def _loop_static(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Run ``step`` over the batches inside the graph; concatenate outputs on the device."""

@@ -1,0 +1,119 @@
+"""AveragesCam on a MirroredStrategy over 2 logical CPU devices equals one device and NumPy.
+
+TensorFlow fixes its devices at first use, so the two-replica run happens in a child process
+(this file run as a script) that prints its numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+N, BATCH, CLASSES, SHAPE = 37, 8, 4, (6, 6, 3)  # 37 = 4 batches of 8 and one of 5 (3 + 2)
+CHILD_TIMEOUT_S = 180
+
+
+def make_data():
+    rng = np.random.default_rng(5)
+    inputs = rng.uniform(0, 1, (N, *SHAPE)).astype(np.float32)
+    cams = rng.uniform(0, 1, (N, 3, 3)).astype(np.float32)  # smaller: resized in the pass
+    targets = rng.integers(0, CLASSES, N)
+    kernel = rng.normal(0, 0.3, (int(np.prod(SHAPE)), CLASSES)).astype(np.float32)
+    bias = rng.normal(0, 0.1, CLASSES).astype(np.float32)
+    return inputs, cams, targets, kernel, bias
+
+
+def child_main() -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from camavg_tf import AveragesCam
+
+    inputs, cams, targets, kernel, bias = make_data()
+
+    def build():
+        x = keras.Input(SHAPE)
+        dense = keras.layers.Dense(CLASSES, activation="softmax")
+        model = keras.Model(x, dense(keras.layers.Flatten()(x)))
+        dense.set_weights([kernel, bias])
+        return model
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = build()
+    score = CategoricalScore(targets.tolist())
+    given = AveragesCam(model, inputs, batch_size=BATCH, strategy=strategy).evaluate(cams, score)
+    with strategy.scope():
+        in_scope = AveragesCam(model, inputs, batch_size=BATCH)
+        found = in_scope.strategy is strategy
+        scoped = in_scope.evaluate(cams, score)
+    single = AveragesCam(build(), inputs, batch_size=BATCH).evaluate(cams, score)
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "found_scope": found,
+        "results": {name: {**r.to_dict(), "o_c": r.o_c.tolist(), "y_c": r.y_c.tolist()}
+                    for name, r in (("given", given), ("scoped", scoped), ("single", single))},
+    }))
+
+
+@pytest.fixture(scope="module")
+def child():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def numpy_oracle():
+    """The model is one softmax layer of known weights: NumPy computes its scores alone."""
+    inputs, cams, targets, kernel, bias = make_data()
+    import tensorflow as tf
+
+    full = tf.image.resize(cams[..., None], SHAPE[:2], method="bilinear").numpy()
+
+    def scores(x):
+        logits = x.reshape(N, -1).astype(np.float64) @ kernel + bias
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return p[np.arange(N), targets]
+
+    y, o = scores(inputs), scores(inputs * full)
+    return y, o, {
+        "average_drop": 100 * np.mean(np.maximum(0, y - o) / (y + 1e-7)),
+        "average_increase": 100 * np.mean(y < o),
+        "average_gain": 100 * np.mean(np.maximum(0, o - y) / (1 - y + 1e-7)),
+    }
+
+
+def test_two_replicas_and_the_scope_is_picked_up(child):
+    assert child["replicas"] == 2
+    assert child["found_scope"] is True
+
+
+@pytest.mark.parametrize("name", ["given", "scoped"])
+def test_mirrored_equals_single_device_and_numpy(child, name):
+    y, o, metrics = numpy_oracle()
+    got, single = child["results"][name], child["results"]["single"]
+    assert got["n"] == N and got["skipped"] == 0
+    np.testing.assert_allclose(got["y_c"], single["y_c"], atol=1e-6)
+    np.testing.assert_allclose(got["o_c"], single["o_c"], atol=1e-6)
+    np.testing.assert_allclose(got["y_c"], y, atol=1e-5)
+    np.testing.assert_allclose(got["o_c"], o, atol=1e-5)
+    for field, value in metrics.items():
+        assert got[field] == pytest.approx(value, abs=1e-3)
+        assert got[field] == pytest.approx(single[field], abs=1e-4)
+
+
+if __name__ == "__main__":
+    child_main()
