@@ -14,10 +14,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from camavg_core import validation
-
 #: Samples per forward pass when the user gives none (Keras' ``predict`` default).
 DEFAULT_BATCH_SIZE = 32
 
@@ -109,38 +105,3 @@ def batch_plan(n: int, batch_size: int | None, multiple_of: int = 1) -> BatchPla
     size = min(int(batch_size or DEFAULT_BATCH_SIZE), n)
     size = -(-size // multiple_of) * multiple_of
     return BatchPlan(n=n, batch_size=size, n_batches=-(-n // size))
-
-
-def check_cam_summary(
-    finite_rows: Any,
-    low: float,
-    high: float,
-    *,
-    nan_policy: str,
-    normalize: bool,
-) -> np.ndarray:
-    """The CAM value checks, from reductions an adapter computed where the CAMs live.
-
-    Copying every CAM to the host to look at it costs more than the forward pass on a GPU, so
-    an adapter reduces the CAMs on the device and passes only: ``finite_rows``, (N,) True
-    where a sample's CAM is all finite, and ``low``/``high``, the extremes of the finite
-    values (``inf``/``-inf`` when there are none). Same outcome as
-    :func:`camavg_core.masking.check_masking_args` on the full CAMs.
-
-    Returns:
-        (N,) booleans: the samples whose CAM holds NaN or infinity (allowed under
-        ``nan_policy='omit'``, where the caller skips them).
-
-    >>> check_cam_summary([True, False], 0.0, 1.0, nan_policy="omit", normalize=False).tolist()
-    [False, True]
-    """
-    nonfinite = ~np.asarray(finite_rows, dtype=bool)
-    if nan_policy == "raise" and nonfinite.any():
-        raise ValueError(
-            f"cams[{int(np.flatnonzero(nonfinite)[0])}] holds non-finite values (NaN or "
-            f"infinity); a degenerate CAM (0/0 in its normalisation) gives NaN. Replace them "
-            f"(np.nan_to_num), or pass nan_policy='omit' to skip such samples."
-        )
-    if not normalize and np.isfinite(low) and np.isfinite(high):
-        validation.check_cam_range(float(low), float(high))
-    return nonfinite

@@ -94,6 +94,48 @@ def mask_inputs(
     return x * bk.reshape(maps, (bk.shape(maps)[0], 1, *bk.shape(maps)[1:]))
 
 
+_NUMERIC_DTYPES = {"bool", "float16", "bfloat16", "float32", "float64"} | {
+    f"{kind}{bits}" for kind in ("int", "uint") for bits in (8, 16, 32, 64)
+}
+
+
+def cam_summary(maps: Any, backend: Backend) -> tuple[np.ndarray, float, float]:
+    """(N,) all-finite flags and the extremes of the finite values, reduced where the CAMs
+    live: only N booleans and two numbers come to the host, never the CAMs themselves."""
+    n = backend.shape(maps)[0]
+    flat = backend.reshape(backend.astype(maps, "float32" if backend.dtype_name(maps) != "float64" else "float64"), (n, -1))
+    finite = backend.isfinite(flat)
+    size = backend.shape(flat)[1]
+    finite_rows = backend.sum(backend.astype(finite, "int32"), axis=1)
+    low = backend.min(backend.where(finite, flat, np.inf))
+    high = backend.max(backend.where(finite, flat, -np.inf))
+    return backend.to_numpy(finite_rows) == size, float(backend.to_numpy(low)), float(backend.to_numpy(high))
+
+
+def check_cam_values(
+    finite_rows: Any, low: float, high: float, *, nan_policy: str, normalize: bool
+) -> np.ndarray:
+    """The CAM value checks, from :func:`cam_summary`'s reductions.
+
+    Returns:
+        (N,) booleans: the samples whose CAM holds NaN or infinity (allowed under
+        ``nan_policy='omit'``, where the caller skips them).
+
+    >>> check_cam_values([True, False], 0.0, 1.0, nan_policy="omit", normalize=False).tolist()
+    [False, True]
+    """
+    nonfinite = ~np.asarray(finite_rows, dtype=bool)
+    if nan_policy == "raise" and nonfinite.any():
+        raise ValueError(
+            f"cams[{int(np.flatnonzero(nonfinite)[0])}] holds non-finite values (NaN or "
+            f"infinity); a degenerate CAM (0/0 in its normalisation) gives NaN. Replace them "
+            f"(np.nan_to_num), or pass nan_policy='omit' to skip such samples."
+        )
+    if not normalize and np.isfinite(low) and np.isfinite(high):
+        validation.check_cam_range(float(low), float(high))
+    return nonfinite
+
+
 def check_masking_args(
     inputs: Any,
     cams: Any,
@@ -102,11 +144,14 @@ def check_masking_args(
     *,
     normalize: bool,
     nan_policy: str = "raise",
-) -> None:
-    """The checks made before masking, on concrete values.
+) -> np.ndarray:
+    """The checks made before masking: shapes on the host, values reduced on the backend.
 
-    Under ``nan_policy='omit'`` a non-finite CAM is allowed (its sample is skipped by the
-    caller); the range check then looks at the finite values only.
+    Under ``nan_policy='omit'`` a non-finite CAM is allowed; the range check then looks at
+    the finite values only.
+
+    Returns:
+        (N,) booleans: the samples whose CAM holds NaN or infinity.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
@@ -119,8 +164,11 @@ def check_masking_args(
         )
     validation.check_nonempty(x_shape[0])
     if len(c_shape) == 0:
-        raise ValueError(f"cams must have shape (N, H, W), got a scalar.")
+        raise ValueError("cams must have shape (N, H, W), got a scalar.")
     validation.check_count(x_shape[0], c_shape[0])
+    dtype = backend.dtype_name(cams)
+    if dtype not in _NUMERIC_DTYPES:
+        raise TypeError(f"cams must hold numbers, got dtype {dtype}.")
     spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
     maps = cams_as_maps(cams, len(spatial), data_format, backend)
     map_spatial = backend.shape(maps)[1:]
@@ -130,28 +178,8 @@ def check_masking_args(
             f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
             f"inputs' size."
         )
-    maps_np = backend.to_numpy(maps)
-    if not np.issubdtype(maps_np.dtype, np.number) and maps_np.dtype != np.bool_:
-        raise TypeError(f"cams must hold numbers, got dtype {maps_np.dtype}.")
-    maps_np = maps_np.astype(np.float64)
-    finite = np.isfinite(maps_np)
-    if nan_policy == "raise" and not np.all(finite):
-        bad = np.flatnonzero(~np.isfinite(maps_np.reshape(len(maps_np), -1)).all(axis=1))
-        raise ValueError(
-            f"cams[{int(bad[0])}] holds non-finite values (NaN or infinity); a degenerate CAM "
-            f"(0/0 in its normalisation) gives NaN. Replace them (np.nan_to_num), or pass "
-            f"nan_policy='omit' to skip such samples."
-        )
-    if not normalize and finite.any():
-        values = maps_np[finite]
-        validation.check_cam_range(float(values.min()), float(values.max()))
-
-
-def nonfinite_cam_samples(cams: Any, backend: Backend) -> np.ndarray:
-    """Boolean (N,): which samples' CAMs hold a NaN or an infinity."""
-    maps = backend.to_numpy(cams)
-    flat = np.asarray(maps, dtype=np.float64).reshape(maps.shape[0], -1)
-    return ~np.isfinite(flat).all(axis=1)
+    finite_rows, low, high = cam_summary(maps, backend)
+    return check_cam_values(finite_rows, low, high, nan_policy=nan_policy, normalize=normalize)
 
 
 def apply_cams(

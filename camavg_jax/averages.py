@@ -24,7 +24,6 @@ from camavg_core.batching import (
     as_list,
     batch_plan,
     cams_per_input,
-    check_cam_summary,
     check_same_count,
     input_name,
 )
@@ -90,16 +89,6 @@ def _concatenate_outputs(batch_outputs: list[list], n: int) -> list:
         whole = per_batch[0] if len(per_batch) == 1 else jnp.concatenate(per_batch)
         merged.append(whole if whole.shape[0] == n else whole[:n])
     return merged
-
-
-@jax.jit
-def _cam_summary(cam: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(N,) all-finite flags and the extremes of the finite values, reduced on the device."""
-    flat = cam.reshape(cam.shape[0], -1)
-    finite = jnp.isfinite(flat)
-    low = jnp.min(jnp.where(finite, flat, jnp.inf))
-    high = jnp.max(jnp.where(finite, flat, -jnp.inf))
-    return jnp.all(finite, axis=1), low, high
 
 
 def _scores_to_host(scores: Any) -> np.ndarray:
@@ -286,9 +275,8 @@ class AveragesCam(AveragesCamBase):
         """Checked CAM arrays on the device, one per input, in the work dtype, and which
         samples have a non-finite CAM.
 
-        The CAMs go to the device first; their values are checked there, by one compiled
-        reduction per CAM array, so only (N,) flags and two extremes come back to the host.
-        The shape checks need one sample only.
+        The CAMs go to the device first; their values are checked there (the core's
+        reductions run on the backend), so only (N,) flags and two extremes come back.
         """
         cam_list = cams_per_input(cams, len(self._input_shapes), self._multi_input)
         prepared, bad = [], np.zeros(self.n, dtype=bool)
@@ -299,18 +287,8 @@ class AveragesCam(AveragesCamBase):
             cam = jnp.asarray(cam).astype("float64" if dtype == jnp.float64 else "float32")
             # the inputs' shape is all the checks read of them: a zero-strided stand-in
             stand_in = np.broadcast_to(np.zeros((), np.float32), shape)
-            options = dict(normalize=self.normalize, nan_policy=self.nan_policy)
-            if cam.ndim == 0 or cam.shape[0] != self.n:
-                check_masking_args(stand_in, cam, self.data_format, _BACKEND, **options)
-            try:  # shapes and resizability, as the core checks them, on one sample
-                check_masking_args(stand_in[:1], cam[:1], self.data_format, _BACKEND, **options)
-            except (ValueError, TypeError):
-                # the error path only: the full check gives the message with the full shapes
-                check_masking_args(stand_in, cam, self.data_format, _BACKEND, **options)
-                raise
-            finite_rows, low, high = jax.device_get(_cam_summary(cam))
-            bad |= check_cam_summary(
-                finite_rows, low, high, nan_policy=self.nan_policy, normalize=self.normalize
+            bad |= check_masking_args(
+                stand_in, cam, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
             )
             prepared.append(cam)
         return prepared, bad

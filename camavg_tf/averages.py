@@ -16,17 +16,13 @@ import tensorflow as tf
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
+from camavg_core.batching import DEFAULT_BATCH_SIZE, as_list, cams_per_input, check_same_count, input_name
 from camavg_core.bridge import AveragesCamBase
-from camavg_core.masking import check_masking_args, mask_inputs, nonfinite_cam_samples
+from camavg_core.masking import check_masking_args, mask_inputs
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_tf.distribute import ReplicaLoop, current_strategy
 
-DEFAULT_BATCH_SIZE = 32
 _BACKEND = resolve_backend("tensorflow")
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _model_input_dtypes(model: Any, count: int) -> list[str]:
@@ -140,13 +136,13 @@ class AveragesCam(AveragesCamBase):
             )
 
     def _convert_inputs(self, inputs: Any) -> list[tf.Tensor]:
-        arrays = _as_list(inputs)
+        arrays = as_list(inputs)
         if not arrays:
             raise ValueError("inputs is an empty list: pass one array per model input.")
         dtypes = _model_input_dtypes(self.model, len(arrays))
         tensors = []
         for index, (array, dtype) in enumerate(zip(arrays, dtypes)):
-            name = f"inputs[{index}]" if self._multi_input else "inputs"
+            name = input_name(index, self._multi_input)
             if isinstance(array, (str, bytes)) or array is None:
                 raise TypeError(f"{name} must be an array of shape (N, H, W, C), got {type(array).__name__}.")
             tensor = array if isinstance(array, tf.Tensor) else tf.convert_to_tensor(np.asarray(array))
@@ -158,9 +154,7 @@ class AveragesCam(AveragesCamBase):
             tensor = tf.cast(tensor, dtype)  # uint8 and integer images: the model's input dtype
             self._check_finite_inputs(tensor, name)
             tensors.append(tensor)
-        counts = {int(t.shape[0]) for t in tensors}
-        if len(counts) > 1:
-            raise ValueError(f"inputs hold different numbers of samples {sorted(counts)}: each model input needs the same N.")
+        check_same_count([int(t.shape[0]) for t in tensors])
         return tensors
 
     def _check_finite_inputs(self, tensor: tf.Tensor, name: str) -> None:
@@ -190,7 +184,7 @@ class AveragesCam(AveragesCamBase):
 
     def _run_model(self, batch_inputs: list) -> list:
         outputs = self.model(batch_inputs if self._multi_input else batch_inputs[0], training=False)
-        return apply_activation(_as_list(outputs), self.activation)
+        return apply_activation(as_list(outputs), self.activation)
 
     def _plain_step(self, batch: tuple) -> list:
         return self._run_model(list(batch))
@@ -259,37 +253,19 @@ class AveragesCam(AveragesCamBase):
 
     def _prepare_cams(self, cams: Any) -> tuple[list[tf.Tensor], np.ndarray]:
         """Checked CAM tensors, one per input, and which samples have a non-finite CAM."""
-        if self._multi_input != isinstance(cams, (list, tuple)):
-            if self._multi_input:
-                raise ValueError(
-                    f"The model has {len(self._inputs)} inputs, so cams must be a list with one CAM "
-                    f"array per input (as tf-keras-vis returns them), got a single array."
-                )
-            raise ValueError(
-                "cams is a list but the model has a single input: pass one array of shape "
-                "(N, H, W) (a multi-input model takes a list with one CAM array per input)."
-            )
-        cam_list = _as_list(cams)
-        if len(cam_list) != len(self._inputs):
-            raise ValueError(
-                f"cams holds {len(cam_list)} CAM arrays for a model with {len(self._inputs)} inputs: "
-                f"pass one per input."
-            )
+        cam_list = cams_per_input(cams, len(self._inputs), self._multi_input)
         tensors, bad = [], np.zeros(self.n, dtype=bool)
         for cam, x in zip(cam_list, self._inputs):
-            if isinstance(cam, (str, bytes)) or cam is None:
-                raise TypeError(f"cams must be arrays of shape (N, H, W), got {type(cam).__name__}.")
             tensor = cam if isinstance(cam, tf.Tensor) else tf.convert_to_tensor(np.asarray(cam))
             if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
                 raise TypeError(f"cams must hold numbers, got dtype {tensor.dtype.name}.")
-            check_masking_args(x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy)
-            work = "float64" if x.dtype == tf.float64 else "float32"
-            tensor = tf.cast(tensor, work)
-            if self.nan_policy == "omit":
-                nonfinite = nonfinite_cam_samples(tensor, _BACKEND)
-                if nonfinite.any():
-                    bad |= nonfinite
-                    tensor = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
+            nonfinite = check_masking_args(
+                x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
+            )
+            tensor = tf.cast(tensor, "float64" if x.dtype == tf.float64 else "float32")
+            if nonfinite.any():  # only under nan_policy='omit': zero them, skip their samples
+                bad |= nonfinite
+                tensor = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
             tensors.append(tensor)
         return tensors, bad
 
