@@ -72,6 +72,8 @@ class AveragesCamBase:
             raise ValueError(
                 f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}."
             )
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True or False, got {normalize!r}.")
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}.")
         self.batch_size = batch_size
@@ -83,6 +85,10 @@ class AveragesCamBase:
         self._cache_key: tuple | None = None
         self._cache_refs: tuple = ()
         self._cache_scores: tuple[np.ndarray, np.ndarray] | None = None
+        # (N,) samples whose inputs hold NaN or infinity; only under nan_policy='omit'. Their
+        # scores become NaN, so they are skipped and counted even when the model hides the NaN
+        # (max pooling, clipping and fused ReLUs all can).
+        self._bad_inputs: np.ndarray | None = None
 
     # ----------------------------------------------------------------- adapter hooks
     def _plain_scores(self, score_function: Any) -> np.ndarray:
@@ -105,6 +111,9 @@ class AveragesCamBase:
         if key != self._cache_key or self._cache_scores is None:
             o_c = self._masked_scores(cams, score_function)
             y_c = self._plain_scores(score_function)
+            if self._bad_inputs is not None and self._bad_inputs.any():
+                y_c[self._bad_inputs] = np.nan
+                o_c[self._bad_inputs] = np.nan
             self._cache_key, self._cache_refs = key, (cams, score_function)
             self._cache_scores = (y_c, o_c)
         y_c, o_c = self._cache_scores

@@ -70,14 +70,26 @@ def gain_terms(y_c: Any, o_c: Any, *, backend: str | Backend | None = None) -> A
     return bk.maximum(o - y, 0.0) / (1.0 - y + EPSILON)
 
 
-def _checked_vectors(y_c: Any, o_c: Any, nan_policy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Concrete NumPy copies of the score vectors, checked; used by the ``avg_*`` functions."""
+def _checked_vectors(
+    y_c: Any,
+    o_c: Any,
+    nan_policy: str,
+    *,
+    allow_empty: bool = False,
+    names: tuple[str, str] = ("Y_c", "O_c"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concrete NumPy copies of the score vectors, checked; used by the ``avg_*`` functions.
+
+    ``allow_empty`` is for the streaming state, where an empty batch (a replica's share of
+    an uneven last batch) adds nothing.
+    """
     validation.check_nan_policy(nan_policy)
-    y = validation.as_score_vector(_to_numpy(y_c), "Y_c")
-    o = validation.as_score_vector(_to_numpy(o_c), "O_c")
-    validation.check_pair(y, o)
-    validation.check_finite(y, "Y_c", nan_policy)
-    validation.check_finite(o, "O_c", nan_policy)
+    y = validation.as_score_vector(_to_numpy(y_c), names[0])
+    o = validation.as_score_vector(_to_numpy(o_c), names[1])
+    if not (allow_empty and y.size == 0 and o.size == 0):
+        validation.check_pair(y, o, names)
+    validation.check_finite(y, names[0], nan_policy)
+    validation.check_finite(o, names[1], nan_policy)
     return y, o
 
 
@@ -106,9 +118,11 @@ def _average(kind: str, y_c: Any, o_c: Any, backend, nan_policy: str) -> float:
     valid = np.isfinite(y) & np.isfinite(o)
     if kind == "drop":
         validation.check_probabilities(y, "Average Drop", upper=False)
+        validation.check_probabilities(o, "Average Drop", upper=False, argument="O_c")
         terms = drop_terms(bk.asarray(y), bk.asarray(o), backend=bk)
     elif kind == "gain":
         validation.check_probabilities(y, "Average Gain", upper=True)
+        validation.check_probabilities(o, "Average Gain", upper=True, argument="O_c")
         terms = gain_terms(bk.asarray(y), bk.asarray(o), backend=bk)
     else:
         terms = increase_terms(bk.asarray(y), bk.asarray(o), backend=bk)

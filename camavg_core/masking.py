@@ -80,6 +80,9 @@ def mask_inputs(
     maps = bk.astype(maps, work_dtype)
     if normalize:
         axes = tuple(range(1, len(spatial) + 1))
+        # scale-free, so divide by the largest magnitude first: max - min cannot overflow
+        magnitude = bk.max(bk.maximum(maps, -maps), axis=axes, keepdims=True)
+        maps = maps / bk.maximum(magnitude, 1e-30)
         low = bk.min(maps, axis=axes, keepdims=True)
         span = bk.max(maps, axis=axes, keepdims=True) - low
         maps = (maps - low) / bk.maximum(span, 1e-12)

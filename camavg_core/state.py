@@ -21,7 +21,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
-from camavg_core.equations import _as_float_pair, drop_terms, gain_terms
+from camavg_core.equations import _as_float_pair, _checked_vectors, drop_terms, gain_terms
 from camavg_core.result import Result
 from camavg_core.stats import check_level, intervals_from_sums
 
@@ -35,6 +35,13 @@ REDUCTIONS = {
     "increase_count": "sum",
     "skipped": "sum",
 }
+
+
+def _concrete(backend: Backend, values: Any) -> bool:
+    """Python and NumPy values, eager tensors: True; values traced by jit or tf.function: False."""
+    if values is None or isinstance(values, (list, tuple, str, bytes, int, float, np.ndarray, np.generic)):
+        return True  # host values (or junk, which the checks then name)
+    return backend.is_concrete(values)
 
 
 class MetricState(NamedTuple):
@@ -71,6 +78,14 @@ class MetricState(NamedTuple):
         """
         validation.check_nan_policy(nan_policy)
         bk = resolve_backend(backend, y_c, o_c)
+        if _concrete(bk, y_c) and _concrete(bk, o_c):
+            # the same checks as summarize; the policy only decides what happens to NaN
+            y_np, o_np = _checked_vectors(y_c, o_c, nan_policy, allow_empty=True, names=("y_c", "o_c"))
+            validation.check_probabilities(y_np, "Average Drop and Average Gain", upper=True, argument="y_c")
+            validation.check_probabilities(o_np, "Average Drop and Average Gain", upper=True, argument="o_c")
+            y_c, o_c = bk.asarray(y_np), bk.asarray(o_np)
+        elif nan_policy == "raise":
+            raise ValueError(validation.traced_check("y_c"))
         y, o = _as_float_pair(y_c, o_c, bk)
         y_shape, o_shape = bk.shape(y), bk.shape(o)
         # a dimension unknown while tracing is a tensor: compare only the static ones
@@ -79,16 +94,9 @@ class MetricState(NamedTuple):
         ) and y_shape != o_shape
         if len(y_shape) != 1 or len(o_shape) != 1 or static_mismatch:
             raise ValueError(
-                f"MetricState.update takes two score vectors of the same shape (N,), got "
-                f"{y_shape} and {o_shape}."
+                f"y_c and o_c must be score vectors of one shape (N,), got y_c of shape "
+                f"{y_shape} and o_c of shape {o_shape}."
             )
-        if nan_policy == "raise":
-            if not (bk.is_concrete(y) and bk.is_concrete(o)):
-                raise ValueError(validation.traced_check("y_c"))
-            y_np, o_np = bk.to_numpy(y), bk.to_numpy(o)
-            validation.check_finite(y_np, "Y_c", nan_policy)
-            validation.check_finite(o_np, "O_c", nan_policy)
-            validation.check_probabilities(y_np, "Average Drop and Average Gain", upper=True)
         valid = bk.isfinite(y) & bk.isfinite(o)
         zero = bk.astype(valid, bk.dtype_name(y)) * 0.0
         y_safe = bk.where(valid, y, zero)
@@ -110,6 +118,8 @@ class MetricState(NamedTuple):
 
     def merge(self, other: "MetricState") -> "MetricState":
         """The state of both halves of the data together: a field-wise sum."""
+        if not isinstance(other, MetricState):
+            raise TypeError(f"MetricState.merge takes another MetricState, got {type(other).__name__}.")
         return MetricState(*(mine + theirs for mine, theirs in zip(self, other)))
 
     def to_numpy(self) -> "MetricState":

@@ -40,6 +40,7 @@ def summarize(
     """
     y, o = _checked_vectors(y_c, o_c, nan_policy)
     validation.check_probabilities(y, "Average Drop and Average Gain", upper=True)
+    validation.check_probabilities(o, "Average Drop and Average Gain", upper=True, argument="O_c")
     state = MetricState.empty().update(y, o, nan_policy="omit", backend="numpy")
     result = state.result(level=level)
     valid = np.isfinite(y) & np.isfinite(o)

@@ -53,6 +53,19 @@ def traced_check(argument: str) -> str:
     )
 
 
+#: ml_dtypes' floats (TensorFlow's and JAX's bfloat16 in NumPy) have NumPy kind 'V'
+EXTENSION_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3b11fnuz")
+
+
+def is_real_dtype(dtype: Any) -> bool:
+    """bool, integers, floats, and ml_dtypes' extension floats such as bfloat16."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return False
+    return dtype.kind in "biuf" or dtype.name in EXTENSION_FLOATS
+
+
 # --------------------------------------------------------------------------- checks
 def check_nan_policy(nan_policy: str) -> None:
     if nan_policy not in NAN_POLICIES:
@@ -67,12 +80,12 @@ def as_score_vector(values: Any, argument: str) -> np.ndarray:
         array = np.asarray(values)
     except Exception as exc:  # e.g. a ragged list
         raise ValueError(f"{argument} could not be read as an array of scores: {exc}") from exc
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
-    ):
-        raise TypeError(f"{argument} must hold numbers, got an array of dtype {array.dtype}.")
-    if np.issubdtype(array.dtype, np.complexfloating):
+    if array.dtype.kind == "c":
         raise TypeError(f"{argument} must hold real numbers, got dtype {array.dtype}.")
+    if not is_real_dtype(array.dtype):
+        raise TypeError(f"{argument} must hold numbers, got an array of dtype {array.dtype}.")
+    if array.dtype.name in EXTENSION_FLOATS:
+        array = array.astype(np.float32)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
@@ -83,16 +96,16 @@ def as_score_vector(values: Any, argument: str) -> np.ndarray:
     return array
 
 
-def check_pair(y_c: Any, o_c: Any) -> None:
+def check_pair(y_c: Any, o_c: Any, names: tuple[str, str] = ("Y_c", "O_c")) -> None:
     """Y_c and O_c: same number of samples, at least one."""
     n_y, n_o = int(y_c.shape[0]), int(o_c.shape[0])
     if n_y != n_o:
         raise ValueError(
-            f"Y_c has {n_y} scores but O_c has {n_o}: both must hold one score per sample, "
-            f"for the same samples in the same order."
+            f"{names[0]} has {n_y} scores but {names[1]} has {n_o}: both must hold one score "
+            f"per sample, for the same samples in the same order."
         )
     if n_y == 0:
-        raise ValueError("Y_c and O_c are empty: there is no sample to average over.")
+        raise ValueError(f"{names[0]} and {names[1]} are empty: there is no sample to average over.")
 
 
 def first_nonfinite(values: np.ndarray) -> int | None:
@@ -112,9 +125,27 @@ def check_finite(values: np.ndarray, argument: str, nan_policy: str) -> None:
         )
 
 
-def check_probabilities(y_c: np.ndarray, metric: str, *, upper: bool) -> None:
-    """Drop needs Y_c >= 0, gain needs 0 <= Y_c <= 1: otherwise the model returns logits."""
-    finite = y_c[np.isfinite(y_c)]
+def check_finite_samples(finite_rows: Any, argument: str, nan_policy: str) -> np.ndarray:
+    """(N,) flags of samples whose ``argument`` holds NaN or infinity; an error under 'raise'.
+
+    ``finite_rows`` comes from a reduction where the data lives: one boolean per sample.
+    """
+    nonfinite = ~np.asarray(finite_rows, dtype=bool)
+    if nan_policy == "raise" and nonfinite.any():
+        raise ValueError(
+            f"{argument}[{int(np.flatnonzero(nonfinite)[0])}] holds NaN or infinity. Fix the "
+            f"sample, or pass nan_policy='omit' to skip non-finite samples and count them in "
+            f"`skipped`."
+        )
+    return nonfinite
+
+
+def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argument: str = "Y_c") -> None:
+    """Drop needs scores >= 0, gain needs 0 <= score <= 1: otherwise the model returns logits.
+
+    Exact bounds, no tolerance: a softmax or sigmoid in any float format never leaves [0, 1].
+    """
+    finite = scores[np.isfinite(scores)]
     if finite.size == 0:
         return
     low, high = float(finite.min()), float(finite.max())
@@ -123,7 +154,7 @@ def check_probabilities(y_c: np.ndarray, metric: str, *, upper: bool) -> None:
         bound = "[0, 1]" if upper else ">= 0"
         verb = "need" if " and " in metric else "needs"
         raise ValueError(
-            f"{metric} {verb} scores that are probabilities, but Y_c holds {seen} (must be "
+            f"{metric} {verb} scores that are probabilities, but {argument} holds {seen} (must be "
             f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
             f"'sigmoid' for a single binary output), or add that activation to the model."
         )

@@ -198,22 +198,17 @@ class AveragesCam(AveragesCamBase):
                 )
             validation.check_nonempty(int(array.shape[0]), name)
             array = array.astype(_model_dtype(array.dtype))
-            self._check_finite_inputs(array, name)
             converted.append(array)
         check_same_count([int(a.shape[0]) for a in converted])
+        self._bad_inputs = np.logical_or.reduce(
+            [self._nonfinite_inputs(a, input_name(i, self._multi_input)) for i, a in enumerate(converted)]
+        )
         return converted
 
-    def _check_finite_inputs(self, array: Any, name: str) -> None:
-        if self.nan_policy != "raise":
-            return
+    def _nonfinite_inputs(self, array: Any, name: str) -> np.ndarray:
         xp = jnp if isinstance(array, jax.Array) else np
-        finite = xp.all(xp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
-        bad = np.flatnonzero(~np.asarray(finite))
-        if bad.size:
-            raise ValueError(
-                f"{name}[{int(bad[0])}] holds NaN or infinity. Fix the sample, or pass "
-                f"nan_policy='omit' to skip non-finite samples and count them in `skipped`."
-            )
+        finite_rows = xp.all(xp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
+        return validation.check_finite_samples(np.asarray(finite_rows), name, self.nan_policy)
 
     # ----------------------------------------------------------------- compiled passes
     def _forward(self, batch_inputs: list) -> list:

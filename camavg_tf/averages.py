@@ -25,6 +25,24 @@ from camavg_tf.distribute import ReplicaLoop, current_strategy
 _BACKEND = resolve_backend("tensorflow")
 
 
+def _as_numeric_tensor(array: Any, name: str) -> tf.Tensor:
+    """A tensor of numbers, or a TypeError naming the argument (checked before TensorFlow
+    sees the array, whose own errors name nothing)."""
+    if not isinstance(array, (tf.Tensor, tf.Variable)):
+        try:
+            array = np.asarray(array)
+        except (ValueError, TypeError) as error:  # ragged lists
+            raise ValueError(f"{name} could not be read as an array: {error}") from None
+        if not validation.is_real_dtype(array.dtype):
+            raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}.")
+        if array.dtype.name in validation.EXTENSION_FLOATS:
+            array = array.astype(np.float32)
+    tensor = tf.convert_to_tensor(array)
+    if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {tensor.dtype.name}.")
+    return tensor
+
+
 def _model_input_dtypes(model: Any, count: int) -> list[str]:
     """The dtype each model input expects (float32 where the model does not say)."""
     dtypes = []
@@ -145,28 +163,21 @@ class AveragesCam(AveragesCamBase):
             name = input_name(index, self._multi_input)
             if isinstance(array, (str, bytes)) or array is None:
                 raise TypeError(f"{name} must be an array of shape (N, H, W, C), got {type(array).__name__}.")
-            tensor = array if isinstance(array, tf.Tensor) else tf.convert_to_tensor(np.asarray(array))
-            if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
-                raise TypeError(f"{name} must hold numbers, got dtype {tensor.dtype.name}.")
+            tensor = _as_numeric_tensor(array, name)
             if tensor.shape.rank is None or tensor.shape.rank < 2:
                 raise ValueError(f"{name} must have a batch axis, shape (N, ...), got shape {tuple(tensor.shape)}.")
             validation.check_nonempty(int(tensor.shape[0]), name)
             tensor = tf.cast(tensor, dtype)  # uint8 and integer images: the model's input dtype
-            self._check_finite_inputs(tensor, name)
             tensors.append(tensor)
         check_same_count([int(t.shape[0]) for t in tensors])
+        self._bad_inputs = np.logical_or.reduce(
+            [self._nonfinite_inputs(t, input_name(i, self._multi_input)) for i, t in enumerate(tensors)]
+        )
         return tensors
 
-    def _check_finite_inputs(self, tensor: tf.Tensor, name: str) -> None:
-        if self.nan_policy != "raise":
-            return
-        per_sample = tf.reduce_all(tf.math.is_finite(tf.reshape(tensor, (tensor.shape[0], -1))), axis=1)
-        bad = np.flatnonzero(~per_sample.numpy())
-        if bad.size:
-            raise ValueError(
-                f"{name}[{int(bad[0])}] holds NaN or infinity. Fix the sample, or pass "
-                f"nan_policy='omit' to skip non-finite samples and count them in `skipped`."
-            )
+    def _nonfinite_inputs(self, tensor: tf.Tensor, name: str) -> np.ndarray:
+        finite_rows = tf.reduce_all(tf.math.is_finite(tf.reshape(tensor, (tensor.shape[0], -1))), axis=1)
+        return validation.check_finite_samples(finite_rows.numpy(), name, self.nan_policy)
 
     def _find_output_dtypes(self) -> list[tf.DType]:
         """The dtypes of the scored outputs: from the model's symbolic outputs when it has
@@ -256,9 +267,7 @@ class AveragesCam(AveragesCamBase):
         cam_list = cams_per_input(cams, len(self._inputs), self._multi_input)
         tensors, bad = [], np.zeros(self.n, dtype=bool)
         for cam, x in zip(cam_list, self._inputs):
-            tensor = cam if isinstance(cam, tf.Tensor) else tf.convert_to_tensor(np.asarray(cam))
-            if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
-                raise TypeError(f"cams must hold numbers, got dtype {tensor.dtype.name}.")
+            tensor = _as_numeric_tensor(cam, "cams")
             nonfinite = check_masking_args(
                 x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
             )

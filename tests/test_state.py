@@ -113,9 +113,9 @@ def test_omit_skips_and_counts_nonfinite_pairs():
 
 
 def test_raise_names_the_first_nonfinite_sample():
-    with pytest.raises(ValueError, match=r"Y_c\[1\].*nan_policy='omit'"):
+    with pytest.raises(ValueError, match=r"y_c\[1\].*nan_policy='omit'"):
         MetricState.empty().update(np.array([0.8, np.nan]), np.array([0.2, 0.3]))
-    with pytest.raises(ValueError, match=r"O_c\[0\]"):
+    with pytest.raises(ValueError, match=r"o_c\[0\]"):
         MetricState.empty().update(np.array([0.8, 0.1]), np.array([np.inf, 0.3]))
 
 
@@ -128,7 +128,7 @@ def test_empty_state_has_no_result():
 
 
 def test_update_rejects_mismatched_vectors():
-    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+    with pytest.raises(ValueError, match=r"y_c has 2 scores but o_c has 3"):
         MetricState.empty().update(np.array([0.1, 0.2]), np.array([0.1, 0.2, 0.3]))
 
 
