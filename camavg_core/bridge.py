@@ -8,7 +8,6 @@ lets ``average_drop`` then ``average_increase`` share one pass, the equations, a
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -22,21 +21,40 @@ from camavg_core.summary import summarize
 ACTIVATIONS = (None, "softmax", "sigmoid")
 
 
-def fingerprint(array: Any) -> tuple:
-    """What identifies an array's contents, for the masked-pass cache.
+def snapshot(cams: Any) -> Any:
+    """What the masked-pass cache keeps to recognise these CAMs on the next call.
 
-    NumPy arrays are mutable, so their bytes are hashed (a few ms beside a forward pass);
-    framework tensors are immutable, so their identity is enough (the cache keeps a reference,
-    so the id cannot be reused while it is cached).
+    NumPy arrays are mutable, so the cache keeps a copy and compares contents (a memory-speed
+    comparison, far cheaper than hashing, and far cheaper than the forward pass it saves).
+    Framework tensors are immutable: the tensor itself is kept and recognised by identity.
     """
-    if isinstance(array, (list, tuple)):
-        return ("list", tuple(fingerprint(item) for item in array))
-    if isinstance(array, np.ndarray):
-        digest = hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8), digest_size=16)
-        return ("numpy", array.shape, array.dtype.str, digest.hexdigest())
-    if hasattr(array, "assign"):  # a tf.Variable: mutable, hash its value
-        return fingerprint(np.asarray(array))
-    return ("tensor", id(array))
+    if isinstance(cams, (list, tuple)):
+        return [snapshot(item) for item in cams]
+    if isinstance(cams, np.ndarray):
+        return cams.copy()
+    if hasattr(cams, "assign"):  # a tf.Variable: mutable, keep its value
+        return np.array(cams)
+    return cams
+
+
+def matches(kept: Any, cams: Any) -> bool:
+    """Whether ``cams`` holds what :func:`snapshot` kept."""
+    if isinstance(kept, list):
+        return (
+            isinstance(cams, (list, tuple))
+            and len(cams) == len(kept)
+            and all(matches(k, c) for k, c in zip(kept, cams))
+        )
+    if isinstance(kept, np.ndarray):
+        if not isinstance(cams, np.ndarray) and not hasattr(cams, "assign"):
+            return False
+        cams = np.asarray(cams)
+        return (
+            cams.shape == kept.shape
+            and cams.dtype == kept.dtype
+            and bool(np.array_equal(cams, kept, equal_nan=cams.dtype.kind == "f"))
+        )
+    return cams is kept
 
 
 class AveragesCamBase:
@@ -83,7 +101,7 @@ class AveragesCamBase:
         self.data_format = data_format
         self.level = level
         self._cache_key: tuple | None = None
-        self._cache_refs: tuple = ()
+        self._cache_cams: Any = None
         self._cache_scores: tuple[np.ndarray, np.ndarray] | None = None
         # (N,) samples whose inputs hold NaN or infinity; only under nan_policy='omit'. Their
         # scores become NaN, so they are skipped and counted even when the model hides the NaN
@@ -107,14 +125,21 @@ class AveragesCamBase:
             ``(Y_c, O_c)``, NumPy arrays of shape (N,). The masked pass is cached for the last
             (cams, score_function), so several metrics of one CAM set cost one pass.
         """
-        key = (fingerprint(cams), score_key(score_function))
-        if key != self._cache_key or self._cache_scores is None:
+        key = score_key(score_function)
+        hit = (
+            self._cache_scores is not None
+            and key == self._cache_key
+            and matches(self._cache_cams, cams)
+        )
+        if not hit:
             o_c = self._masked_scores(cams, score_function)
             y_c = self._plain_scores(score_function)
             if self._bad_inputs is not None and self._bad_inputs.any():
                 y_c[self._bad_inputs] = np.nan
                 o_c[self._bad_inputs] = np.nan
-            self._cache_key, self._cache_refs = key, (cams, score_function)
+            # the score function is kept alive so that its id in the key cannot be reused
+            self._cache_key, self._cache_cams = key, snapshot(cams)
+            self._cache_score_function = score_function
             self._cache_scores = (y_c, o_c)
         y_c, o_c = self._cache_scores
         return y_c.copy(), o_c.copy()
