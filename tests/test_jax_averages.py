@@ -442,13 +442,3 @@ def test_inputs_and_cams_are_not_modified(data, weights):
     AveragesCam(_jax_model(*weights), images, activation="softmax", batch_size=3).evaluate(cams, CategoricalScore(labels))
     np.testing.assert_array_equal(images, images_before)
     np.testing.assert_array_equal(cams, cams_before)
-
-
-# --------------------------------------------------------------------------- the README section
-def test_docs_jax_example_runs_as_written():
-    text = (ROOT / "docs" / "jax.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert blocks, "docs/jax.md has no python example"
-    for block in blocks:
-        namespace: dict = {}
-        exec(compile(block, "docs/jax.md", "exec"), namespace)  # noqa: S102 - our own docs

@@ -7,7 +7,7 @@ that both agree with NumPy and with one device.
 
 JAX: two processes (two CPU devices each) call ``jax.distributed.initialize``, each evaluates
 its share of the samples with ``camavg_jax.AveragesCam``, and the sum-only ``MetricState`` is
-summed across them, the recipe of docs/scaling.md; both must give the NumPy numbers of all the
+summed across them, the recipe of README.md (Scaling out); both must give the NumPy numbers of all the
 samples.
 
 How it is bounded in time:
@@ -72,7 +72,7 @@ def jax_worker_main() -> None:
         p = jax.nn.sigmoid(x.reshape(x.shape[0], -1) @ weights + bias)
         return jnp.stack([p, 1.0 - p], axis=1)
 
-    # the recipe of docs/scaling.md: each process its own samples, then one sum across processes
+    # the recipe of README.md (Scaling out): each process its own samples, then one sum across processes
     mine = slice(jax.process_index(), None, jax.process_count())
     result = AveragesCam(apply_fn, images[mine], batch_size=4).evaluate(cams[mine], lambda out: out[:, 0])
     local = MetricState.empty().update(result.y_c, result.o_c)

@@ -1,4 +1,5 @@
-"""Every Python example in README.md runs as written, in a fresh interpreter."""
+"""Every ```python example in README.md runs as written, in a fresh interpreter (```py marks a
+fragment that needs your own files)."""
 
 from __future__ import annotations
 
