@@ -116,6 +116,8 @@ def _average(kind: str, y_c: Any, o_c: Any, backend, nan_policy: str) -> float:
     bk = resolve_backend(backend, y_c, o_c)
     y, o = _checked_vectors(y_c, o_c, nan_policy)
     valid = np.isfinite(y) & np.isfinite(o)
+    # left-out pairs enter the terms as zeros, so inf - inf raises no warning on the way
+    y, o = np.where(valid, y, 0.0), np.where(valid, o, 0.0)
     if kind == "drop":
         validation.check_probabilities(y, "Average Drop", upper=False)
         validation.check_probabilities(o, "Average Drop", upper=False, argument="O_c")
