@@ -1,0 +1,71 @@
+"""asv benchmarks of camavg (run ``asv run --python=same --quick`` from the repository root).
+
+Helpers shared by the ``bench_*`` modules: which backends exist here, and arrays for them. A
+backend whose framework is not installed raises ``NotImplementedError`` in ``setup``, which
+asv reports as a skipped benchmark (SciPy's convention).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BACKENDS = ["numpy", "tensorflow", "jax"]
+#: what each backend needs importable: the framework, then camavg's backend module
+_REQUIREMENTS = {
+    "numpy": ("numpy", "camavg_core.backends"),
+    "tensorflow": ("tensorflow", "camavg_tf.backend"),
+    "jax": ("jax", "camavg_jax.backend"),
+}
+
+
+def require_backend(name: str):
+    """The camavg ``Backend`` called ``name``; ``NotImplementedError`` when it is missing."""
+    for module_name in _REQUIREMENTS[name]:
+        try:
+            importlib.import_module(module_name)
+        except ImportError as exc:
+            raise NotImplementedError(f"{name} is not available here: {exc}") from exc
+    from camavg_core import resolve_backend
+
+    return resolve_backend(name)
+
+
+def to_backend(name: str, array):
+    """A NumPy array as the backend's array type (on its default device)."""
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(array)
+    if name == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+    return array
+
+
+def compiled(name: str, function):
+    """``function`` compiled the backend's way (``tf.function``, ``jax.jit``); NumPy as is."""
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    if name == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
+def block(value):
+    """Wait for an asynchronous result (JAX dispatches asynchronously)."""
+    ready = getattr(value, "block_until_ready", None)
+    if ready is not None:
+        ready()
+    elif type(value).__module__.startswith("tensorflow"):  # GPU kernels run asynchronously too
+        import tensorflow as tf
+
+        tf.test.experimental.sync_devices()
+    return value

@@ -1,0 +1,158 @@
+"""The TensorFlow path is GPU-ready: no host round trip per batch, and the input is prefetched.
+
+Shown on the compiled graphs and by counting, not by timing:
+
+- ``AveragesCam``'s masked pass is one ``tf.function`` call per CAM set whatever N and the
+  batch size; its graph consumes a ``PrefetchDataset`` in a loop that runs inside the graph
+  (``ReduceDataset``, or a ``While`` over ``IteratorGetNext``), and the number of tensors read
+  back to the host (``EagerTensor._numpy``) does not grow with the number of batches.
+- ``evaluate_dataset`` calls its compiled step once per batch, traces it once (the ragged last
+  batch included), reads nothing back to the host inside the loop, and prefetches its input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from tensorflow.python.framework import ops  # noqa: E402
+
+from camavg_tf import AveragesCam  # noqa: E402
+from camavg_tf.streaming import StreamingStep, as_prefetched_dataset, run_stream  # noqa: E402
+
+SIZE, CLASSES = 6, 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def sample(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+    cams = rng.uniform(0, 1, (n, SIZE, SIZE)).astype(np.float32)
+    return images, cams, rng.integers(0, CLASSES, n)
+
+
+class HostReads:
+    """Counts the tensors copied back to the host (``numpy()``, ``np.asarray``, ``bool``,
+    ``int``, ``float`` of an eager tensor all go through ``_numpy``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = ops._EagerTensorBase._numpy
+
+        def counted(tensor):
+            self.count += 1
+            return original(tensor)
+
+        monkeypatch.setattr(ops._EagerTensorBase, "_numpy", counted)
+
+
+class CallCounter:
+    """Wraps a compiled function and counts its calls."""
+
+    def __init__(self, function):
+        self.function = function
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.function(*args, **kwargs)
+
+
+def graph_ops(concrete) -> set[str]:
+    """Every op type of a concrete function, its nested functions (loop bodies) included."""
+    graph_def = concrete.graph.as_graph_def()
+    found = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        found |= {node.op for node in function.node_def}
+    return found
+
+
+def dataset_ops(dataset: tf.data.Dataset) -> set[str]:
+    """The op types of a dataset's pipeline, read from its serialised graph."""
+    serialised = tf.raw_ops.DatasetToGraphV2(input_dataset=dataset._variant_tensor)
+    return {node.op for node in tf.compat.v1.GraphDef.FromString(serialised.numpy()).node}
+
+
+# --------------------------------------------------------------------------- AveragesCam
+def test_masked_pass_loops_over_a_prefetched_pipeline_inside_the_graph(model):
+    images, cams, _ = sample(10)
+    metrics = AveragesCam(model, images, batch_size=3)
+    cam_tensors, _ = metrics._prepare_cams(cams)
+    concrete = metrics._masked_pass.get_concrete_function(tuple(metrics._inputs), tuple(cam_tensors))
+    found = graph_ops(concrete)
+    assert "PrefetchDataset" in found
+    in_graph_loop = "ReduceDataset" in found or ("While" in found and {"IteratorGetNext", "IteratorGetNextAsOptional"} & found)
+    assert in_graph_loop, sorted(found)
+    # the whole loop is one op of the graph: no Python iteration over batches
+    assert not {"PyFunc", "EagerPyFunc"} & found
+
+
+@pytest.mark.parametrize("n, batch", [(8, 8), (40, 4), (41, 5)])
+def test_one_compiled_call_per_cam_set_whatever_n_and_batch(model, monkeypatch, n, batch):
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    images, cams, labels = sample(n)
+    metrics = AveragesCam(model, images, batch_size=batch)
+    counter = CallCounter(metrics._masked_pass)
+    monkeypatch.setattr(metrics, "_masked_pass", counter)
+    traces = metrics.trace_count
+    metrics.evaluate(cams, CategoricalScore(list(labels)))
+    metrics.average_drop(cams, CategoricalScore(list(labels)))  # the cached pass: no call
+    metrics.evaluate(cams[::-1].copy(), CategoricalScore(list(labels)))  # new CAMs, same shapes
+    assert counter.calls == 2
+    assert metrics.trace_count == traces + 1  # the masked pass traced once, then reused
+
+
+def test_host_reads_per_evaluate_do_not_grow_with_the_batches(model, monkeypatch):
+    """The same number of reads for 1 batch and for 12: none of them is per batch."""
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    reads = []
+    for n, batch in ((6, 6), (36, 3)):
+        images, cams, labels = sample(n)
+        metrics = AveragesCam(model, images, batch_size=batch)
+        score = CategoricalScore(list(labels))
+        metrics.evaluate(cams, score)  # trace outside the count
+        counter = HostReads(monkeypatch)
+        metrics.evaluate(cams[::-1].copy(), score)
+        reads.append(counter.count)
+        monkeypatch.undo()
+    assert reads[0] > 0  # the counter sees the (N,) score vectors come back once
+    assert reads[0] == reads[1], reads
+
+
+# --------------------------------------------------------------------------- evaluate_dataset
+def test_stream_is_prefetched():
+    images, cams, labels = sample(10)
+    from_dataset = as_prefetched_dataset(tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(4))
+    from_generator = as_prefetched_dataset([(images[:5], cams[:5], labels[:5]), (images[5:], cams[5:], labels[5:])])
+    assert "PrefetchDataset" in dataset_ops(from_dataset)
+    assert "PrefetchDataset" in dataset_ops(from_generator)
+
+
+@pytest.mark.parametrize("n, batch", [(7, 7), (50, 4)])
+def test_one_step_per_batch_one_trace_and_no_host_read_in_the_loop(model, monkeypatch, n, batch):
+    images, cams, labels = sample(n)
+    dataset = as_prefetched_dataset(tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(batch))
+    step = StreamingStep(model, dataset.element_spec)
+    counter = CallCounter(step.accumulate)
+    monkeypatch.setattr(step, "accumulate", counter)
+    reads = HostReads(monkeypatch)
+    totals, y_c, o_c = run_stream(step, dataset, keep_vectors=False, progress=False)
+    assert reads.count == 0  # the totals are still device tensors
+    assert counter.calls == -(-n // batch)
+    assert step.trace_count == 1  # the ragged last batch (50 = 12 * 4 + 2) runs the same trace
+    assert y_c is None and o_c is None
+    monkeypatch.undo()
+    assert int(totals.state.n.numpy()) == n
