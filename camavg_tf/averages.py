@@ -9,7 +9,7 @@ function has reduced them to the (N,) target scores, which are the only values c
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -18,9 +18,10 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.batching import DEFAULT_BATCH_SIZE, as_list, cams_per_input, check_same_count, input_name
 from camavg_core.bridge import AveragesCamBase
-from camavg_core.masking import check_masking_args, mask_inputs
+from camavg_core.masking import check_masking_args
 from camavg_core.scoring import as_score_list, summed_scores
-from camavg_tf.distribute import ReplicaLoop, current_strategy
+from camavg_tf.distribute import current_strategy
+from camavg_tf.passes import PassOptions, passes_for
 
 _BACKEND = resolve_backend("tensorflow")
 
@@ -50,20 +51,6 @@ def _model_input_dtypes(model: Any, count: int) -> list[str]:
         dtype = tf.as_dtype(getattr(tensor, "dtype", "float32") or "float32")
         dtypes.append(dtype.name if dtype.is_floating else "float32")
     return dtypes + ["float32"] * (count - len(dtypes))
-
-
-def _score_dtype(dtype: Any) -> tf.DType:
-    """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
-    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    outputs = [tf.cast(out, _score_dtype(out.dtype)) for out in outputs]
-    if activation == "softmax":
-        return [tf.nn.softmax(out, axis=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [tf.sigmoid(out) for out in outputs]
-    return outputs
 
 
 class AveragesCam(AveragesCamBase):
@@ -128,15 +115,14 @@ class AveragesCam(AveragesCamBase):
         self.n = int(self._inputs[0].shape[0])
         self._batch = int(batch_size or DEFAULT_BATCH_SIZE)
         self.strategy = current_strategy(strategy)
-        if self.strategy is None:
-            self._masked_pass = tf.function(self._masked_outputs_graph)
-            self._plain_pass = tf.function(self._plain_outputs_graph)
-        else:
-            self._masked_pass = self._distributed(self._masked_step)
-            self._plain_pass = self._distributed(self._plain_step)
-        self.trace_count = 0  # traces of the compiled passes, for tests and curious users
-        self._output_dtypes = self._find_output_dtypes()
-        self._outputs = self._plain_pass(tuple(self._inputs))
+        options = PassOptions(activation, data_format, bool(normalize), self._multi_input)
+        self._passes = passes_for(model, options, self._inputs, self.strategy)
+        self._outputs = self._passes.plain(self._inputs, self._batch)
+
+    @property
+    def trace_count(self) -> int:
+        """Traces of the compiled passes (shared by every AveragesCam of this model)."""
+        return self._passes.trace_count
 
     # ----------------------------------------------------------------- set-up checks
     def _check_model_arity(self) -> None:
@@ -179,79 +165,6 @@ class AveragesCam(AveragesCamBase):
         finite_rows = tf.reduce_all(tf.math.is_finite(tf.reshape(tensor, (tensor.shape[0], -1))), axis=1)
         return validation.check_finite_samples(finite_rows.numpy(), name, self.nan_policy)
 
-    def _find_output_dtypes(self) -> list[tf.DType]:
-        """The dtypes of the scored outputs: from the model's symbolic outputs when it has
-        them (functional and Sequential models), else from one sample run eagerly."""
-        symbolic = getattr(self.model, "outputs", None)
-        if symbolic:
-            return [_score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
-        probe = self._run_model([x[:1] for x in self._inputs])
-        return [out.dtype for out in probe]
-
-    # ----------------------------------------------------------------- compiled passes
-    def _batches(self, tensors: tuple) -> tf.data.Dataset:
-        dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(self._batch)
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def _run_model(self, batch_inputs: list) -> list:
-        outputs = self.model(batch_inputs if self._multi_input else batch_inputs[0], training=False)
-        return apply_activation(as_list(outputs), self.activation)
-
-    def _plain_step(self, batch: tuple) -> list:
-        return self._run_model(list(batch))
-
-    def _masked_step(self, batch: tuple) -> list:
-        batch_inputs, batch_cams = batch
-        masked = [
-            mask_inputs(
-                x,
-                c,
-                data_format=self.data_format,
-                normalize=self.normalize,
-                dtype=x.dtype.name,
-                backend=_BACKEND,
-            )
-            for x, c in zip(batch_inputs, batch_cams)
-        ]
-        return self._run_model(masked)
-
-    def _plain_outputs_graph(self, inputs: tuple) -> list:
-        self.trace_count += 1
-        return self._loop_static(self._batches(inputs), self._plain_step)
-
-    def _masked_outputs_graph(self, inputs: tuple, cams: tuple) -> list:
-        self.trace_count += 1
-        return self._loop_static(self._batches((inputs, cams)), self._masked_step)
-
-    def _distributed(self, step: Callable) -> Callable:
-        """The same pass on a strategy: each replica runs ``step`` on its share of a batch,
-        and the outputs of all N samples come back in the inputs' order."""
-        loop = ReplicaLoop(self.strategy, step)
-
-        def run(*tensors: tuple) -> list:
-            data = tensors[0] if len(tensors) == 1 else tensors
-            return list(loop.per_sample(self._batches(data)))
-
-        return run
-
-    def _loop_static(self, dataset: tf.data.Dataset, step: Callable) -> list:
-        """Run ``step`` over the batches inside the graph; concatenate outputs on the device."""
-        initial = (
-            tf.constant(0),
-            tuple(
-                tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False)
-                for dtype in self._output_dtypes
-            ),
-        )
-
-        def append(state, batch):
-            index, arrays = state
-            outputs = step(batch)
-            return index + 1, tuple(ta.write(index, out) for ta, out in zip(arrays, outputs))
-
-        _, arrays = dataset.reduce(initial, append)
-        return [ta.concat() for ta in arrays]
-
     # ----------------------------------------------------------------- scores
     def _score_functions(self, score_function: Any) -> list:
         return as_score_list(score_function, len(self._outputs))
@@ -281,7 +194,7 @@ class AveragesCam(AveragesCamBase):
     def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
         functions = self._score_functions(score_function)
         cam_tensors, bad = self._prepare_cams(cams)
-        outputs = self._masked_pass(tuple(self._inputs), tuple(cam_tensors))
+        outputs = self._passes.masked(self._inputs, cam_tensors, self._batch)
         o_c = summed_scores(functions, outputs, self.n, _BACKEND).numpy().astype(np.float64)
         o_c[bad] = np.nan
         validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)

@@ -45,7 +45,7 @@ from camavg_core.backends import resolve_backend
 from camavg_core.masking import DATA_FORMATS, mask_inputs
 from camavg_core.result import Result
 from camavg_core.state import MetricState
-from camavg_tf.averages import apply_activation
+from camavg_tf.passes import apply_activation
 from camavg_tf.metrics import batch_sums
 
 SCORES = ("categorical", "binary")

@@ -155,15 +155,29 @@ def test_one_masked_pass_per_cam_set(trained, tfkv_cams):
 def test_traced_once_across_calls_and_a_ragged_last_batch(trained, tfkv_cams):
     model, data = trained
     score = CategoricalScore(list(data.labels))
-    metrics = AveragesCam(model, data.images, batch_size=BATCH)
+    fresh = keras.models.clone_model(model)  # a model no other test has compiled passes for
+    metrics = AveragesCam(fresh, data.images, batch_size=BATCH)
     assert N % BATCH != 0
-    traces_after_first = None
-    for name in ("gradcam", "gradcam++", "scorecam", "gradcam"):
+    metrics.evaluate(np.array(tfkv_cams["gradcam"]), score)
+    traces = metrics.trace_count
+    assert traces == 2  # the plain pass and the masked pass, once each
+    for name in ("gradcam++", "scorecam", "gradcam"):
         metrics.evaluate(np.array(tfkv_cams[name]), score)
-        if traces_after_first is None:
-            traces_after_first = metrics.trace_count
-    assert traces_after_first == 2  # the plain pass and the masked pass, once each
-    assert metrics.trace_count == 2
+    assert metrics.trace_count == traces
+
+
+def test_a_second_averagescam_of_the_model_reuses_its_compiled_passes(trained, tfkv_cams):
+    model, data = trained
+    score = CategoricalScore(list(data.labels))
+    first = AveragesCam(model, data.images, batch_size=BATCH)
+    first.evaluate(tfkv_cams["gradcam"], score)
+    traces = first.trace_count
+    # other images (another N) and another batch size: the same compiled passes
+    second = AveragesCam(model, data.images[:-7], batch_size=BATCH + 3)
+    second.evaluate(tfkv_cams["gradcam"][:-7], CategoricalScore(list(data.labels[:-7])))
+    third = AveragesCam(model, data.images[:-2], batch_size=5)
+    third.evaluate(tfkv_cams["gradcam"][:-2], CategoricalScore(list(data.labels[:-2])))
+    assert third.trace_count == traces
 
 
 def test_categorical_score_with_one_index_for_all(trained, tfkv_cams):

@@ -1,0 +1,193 @@
+"""The compiled forward passes behind ``AveragesCam``: plain and masked, one per model.
+
+A pass is one ``tf.function`` that loops over the batches of a prefetched ``tf.data`` pipeline
+inside the graph (an iterator and a ``tf.while_loop``), so no batch goes back to the host and
+the model stays in the function's own graph. Masking, the model and the activation run in it;
+the outputs of all N samples are concatenated on the device.
+
+The passes of a model are shared by every ``AveragesCam`` built on it with the same options:
+tracing a large model costs several forward passes, so a second ``AveragesCam`` (another image
+set, another batch size) must not pay it again. The batch size is a tensor argument and the
+sample axis is unknown in the signatures, so neither N nor the batch size retraces.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, NamedTuple
+
+import tensorflow as tf
+
+from camavg_core.backends import resolve_backend
+from camavg_core.batching import as_list
+from camavg_core.masking import mask_inputs
+from camavg_tf.distribute import ReplicaLoop
+
+_BACKEND = resolve_backend("tensorflow")
+
+
+def score_dtype(dtype: Any) -> tf.DType:
+    """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
+
+
+def apply_activation(outputs: list, activation: str | None) -> list:
+    outputs = [tf.cast(out, score_dtype(out.dtype)) for out in outputs]
+    if activation == "softmax":
+        return [tf.nn.softmax(out, axis=-1) for out in outputs]
+    if activation == "sigmoid":
+        return [tf.sigmoid(out) for out in outputs]
+    return outputs
+
+
+class PassOptions(NamedTuple):
+    """What a compiled pass depends on besides the model (the key of the shared cache)."""
+
+    activation: str | None
+    data_format: str
+    normalize: bool
+    multi_input: bool
+
+
+class ModelSteps:
+    """One batch of a pass: masking, the model and the activation.
+
+    The model is held weakly, so the shared cache (keyed weakly by the model) lets it go.
+    """
+
+    def __init__(self, model: Any, options: PassOptions) -> None:
+        try:
+            self._model = weakref.ref(model)
+        except TypeError:  # not weakly referenceable: hold it
+            self._model = lambda: model
+        self.options = options
+
+    @property
+    def model(self) -> Any:
+        return self._model()
+
+    def run_model(self, batch_inputs: list) -> list:
+        outputs = self.model(batch_inputs if self.options.multi_input else batch_inputs[0], training=False)
+        return apply_activation(as_list(outputs), self.options.activation)
+
+    def plain(self, batch: tuple) -> list:
+        return self.run_model(list(batch))
+
+    def masked(self, batch: tuple) -> list:
+        batch_inputs, batch_cams = batch
+        masked = [
+            mask_inputs(
+                x,
+                c,
+                data_format=self.options.data_format,
+                normalize=self.options.normalize,
+                dtype=x.dtype.name,
+                backend=_BACKEND,
+            )
+            for x, c in zip(batch_inputs, batch_cams)
+        ]
+        return self.run_model(masked)
+
+    def output_dtypes(self, inputs: list) -> list[tf.DType]:
+        """From the model's symbolic outputs when it has them (functional and Sequential
+        models), else from one sample run eagerly."""
+        symbolic = getattr(self.model, "outputs", None)
+        if symbolic:
+            return [score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
+        return [out.dtype for out in self.run_model([x[:1] for x in inputs])]
+
+
+def _batch_tensor(batch_size: int) -> tf.Tensor:
+    return tf.constant(batch_size, tf.int64)
+
+
+def batches(tensors: Any, batch_size: Any) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class CompiledPasses:
+    """The plain and the masked pass of one model, compiled once for every caller."""
+
+    def __init__(self, steps: ModelSteps, output_dtypes: list[tf.DType]) -> None:
+        self.steps = steps
+        self.output_dtypes = output_dtypes
+        self.trace_count = 0  # traces of both passes, for tests and curious users
+        self._compiled: dict[tuple, Any] = {}
+
+    def plain(self, inputs: list, batch_size: int) -> list:
+        return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
+
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+        arguments = (tuple(inputs), tuple(cams))
+        return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
+
+    def _function(self, kind: str, arguments: tuple) -> Any:
+        """One ``tf.function`` per kind and per per-sample shape, with the sample axis left
+        unknown in its signature: any N, any batch size, one trace."""
+        signature = tf.nest.map_structure(
+            lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
+        )
+        key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
+        if key not in self._compiled:
+            graph = self._plain_graph if kind == "plain" else self._masked_graph
+            self._compiled[key] = tf.function(
+                graph, input_signature=[*signature, tf.TensorSpec((), tf.int64)]
+            )
+        return self._compiled[key]
+
+    def _plain_graph(self, inputs: tuple, batch_size: tf.Tensor) -> list:
+        self.trace_count += 1
+        return self._loop(batches(inputs, batch_size), self.steps.plain)
+
+    def _masked_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
+        self.trace_count += 1
+        return self._loop(batches((inputs, cams), batch_size), self.steps.masked)
+
+    def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
+        """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
+        iterator = iter(dataset)
+        n_batches = tf.cast(dataset.cardinality(), tf.int32)
+        arrays = tuple(
+            tf.TensorArray(dtype, size=n_batches, infer_shape=False) for dtype in self.output_dtypes
+        )
+
+        def body(index, arrays):
+            outputs = step(iterator.get_next())
+            return index + 1, tuple(ta.write(index, out) for ta, out in zip(arrays, outputs))
+
+        _, arrays = tf.while_loop(lambda index, _: index < n_batches, body, (tf.constant(0), arrays))
+        return [ta.concat() for ta in arrays]
+
+
+class DistributedPasses:
+    """The same passes on a ``tf.distribute`` strategy: each replica runs its share of every
+    batch, and the outputs of all N samples come back in the inputs' order."""
+
+    def __init__(self, steps: ModelSteps, strategy: tf.distribute.Strategy) -> None:
+        self.trace_count = 0
+        self._plain = ReplicaLoop(strategy, steps.plain)
+        self._masked = ReplicaLoop(strategy, steps.masked)
+
+    def plain(self, inputs: list, batch_size: int) -> list:
+        return list(self._plain.per_sample(batches(tuple(inputs), batch_size)))
+
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+        return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
+
+
+_SHARED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def passes_for(model: Any, options: PassOptions, inputs: list, strategy: Any = None) -> Any:
+    """The compiled passes of ``model`` with ``options``, shared while the model lives."""
+    steps = ModelSteps(model, options)
+    if strategy is not None:
+        return DistributedPasses(steps, strategy)
+    try:
+        per_model = _SHARED.setdefault(model, {})
+    except TypeError:  # a model that cannot be weakly referenced: compile for this caller
+        per_model = {}
+    if options not in per_model:
+        per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
+    return per_model[options]
