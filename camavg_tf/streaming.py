@@ -34,6 +34,7 @@ the range of the CAMs and of the scores) and they run once, after the last batch
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -46,6 +47,7 @@ from camavg_core.masking import DATA_FORMATS, mask_inputs
 from camavg_core.result import Result
 from camavg_core.state import MetricState
 from camavg_tf.passes import apply_activation
+from camavg_tf.distribute import ReplicaLoop, check_distributed_run, current_strategy
 from camavg_tf.metrics import batch_sums
 
 SCORES = ("categorical", "binary")
@@ -483,7 +485,10 @@ def evaluate_dataset(
         level: confidence level of the intervals in ``result.ci``.
         data_format: ``'channels_last'`` or ``'channels_first'``.
         normalize: min-max normalise each CAM to [0, 1] before masking.
-        strategy: a ``tf.distribute`` strategy; not wired yet (raises ``NotImplementedError``).
+        strategy: a ``tf.distribute.Strategy`` to spread every batch over its replicas (and
+            hosts); by default the one whose ``scope()`` is open, if any. The dataset's batch
+            is then the global batch, and the sum-only state is reduced across replicas, so
+            the numbers equal the single-device ones. ``progress`` is ignored there.
 
     Returns:
         A :class:`~camavg_core.result.Result`; ``y_c`` and ``o_c`` are None unless
@@ -501,10 +506,11 @@ def evaluate_dataset(
     25.0
     """
     _check_options(score, nan_policy, level, data_format, activation)
+    strategy = current_strategy(strategy)
     if strategy is not None:
-        raise NotImplementedError(
-            "evaluate_dataset(strategy=...) is not wired yet: run StreamingStep.score_pair with "
-            "camavg_tf.distribute.ReplicaLoop, or call evaluate_dataset without a strategy."
+        return _evaluate_distributed(
+            model, dataset, strategy, score=score, activation=activation, keep_vectors=keep_vectors,
+            nan_policy=nan_policy, level=level, data_format=data_format, normalize=normalize,
         )
     batches = as_prefetched_dataset(dataset)
     step = StreamingStep(model, batches.element_spec, score=score, activation=activation, data_format=data_format, normalize=normalize)
@@ -524,3 +530,44 @@ def evaluate_dataset(
         ci=result.ci,
         level=level,
     )
+
+
+def _checked_score_pair(step: StreamingStep, normalize: bool) -> Callable:
+    """The replica step, with the CAM range checked on the device (an assertion, turned into
+    camavg's ValueError by the caller): replicas cannot stop to ask the host."""
+
+    def pair(batch: tuple) -> tuple:
+        if not normalize:
+            for cam in _as_tuple(batch[1]):
+                low, high = _finite_range(tf.cast(cam, tf.float64))
+                tf.debugging.assert_less_equal(
+                    tf.maximum(-low, high - 1.0),
+                    tf.constant(validation.CAM_RANGE_TOLERANCE, tf.float64),
+                    message=_CAM_RANGE_MESSAGE,
+                )
+        return step.score_pair(batch)
+
+    return pair
+
+
+_CAM_RANGE_MESSAGE = "camavg: cams outside [0, 1]"
+
+
+def _evaluate_distributed(model, dataset, strategy, *, score, activation, keep_vectors, nan_policy, level, data_format, normalize) -> Result:
+    batches = as_prefetched_dataset(dataset)
+    step = StreamingStep(model, batches.element_spec, score=score, activation=activation, data_format=data_format, normalize=normalize)
+    try:
+        run = ReplicaLoop(strategy, _checked_score_pair(step, normalize)).metric_state(batches, keep_vectors=keep_vectors)
+    except tf.errors.InvalidArgumentError as error:
+        if _CAM_RANGE_MESSAGE not in str(error):
+            raise
+        raise ValueError(
+            "cams must lie in [0, 1], but a batch holds values outside it. Normalise each CAM "
+            "(tf-keras-vis does so by default), or pass normalize=True for a per-sample min-max "
+            "normalisation."
+        ) from None
+    check_distributed_run(run, nan_policy)
+    result = run.state.result(level=level)
+    if not keep_vectors:
+        return result
+    return dataclasses.replace(result, y_c=run.y_c, o_c=run.o_c)

@@ -203,7 +203,7 @@ def test_target_out_of_range(small_cnn, data):
         (dict(level=95), ValueError, "level"),
         (dict(data_format="NHWC"), ValueError, "data_format"),
         (dict(activation="relu"), ValueError, "activation"),
-        (dict(strategy=object()), NotImplementedError, "strategy"),
+        (dict(strategy=object()), TypeError, "strategy"),
     ],
 )
 def test_bad_options(small_cnn, data, bad, error, match):

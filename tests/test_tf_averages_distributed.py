@@ -59,11 +59,22 @@ def child_main() -> None:
         found = in_scope.strategy is strategy
         scoped = in_scope.evaluate(cams, score)
     single = AveragesCam(build(), inputs, batch_size=BATCH).evaluate(cams, score)
+
+    from camavg_tf import evaluate_dataset
+
+    stream = tf.data.Dataset.from_tensor_slices((inputs, cams, targets)).batch(BATCH)
+    streamed = evaluate_dataset(model, stream, strategy=strategy, keep_vectors=True)
+    try:
+        evaluate_dataset(model, stream.map(lambda x, c, t: (x, c * 3.0, t)), strategy=strategy)
+        range_error = ""
+    except ValueError as error:
+        range_error = str(error)
     print(json.dumps({
+        "range_error": range_error,
         "replicas": strategy.num_replicas_in_sync,
         "found_scope": found,
         "results": {name: {**r.to_dict(), "o_c": r.o_c.tolist(), "y_c": r.y_c.tolist()}
-                    for name, r in (("given", given), ("scoped", scoped), ("single", single))},
+                    for name, r in (("given", given), ("scoped", scoped), ("single", single), ("streamed", streamed))},
     }))
 
 
@@ -101,7 +112,11 @@ def test_two_replicas_and_the_scope_is_picked_up(child):
     assert child["found_scope"] is True
 
 
-@pytest.mark.parametrize("name", ["given", "scoped"])
+def test_streamed_cams_outside_zero_one_are_refused_on_replicas_too(child):
+    assert "[0, 1]" in child["range_error"] and "normalize=True" in child["range_error"]
+
+
+@pytest.mark.parametrize("name", ["given", "scoped", "streamed"])
 def test_mirrored_equals_single_device_and_numpy(child, name):
     y, o, metrics = numpy_oracle()
     got, single = child["results"][name], child["results"]["single"]
