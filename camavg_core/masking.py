@@ -127,13 +127,10 @@ def check_cam_values(
     >>> check_cam_values([True, False], 0.0, 1.0, nan_policy="omit", normalize=False).tolist()
     [False, True]
     """
-    nonfinite = ~np.asarray(finite_rows, dtype=bool)
-    if nan_policy == "raise" and nonfinite.any():
-        raise ValueError(
-            f"cams[{int(np.flatnonzero(nonfinite)[0])}] holds non-finite values (NaN or "
-            f"infinity); a degenerate CAM (0/0 in its normalisation) gives NaN. Replace them "
-            f"(np.nan_to_num), or pass nan_policy='omit' to skip such samples."
-        )
+    nonfinite = validation.check_finite_samples(
+        finite_rows, "cams", nan_policy,
+        hint="A degenerate CAM (0/0 in its normalisation) gives NaN: replace them (np.nan_to_num)",
+    )
     if not normalize and np.isfinite(low) and np.isfinite(high):
         validation.check_cam_range(float(low), float(high))
     return nonfinite

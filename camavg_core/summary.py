@@ -5,6 +5,7 @@ Every adapter's ``evaluate`` ends here, so the numbers and checks are the same e
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -51,14 +52,6 @@ def summarize(
         increase_terms(y_valid, o_valid, backend="numpy"),
         level=level,
     )
-    return Result(
-        average_drop=result.average_drop,
-        average_increase=result.average_increase,
-        average_gain=result.average_gain,
-        n=result.n,
-        skipped=result.skipped,
-        y_c=np.array(y, dtype=np.float64),
-        o_c=np.array(o, dtype=np.float64),
-        ci=ci,
-        level=level,
+    return dataclasses.replace(
+        result, y_c=np.array(y, dtype=np.float64), o_c=np.array(o, dtype=np.float64)
     )

@@ -125,7 +125,7 @@ def check_finite(values: np.ndarray, argument: str, nan_policy: str) -> None:
         )
 
 
-def check_finite_samples(finite_rows: Any, argument: str, nan_policy: str) -> np.ndarray:
+def check_finite_samples(finite_rows: Any, argument: str, nan_policy: str, *, hint: str = "Fix the sample") -> np.ndarray:
     """(N,) flags of samples whose ``argument`` holds NaN or infinity; an error under 'raise'.
 
     ``finite_rows`` comes from a reduction where the data lives: one boolean per sample.
@@ -133,9 +133,8 @@ def check_finite_samples(finite_rows: Any, argument: str, nan_policy: str) -> np
     nonfinite = ~np.asarray(finite_rows, dtype=bool)
     if nan_policy == "raise" and nonfinite.any():
         raise ValueError(
-            f"{argument}[{int(np.flatnonzero(nonfinite)[0])}] holds NaN or infinity. Fix the "
-            f"sample, or pass nan_policy='omit' to skip non-finite samples and count them in "
-            f"`skipped`."
+            f"{argument}[{int(np.flatnonzero(nonfinite)[0])}] holds NaN or infinity. {hint}, or "
+            f"pass nan_policy='omit' to skip non-finite samples and count them in `skipped`."
         )
     return nonfinite
 

@@ -519,17 +519,7 @@ def evaluate_dataset(
     result = state.result(level=level)
     if not keep_vectors:
         return result
-    return Result(
-        average_drop=result.average_drop,
-        average_increase=result.average_increase,
-        average_gain=result.average_gain,
-        n=result.n,
-        skipped=result.skipped,
-        y_c=y_c,
-        o_c=o_c,
-        ci=result.ci,
-        level=level,
-    )
+    return dataclasses.replace(result, y_c=y_c, o_c=o_c)
 
 
 def _checked_score_pair(step: StreamingStep, normalize: bool) -> Callable:

@@ -224,7 +224,7 @@ def test_scalar_cams():
 def test_nonfinite_cams_name_the_sample():
     cams = np.full((3, 4, 4), 0.5)
     cams[1, 2, 2] = np.nan
-    with pytest.raises(ValueError, match=r"cams\[1\] holds non-finite values.*nan_to_num"):
+    with pytest.raises(ValueError, match=r"cams\[1\] holds NaN or infinity.*nan_to_num"):
         apply_cams(images(n=3), cams)
 
 
