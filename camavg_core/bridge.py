@@ -8,7 +8,7 @@ lets ``average_drop`` then ``average_increase`` share one pass, the equations, a
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,40 +21,58 @@ from camavg_core.summary import summarize
 ACTIVATIONS = (None, "softmax", "sigmoid")
 
 
-def snapshot(cams: Any) -> Any:
+class Kept(NamedTuple):
+    """What the masked-pass cache keeps of a CAM set: the caller's object and a copy."""
+
+    source: Any
+    copy: Any
+
+
+def snapshot(cams: Any) -> Kept:
     """What the masked-pass cache keeps to recognise these CAMs on the next call.
 
-    NumPy arrays are mutable, so the cache keeps a copy and compares contents (a memory-speed
-    comparison, far cheaper than hashing, and far cheaper than the forward pass it saves).
-    Framework tensors are immutable: the tensor itself is kept and recognised by identity.
+    NumPy arrays are mutable, so beside the caller's object the cache keeps a copy, to notice an
+    in-place change. Framework tensors are immutable: the tensor itself is enough.
     """
+    return Kept(source=cams, copy=_copy(cams))
+
+
+def _copy(cams: Any) -> Any:
     if isinstance(cams, (list, tuple)):
-        return [snapshot(item) for item in cams]
-    if isinstance(cams, np.ndarray):
-        return cams.copy()
-    if hasattr(cams, "assign"):  # a tf.Variable: mutable, keep its value
+        return [_copy(item) for item in cams]
+    if isinstance(cams, np.ndarray) or hasattr(cams, "assign"):  # tf.Variable: mutable too
         return np.array(cams)
-    return cams
+    return None
 
 
-def matches(kept: Any, cams: Any) -> bool:
-    """Whether ``cams`` holds what :func:`snapshot` kept."""
-    if isinstance(kept, list):
+def matches(kept: Kept, cams: Any) -> bool:
+    """Whether ``cams`` is the CAM set :func:`snapshot` kept, unchanged.
+
+    Another object is another CAM set (a miss at once, with no comparison: the common case of
+    a new CAM method); the same object is compared bit for bit with the copy (NaN included).
+    """
+    return _same_object(kept.source, cams) and _unchanged(kept.copy, cams)
+
+
+def _same_object(source: Any, cams: Any) -> bool:
+    if isinstance(source, (list, tuple)):
         return (
             isinstance(cams, (list, tuple))
-            and len(cams) == len(kept)
-            and all(matches(k, c) for k, c in zip(kept, cams))
+            and len(cams) == len(source)
+            and all(_same_object(s, c) for s, c in zip(source, cams))
         )
-    if isinstance(kept, np.ndarray):
-        if not isinstance(cams, np.ndarray) and not hasattr(cams, "assign"):
-            return False
-        cams = np.asarray(cams)
-        return (
-            cams.shape == kept.shape
-            and cams.dtype == kept.dtype
-            and bool(np.array_equal(cams, kept, equal_nan=cams.dtype.kind == "f"))
-        )
-    return cams is kept
+    return source is cams
+
+
+def _unchanged(copy: Any, cams: Any) -> bool:
+    if isinstance(copy, list):
+        return all(_unchanged(k, c) for k, c in zip(copy, cams))
+    if copy is None:
+        return True
+    now = np.ascontiguousarray(np.asarray(cams))
+    return now.shape == copy.shape and bool(
+        np.array_equal(now.reshape(-1).view(np.uint8), copy.reshape(-1).view(np.uint8))
+    )
 
 
 class AveragesCamBase:
@@ -101,7 +119,7 @@ class AveragesCamBase:
         self.data_format = data_format
         self.level = level
         self._cache_key: tuple | None = None
-        self._cache_cams: Any = None
+        self._cache_cams: Kept | None = None
         self._cache_scores: tuple[np.ndarray, np.ndarray] | None = None
         # (N,) samples whose inputs hold NaN or infinity; only under nan_policy='omit'. Their
         # scores become NaN, so they are skipped and counted even when the model hides the NaN
@@ -129,6 +147,7 @@ class AveragesCamBase:
         hit = (
             self._cache_scores is not None
             and key == self._cache_key
+            and self._cache_cams is not None
             and matches(self._cache_cams, cams)
         )
         if not hit:

@@ -393,11 +393,11 @@ def test_cam_values_are_checked_for_every_sample_not_just_the_first(data, weight
         metrics.evaluate(jnp.asarray(late_range), score)  # device CAMs: checked on the device
     first_nan = cams.copy()
     first_nan[0, 3, 3] = np.nan
-    with pytest.raises(ValueError, match=r"cams\[0\] holds non-finite"):
+    with pytest.raises(ValueError, match=r"cams\[0\] holds NaN or infinity"):
         metrics.evaluate(first_nan, score)
     late_inf = cams.copy()
     late_inf[9, 0, 0] = np.inf
-    with pytest.raises(ValueError, match=r"cams\[9\] holds non-finite"):
+    with pytest.raises(ValueError, match=r"cams\[9\] holds NaN or infinity"):
         metrics.evaluate(jnp.asarray(late_inf), score)
     with pytest.raises(ValueError, match=r"cams of shape \(10, 2, 2, 2\) have 2 channels"):
         metrics.evaluate(np.ones((N, 2, 2, 2)), score)
