@@ -42,16 +42,14 @@ import numpy as np
 import tensorflow as tf
 
 from camavg_core import validation
-from camavg_core.backends import resolve_backend
-from camavg_core.masking import DATA_FORMATS, mask_inputs
+from camavg_core.masking import DATA_FORMATS
 from camavg_core.result import Result
 from camavg_core.state import MetricState
-from camavg_tf.passes import apply_activation
+from camavg_tf.passes import ModelSteps, PassOptions
 from camavg_tf.distribute import ReplicaLoop, check_distributed_run, current_strategy
 from camavg_tf.metrics import batch_sums
 
 SCORES = ("categorical", "binary")
-_BACKEND = resolve_backend("tensorflow")
 #: "no sample yet" for the first-offending-sample indices, which merge by minimum
 NO_SAMPLE = np.iinfo(np.int64).max
 
@@ -170,16 +168,13 @@ class StreamingStep:
         self.element_spec = _relaxed_batch_spec(element_spec)
         inputs_spec, cams_spec, _ = self.element_spec
         self.multi_input = isinstance(inputs_spec, (list, tuple))
+        self._steps = ModelSteps(model, PassOptions(activation, data_format, normalize, self.multi_input))
         _check_cam_specs(inputs_spec, cams_spec)
         self.trace_count = 0  # traces of the compiled step, for tests and curious users
         totals_spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, _empty_totals())
         self.accumulate = tf.function(self._accumulate_graph, input_signature=[totals_spec, self.element_spec])
 
     # ----------------------------------------------------------------- per replica
-    def _run_model(self, batch_inputs: tuple) -> list:
-        outputs = self.model(list(batch_inputs) if self.multi_input else batch_inputs[0], training=False)
-        return apply_activation(list(_as_tuple(outputs)), self.activation)
-
     def _target_scores(self, outputs: list, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(B,) float64 scores of the targets, and (B,) True where a class index is invalid."""
         batch = tf.shape(targets)[0]
@@ -214,12 +209,6 @@ class StreamingStep:
         safe = tf.clip_by_value(indices, 0, classes - 1)
         return tf.cast(tf.gather(output, safe, axis=1, batch_dims=1), tf.float64), bad
 
-    def _masked(self, batch_inputs: tuple, batch_cams: tuple) -> tuple:
-        return tuple(
-            mask_inputs(x, cam, data_format=self.data_format, normalize=self.normalize, dtype=x.dtype.name, backend=_BACKEND)
-            for x, cam in zip(batch_inputs, batch_cams)
-        )
-
     def _model_inputs(self, inputs: Any) -> tuple:
         """Inputs in the model's input dtype (integer images become float32)."""
         return tuple(x if x.dtype.is_floating else tf.cast(x, tf.float32) for x in map(tf.convert_to_tensor, _as_tuple(inputs)))
@@ -237,8 +226,8 @@ class StreamingStep:
         finite = _per_sample_finite(batch_inputs[0])
         for tensor in batch_inputs[1:] + batch_cams:
             finite &= _per_sample_finite(tensor)
-        y_c, bad_target = self._target_scores(self._run_model(batch_inputs), targets)
-        o_c, _ = self._target_scores(self._run_model(self._masked(batch_inputs, batch_cams)), targets)
+        y_c, bad_target = self._target_scores(self._steps.plain(batch_inputs), targets)
+        o_c, _ = self._target_scores(self._steps.masked((batch_inputs, batch_cams)), targets)
         nan = tf.fill(tf.shape(y_c), tf.constant(np.nan, tf.float64))
         y_c = tf.where(finite & ~bad_target, y_c, nan)
         o_c = tf.where(finite & ~bad_target, o_c, nan)
