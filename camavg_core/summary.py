@@ -53,5 +53,5 @@ def summarize(
         level=level,
     )
     return dataclasses.replace(
-        result, y_c=np.array(y, dtype=np.float64), o_c=np.array(o, dtype=np.float64)
+        result, y_c=np.array(y, dtype=np.float64), o_c=np.array(o, dtype=np.float64), ci=ci
     )

@@ -308,3 +308,22 @@ def test_wilson_interval_covers_the_true_increase_95_percent_of_the_time(coverag
     share = covered_share(intervals, truth["average_increase"])
     print(f"average_increase: Wilson covers in {share:.1%} of {TRIALS} trials")
     assert 0.93 <= share <= 0.97
+
+
+def test_summarize_uses_the_bootstrap_not_the_t_interval_for_drop_and_gain():
+    """On 25 skewed drop terms the BCa bootstrap and the t-interval differ visibly; summarize
+    (per-sample vectors available) must give the bootstrap, a stream (sums only) the t one."""
+    import scipy.stats
+
+    y = np.full(25, 0.9)
+    o = np.where(np.arange(25) < 3, 0.0, 0.89)  # three large drops, the rest tiny: skewed
+    drop = np.maximum(0, y - o) / (y + 1e-7)
+    boot = scipy.stats.bootstrap((drop,), np.mean, confidence_level=0.95, method="BCa",
+                                 n_resamples=20000, random_state=1).confidence_interval
+    t_low, t_high = scipy.stats.t.interval(0.95, 24, loc=drop.mean(), scale=drop.std(ddof=1) / 5)
+    low, high = summarize(y, o).ci["average_drop"]
+    # the BCa interval is shifted up against the t one on right-skewed data
+    assert abs(low - 100 * boot.low) < abs(low - 100 * t_low)
+    assert abs(high - 100 * boot.high) < abs(high - 100 * t_high)
+    streamed = MetricState.empty().update(y, o).result().ci["average_drop"]
+    assert streamed == pytest.approx((max(0.0, 100 * t_low), 100 * t_high), abs=1e-6)  # clipped at 0
