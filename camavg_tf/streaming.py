@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -48,84 +48,16 @@ from camavg_core.state import MetricState
 from camavg_tf.passes import ModelSteps, PassOptions
 from camavg_tf.distribute import ReplicaLoop, check_distributed_run, current_strategy
 from camavg_tf.metrics import batch_sums
+from camavg_tf.stream_checks import (
+    StreamChecks,
+    Totals,
+    check_totals,
+    finite_range,
+    first_true,
+    per_sample_finite,
+)
 
 SCORES = ("categorical", "binary")
-#: "no sample yet" for the first-offending-sample indices, which merge by minimum
-NO_SAMPLE = np.iinfo(np.int64).max
-
-
-class StreamChecks(NamedTuple):
-    """What the checks need, kept on the device while the batches stream past.
-
-    Each field merges across batches (and replicas) by its own reduction: the two indices by
-    minimum (the first offending sample in stream order, ``NO_SAMPLE`` if none), the ranges
-    by minimum and maximum. The ranges cover finite values only.
-    """
-
-    first_nonfinite: Any  # int64: first sample whose input, CAM or score is NaN or infinite
-    first_bad_target: Any  # int64: first sample whose class index is out of range
-    score_min: Any  # float64: range of the finite scores on the plain inputs
-    score_max: Any
-    cam_min: Any  # float64: range of the finite CAM values (before any normalisation)
-    cam_max: Any
-
-    @classmethod
-    def empty(cls) -> "StreamChecks":
-        return cls(
-            tf.constant(NO_SAMPLE, tf.int64),
-            tf.constant(NO_SAMPLE, tf.int64),
-            tf.constant(np.inf, tf.float64),
-            tf.constant(-np.inf, tf.float64),
-            tf.constant(np.inf, tf.float64),
-            tf.constant(-np.inf, tf.float64),
-        )
-
-    def then(self, later: "StreamChecks", offset: Any) -> "StreamChecks":
-        """These checks followed by ``later``'s, whose sample indices start at ``offset``."""
-
-        def shifted(index: Any) -> Any:
-            return tf.where(index == NO_SAMPLE, index, index + offset)
-
-        return StreamChecks(
-            tf.minimum(self.first_nonfinite, shifted(later.first_nonfinite)),
-            tf.minimum(self.first_bad_target, shifted(later.first_bad_target)),
-            tf.minimum(self.score_min, later.score_min),
-            tf.maximum(self.score_max, later.score_max),
-            tf.minimum(self.cam_min, later.cam_min),
-            tf.maximum(self.cam_max, later.cam_max),
-        )
-
-
-class Totals(NamedTuple):
-    """The running state of a stream: the metric sums and the checks, tensors on the device."""
-
-    state: MetricState
-    checks: StreamChecks
-
-
-def _first_true(flags: tf.Tensor) -> tf.Tensor:
-    """Index of the first True in a (B,) boolean vector, ``NO_SAMPLE`` when there is none."""
-    positions = tf.range(tf.shape(flags, out_type=tf.int64)[0], dtype=tf.int64)
-    return tf.reduce_min(tf.where(flags, positions, tf.fill(tf.shape(positions), tf.constant(NO_SAMPLE, tf.int64))))
-
-
-def _per_sample_finite(tensor: tf.Tensor) -> tf.Tensor:
-    """(B,) True where every value of the sample is finite."""
-    values = tf.reshape(tensor, (tf.shape(tensor)[0], -1))
-    if not values.dtype.is_floating:
-        return tf.ones((tf.shape(values)[0],), tf.bool)
-    return tf.reduce_all(tf.math.is_finite(values), axis=1)
-
-
-def _finite_range(values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(min, max) of the finite values as float64; (inf, -inf) when there are none."""
-    values = tf.cast(tf.reshape(values, [-1]), tf.float64)
-    finite = tf.math.is_finite(values)
-    low = tf.reduce_min(tf.where(finite, values, tf.constant(np.inf, tf.float64)))
-    high = tf.reduce_max(tf.where(finite, values, tf.constant(-np.inf, tf.float64)))
-    return low, high
-
-
 def _as_tuple(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
@@ -223,9 +155,9 @@ class StreamingStep:
         inputs, cams, targets = batch
         batch_inputs = self._model_inputs(inputs)
         batch_cams = tuple(tf.cast(c, "float64" if x.dtype == tf.float64 else "float32") for x, c in zip(batch_inputs, _as_tuple(cams)))
-        finite = _per_sample_finite(batch_inputs[0])
+        finite = per_sample_finite(batch_inputs[0])
         for tensor in batch_inputs[1:] + batch_cams:
-            finite &= _per_sample_finite(tensor)
+            finite &= per_sample_finite(tensor)
         y_c, bad_target = self._target_scores(self._steps.plain(batch_inputs), targets)
         o_c, _ = self._target_scores(self._steps.masked((batch_inputs, batch_cams)), targets)
         nan = tf.fill(tf.shape(y_c), tf.constant(np.nan, tf.float64))
@@ -237,11 +169,11 @@ class StreamingStep:
         """The batch's state, its checks (sample indices within the batch), and its scores."""
         y_c, o_c, (finite, bad_target, batch_cams) = self._scores_and_flags(batch)
         nonfinite = ~(finite & tf.math.is_finite(y_c) & tf.math.is_finite(o_c)) & ~bad_target
-        score_min, score_max = _finite_range(y_c)
-        cam_ranges = [_finite_range(cam) for cam in batch_cams]
+        score_min, score_max = finite_range(y_c)
+        cam_ranges = [finite_range(cam) for cam in batch_cams]
         checks = StreamChecks(
-            first_nonfinite=_first_true(nonfinite),
-            first_bad_target=_first_true(bad_target),
+            first_nonfinite=first_true(nonfinite),
+            first_bad_target=first_true(bad_target),
             score_min=score_min,
             score_max=score_max,
             cam_min=tf.reduce_min(tf.stack([low for low, _ in cam_ranges])),
@@ -399,28 +331,6 @@ def run_stream(step: StreamingStep, dataset: tf.data.Dataset, *, keep_vectors: b
     return totals, tf.concat(kept_y, 0).numpy(), tf.concat(kept_o, 0).numpy()
 
 
-def check_totals(totals: Totals, *, nan_policy: str, normalize: bool) -> MetricState:
-    """The checks ``AveragesCam`` makes up front, on what the stream kept; the state as numbers."""
-    checks = StreamChecks(*(value.numpy() for value in totals.checks))
-    if checks.first_bad_target != NO_SAMPLE:
-        raise ValueError(
-            f"The target of sample {int(checks.first_bad_target)} (counting from 0 in stream order) "
-            f"is not a class index of the model's outputs: targets must lie in [0, classes)."
-        )
-    if nan_policy == "raise" and checks.first_nonfinite != NO_SAMPLE:
-        raise ValueError(
-            f"Sample {int(checks.first_nonfinite)} (counting from 0 in stream order) has a NaN or "
-            f"infinite input, CAM or score. Fix the sample, or pass nan_policy='omit' to skip "
-            f"non-finite samples and count them in `skipped`."
-        )
-    if not normalize and checks.cam_min <= checks.cam_max:
-        validation.check_cam_range(float(checks.cam_min), float(checks.cam_max))
-    if checks.score_min <= checks.score_max:
-        seen = np.array([checks.score_min, checks.score_max])
-        validation.check_probabilities(seen, "Average Drop and Average Gain", upper=True)
-    return totals.state.to_numpy()
-
-
 def _check_options(score: Any, nan_policy: str, level: float, data_format: str, activation: Any) -> None:
     validation.check_nan_policy(nan_policy)
     if not (callable(score) or score in SCORES):
@@ -518,7 +428,7 @@ def _checked_score_pair(step: StreamingStep, normalize: bool) -> Callable:
     def pair(batch: tuple) -> tuple:
         if not normalize:
             for cam in _as_tuple(batch[1]):
-                low, high = _finite_range(tf.cast(cam, tf.float64))
+                low, high = finite_range(tf.cast(cam, tf.float64))
                 tf.debugging.assert_less_equal(
                     tf.maximum(-low, high - 1.0),
                     tf.constant(validation.CAM_RANGE_TOLERANCE, tf.float64),
