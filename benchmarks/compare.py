@@ -344,6 +344,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX section")
+    parser.add_argument("--jax-size", type=int, default=64, help="input size of the JAX section (32 with --quick)")
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow sections (e.g. on a machine without TensorFlow)")
     parser.add_argument(
         "--averages-cam",
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             title += f", {averages_cam.__module__}.{averages_cam.__name__}"
         print(table(title, rows, times, ["bare: model.predict", "bare: tf.function loop"]), "\n", flush=True)
     if not args.no_jax and importlib.util.find_spec("camavg_jax.averages") is not None:
-        size = 32 if args.quick else 64
+        size = 32 if args.quick else args.jax_size
         rows = jax_rows(args.n, size, args.batch, args.seed)
         times = measure(rows, args.repeats, args.seed)
         title = f"JAX: a 4-layer CNN, {size} px"
