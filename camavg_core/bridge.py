@@ -28,20 +28,27 @@ class Kept(NamedTuple):
     copy: Any
 
 
-def snapshot(cams: Any) -> Kept:
+def snapshot(cams: Any, previous: Kept | None = None) -> Kept:
     """What the masked-pass cache keeps to recognise these CAMs on the next call.
 
     NumPy arrays are mutable, so beside the caller's object the cache keeps a copy, to notice an
-    in-place change. Framework tensors are immutable: the tensor itself is enough.
+    in-place change. Framework tensors are immutable: the tensor itself is enough. The copy
+    reuses the buffer of the ``previous`` one when the shapes agree: no fresh pages to fault in
+    for every CAM method.
     """
-    return Kept(source=cams, copy=_copy(cams))
+    return Kept(source=cams, copy=_copy(cams, None if previous is None else previous.copy))
 
 
-def _copy(cams: Any) -> Any:
+def _copy(cams: Any, buffer: Any = None) -> Any:
     if isinstance(cams, (list, tuple)):
-        return [_copy(item) for item in cams]
+        buffers = buffer if isinstance(buffer, list) and len(buffer) == len(cams) else [None] * len(cams)
+        return [_copy(item, old) for item, old in zip(cams, buffers)]
     if isinstance(cams, np.ndarray) or hasattr(cams, "assign"):  # tf.Variable: mutable too
-        return np.array(cams)
+        values = np.asarray(cams)
+        if isinstance(buffer, np.ndarray) and buffer.shape == values.shape and buffer.dtype == values.dtype:
+            np.copyto(buffer, values)
+            return buffer
+        return np.array(values)
     return None
 
 
@@ -157,7 +164,7 @@ class AveragesCamBase:
                 y_c[self._bad_inputs] = np.nan
                 o_c[self._bad_inputs] = np.nan
             # the score function is kept alive so that its id in the key cannot be reused
-            self._cache_key, self._cache_cams = key, snapshot(cams)
+            self._cache_key, self._cache_cams = key, snapshot(cams, self._cache_cams)
             self._cache_score_function = score_function
             self._cache_scores = (y_c, o_c)
         y_c, o_c = self._cache_scores
