@@ -104,9 +104,19 @@ _NUMERIC_DTYPES = {"bool", "float16", "bfloat16", "float32", "float64"} | {
 
 def cam_summary(maps: Any, backend: Backend) -> tuple[np.ndarray, float, float]:
     """(N,) all-finite flags and the extremes of the finite values, reduced where the CAMs
-    live: only N booleans and two numbers come to the host, never the CAMs themselves."""
+    live: only N booleans and two numbers come to the host, never the CAMs themselves.
+
+    The common case takes three plain reductions: a finite sum means every value is finite
+    (NaN and infinity propagate through addition, not always through min and max). Only
+    otherwise are the samples looked at one by one.
+    """
     n = backend.shape(maps)[0]
-    flat = backend.reshape(backend.astype(maps, "float32" if backend.dtype_name(maps) != "float64" else "float64"), (n, -1))
+    work = "float64" if backend.dtype_name(maps) == "float64" else "float32"
+    flat = backend.reshape(backend.astype(maps, work), (n, -1))
+    total = float(backend.to_numpy(backend.sum(flat)))
+    if np.isfinite(total):
+        low, high = backend.min(flat), backend.max(flat)
+        return np.ones(n, dtype=bool), float(backend.to_numpy(low)), float(backend.to_numpy(high))
     finite = backend.isfinite(flat)
     size = backend.shape(flat)[1]
     finite_rows = backend.sum(backend.astype(finite, "int32"), axis=1)

@@ -16,7 +16,8 @@ NAN_POLICIES = ("raise", "omit")
 CAM_RANGE_TOLERANCE = 1e-3
 
 
-def _describe(x: Any) -> str:
+def describe(x: Any) -> str:
+    """A short account of a value for a message: its type, and shape and dtype for arrays."""
     shape = getattr(x, "shape", None)
     dtype = getattr(x, "dtype", None)
     kind = type(x).__name__
@@ -206,7 +207,3 @@ def check_scores_finite(scores: np.ndarray, where: str, nan_policy: str) -> None
             f"{where} gave a non-finite score ({scores[index]}) for sample {index}. Check the "
             f"model and the inputs for NaN, or pass nan_policy='omit' to skip such samples."
         )
-
-
-def describe(x: Any) -> str:
-    return _describe(x)
