@@ -13,7 +13,7 @@ array([[0.  , 0.5 ],
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,6 +57,7 @@ def mask_inputs(
     normalize: bool = False,
     dtype: str | None = None,
     backend: str | Backend | None = None,
+    clip: bool = True,
 ) -> Any:
     """``inputs * cams`` broadcast over channels; no value checks, safe inside ``jit``.
 
@@ -67,6 +68,8 @@ def mask_inputs(
             CAM becomes all zeros).
         dtype: the dtype of the masked inputs; by default the inputs' float dtype (float32
             for integer images).
+        clip: clip the CAMs to [0, 1] first; a caller whose checks found them inside it
+            already (:class:`CamCheck`) saves two passes over them.
     """
     bk = resolve_backend(backend, inputs, cams)
     x = bk.asarray(inputs)
@@ -86,7 +89,8 @@ def mask_inputs(
         low = bk.min(maps, axis=axes, keepdims=True)
         span = bk.max(maps, axis=axes, keepdims=True) - low
         maps = (maps - low) / bk.maximum(span, 1e-12)
-    maps = bk.minimum(bk.maximum(maps, 0.0), 1.0)
+    if clip or normalize:  # float rounding may stray a hair outside [0, 1]
+        maps = bk.minimum(bk.maximum(maps, 0.0), 1.0)
     map_spatial = bk.shape(maps)[1:]
     if tuple(map_spatial) != tuple(spatial):
         maps = bk.resize_bilinear(bk.reshape(maps, (*bk.shape(maps), 1)), tuple(spatial))
@@ -102,27 +106,46 @@ _NUMERIC_DTYPES = {"bool", "float16", "bfloat16", "float32", "float64"} | {
 }
 
 
+def finite_rows(array: Any, backend: Backend) -> tuple[np.ndarray, Any]:
+    """(N,) True where a sample holds only finite values, and the (N, -1) float view.
+
+    The common case is one reduction: a finite sum means every value is finite (NaN and
+    infinity propagate through addition). Only otherwise are the samples looked at one by one.
+    """
+    n = backend.shape(array)[0]
+    work = "float64" if backend.dtype_name(array) == "float64" else "float32"
+    flat = backend.reshape(backend.astype(array, work), (n, -1))
+    if np.isfinite(float(backend.to_numpy(backend.sum(flat)))):
+        return np.ones(n, dtype=bool), flat
+    finite = backend.isfinite(flat)
+    counts = backend.to_numpy(backend.sum(backend.astype(finite, "int32"), axis=1))
+    return counts == backend.shape(flat)[1], flat
+
+
 def cam_summary(maps: Any, backend: Backend) -> tuple[np.ndarray, float, float]:
     """(N,) all-finite flags and the extremes of the finite values, reduced where the CAMs
-    live: only N booleans and two numbers come to the host, never the CAMs themselves.
-
-    The common case takes three plain reductions: a finite sum means every value is finite
-    (NaN and infinity propagate through addition, not always through min and max). Only
-    otherwise are the samples looked at one by one.
-    """
-    n = backend.shape(maps)[0]
-    work = "float64" if backend.dtype_name(maps) == "float64" else "float32"
-    flat = backend.reshape(backend.astype(maps, work), (n, -1))
-    total = float(backend.to_numpy(backend.sum(flat)))
-    if np.isfinite(total):
+    live: only N booleans and two numbers come to the host, never the CAMs themselves."""
+    rows, flat = finite_rows(maps, backend)
+    if rows.all():  # min and max do not always propagate NaN, but there is none
         low, high = backend.min(flat), backend.max(flat)
-        return np.ones(n, dtype=bool), float(backend.to_numpy(low)), float(backend.to_numpy(high))
-    finite = backend.isfinite(flat)
-    size = backend.shape(flat)[1]
-    finite_rows = backend.sum(backend.astype(finite, "int32"), axis=1)
-    low = backend.min(backend.where(finite, flat, np.inf))
-    high = backend.max(backend.where(finite, flat, -np.inf))
-    return backend.to_numpy(finite_rows) == size, float(backend.to_numpy(low)), float(backend.to_numpy(high))
+    else:
+        finite = backend.isfinite(flat)
+        low = backend.min(backend.where(finite, flat, np.inf))
+        high = backend.max(backend.where(finite, flat, -np.inf))
+    return rows, float(backend.to_numpy(low)), float(backend.to_numpy(high))
+
+
+class CamCheck(NamedTuple):
+    """What :func:`check_masking_args` found: which samples' CAMs are not finite, and the
+    extremes of the finite CAM values."""
+
+    nonfinite: np.ndarray
+    low: float
+    high: float
+
+    @property
+    def in_unit_range(self) -> bool:
+        return 0.0 <= self.low and self.high <= 1.0
 
 
 def check_cam_values(
@@ -154,14 +177,15 @@ def check_masking_args(
     *,
     normalize: bool,
     nan_policy: str = "raise",
-) -> np.ndarray:
+) -> CamCheck:
     """The checks made before masking: shapes on the host, values reduced on the backend.
 
     Under ``nan_policy='omit'`` a non-finite CAM is allowed; the range check then looks at
     the finite values only.
 
     Returns:
-        (N,) booleans: the samples whose CAM holds NaN or infinity.
+        A :class:`CamCheck`: ``nonfinite``, (N,) True for the samples whose CAM holds NaN or
+        infinity, and the range of the finite values.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
@@ -188,8 +212,9 @@ def check_masking_args(
             f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
             f"inputs' size."
         )
-    finite_rows, low, high = cam_summary(maps, backend)
-    return check_cam_values(finite_rows, low, high, nan_policy=nan_policy, normalize=normalize)
+    rows, low, high = cam_summary(maps, backend)
+    nonfinite = check_cam_values(rows, low, high, nan_policy=nan_policy, normalize=normalize)
+    return CamCheck(nonfinite, low, high)
 
 
 def apply_cams(

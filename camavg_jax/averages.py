@@ -28,7 +28,7 @@ from camavg_core.batching import (
     input_name,
 )
 from camavg_core.bridge import AveragesCamBase
-from camavg_core.masking import check_masking_args, mask_inputs
+from camavg_core.masking import check_masking_args, finite_rows, mask_inputs
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_jax.sharding import DataPlacement
 
@@ -206,9 +206,8 @@ class AveragesCam(AveragesCamBase):
         return converted
 
     def _nonfinite_inputs(self, array: Any, name: str) -> np.ndarray:
-        xp = jnp if isinstance(array, jax.Array) else np
-        finite_rows = xp.all(xp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
-        return validation.check_finite_samples(np.asarray(finite_rows), name, self.nan_policy)
+        rows, _ = finite_rows(array, _BACKEND)
+        return validation.check_finite_samples(rows, name, self.nan_policy)
 
     # ----------------------------------------------------------------- compiled passes
     def _forward(self, batch_inputs: list) -> list:
@@ -284,7 +283,7 @@ class AveragesCam(AveragesCamBase):
             stand_in = np.broadcast_to(np.zeros((), np.float32), shape)
             bad |= check_masking_args(
                 stand_in, cam, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
-            )
+            ).nonfinite
             prepared.append(cam)
         return prepared, bad
 

@@ -18,7 +18,7 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.batching import DEFAULT_BATCH_SIZE, as_list, cams_per_input, check_same_count, input_name
 from camavg_core.bridge import AveragesCamBase
-from camavg_core.masking import check_masking_args
+from camavg_core.masking import check_masking_args, finite_rows
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_tf.distribute import current_strategy
 from camavg_tf.passes import PassOptions, passes_for
@@ -162,8 +162,8 @@ class AveragesCam(AveragesCamBase):
         return tensors
 
     def _nonfinite_inputs(self, tensor: tf.Tensor, name: str) -> np.ndarray:
-        finite_rows = tf.reduce_all(tf.math.is_finite(tf.reshape(tensor, (tensor.shape[0], -1))), axis=1)
-        return validation.check_finite_samples(finite_rows.numpy(), name, self.nan_policy)
+        rows, _ = finite_rows(tensor, _BACKEND)
+        return validation.check_finite_samples(rows, name, self.nan_policy)
 
     # ----------------------------------------------------------------- scores
     def _score_functions(self, score_function: Any) -> list:
@@ -175,26 +175,28 @@ class AveragesCam(AveragesCamBase):
         validation.check_scores_finite(y_c, "score_function on the model's outputs", self.nan_policy)
         return y_c
 
-    def _prepare_cams(self, cams: Any) -> tuple[list[tf.Tensor], np.ndarray]:
-        """Checked CAM tensors, one per input, and which samples have a non-finite CAM."""
+    def _prepare_cams(self, cams: Any) -> tuple[list[tf.Tensor], np.ndarray, bool]:
+        """Checked CAM tensors, one per input; which samples have a non-finite CAM; and whether
+        the pass must clip the CAMs to [0, 1] (not when the checks found them inside it)."""
         cam_list = cams_per_input(cams, len(self._inputs), self._multi_input)
-        tensors, bad = [], np.zeros(self.n, dtype=bool)
+        tensors, bad, clip = [], np.zeros(self.n, dtype=bool), False
         for cam, x in zip(cam_list, self._inputs):
             tensor = _as_numeric_tensor(cam, "cams")
-            nonfinite = check_masking_args(
+            check = check_masking_args(
                 x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
             )
+            clip = clip or not check.in_unit_range
             tensor = tf.cast(tensor, "float64" if x.dtype == tf.float64 else "float32")
-            if nonfinite.any():  # only under nan_policy='omit': zero them, skip their samples
-                bad |= nonfinite
+            if check.nonfinite.any():  # only under nan_policy='omit': zero them, skip their samples
+                bad |= check.nonfinite
                 tensor = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
             tensors.append(tensor)
-        return tensors, bad
+        return tensors, bad, clip
 
     def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
         functions = self._score_functions(score_function)
-        cam_tensors, bad = self._prepare_cams(cams)
-        outputs = self._passes.masked(self._inputs, cam_tensors, self._batch)
+        cam_tensors, bad, clip = self._prepare_cams(cams)
+        outputs = self._passes.masked(self._inputs, cam_tensors, self._batch, clip=clip)
         o_c = summed_scores(functions, outputs, self.n, _BACKEND).numpy().astype(np.float64)
         o_c[bad] = np.nan
         validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)

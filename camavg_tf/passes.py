@@ -73,7 +73,7 @@ class ModelSteps:
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))
 
-    def masked(self, batch: tuple) -> list:
+    def masked(self, batch: tuple, clip: bool = True) -> list:
         batch_inputs, batch_cams = batch
         masked = [
             mask_inputs(
@@ -83,6 +83,7 @@ class ModelSteps:
                 normalize=self.options.normalize,
                 dtype=x.dtype.name,
                 backend=_BACKEND,
+                clip=clip,
             )
             for x, c in zip(batch_inputs, batch_cams)
         ]
@@ -118,9 +119,10 @@ class CompiledPasses:
     def plain(self, inputs: list, batch_size: int) -> list:
         return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
 
-    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+    def masked(self, inputs: list, cams: list, batch_size: int, clip: bool = True) -> list:
         arguments = (tuple(inputs), tuple(cams))
-        return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
+        kind = "masked" if clip else "masked-unclipped"
+        return self._function(kind, arguments)(*arguments, _batch_tensor(batch_size))
 
     def _function(self, kind: str, arguments: tuple) -> Any:
         """One ``tf.function`` per kind and per per-sample shape, with the sample axis left
@@ -130,7 +132,11 @@ class CompiledPasses:
         )
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         if key not in self._compiled:
-            graph = self._plain_graph if kind == "plain" else self._masked_graph
+            graph = {
+                "plain": self._plain_graph,
+                "masked": self._masked_graph,
+                "masked-unclipped": self._unclipped_graph,
+            }[kind]
             self._compiled[key] = tf.function(
                 graph, input_signature=[*signature, tf.TensorSpec((), tf.int64)]
             )
@@ -143,6 +149,11 @@ class CompiledPasses:
     def _masked_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
         self.trace_count += 1
         return self._loop(batches((inputs, cams), batch_size), self.steps.masked)
+
+    def _unclipped_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
+        """The masked pass for CAMs the checks found inside [0, 1]: no clipping pass."""
+        self.trace_count += 1
+        return self._loop(batches((inputs, cams), batch_size), lambda batch: self.steps.masked(batch, clip=False))
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
@@ -172,7 +183,7 @@ class DistributedPasses:
     def plain(self, inputs: list, batch_size: int) -> list:
         return list(self._plain.per_sample(batches(tuple(inputs), batch_size)))
 
-    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+    def masked(self, inputs: list, cams: list, batch_size: int, clip: bool = True) -> list:
         return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
 
 

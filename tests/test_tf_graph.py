@@ -88,7 +88,7 @@ def dataset_ops(dataset: tf.data.Dataset) -> set[str]:
 def test_masked_pass_loops_over_a_prefetched_pipeline_inside_the_graph(model):
     images, cams, _ = sample(10)
     metrics = AveragesCam(model, images, batch_size=3)
-    cam_tensors, _ = metrics._prepare_cams(cams)
+    cam_tensors, _, _ = metrics._prepare_cams(cams)
     arguments = (tuple(metrics._inputs), tuple(cam_tensors))
     compiled = metrics._passes._function("masked", arguments)
     concrete = compiled.get_concrete_function(*arguments, tf.constant(3, tf.int64))
