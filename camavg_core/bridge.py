@@ -18,7 +18,6 @@ from camavg_core.result import Result
 from camavg_core.scoring import score_key
 from camavg_core.summary import summarize
 
-ACTIVATIONS = (None, "softmax", "sigmoid")
 
 
 class Kept(NamedTuple):
@@ -105,22 +104,14 @@ class AveragesCamBase:
         data_format: str,
         level: float,
     ) -> None:
-        validation.check_nan_policy(nan_policy)
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {ACTIVATIONS}, got {activation!r}: use 'softmax' "
-                f"for a model that returns class logits, 'sigmoid' for a binary logit."
-            )
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}."
-            )
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True or False, got {normalize!r}.")
-        if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}.")
+        validation.check_options(
+            activation=activation,
+            nan_policy=nan_policy,
+            data_format=data_format,
+            level=level,
+            normalize=normalize,
+            batch_size=batch_size,
+        )
         self.batch_size = batch_size
         self.activation = activation
         self.nan_policy = nan_policy

@@ -20,7 +20,7 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
 
-DATA_FORMATS = ("channels_last", "channels_first")
+DATA_FORMATS = validation.DATA_FORMATS
 
 
 def _float_dtype(backend: Backend, x: Any, dtype: str | None) -> str:

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from camavg_core.validation import check_level
+
 #: bootstrap resamples used by ``summarize`` and ``compare`` unless told otherwise
 DEFAULT_RESAMPLES = 2000
 #: the bootstrap seed, fixed so the same scores always give the same interval
@@ -46,19 +48,6 @@ _METHODS = ("bca", "percentile")
 
 
 # --------------------------------------------------------------------------- argument checks
-def check_level(level: Any) -> float:
-    """The confidence level as a float in (0, 1), or a ValueError/TypeError saying so."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
-        raise TypeError(f"level must be a number such as 0.95, got {type(level).__name__}.")
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(
-            f"level must be a confidence level strictly between 0 and 1 (0.95 for 95%), "
-            f"got {level!r}."
-        )
-    return level
-
-
 def _check_resampling(n_resamples: Any, method: str) -> str:
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
         raise TypeError(

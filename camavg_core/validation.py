@@ -68,6 +68,50 @@ def is_real_dtype(dtype: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- checks
+ACTIVATIONS = (None, "softmax", "sigmoid")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def check_level(level: Any) -> float:
+    """The confidence level as a float in (0, 1), or a ValueError/TypeError saying so."""
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
+        raise TypeError(f"level must be a number such as 0.95, got {type(level).__name__}.")
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(
+            f"level must be a confidence level strictly between 0 and 1 (0.95 for 95%), "
+            f"got {level!r}."
+        )
+    return level
+
+
+def check_options(
+    *,
+    activation: Any = None,
+    nan_policy: str = "raise",
+    data_format: str = "channels_last",
+    level: Any = 0.95,
+    normalize: Any = False,
+    batch_size: Any = None,
+) -> None:
+    """The options every adapter and ``evaluate_dataset`` take, checked in one place."""
+    check_nan_policy(nan_policy)
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {ACTIVATIONS}, got {activation!r}: use 'softmax' "
+            f"for a model that returns class logits, 'sigmoid' for a binary logit."
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}.")
+    check_level(level)
+
+
 def check_nan_policy(nan_policy: str) -> None:
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")

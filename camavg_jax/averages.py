@@ -51,14 +51,6 @@ def apply_activation(outputs: list, activation: str | None) -> list:
     return outputs
 
 
-def _is_numeric(dtype: Any) -> bool:
-    return bool(
-        jnp.issubdtype(dtype, jnp.floating)
-        or jnp.issubdtype(dtype, jnp.integer)
-        or jnp.issubdtype(dtype, jnp.bool_)
-    )
-
-
 def _model_dtype(dtype: Any) -> Any:
     """Float inputs keep their dtype (float64 only under x64); others become float32."""
     if jnp.issubdtype(dtype, jnp.floating):
@@ -190,7 +182,7 @@ class AveragesCam(AveragesCamBase):
                 )
             if not isinstance(array, jax.Array):
                 array = np.asarray(array)
-            if not _is_numeric(array.dtype):
+            if not validation.is_real_dtype(array.dtype):
                 raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}.")
             if array.ndim < 2:
                 raise ValueError(
@@ -276,7 +268,7 @@ class AveragesCam(AveragesCamBase):
         prepared, bad = [], np.zeros(self.n, dtype=bool)
         for cam, shape, dtype in zip(cam_list, self._input_shapes, self._input_dtypes):
             cam = cam if isinstance(cam, jax.Array) else np.asarray(cam)
-            if not _is_numeric(cam.dtype):
+            if not validation.is_real_dtype(cam.dtype):
                 raise TypeError(f"cams must hold numbers, got dtype {cam.dtype}.")
             cam = jnp.asarray(cam).astype("float64" if dtype == jnp.float64 else "float32")
             # the inputs' shape is all the checks read of them: a zero-strided stand-in

@@ -42,7 +42,6 @@ import numpy as np
 import tensorflow as tf
 
 from camavg_core import validation
-from camavg_core.masking import DATA_FORMATS
 from camavg_core.result import Result
 from camavg_core.state import MetricState
 from camavg_tf.passes import ModelSteps, PassOptions
@@ -331,22 +330,15 @@ def run_stream(step: StreamingStep, dataset: tf.data.Dataset, *, keep_vectors: b
     return totals, tf.concat(kept_y, 0).numpy(), tf.concat(kept_o, 0).numpy()
 
 
-def _check_options(score: Any, nan_policy: str, level: float, data_format: str, activation: Any) -> None:
-    validation.check_nan_policy(nan_policy)
+def _check_options(score: Any, nan_policy: str, level: float, data_format: str, activation: Any, normalize: Any) -> None:
     if not (callable(score) or score in SCORES):
         raise ValueError(
             f"score must be one of {SCORES} or a callable score(outputs, targets) -> (B,), got "
             f"{score!r}."
         )
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
-    if activation not in (None, "softmax", "sigmoid"):
-        raise ValueError(
-            f"activation must be None, 'softmax' or 'sigmoid', got {activation!r}: use 'softmax' "
-            f"for a model that returns class logits, 'sigmoid' for a binary logit."
-        )
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), got {level!r}.")
+    validation.check_options(
+        activation=activation, nan_policy=nan_policy, data_format=data_format, level=level, normalize=normalize
+    )
 
 
 def evaluate_dataset(
@@ -404,7 +396,7 @@ def evaluate_dataset(
     >>> result.average_increase  # one of four scores went up: 0.2 -> 0.6
     25.0
     """
-    _check_options(score, nan_policy, level, data_format, activation)
+    _check_options(score, nan_policy, level, data_format, activation, normalize)
     strategy = current_strategy(strategy)
     if strategy is not None:
         return _evaluate_distributed(
