@@ -84,14 +84,15 @@ def machine_description() -> str:
 # --------------------------------------------------------------------------- data
 def grad_cam_like(rng: np.random.Generator, n: int, size: int, coarse: int) -> np.ndarray:
     """(n, size, size) maps in [0, 1]: coarse random maps upsampled bilinearly and min-max
-    normalised, the way Grad-CAM's last-layer maps are brought to the input size."""
+    normalised, the way Grad-CAM's last-layer maps are brought to the input size; C-ordered,
+    as CAM methods return them."""
     from camavg_core.backends import resize_bilinear_numpy  # tf.image.resize's arithmetic
 
     coarse_maps = rng.random((n, coarse, coarse, 1)).astype(np.float32)
     maps = resize_bilinear_numpy(coarse_maps, (size, size))[..., 0]
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
-    return ((maps - low) / np.maximum(high - low, 1e-12)).astype(np.float32)
+    return np.ascontiguousarray((maps - low) / np.maximum(high - low, 1e-12), dtype=np.float32)
 
 
 def make_data(n: int, size: int, k: int, classes: int, seed: int):

@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from camavg_core import validation
+from camavg_core.buffers import copy_into, same_bits
 from camavg_core.equations import avg_drop, avg_gain, avg_increase
 from camavg_core.result import Result
 from camavg_core.scoring import score_key
@@ -32,8 +33,9 @@ def snapshot(cams: Any, previous: Kept | None = None) -> Kept:
 
     NumPy arrays are mutable, so beside the caller's object the cache keeps a copy, to notice an
     in-place change. Framework tensors are immutable: the tensor itself is enough. The copy
-    reuses the buffer of the ``previous`` one when the shapes agree: no fresh pages to fault in
-    for every CAM method.
+    reuses the buffer of the ``previous`` one when the shapes agree (no fresh pages to fault in
+    for every CAM method), and is aligned so that the adapter's pass can borrow it
+    (:func:`private`) instead of copying the caller's array again.
     """
     return Kept(source=cams, copy=_copy(cams, None if previous is None else previous.copy))
 
@@ -43,12 +45,17 @@ def _copy(cams: Any, buffer: Any = None) -> Any:
         buffers = buffer if isinstance(buffer, list) and len(buffer) == len(cams) else [None] * len(cams)
         return [_copy(item, old) for item, old in zip(cams, buffers)]
     if isinstance(cams, np.ndarray) or hasattr(cams, "assign"):  # tf.Variable: mutable too
-        values = np.asarray(cams)
-        if isinstance(buffer, np.ndarray) and buffer.shape == values.shape and buffer.dtype == values.dtype:
-            np.copyto(buffer, values)
-            return buffer
-        return np.array(values)
+        return copy_into(np.asarray(cams), buffer if isinstance(buffer, np.ndarray) else None)
     return None
+
+
+def private(kept: Kept) -> Any:
+    """The CAM set as the cache holds it: camavg's copy of each mutable array, the caller's
+    own object for each immutable tensor. The pass reads this, so what it computes is what the
+    cache later compares against, whatever the caller does to its arrays meanwhile."""
+    if isinstance(kept.source, (list, tuple)) and isinstance(kept.copy, list):
+        return [private(Kept(source, copy)) for source, copy in zip(kept.source, kept.copy)]
+    return kept.source if kept.copy is None else kept.copy
 
 
 def matches(kept: Kept, cams: Any) -> bool:
@@ -75,12 +82,15 @@ def _unchanged(copy: Any, cams: Any) -> bool:
         return all(_unchanged(k, c) for k, c in zip(copy, cams))
     if copy is None:
         return True
-    now = np.ascontiguousarray(np.asarray(cams))
-    if now.shape != copy.shape or now.dtype != copy.dtype:
+    return same_bits(np.asarray(cams), copy)
+
+
+def _by_value(key: Any) -> bool:
+    """Whether a :func:`~camavg_core.scoring.score_key` names its score by value (tf-keras-vis
+    scores) rather than by the identity of a callable."""
+    if isinstance(key, tuple) and key and key[0] == "callable":
         return False
-    # the bits, in the widest words that divide the buffer: fewer elements to compare
-    word = next(w for w in (np.uint64, np.uint32, np.uint16, np.uint8) if now.nbytes % np.dtype(w).itemsize == 0)
-    return bool(np.array_equal(now.reshape(-1).view(np.uint8).view(word), copy.reshape(-1).view(np.uint8).view(word)))
+    return all(_by_value(part) for part in key) if isinstance(key, tuple) else True
 
 
 class AveragesCamBase:
@@ -121,6 +131,8 @@ class AveragesCamBase:
         self._cache_key: tuple | None = None
         self._cache_cams: Kept | None = None
         self._cache_scores: tuple[np.ndarray, np.ndarray] | None = None
+        self._plain_key: tuple | None = None  # Y_c of the last tf-keras-vis score
+        self._plain_cache: np.ndarray | None = None
         # (N,) samples whose inputs hold NaN or infinity; only under nan_policy='omit'. Their
         # scores become NaN, so they are skipped and counted even when the model hides the NaN
         # (max pooling, clipping and fused ReLUs all can).
@@ -151,17 +163,32 @@ class AveragesCamBase:
             and matches(self._cache_cams, cams)
         )
         if not hit:
-            o_c = self._masked_scores(cams, score_function)
-            y_c = self._plain_scores(score_function)
+            # the copy first, into the buffer of the last one, which the cache then no longer
+            # describes; the pass reads the copy
+            self._cache_key, self._cache_scores = None, None
+            kept = self._cache_cams = snapshot(cams, self._cache_cams)
+            o_c = self._masked_scores(private(kept), score_function)
+            y_c = self._cached_plain_scores(score_function, key)
             if self._bad_inputs is not None and self._bad_inputs.any():
                 y_c[self._bad_inputs] = np.nan
                 o_c[self._bad_inputs] = np.nan
             # the score function is kept alive so that its id in the key cannot be reused
-            self._cache_key, self._cache_cams = key, snapshot(cams, self._cache_cams)
+            self._cache_key = key
             self._cache_score_function = score_function
             self._cache_scores = (y_c, o_c)
         y_c, o_c = self._cache_scores
         return y_c.copy(), o_c.copy()
+
+    def _cached_plain_scores(self, score_function: Any, key: tuple) -> np.ndarray:
+        """Y_c, from the outputs cached at construction. A tf-keras-vis score's key holds its
+        class indices or target values, so its Y_c is kept for the next CAM set; a plain
+        callable may read state that has changed since, so it is called every time."""
+        if key == self._plain_key:
+            return self._plain_cache.copy()
+        y_c = self._plain_scores(score_function)
+        if _by_value(key):
+            self._plain_key, self._plain_cache = key, y_c.copy()
+        return y_c
 
     def average_drop(self, cams: Any, score_function: Callable, return_vector: bool = False):
         r"""Average Drop in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, Y_i - O_i)}{Y_i + \epsilon}`.

@@ -178,7 +178,8 @@ def check_masking_args(
     normalize: bool,
     nan_policy: str = "raise",
 ) -> CamCheck:
-    """The checks made before masking: shapes on the host, values reduced on the backend.
+    """The checks made before masking: shapes on the host (:func:`check_cam_shapes`), values
+    reduced on the backend (:func:`check_cam_maps`).
 
     Under ``nan_policy='omit'`` a non-finite CAM is allowed; the range check then looks at
     the finite values only.
@@ -186,6 +187,16 @@ def check_masking_args(
     Returns:
         A :class:`CamCheck`: ``nonfinite``, (N,) True for the samples whose CAM holds NaN or
         infinity, and the range of the finite values.
+    """
+    maps = check_cam_shapes(inputs, cams, data_format, backend)
+    return check_cam_maps(maps, backend, normalize=normalize, nan_policy=nan_policy)
+
+
+def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend) -> Any:
+    """The checks of shapes and dtype, which read no value: the CAMs can be masked with.
+
+    Returns:
+        The CAMs as (N, *spatial) maps (a view), for :func:`check_cam_maps`.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
@@ -212,6 +223,13 @@ def check_masking_args(
             f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
             f"inputs' size."
         )
+    return maps
+
+
+def check_cam_maps(maps: Any, backend: Backend, *, normalize: bool, nan_policy: str = "raise") -> CamCheck:
+    """The checks of the CAM values (finite, inside [0, 1] unless ``normalize``), from three
+    reductions on the backend. An adapter whose pass does not depend on them may run them
+    while its pass computes, and raise after it."""
     rows, low, high = cam_summary(maps, backend)
     nonfinite = check_cam_values(rows, low, high, nan_policy=nan_policy, normalize=normalize)
     return CamCheck(nonfinite, low, high)

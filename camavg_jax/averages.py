@@ -28,7 +28,7 @@ from camavg_core.batching import (
     input_name,
 )
 from camavg_core.bridge import AveragesCamBase
-from camavg_core.masking import check_masking_args, finite_rows, mask_inputs
+from camavg_core.masking import check_cam_maps, check_cam_shapes, finite_rows, mask_inputs
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_jax.sharding import DataPlacement
 
@@ -257,15 +257,17 @@ class AveragesCam(AveragesCamBase):
         validation.check_scores_finite(y_c, "score_function on the model's outputs", self.nan_policy)
         return y_c
 
-    def _prepare_cams(self, cams: Any) -> tuple[list, np.ndarray]:
-        """Checked CAM arrays on the device, one per input, in the work dtype, and which
-        samples have a non-finite CAM.
+    def _prepare_cams(self, cams: Any) -> tuple[list, list]:
+        """CAM arrays on the device, one per input, in the work dtype, with their shapes
+        checked; and their (N, H, W) maps, for the value checks.
 
-        The CAMs go to the device first; their values are checked there (the core's
-        reductions run on the backend), so only (N,) flags and two extremes come back.
+        The value checks wait for the pass: the pass does not depend on them (the step clips
+        the CAMs, and zeroes the non-finite ones under ``nan_policy='omit'``), so their
+        reductions run while it computes and the device never waits on the host. A CAM set
+        they refuse raises before any score is read.
         """
         cam_list = cams_per_input(cams, len(self._input_shapes), self._multi_input)
-        prepared, bad = [], np.zeros(self.n, dtype=bool)
+        prepared, maps = [], []
         for cam, shape, dtype in zip(cam_list, self._input_shapes, self._input_dtypes):
             cam = cam if isinstance(cam, jax.Array) else np.asarray(cam)
             if not validation.is_real_dtype(cam.dtype):
@@ -273,18 +275,21 @@ class AveragesCam(AveragesCamBase):
             cam = jnp.asarray(cam).astype("float64" if dtype == jnp.float64 else "float32")
             # the inputs' shape is all the checks read of them: a zero-strided stand-in
             stand_in = np.broadcast_to(np.zeros((), np.float32), shape)
-            bad |= check_masking_args(
-                stand_in, cam, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
-            ).nonfinite
+            maps.append(check_cam_shapes(stand_in, cam, self.data_format, _BACKEND))
             prepared.append(cam)
-        return prepared, bad
+        return prepared, maps
 
     def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
         functions = self._score_functions(score_function)
-        cam_arrays, bad = self._prepare_cams(cams)
+        cam_arrays, maps = self._prepare_cams(cams)
         cam_batches = [_padded_batches(c, self.plan, self.placement) for c in cam_arrays]
-        outputs = self._run(self._masked_pass, self._input_batches, cam_batches)
-        o_c = _scores_to_host(summed_scores(functions, outputs, self.n, _BACKEND))
+        outputs = self._run(self._masked_pass, self._input_batches, cam_batches)  # dispatched
+        scores = summed_scores(functions, outputs, self.n, _BACKEND)
+        bad = np.zeros(self.n, dtype=bool)
+        for cam_maps in maps:
+            check = check_cam_maps(cam_maps, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy)
+            bad |= check.nonfinite
+        o_c = _scores_to_host(scores)
         o_c[bad] = np.nan
         validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)
         return o_c

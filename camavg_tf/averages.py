@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from camavg_core import validation
+from camavg_core import buffers, validation
 from camavg_core.backends import resolve_backend
 from camavg_core.batching import DEFAULT_BATCH_SIZE, as_list, cams_per_input, check_same_count, input_name
 from camavg_core.bridge import AveragesCamBase
@@ -42,6 +42,35 @@ def _as_numeric_tensor(array: Any, name: str) -> tf.Tensor:
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer or tensor.dtype == tf.bool):
         raise TypeError(f"{name} must hold numbers, got dtype {tensor.dtype.name}.")
     return tensor
+
+
+def _borrowed(array: np.ndarray) -> tf.Tensor | None:
+    """A tensor that reads camavg's own aligned buffer without copying it (DLPack), or None
+    where TensorFlow cannot take it (a dtype DLPack lacks, an unaligned or empty array)."""
+    if not (array.size and buffers.is_aligned(array) and array.dtype.name in _BORROWABLE):
+        return None
+    try:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except (AttributeError, BufferError, TypeError, ValueError):
+        return None
+
+
+_BORROWABLE = ("float16", "float32", "float64")
+
+
+def _private_tensor(array: Any, dtype: str, name: str) -> tf.Tensor:
+    """``array`` as a tensor of ``dtype`` that no later change to ``array`` can reach.
+
+    A NumPy array of that dtype is copied once, into an aligned buffer the tensor borrows
+    (from :data:`~camavg_core.buffers.INPUT_POOL`: the buffer of an ``AveragesCam`` that is
+    gone is reused); anything else goes through TensorFlow's conversion (a copy too) and a
+    cast.
+    """
+    if isinstance(array, np.ndarray) and array.dtype.name == dtype and array.ndim >= 2:
+        tensor = _borrowed(buffers.copy_into(array, buffers.INPUT_POOL.take(array.shape, array.dtype)))
+        if tensor is not None:
+            return tensor
+    return tf.cast(_as_numeric_tensor(array, name), dtype)
 
 
 def _model_input_dtypes(model: Any, count: int) -> list[str]:
@@ -149,11 +178,12 @@ class AveragesCam(AveragesCamBase):
             name = input_name(index, self._multi_input)
             if isinstance(array, (str, bytes)) or array is None:
                 raise TypeError(f"{name} must be an array of shape (N, H, W, C), got {type(array).__name__}.")
-            tensor = _as_numeric_tensor(array, name)
+            # a private copy (the cached plain outputs must stay true to these inputs), in the
+            # model's input dtype (uint8 and integer images become float32)
+            tensor = _private_tensor(array, dtype, name)
             if tensor.shape.rank is None or tensor.shape.rank < 2:
                 raise ValueError(f"{name} must have a batch axis, shape (N, ...), got shape {tuple(tensor.shape)}.")
             validation.check_nonempty(int(tensor.shape[0]), name)
-            tensor = tf.cast(tensor, dtype)  # uint8 and integer images: the model's input dtype
             tensors.append(tensor)
         check_same_count([int(t.shape[0]) for t in tensors])
         self._bad_inputs = np.logical_or.reduce(
@@ -181,7 +211,10 @@ class AveragesCam(AveragesCamBase):
         cam_list = cams_per_input(cams, len(self._inputs), self._multi_input)
         tensors, bad, clip = [], np.zeros(self.n, dtype=bool), False
         for cam, x in zip(cam_list, self._inputs):
-            tensor = _as_numeric_tensor(cam, "cams")
+            # NumPy CAMs here are the cache's own copy (``private``): borrowed, not copied again
+            tensor = _borrowed(cam) if isinstance(cam, np.ndarray) else None
+            if tensor is None:
+                tensor = _as_numeric_tensor(cam, "cams")
             check = check_masking_args(
                 x, tensor, self.data_format, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy
             )

@@ -379,3 +379,42 @@ def test_uint8_images_are_cast_to_the_model_dtype(trained, tfkv_cams):
     _, o_c, drop, _, _ = oracle(model, as_float, tfkv_cams["gradcam"], score)
     result = AveragesCam(model, images_u8).evaluate(tfkv_cams["gradcam"], score)
     np.testing.assert_allclose(result.o_c, o_c, atol=1e-5)
+
+
+def test_inputs_changed_after_construction_do_not_reach_the_numbers(trained, tfkv_cams):
+    """The inputs are copied at construction: Y_c and O_c stay those of the inputs given,
+    whatever the caller does to its array afterwards."""
+    model, data = trained
+    images, cams = data.images.copy(), tfkv_cams["gradcam"]
+    score = CategoricalScore(list(data.labels))
+    y_c, o_c, drop, _, _ = oracle(model, data.images, cams, score)
+    metrics = AveragesCam(model, images, batch_size=BATCH)
+    images[:] = 0.0
+    result = metrics.evaluate(cams, score)
+    np.testing.assert_allclose(result.y_c, y_c, atol=1e-5)
+    np.testing.assert_allclose(result.o_c, o_c, atol=1e-5)
+
+
+def test_averagescams_alive_together_keep_their_own_inputs(trained, tfkv_cams):
+    """Input copies come from a pool of reused buffers: one still in use (by a live
+    AveragesCam, or by a tensor of its inputs) is never handed to the next one."""
+    import gc
+
+    model, data = trained
+    cams = tfkv_cams["gradcam"]
+    score = CategoricalScore(list(data.labels))
+    flipped = data.images[:, ::-1].copy()  # the same shape, other values
+    expected = {name: oracle(model, images, cams, score)[:2] for name, images in (("plain", data.images), ("flipped", flipped))}
+    first = AveragesCam(model, data.images, batch_size=BATCH)
+    second = AveragesCam(model, flipped, batch_size=BATCH)
+    for metrics, name in ((first, "plain"), (second, "flipped")):
+        result = metrics.evaluate(cams, score)
+        np.testing.assert_allclose(result.y_c, expected[name][0], atol=1e-5)
+        np.testing.assert_allclose(result.o_c, expected[name][1], atol=1e-5)
+    kept_inputs = first._inputs[0]
+    del first
+    gc.collect()
+    third = AveragesCam(model, flipped, batch_size=BATCH)  # may reuse only an idle buffer
+    np.testing.assert_array_equal(kept_inputs.numpy(), data.images)
+    np.testing.assert_allclose(third.evaluate(cams, score).o_c, expected["flipped"][1], atol=1e-5)
+    np.testing.assert_allclose(second.evaluate(cams[::-1].copy(), score).y_c, expected["flipped"][0], atol=1e-5)

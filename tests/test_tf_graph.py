@@ -158,3 +158,19 @@ def test_one_step_per_batch_one_trace_and_no_host_read_in_the_loop(model, monkey
     assert y_c is None and o_c is None
     monkeypatch.undo()
     assert int(totals.state.n.numpy()) == n
+
+
+@pytest.mark.parametrize("n, batch", [(1, 4), (8, 8), (10, 3), (12, 4), (5, 7)])
+def test_batch_slices_are_the_batches_in_order(n, batch):
+    """The compiled passes' pipeline gives what slicing the arrays in NumPy gives, the ragged
+    last batch included."""
+    from camavg_tf.passes import batch_slices
+
+    images = np.arange(n * 2 * 2 * 3, dtype=np.float32).reshape(n, 2, 2, 3)
+    cams = np.arange(n * 2 * 2, dtype=np.float32).reshape(n, 2, 2) / 100
+    got = list(batch_slices((tf.constant(images), tf.constant(cams)), tf.constant(batch, tf.int64)))
+    starts = range(0, n, batch)
+    assert len(got) == len(starts)
+    for (x, c), start in zip(got, starts):
+        np.testing.assert_array_equal(x.numpy(), images[start : start + batch])
+        np.testing.assert_array_equal(c.numpy(), cams[start : start + batch])
