@@ -20,7 +20,6 @@ from camavg_core.scoring import score_key
 from camavg_core.summary import summarize
 
 
-
 class Kept(NamedTuple):
     """What the masked-pass cache keeps of a CAM set: the caller's object and a copy."""
 
@@ -144,7 +143,11 @@ class AveragesCamBase:
         raise NotImplementedError
 
     def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
-        """(N,) scores on the masked inputs: one forward pass."""
+        """(N,) scores on the masked inputs: one forward pass.
+
+        ``cams`` is :func:`private`'s: every NumPy array in it is camavg's own aligned copy,
+        which the adapter may lend to its framework without copying it again.
+        """
         raise NotImplementedError
 
     # ----------------------------------------------------------------- the seed's API

@@ -197,16 +197,16 @@ def _resampled_means(columns: np.ndarray, n_resamples: int, seed: Any) -> np.nda
     """(n_resamples, k) means of the k columns over the same bootstrap resamples of the rows."""
     n = columns.shape[0]
     rng = np.random.default_rng(seed)
+    # the narrowest index type that holds n - 1: fewer random bits to draw and to read
+    index_type = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if n - 1 <= np.iinfo(t).max)
+    by_column = np.ascontiguousarray(columns.T)  # (k, n): each column's values side by side
     per_chunk = max(1, _INDICES_PER_CHUNK // n)
     means = np.empty((n_resamples, columns.shape[1]))
     for start in range(0, n_resamples, per_chunk):
         size = min(per_chunk, n_resamples - start)
-        # int64 throughout: np.bincount casts any other index type first, which costs 5x
-        rows = rng.integers(0, n, size=(size, n), dtype=np.int64)
-        # how often each row is drawn in each resample: a mean is then a matrix product
-        rows += (np.arange(size, dtype=np.int64) * n)[:, None]
-        counts = np.bincount(rows.ravel(), minlength=size * n).reshape(size, n)
-        means[start : start + size] = counts.astype(np.float64) @ columns / n
+        rows = rng.integers(0, n, size=(size, n), dtype=index_type)
+        # (k, size, n) gathered values, summed over each resample's n draws
+        means[start : start + size] = np.take(by_column, rows, axis=1).sum(axis=2).T / n
     return means
 
 
