@@ -19,6 +19,7 @@ A buffer is aligned to :data:`ALIGNMENT` bytes, which covers what TensorFlow's k
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,7 @@ class BufferPool:
 
     def __init__(self) -> None:
         self._buffers: list[np.ndarray] = []
+        self._lock = threading.Lock()  # two threads must not both find one buffer idle
 
     def _idle(self, index: int) -> bool:
         buffer = self._buffers[index]
@@ -90,27 +92,29 @@ class BufferPool:
     def take(self, shape: tuple, dtype: Any) -> np.ndarray:
         """An aligned buffer of this shape and dtype: an idle one of the pool, else a new one."""
         dtype = np.dtype(dtype)
-        found = None
-        for index in reversed(range(len(self._buffers))):
-            if not self._idle(index):
-                continue
-            candidate = self._buffers[index]
-            if found is None and candidate.shape == tuple(shape) and candidate.dtype == dtype:
-                found = candidate
-            else:
-                del self._buffers[index]  # idle and not wanted: let it go
-        if found is None:
-            found = aligned_empty(shape, dtype)
-            self._buffers.append(found)
-        return found
+        with self._lock:
+            found = None
+            for index in reversed(range(len(self._buffers))):
+                if not self._idle(index):
+                    continue
+                candidate = self._buffers[index]
+                if found is None and candidate.shape == tuple(shape) and candidate.dtype == dtype:
+                    found = candidate
+                else:
+                    del self._buffers[index]  # idle and not wanted: let it go
+            if found is None:
+                found = aligned_empty(shape, dtype)
+                self._buffers.append(found)
+            return found
 
     def release(self) -> int:
         """Drop every idle buffer; returns the bytes let go."""
         freed = 0
-        for index in reversed(range(len(self._buffers))):
-            if self._idle(index):
-                freed += self._buffers[index].nbytes
-                del self._buffers[index]
+        with self._lock:
+            for index in reversed(range(len(self._buffers))):
+                if self._idle(index):
+                    freed += self._buffers[index].nbytes
+                    del self._buffers[index]
         return freed
 
 

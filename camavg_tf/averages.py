@@ -51,8 +51,8 @@ def _borrowed(array: np.ndarray) -> tf.Tensor | None:
         return None
     try:
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-    except (AttributeError, BufferError, TypeError, ValueError):
-        return None
+    except (AttributeError, BufferError, TypeError, ValueError, tf.errors.OpError):
+        return None  # a copy is always right
 
 
 _BORROWABLE = ("float16", "float32", "float64")

@@ -148,3 +148,22 @@ def test_pool_buffer_seen_through_a_view_is_in_use():
     np.testing.assert_array_equal(view, np.ones((3, 4)))  # not overwritten
     del view, other
     assert pool.release() == 2 * 4 * 4 * 4  # both idle now
+
+
+def test_pool_hands_each_buffer_to_one_thread_at_a_time():
+    """Threads taking buffers at once never get the same one while they hold it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = buffers.BufferPool()
+
+    def fill(value: int) -> bool:
+        ok = True
+        for _ in range(200):
+            buffer = pool.take((64,), "int64")
+            buffer[:] = value
+            ok &= bool((buffer == value).all())  # nobody else wrote into it meanwhile
+            del buffer
+        return ok
+
+    with ThreadPoolExecutor(4) as executor:
+        assert all(executor.map(fill, range(8)))
