@@ -150,6 +150,13 @@ class AveragesCamBase:
         """
         raise NotImplementedError
 
+    def _start_masked_scores(self, cams: Any, score_function: Any) -> Callable[[], np.ndarray]:
+        """Start the masked pass and return what waits for its (N,) scores. An adapter whose
+        framework dispatches asynchronously (JAX) returns before the pass ends, so that Y_c
+        is computed meanwhile; by default the pass runs here, to the end."""
+        o_c = self._masked_scores(cams, score_function)
+        return lambda: o_c
+
     # ----------------------------------------------------------------- the seed's API
     def _get_scores(self, cams: Any, score_function: Callable) -> tuple[np.ndarray, np.ndarray]:
         """Scores over the inputs and over the inputs masked with ``cams``.
@@ -170,8 +177,9 @@ class AveragesCamBase:
             # describes; the pass reads the copy
             self._cache_key, self._cache_scores = None, None
             kept = self._cache_cams = snapshot(cams, self._cache_cams)
-            o_c = self._masked_scores(private(kept), score_function)
-            y_c = self._cached_plain_scores(score_function, key)
+            finish = self._start_masked_scores(private(kept), score_function)
+            y_c = self._cached_plain_scores(score_function, key)  # while the pass computes
+            o_c = finish()
             if self._bad_inputs is not None and self._bad_inputs.any():
                 y_c[self._bad_inputs] = np.nan
                 o_c[self._bad_inputs] = np.nan

@@ -33,6 +33,7 @@ from camavg_core.scoring import as_score_list, summed_scores
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
+_HOST = resolve_backend("numpy")
 
 
 def _score_dtype(dtype: Any) -> Any:
@@ -258,38 +259,52 @@ class AveragesCam(AveragesCamBase):
         return y_c
 
     def _prepare_cams(self, cams: Any) -> tuple[list, list]:
-        """CAM arrays on the device, one per input, in the work dtype, with their shapes
-        checked; and their (N, H, W) maps, for the value checks.
+        """CAM arrays, one per input, in the work dtype, with their shapes checked; and their
+        (N, H, W) maps with the backend that holds them, for the value checks.
 
-        The value checks wait for the pass: the pass does not depend on them (the step clips
-        the CAMs, and zeroes the non-finite ones under ``nan_policy='omit'``), so their
-        reductions run while it computes and the device never waits on the host. A CAM set
+        NumPy CAMs (camavg's own copy, from the cache) stay on the host: each batch goes to
+        the device as the pass reads it, and the value checks reduce them on the host while
+        the device computes. ``jax.Array`` CAMs are sliced and checked where they are. The
+        value checks wait for the pass either way: it does not depend on them (the step clips
+        the CAMs, and zeroes the non-finite ones under ``nan_policy='omit'``), and a CAM set
         they refuse raises before any score is read.
         """
         cam_list = cams_per_input(cams, len(self._input_shapes), self._multi_input)
         prepared, maps = [], []
         for cam, shape, dtype in zip(cam_list, self._input_shapes, self._input_dtypes):
-            cam = cam if isinstance(cam, jax.Array) else np.asarray(cam)
+            on_device = isinstance(cam, jax.Array)
+            cam = cam if on_device else np.asarray(cam)
             if not validation.is_real_dtype(cam.dtype):
                 raise TypeError(f"cams must hold numbers, got dtype {cam.dtype}.")
-            cam = jnp.asarray(cam).astype("float64" if dtype == jnp.float64 else "float32")
+            work = "float64" if dtype == jnp.float64 else "float32"
+            cam = cam.astype(work) if on_device else np.asarray(cam, dtype=work)
+            backend = _BACKEND if on_device else _HOST
             # the inputs' shape is all the checks read of them: a zero-strided stand-in
             stand_in = np.broadcast_to(np.zeros((), np.float32), shape)
-            maps.append(check_cam_shapes(stand_in, cam, self.data_format, _BACKEND))
+            maps.append((check_cam_shapes(stand_in, cam, self.data_format, backend), backend))
             prepared.append(cam)
         return prepared, maps
 
     def _masked_scores(self, cams: Any, score_function: Any) -> np.ndarray:
+        return self._start_masked_scores(cams, score_function)()
+
+    def _start_masked_scores(self, cams: Any, score_function: Any) -> Callable[[], np.ndarray]:
+        """Dispatch the masked pass and its scores; the returned function checks the CAM
+        values (their reductions queued behind the pass) and waits for the scores."""
         functions = self._score_functions(score_function)
         cam_arrays, maps = self._prepare_cams(cams)
         cam_batches = [_padded_batches(c, self.plan, self.placement) for c in cam_arrays]
         outputs = self._run(self._masked_pass, self._input_batches, cam_batches)  # dispatched
         scores = summed_scores(functions, outputs, self.n, _BACKEND)
-        bad = np.zeros(self.n, dtype=bool)
-        for cam_maps in maps:
-            check = check_cam_maps(cam_maps, _BACKEND, normalize=self.normalize, nan_policy=self.nan_policy)
-            bad |= check.nonfinite
-        o_c = _scores_to_host(scores)
-        o_c[bad] = np.nan
-        validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)
-        return o_c
+
+        def finish() -> np.ndarray:
+            bad = np.zeros(self.n, dtype=bool)
+            for cam_maps, backend in maps:
+                check = check_cam_maps(cam_maps, backend, normalize=self.normalize, nan_policy=self.nan_policy)
+                bad |= check.nonfinite
+            o_c = _scores_to_host(scores)
+            o_c[bad] = np.nan
+            validation.check_scores_finite(o_c, "score_function on the masked inputs", self.nan_policy)
+            return o_c
+
+        return finish
