@@ -44,6 +44,10 @@ def _as_numeric_tensor(array: Any, name: str) -> tf.Tensor:
     return tensor
 
 
+#: The dtypes TensorFlow borrows from a NumPy buffer (DLPack has no bfloat16 for NumPy).
+_BORROWABLE = ("float16", "float32", "float64")
+
+
 def _borrowed(array: np.ndarray) -> tf.Tensor | None:
     """A tensor that reads camavg's own aligned buffer without copying it (DLPack), or None
     where TensorFlow cannot take it (a dtype DLPack lacks, an unaligned or empty array)."""
@@ -53,9 +57,6 @@ def _borrowed(array: np.ndarray) -> tf.Tensor | None:
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     except (AttributeError, BufferError, TypeError, ValueError, tf.errors.OpError):
         return None  # a copy is always right
-
-
-_BORROWABLE = ("float16", "float32", "float64")
 
 
 def _private_tensor(array: Any, dtype: str, name: str) -> tf.Tensor:
