@@ -32,19 +32,33 @@ def _float_dtype(backend: Backend, x: Any, dtype: str | None) -> str:
 
 def cams_as_maps(cams: Any, n_spatial: int, data_format: str, backend: Backend) -> Any:
     """CAMs as (N, *spatial), dropping a singleton channel axis if there is one."""
-    shape = backend.shape(cams)
+    shape = tuple(backend.shape(cams))
     if len(shape) == n_spatial + 2:
-        channel_axis = -1 if data_format == "channels_last" else 1
+        channel_axis = len(shape) - 1 if data_format == "channels_last" else 1
         if shape[channel_axis] != 1:
+            other_axis = 1 if data_format == "channels_last" else len(shape) - 1
+            if shape[other_axis] == 1:
+                raise ValueError(
+                    f"cams of shape {shape} have their channel axis of 1 at axis {other_axis}, "
+                    f"but data_format={data_format!r} puts it at axis {channel_axis}: squeeze "
+                    f"it (cams[:, 0] or cams[..., 0]) to pass (N, H, W) maps, or set data_format "
+                    f"to match."
+                )
             raise ValueError(
                 f"cams of shape {shape} have {shape[channel_axis]} channels: a CAM is one map "
-                f"per sample, shape (N, H, W) or (N, H, W, 1)."
+                f"per sample, shape (N, H, W) or (N, H, W, 1). Average the channels, or pass "
+                f"the CAM method's (N, H, W) output as it is."
             )
-        return backend.reshape(cams, tuple(s for i, s in enumerate(shape) if i != channel_axis % len(shape)))
+        return backend.reshape(cams, tuple(s for i, s in enumerate(shape) if i != channel_axis))
+    if len(shape) == n_spatial:
+        raise ValueError(
+            f"cams of shape {shape} is a single map: pass one map per sample, shape (N, H, W) "
+            f"(np.stack the maps; for one image, cams[None])."
+        )
     if len(shape) != n_spatial + 1:
         raise ValueError(
-            f"cams must have shape (N, H, W) (or with a channel axis of 1) for inputs with "
-            f"{n_spatial} spatial axes, got shape {shape}."
+            f"cams must have shape (N, H, W) (or (N, H, W, 1)): expected (N, H, W), got rank "
+            f"{len(shape)} (shape {shape})."
         )
     return cams
 
@@ -57,7 +71,6 @@ def mask_inputs(
     normalize: bool = False,
     dtype: str | None = None,
     backend: str | Backend | None = None,
-    clip: bool = True,
 ) -> Any:
     """``inputs * cams`` broadcast over channels; no value checks, safe inside ``jit``.
 
@@ -68,8 +81,6 @@ def mask_inputs(
             CAM becomes all zeros).
         dtype: the dtype of the masked inputs; by default the inputs' float dtype (float32
             for integer images).
-        clip: clip the CAMs to [0, 1] first; a caller whose checks found them inside it
-            already (:class:`CamCheck`) saves two passes over them.
     """
     bk = resolve_backend(backend, inputs, cams)
     x = bk.asarray(inputs)
@@ -89,8 +100,8 @@ def mask_inputs(
         low = bk.min(maps, axis=axes, keepdims=True)
         span = bk.max(maps, axis=axes, keepdims=True) - low
         maps = (maps - low) / bk.maximum(span, 1e-12)
-    if clip or normalize:  # float rounding may stray a hair outside [0, 1]
-        maps = bk.minimum(bk.maximum(maps, 0.0), 1.0)
+    # the checks allow float rounding a hair outside [0, 1]; the mask itself never leaves it
+    maps = bk.minimum(bk.maximum(maps, 0.0), 1.0)
     map_spatial = bk.shape(maps)[1:]
     if tuple(map_spatial) != tuple(spatial):
         maps = bk.resize_bilinear(bk.reshape(maps, (*bk.shape(maps), 1)), tuple(spatial))
@@ -200,26 +211,24 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
-    x_shape = backend.shape(inputs)
-    c_shape = backend.shape(cams)
+    x_shape = tuple(backend.shape(inputs))
+    c_shape = tuple(backend.shape(cams))
     if len(x_shape) < 3:
         raise ValueError(
             f"inputs must have shape (N, H, W, C) (or (N, C, H, W) with "
             f"data_format='channels_first'), got shape {x_shape}."
         )
     validation.check_nonempty(x_shape[0])
-    if len(c_shape) == 0:
-        raise ValueError("cams must have shape (N, H, W), got a scalar.")
-    validation.check_count(x_shape[0], c_shape[0])
     dtype = backend.dtype_name(cams)
     if dtype not in _NUMERIC_DTYPES:
         raise TypeError(f"cams must hold numbers, got dtype {dtype}.")
     spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
-    maps = cams_as_maps(cams, len(spatial), data_format, backend)
-    map_spatial = backend.shape(maps)[1:]
-    if tuple(map_spatial) != tuple(spatial) and (len(spatial) != 2 or 0 in map_spatial):
+    maps = cams_as_maps(cams, len(spatial), data_format, backend)  # rank first: its message is clearer
+    validation.check_count(x_shape[0], c_shape[0])
+    map_spatial = tuple(backend.shape(maps)[1:])
+    if map_spatial != tuple(spatial) and (len(spatial) != 2 or 0 in map_spatial):
         raise ValueError(
-            f"cams of spatial shape {tuple(map_spatial)} cannot be resized to the inputs' "
+            f"cams of spatial shape {map_spatial} cannot be resized to the inputs' "
             f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
             f"inputs' size."
         )

@@ -36,8 +36,14 @@ def is_binary_score(score_function: Any) -> bool:
 
 def as_score_list(score_function: Any, n_outputs: int) -> list[Callable]:
     """One score function per model output, checked against the number of outputs."""
-    if isinstance(score_function, (list, tuple)):
+    if isinstance(score_function, (list, tuple, np.ndarray)):
         functions = list(score_function)
+        if functions and all(isinstance(f, (int, float, np.number, bool, np.bool_)) for f in functions):
+            raise TypeError(
+                f"score_function is a list of {len(functions)} numbers, not score functions: "
+                f"for class labels, wrap them in tf_keras_vis.utils.scores.CategoricalScore(labels) "
+                f"(or BinaryScore(labels) for a single sigmoid output)."
+            )
         if len(functions) != n_outputs:
             raise ValueError(
                 f"score_function is a list of {len(functions)} functions but the model has "
@@ -71,15 +77,27 @@ def _per_sample(values: Sequence, n: int, what: str, argument: str) -> np.ndarra
     return np.asarray(values)
 
 
-def score_key(score_function: Any) -> tuple:
-    """What identifies a score function's result, for the masked-pass cache."""
-    if isinstance(score_function, (list, tuple)):
-        return tuple(score_key(function) for function in score_function)
-    if is_categorical_score(score_function):
-        return ("categorical", tuple(int(i) for i in score_function.indices))
-    if is_binary_score(score_function):
-        return ("binary", tuple(bool(v) for v in score_function.target_values))
-    return ("callable", id(score_function))
+def class_indices(indices: Any, n: int, n_classes: int, argument: str = "CategoricalScore") -> np.ndarray:
+    """(N,) int64 class indices, each an integer in [0, n_classes), or an error naming the
+    first bad sample. Floats are refused even when integral-valued: 2.7 must not become 2."""
+    values = list(indices) if isinstance(indices, (list, tuple, np.ndarray)) else [indices]
+    array = np.asarray(values)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        for index, value in enumerate(values):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise ValueError(
+                    f"{argument} class index {value!r} (sample {index}) is not an integer: "
+                    f"class indices must be integers in [0, {n_classes})."
+                )
+    array = _per_sample(array.astype(np.int64), n, "class indices", argument)
+    bad = np.flatnonzero((array < 0) | (array >= n_classes))
+    if bad.size:
+        first = int(bad[0])
+        raise ValueError(
+            f"{argument} class index {int(array[first])} (sample {first}) is out of range for "
+            f"outputs with {n_classes} classes: class indices must be integers in [0, {n_classes})."
+        )
+    return array
 
 
 def target_scores(score_function: Any, output: Any, n: int, backend: Backend) -> Any:
@@ -90,13 +108,8 @@ def target_scores(score_function: Any, output: Any, n: int, backend: Backend) ->
             raise ValueError(
                 f"CategoricalScore needs outputs of shape (N, classes), got shape {shape}."
             )
-        indices = _per_sample(score_function.indices, n, "class indices", "CategoricalScore")
-        if indices.min() < -shape[-1] or indices.max() >= shape[-1]:
-            raise ValueError(
-                f"CategoricalScore index {int(indices.max())} is out of range for outputs with "
-                f"{shape[-1]} classes."
-            )
-        return backend.select_class(output, indices % shape[-1])
+        indices = class_indices(score_function.indices, n, int(shape[-1]))
+        return backend.select_class(output, indices)
     if is_binary_score(score_function):
         shape = backend.shape(output)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
@@ -123,3 +136,41 @@ def summed_scores(score_functions: list[Callable], outputs: list[Any], n: int, b
         scores = target_scores(function, output, n, backend)
         total = scores if total is None else total + scores
     return total
+
+
+class CategoricalScore:
+    """camavg's own stand-in for tf-keras-vis' ``CategoricalScore``, read the same way: the
+    output at one class index per sample (the streams build one per batch of targets)."""
+
+    def __init__(self, indices: Any) -> None:
+        self.indices = list(indices) if isinstance(indices, (list, tuple, np.ndarray)) else [indices]
+
+    def __call__(self, output: Any) -> Any:  # read by target_scores, never called there
+        raise TypeError("camavg reads CategoricalScore through camavg_core.scoring.target_scores.")
+
+
+class BinaryScore:
+    """camavg's own stand-in for tf-keras-vis' ``BinaryScore``: p for a True target, 1 - p for
+    a False one (the confidence in the target)."""
+
+    def __init__(self, target_values: Any) -> None:
+        values = list(target_values) if isinstance(target_values, (list, tuple, np.ndarray)) else [target_values]
+        self.target_values = values
+
+    def __call__(self, output: Any) -> Any:
+        raise TypeError("camavg reads BinaryScore through camavg_core.scoring.target_scores.")
+
+
+def stream_score(score: Any, targets: Any) -> Any:
+    """The score function of one stream batch: ``'categorical'`` (targets are class indices),
+    ``'binary'`` (booleans for a single sigmoid output) or ``score(outputs, targets) -> (B,)``."""
+    if callable(score):
+        return lambda outputs: score(outputs, targets)
+    host = np.asarray(targets)
+    if host.ndim == 2 and host.shape[1] == 1:
+        host = host[:, 0]
+    if host.ndim != 1:
+        raise ValueError(f"targets must hold one target per sample, shape (B,), got shape {host.shape}.")
+    if score == "binary":
+        return BinaryScore(host)
+    return CategoricalScore(host)

@@ -68,7 +68,9 @@ def is_real_dtype(dtype: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- checks
-ACTIVATIONS = (None, "softmax", "sigmoid")
+#: None: the outputs as the model gives them; "identity": the same, stated explicitly (the
+#: outputs already are probabilities although the output layer is linear)
+ACTIVATIONS = (None, "softmax", "sigmoid", "identity")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
@@ -93,13 +95,21 @@ def check_options(
     level: Any = 0.95,
     normalize: Any = False,
     batch_size: Any = None,
+    preprocess: Any = None,
 ) -> None:
-    """The options every adapter and ``evaluate_dataset`` take, checked in one place."""
+    """The options every adapter and every stream take, checked in one place."""
     check_nan_policy(nan_policy)
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"activation must be one of {ACTIVATIONS}, got {activation!r}: use 'softmax' "
-            f"for a model that returns class logits, 'sigmoid' for a binary logit."
+            f"for a model that returns class logits, 'sigmoid' for a binary logit, 'identity' "
+            f"when the outputs already are probabilities."
+        )
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(
+            f"preprocess must be a function applied to the masked inputs inside the compiled "
+            f"pass (e.g. keras.applications.mobilenet_v2.preprocess_input), got "
+            f"{type(preprocess).__name__}."
         )
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
@@ -225,6 +235,62 @@ def check_count(n_inputs: int, n_cams: int) -> None:
             f"cams holds {n_cams} maps but inputs holds {n_inputs} samples: pass one CAM per "
             f"input sample, in the same order."
         )
+
+
+def check_same_count(counts: list[int]) -> None:
+    """Every model input holds the same number of samples."""
+    if len(set(counts)) > 1:
+        raise ValueError(
+            f"inputs hold different numbers of samples {sorted(set(counts))}: each model input "
+            f"needs the same N."
+        )
+
+
+def cams_per_input(cams: Any, n_inputs: int, multi_input: bool) -> list:
+    """The CAM arrays as a list with one per model input, or a clear error.
+
+    A single-input model takes one CAM array; a multi-input model a list with one CAM array
+    per input, as tf-keras-vis returns them.
+
+    >>> cams_per_input([1, 2], 2, True)
+    [1, 2]
+    """
+    if multi_input != isinstance(cams, (list, tuple)):
+        if multi_input:
+            raise ValueError(
+                f"The model has {n_inputs} inputs, so cams must be a list with one CAM array "
+                f"per input (as tf-keras-vis returns them), got a single array."
+            )
+        raise ValueError(
+            "cams is a list but the model has a single input: pass one array of shape "
+            "(N, H, W) (a multi-input model takes a list with one CAM array per input)."
+        )
+    cam_list = list(cams) if isinstance(cams, (list, tuple)) else [cams]
+    if len(cam_list) != n_inputs:
+        raise ValueError(
+            f"cams holds {len(cam_list)} CAM arrays for a model with {n_inputs} inputs: pass "
+            f"one per input."
+        )
+    return cam_list
+
+
+def linear_output_layer(metric: str) -> str:
+    verb = "need" if " and " in metric else "needs"
+    return (
+        f"{metric} {verb} scores that are probabilities, but the model's output layer has a "
+        f"linear activation: its outputs are logits, whatever values they take. Pass "
+        f"activation='softmax' (class logits) or 'sigmoid' (a binary logit), or "
+        f"activation='identity' if the outputs already are probabilities."
+    )
+
+
+def increase_on_logits() -> str:
+    return (
+        "The model's output layer has a linear activation (logits): Average Increase is "
+        "defined on any score, but its value depends on the activation (a softmax couples "
+        "the classes). Pass activation='softmax' or 'sigmoid' to measure it on probabilities, "
+        "or activation='identity' to keep the outputs as they are and silence this warning."
+    )
 
 
 def check_nonempty(n: int, argument: str = "inputs") -> None:

@@ -13,5 +13,6 @@ The JAX backend of camavg's array protocol (:mod:`camavg_jax.backend`, loaded by
 from camavg_core import Result, avg_drop, avg_gain, avg_increase, summarize
 from camavg_jax.averages import AveragesCam
 from camavg_jax.backend import JaxBackend
+from camavg_jax.streaming import evaluate_dataset
 
-__all__ = ["AveragesCam", "JaxBackend", "Result", "avg_drop", "avg_gain", "avg_increase", "summarize"]
+__all__ = ["AveragesCam", "JaxBackend", "Result", "avg_drop", "avg_gain", "avg_increase", "evaluate_dataset", "summarize"]

@@ -206,6 +206,7 @@ class ReplicaLoop:
                 name="camavg_sums",
             )
         self._compiled: dict[str, Any] = {}
+        self.trace_count = 0  # traces of the compiled steps, for tests and curious users
 
     # ----------------------------------------------------------------- public calls
     def metric_state(self, dataset: tf.data.Dataset, *, keep_vectors: bool = False) -> DistributedRun:
@@ -308,6 +309,7 @@ class ReplicaLoop:
         }[kind]
 
         def step(batch: Any) -> Any:
+            self.trace_count += 1
             per_replica = self.strategy.run(replica_fn, args=(batch,))
             if kind == "state":
                 return tf.constant(0)  # the sums stay in the replicas' variables

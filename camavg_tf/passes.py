@@ -13,13 +13,14 @@ sample axis is unknown in the signatures, so neither N nor the batch size retrac
 
 from __future__ import annotations
 
+import threading
 import weakref
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.batching import as_list
+from camavg_core.engine import Options
 from camavg_core.masking import mask_inputs
 from camavg_tf.distribute import ReplicaLoop
 
@@ -40,22 +41,17 @@ def apply_activation(outputs: list, activation: str | None) -> list:
     return outputs
 
 
-class PassOptions(NamedTuple):
-    """What a compiled pass depends on besides the model (the key of the shared cache)."""
-
-    activation: str | None
-    data_format: str
-    normalize: bool
-    multi_input: bool
+def as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-class ModelSteps:
-    """One batch of a pass: masking, the model and the activation.
+class BatchStep:
+    """One batch of a pass: mask, ``preprocess``, the model and the activation.
 
     The model is held weakly, so the shared cache (keyed weakly by the model) lets it go.
     """
 
-    def __init__(self, model: Any, options: PassOptions) -> None:
+    def __init__(self, model: Any, options: Options) -> None:
         try:
             self._model = weakref.ref(model)
         except TypeError:  # not weakly referenceable: hold it
@@ -67,13 +63,15 @@ class ModelSteps:
         return self._model()
 
     def run_model(self, batch_inputs: list) -> list:
+        if self.options.preprocess is not None:
+            batch_inputs = [self.options.preprocess(x) for x in batch_inputs]
         outputs = self.model(batch_inputs if self.options.multi_input else batch_inputs[0], training=False)
         return apply_activation(as_list(outputs), self.options.activation)
 
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))
 
-    def masked(self, batch: tuple, clip: bool = True) -> list:
+    def masked(self, batch: tuple) -> list:
         batch_inputs, batch_cams = batch
         masked = [
             mask_inputs(
@@ -83,7 +81,6 @@ class ModelSteps:
                 normalize=self.options.normalize,
                 dtype=x.dtype.name,
                 backend=_BACKEND,
-                clip=clip,
             )
             for x, c in zip(batch_inputs, batch_cams)
         ]
@@ -136,7 +133,7 @@ def batch_slices(tensors: Any, batch_size: Any) -> tf.data.Dataset:
 class CompiledPasses:
     """The plain and the masked pass of one model, compiled once for every caller."""
 
-    def __init__(self, steps: ModelSteps, output_dtypes: list[tf.DType]) -> None:
+    def __init__(self, steps: BatchStep, output_dtypes: list[tf.DType]) -> None:
         self.steps = steps
         self.output_dtypes = output_dtypes
         self.trace_count = 0  # traces of both passes, for tests and curious users
@@ -145,10 +142,9 @@ class CompiledPasses:
     def plain(self, inputs: list, batch_size: int) -> list:
         return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
 
-    def masked(self, inputs: list, cams: list, batch_size: int, clip: bool = True) -> list:
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         arguments = (tuple(inputs), tuple(cams))
-        kind = "masked" if clip else "masked-unclipped"
-        return self._function(kind, arguments)(*arguments, _batch_tensor(batch_size))
+        return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
 
     def _function(self, kind: str, arguments: tuple) -> Any:
         """One ``tf.function`` per kind and per per-sample shape, with the sample axis left
@@ -157,16 +153,13 @@ class CompiledPasses:
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
-        if key not in self._compiled:
-            graph = {
-                "plain": self._plain_graph,
-                "masked": self._masked_graph,
-                "masked-unclipped": self._unclipped_graph,
-            }[kind]
-            self._compiled[key] = tf.function(
-                graph, input_signature=[*signature, tf.TensorSpec((), tf.int64)]
+        function = self._compiled.get(key)
+        if function is None:
+            graph = self._plain_graph if kind == "plain" else self._masked_graph
+            function = self._compiled.setdefault(
+                key, tf.function(graph, input_signature=[*signature, tf.TensorSpec((), tf.int64)])
             )
-        return self._compiled[key]
+        return function
 
     def _plain_graph(self, inputs: tuple, batch_size: tf.Tensor) -> list:
         self.trace_count += 1
@@ -175,11 +168,6 @@ class CompiledPasses:
     def _masked_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
         self.trace_count += 1
         return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
-
-    def _unclipped_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
-        """The masked pass for CAMs the checks found inside [0, 1]: no clipping pass."""
-        self.trace_count += 1
-        return self._loop(batch_slices((inputs, cams), batch_size), lambda batch: self.steps.masked(batch, clip=False))
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
@@ -201,30 +189,39 @@ class DistributedPasses:
     """The same passes on a ``tf.distribute`` strategy: each replica runs its share of every
     batch, and the outputs of all N samples come back in the inputs' order."""
 
-    def __init__(self, steps: ModelSteps, strategy: tf.distribute.Strategy) -> None:
-        self.trace_count = 0
+    def __init__(self, steps: BatchStep, strategy: tf.distribute.Strategy) -> None:
         self._plain = ReplicaLoop(strategy, steps.plain)
         self._masked = ReplicaLoop(strategy, steps.masked)
+
+    @property
+    def trace_count(self) -> int:
+        return self._plain.trace_count + self._masked.trace_count
 
     def plain(self, inputs: list, batch_size: int) -> list:
         return list(self._plain.per_sample(batches(tuple(inputs), batch_size)))
 
-    def masked(self, inputs: list, cams: list, batch_size: int, clip: bool = True) -> list:
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
 
 
 _SHARED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
 
 
-def passes_for(model: Any, options: PassOptions, inputs: list, strategy: Any = None) -> Any:
-    """The compiled passes of ``model`` with ``options``, shared while the model lives."""
-    steps = ModelSteps(model, options)
+def passes_for(model: Any, options: Options, inputs: list, strategy: Any = None) -> Any:
+    """The compiled passes of ``model`` with ``options``, shared while the model lives.
+
+    Only compiled functions are shared, never values: the passes read the model's variables
+    and their arguments at every call.
+    """
+    steps = BatchStep(model, options)
     if strategy is not None:
         return DistributedPasses(steps, strategy)
-    try:
-        per_model = _SHARED.setdefault(model, {})
-    except TypeError:  # a model that cannot be weakly referenced: compile for this caller
-        per_model = {}
-    if options not in per_model:
-        per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
-    return per_model[options]
+    with _SHARED_LOCK:
+        try:
+            per_model = _SHARED.setdefault(model, {})
+        except TypeError:  # a model that cannot be weakly referenced: compile for this caller
+            per_model = {}
+        if options not in per_model:
+            per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
+        return per_model[options]

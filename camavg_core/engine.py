@@ -1,0 +1,312 @@
+"""The engine: the one path from ``evaluate(cams, score_function)`` to the numbers.
+
+Every door (``camavg_tf.AveragesCam``, ``camavg_jax.AveragesCam``, the streams) runs these
+steps, in this order, with these checks and messages:
+
+1. check the arguments (options at construction; CAMs and score functions at each call);
+2. copy the CAMs into arrays the engine owns and check their shapes and values;
+3. run the model on the masked inputs (one compiled pass: mask, ``preprocess``, model,
+   activation), or reuse the masked outputs of the same CAM values;
+4. apply the score functions, afresh, to the plain and the masked outputs;
+5. the equations (:mod:`camavg_core.equations`) and the result (:func:`summarize`).
+
+An adapter supplies only framework work (:class:`Adapter`): copying arrays into its own
+framework, the compiled pass, and bringing the (N,) scores back to the host.
+
+Nothing here can go stale. The model's outputs on the inputs are computed once, from the
+engine's own copy of the inputs. Each call copies the CAMs at call time; the one cached item,
+the masked outputs of the last CAM set, is keyed by that copy's values (never by an object's
+identity) and replaced whole, so threads sharing an engine each get their own numbers. Score
+functions are applied on every call, so a score function that reads changing state is read
+again. No buffer is reused across calls or lent out.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import Backend
+from camavg_core.equations import avg_drop, avg_gain, avg_increase
+from camavg_core.masking import check_cam_maps, check_cam_shapes, finite_rows
+from camavg_core.result import Result
+from camavg_core.scoring import as_score_list, summed_scores
+from camavg_core.summary import summarize
+
+#: Samples per forward pass when the user gives none (Keras' ``predict`` default).
+DEFAULT_BATCH_SIZE = 32
+
+
+class Options(NamedTuple):
+    """What a masked pass depends on besides the model, the inputs and the CAMs."""
+
+    activation: str | None = None
+    data_format: str = "channels_last"
+    normalize: bool = False
+    multi_input: bool = False
+    preprocess: Callable | None = None
+
+
+class Adapter(Protocol):
+    """The framework work an engine needs: one per framework (``camavg_tf``, ``camavg_jax``)."""
+
+    backend: Backend
+
+    def own(self, array: Any, dtype: str, name: str) -> Any:
+        """A fresh array of the framework, of ``dtype``, that shares no memory with ``array``.
+        ``array`` is the framework's own array, or anything NumPy reads (already checked)."""
+
+    def input_dtype(self, index: int, dtype: np.dtype) -> str:
+        """The dtype model input ``index`` takes, for inputs that came as ``dtype``."""
+
+    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
+        """The model's outputs (one array per model output, N rows, on the device) on the
+        inputs, or, with ``cams``, on the inputs masked by them: one compiled pass."""
+
+    def to_host(self, scores: Any) -> np.ndarray:
+        """(N,) scores as a float64 NumPy array."""
+
+    def output_kind(self) -> str | None:
+        """``'logits'`` when the model's own layers say its outputs are logits (a linear
+        output layer), ``'probabilities'`` when they say probabilities, None when unknown."""
+
+
+class CamSet(NamedTuple):
+    """CAMs the engine owns: one array per model input, non-finite values zeroed, and which
+    samples had them (skipped under ``nan_policy='omit'``)."""
+
+    arrays: tuple
+    nonfinite: np.ndarray
+    normalize: bool
+
+
+class _MaskedOutputs(NamedTuple):
+    """The cache's one entry: the masked outputs of a CAM set, with that CAM set as its key."""
+
+    cams: CamSet
+    outputs: list
+
+
+def as_host_array(array: Any, name: str) -> np.ndarray:
+    """``array`` as a NumPy array of numbers (not yet copied), or a clear error.
+
+    Every form NumPy reads is accepted: arrays (views, any strides), ``memoryview``, nested
+    lists, objects with ``__array__`` (other frameworks' tensors). Anything else is refused
+    with a ``TypeError`` naming the argument.
+    """
+    if array is None or isinstance(array, (str, bytes, dict, set)):
+        raise TypeError(f"{name} must be an array, got {type(array).__name__}.")
+    try:
+        host = np.asarray(array)
+    except (TypeError, ValueError) as error:  # ragged lists, objects NumPy cannot read
+        raise TypeError(f"{name} could not be read as an array of numbers: {error}") from None
+    if not validation.is_real_dtype(host.dtype):
+        raise TypeError(f"{name} must hold numbers, got dtype {host.dtype}.")
+    return host
+
+
+class Engine:
+    """One model, its inputs and their outputs; every evaluation of CAMs goes through here."""
+
+    def __init__(self, adapter: Adapter, inputs: Any, *, batch_size: int | None, nan_policy: str,
+                 level: float, options: Options) -> None:
+        validation.check_options(
+            activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
+            level=level, normalize=options.normalize, batch_size=batch_size,
+            preprocess=options.preprocess,
+        )
+        self.adapter = adapter
+        self.backend = adapter.backend
+        self.options = options
+        self.nan_policy = nan_policy
+        self.level = level
+        self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
+        self.inputs, self.bad_inputs = self.own_inputs(inputs)
+        self.n = int(self.backend.shape(self.inputs[0])[0])
+        self.outputs = adapter.run(self.inputs, None, options, self.batch_size)
+        self._last: _MaskedOutputs | None = None  # replaced whole, never changed in place
+        self._warned = threading.Event()
+
+    # ----------------------------------------------------------------- the path
+    def scores(self, cams: Any, score_function: Any, *, normalize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(Y_c, O_c)``: (N,) float64 scores on the inputs and on the masked inputs."""
+        functions = as_score_list(score_function, len(self.outputs))
+        cam_set = self.own_cams(cams, self.options.normalize if normalize is None else normalize)
+        masked = self.masked_outputs(cam_set)
+        y_c = self.score(functions, self.outputs, "score_function on the model's outputs")
+        o_c = self.score(functions, masked, "score_function on the masked inputs")
+        skipped = self.bad_inputs | cam_set.nonfinite
+        y_c[skipped] = np.nan
+        o_c[skipped] = np.nan
+        return y_c, o_c
+
+    def masked_outputs(self, cam_set: CamSet) -> list:
+        """The model's outputs on the inputs masked by ``cam_set``: from the cache when the
+        last CAM set had the same values, else one compiled pass."""
+        last = self._last
+        if last is not None and self._same_cams(last.cams, cam_set):
+            return last.outputs
+        options = self.options._replace(normalize=cam_set.normalize)
+        outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size)
+        self._last = _MaskedOutputs(cam_set, outputs)
+        return outputs
+
+    def score(self, functions: list, outputs: list, where: str) -> np.ndarray:
+        """Score functions applied to outputs on the device; only (N,) scores reach the host."""
+        scores = self.adapter.to_host(summed_scores(functions, outputs, self.n, self.backend))
+        validation.check_scores_finite(scores, where, self.nan_policy)
+        return scores
+
+    def result(self, y_c: np.ndarray, o_c: np.ndarray) -> Result:
+        self.check_probability_outputs("Average Drop and Average Gain")
+        return summarize(y_c, o_c, nan_policy=self.nan_policy, level=self.level)
+
+    # ----------------------------------------------------------------- inputs and CAMs
+    def own_inputs(self, inputs: Any) -> tuple[list, np.ndarray]:
+        """The engine's copies of the inputs, in the model's input dtypes; and (N,) flags of
+        the samples that hold NaN or infinity (an error under ``nan_policy='raise'``)."""
+        arrays = list(inputs) if self.options.multi_input else [inputs]
+        if not arrays:
+            raise ValueError("inputs is an empty list: pass one array per model input.")
+        owned, bad = [], None
+        for index, array in enumerate(arrays):
+            name = f"inputs[{index}]" if self.options.multi_input else "inputs"
+            native = self.backend.is_appropriate_type(array)
+            host = None if native else as_host_array(array, name)
+            shape = tuple(self.backend.shape(array)) if native else host.shape
+            if len(shape) < 2:
+                raise ValueError(f"{name} must have a batch axis, shape (N, H, W, C), got shape {shape}.")
+            validation.check_nonempty(shape[0], name)
+            dtype = self.adapter.input_dtype(index, np.dtype(self.backend.to_numpy_dtype(array)) if native else host.dtype)
+            tensor = self.adapter.own(array if native else host, dtype, name)
+            rows, _ = finite_rows(tensor, self.backend)
+            flags = validation.check_finite_samples(rows, name, self.nan_policy)
+            bad = flags if bad is None else bad | flags
+            owned.append(tensor)
+        validation.check_same_count([int(self.backend.shape(t)[0]) for t in owned])
+        return owned, bad
+
+    def own_cams(self, cams: Any, normalize: bool) -> CamSet:
+        """The engine's copy of the CAMs, one array per model input, checked."""
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True or False, got {normalize!r}.")
+        cam_list = validation.cams_per_input(cams, len(self.inputs), self.options.multi_input)
+        arrays, nonfinite = [], np.zeros(self.n, dtype=bool)
+        for cam, x in zip(cam_list, self.inputs):
+            native = self.backend.is_appropriate_type(cam)
+            host = None if native else as_host_array(cam, "cams")
+            work = "float64" if self.backend.dtype_name(x) == "float64" else "float32"
+            owned = self.adapter.own(cam if native else host, work, "cams")
+            maps = check_cam_shapes(x, owned, self.options.data_format, self.backend)
+            check = check_cam_maps(maps, self.backend, normalize=normalize, nan_policy=self.nan_policy)
+            if check.nonfinite.any():  # only under 'omit': zero them, skip their samples
+                nonfinite |= check.nonfinite
+                owned = self.backend.where(self.backend.isfinite(owned), owned, 0.0)
+            arrays.append(owned)
+        return CamSet(tuple(arrays), nonfinite, bool(normalize))
+
+    def _same_cams(self, kept: CamSet, new: CamSet) -> bool:
+        return kept.normalize == new.normalize and all(
+            self.backend.all_equal(a, b) for a, b in zip(kept.arrays, new.arrays)
+        )
+
+    # ----------------------------------------------------------------- logits
+    def check_probability_outputs(self, metric: str) -> None:
+        """Drop and gain need probabilities: refuse a model whose own output layer says it
+        returns logits, unless the user named an activation (values may look like
+        probabilities by chance; the layer does not lie)."""
+        if self.options.activation is None and self.adapter.output_kind() == "logits":
+            raise ValueError(validation.linear_output_layer(metric))
+
+    def warn_if_logits(self) -> None:
+        """Average Increase is defined for any score, but its value depends on the activation:
+        say so once per engine for a model with a linear output layer."""
+        if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
+            self._warned.set()
+            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=4)
+
+
+class AveragesCamBase:
+    """The seed's API (``average_drop``, ``average_increase``, ``_get_scores``) and
+    ``evaluate``, on an :class:`Engine`; the adapters' ``AveragesCam`` build the engine."""
+
+    engine: Engine
+    model: Any
+    inputs: Any
+
+    @property
+    def n(self) -> int:
+        return self.engine.n
+
+    def _get_scores(self, cams: Any, score_function: Callable, *, normalize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(Y_c, O_c)``: NumPy arrays of shape (N,), scores on the inputs and on the inputs
+        masked with ``cams``. Several calls with the same CAM values share one masked pass."""
+        return self.engine.scores(cams, score_function, normalize=normalize)
+
+    def average_drop(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
+        r"""Average Drop in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, Y_i - O_i)}{Y_i + \epsilon}`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        self.engine.check_probability_outputs("Average Drop")
+        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        value = avg_drop(y_c, o_c, nan_policy=self.engine.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def average_increase(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
+        r"""Average Increase in percent, :math:`100 \frac{1}{N}\sum_i [Y_i < O_i]`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        self.engine.warn_if_logits()
+        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        value = avg_increase(y_c, o_c, nan_policy=self.engine.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def average_gain(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
+        r"""Average Gain in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, O_i - Y_i)}{1 - Y_i + \epsilon}`.
+
+        Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
+        """
+        self.engine.check_probability_outputs("Average Gain")
+        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        value = avg_gain(y_c, o_c, nan_policy=self.engine.nan_policy)
+        return (value, y_c, o_c) if return_vector else value
+
+    def evaluate(self, cams: Any, score_function: Callable, *, normalize: bool | None = None) -> Result:
+        """All three metrics, their intervals, n and the score vectors: one masked pass."""
+        self.engine.check_probability_outputs("Average Drop and Average Gain")
+        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        return self.engine.result(y_c, o_c)
+
+    def evaluate_many(self, cams_sets: Any, score_function: Callable, *, normalize: bool | None = None) -> Any:
+        """One :class:`Result` per CAM set, for comparing CAM methods on the same inputs.
+
+        ``cams_sets`` is ``{name: cams}`` (results by name, in the same order) or a list of
+        CAM sets (a list of results). Each CAM set costs one masked pass.
+        """
+        if isinstance(cams_sets, dict):
+            return {name: self.evaluate(cams, score_function, normalize=normalize) for name, cams in cams_sets.items()}
+        if not isinstance(cams_sets, (list, tuple)):
+            raise TypeError(
+                "evaluate_many takes {name: cams} or a list of CAM sets, one per method, got "
+                f"{type(cams_sets).__name__}; for one CAM set use evaluate(cams, score_function)."
+            )
+        return [self.evaluate(cams, score_function, normalize=normalize) for cams in cams_sets]
+
+    def compare(self, cams_sets: dict, score_function: Callable, **options: Any) -> Any:
+        """Evaluate ``{name: cams}`` and compare the methods pairwise on the same samples:
+        ``(results by name, comparison table)``; ``options`` go to ``compare_methods``."""
+        from camavg_core.compare import compare_methods
+
+        if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
+            raise TypeError("compare takes {name: cams} with at least two CAM methods.")
+        results = self.evaluate_many(cams_sets, score_function)
+        y_c = next(iter(results.values())).y_c
+        options.setdefault("nan_policy", self.engine.nan_policy)
+        table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, **options)
+        return results, table

@@ -1,0 +1,331 @@
+"""The engine, through both adapters: no stale numbers, the same checks and messages on every
+backend, streams equal to in-memory calls, and streams that resume exactly.
+
+Every expected number comes from a NumPy reference of the model (the same weights, evaluated
+with NumPy on the masked images) and the equations, never from camavg itself.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from reference import reference_metrics
+
+N, SIZE, CLASSES = 24, 6, 3
+RNG = np.random.default_rng(7)
+IMAGES = RNG.uniform(0, 1, (N, SIZE, SIZE, 2)).astype(np.float32)
+WEIGHTS = RNG.normal(0, 2, (2, CLASSES)).astype(np.float32)
+LABELS = RNG.integers(0, CLASSES, N)
+
+
+def numpy_model(x: np.ndarray) -> np.ndarray:
+    """The model of every test here: mean over the pixels, a dense layer, a softmax."""
+    logits = x.astype(np.float64).mean(axis=(1, 2)) @ WEIGHTS.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def reference_scores(cams: np.ndarray, labels=LABELS) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.arange(N)
+    y_c = numpy_model(IMAGES)[rows, labels]
+    o_c = numpy_model(IMAGES * np.clip(cams, 0, 1)[..., None])[rows, labels]
+    return y_c, o_c
+
+
+def cam_set(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (N, SIZE, SIZE)).astype(np.float32)
+
+
+class Backend:
+    """One framework's doors: AveragesCam, its stream, and its native array type."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "tensorflow":
+            tf = pytest.importorskip("tensorflow")
+            keras = pytest.importorskip("keras")
+            import camavg_tf
+
+            inputs = keras.Input((SIZE, SIZE, 2))
+            pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+            dense = keras.layers.Dense(CLASSES, activation="softmax", use_bias=False)
+            model = keras.Model(inputs, dense(pooled))
+            dense.set_weights([WEIGHTS])
+            self.model = model
+            self.AveragesCam = camavg_tf.AveragesCam
+            self.evaluate_dataset = camavg_tf.evaluate_dataset
+            self.native = lambda array: tf.constant(array)
+        else:
+            jax = pytest.importorskip("jax")
+            jnp = jax.numpy
+            import camavg_jax
+
+            weights = jnp.asarray(WEIGHTS)
+            self.model = lambda x: jax.nn.softmax(x.mean(axis=(1, 2)) @ weights, axis=-1)
+            self.AveragesCam = camavg_jax.AveragesCam
+            self.evaluate_dataset = camavg_jax.evaluate_dataset
+            self.native = lambda array: jnp.asarray(array)
+
+    def metrics(self, **options):
+        return self.AveragesCam(self.model, IMAGES, batch_size=5, **options)
+
+
+@pytest.fixture(scope="module", params=["tensorflow", "jax"])
+def fw(request):
+    return Backend(request.param)
+
+
+def score(labels=LABELS):
+    from camavg_core.scoring import CategoricalScore
+
+    return CategoricalScore(list(labels))
+
+
+def assert_matches_reference(result, cams, labels=LABELS, tol=1e-5):
+    y_c, o_c = reference_scores(cams, labels)
+    np.testing.assert_allclose(result.y_c, y_c, atol=tol)
+    np.testing.assert_allclose(result.o_c, o_c, atol=tol)
+    expected = reference_metrics(y_c, o_c)
+    for name, value in expected.items():
+        assert getattr(result, name) == pytest.approx(value, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------- threads
+def test_threads_sharing_one_averagescam_get_their_own_numbers(fw):
+    metrics = fw.metrics()
+    cam_sets = [cam_set(seed) for seed in range(8)]
+    expected = [metrics.evaluate(cams, score()).o_c for cams in cam_sets]  # one thread first
+    for cams, o_c in zip(cam_sets, expected):
+        np.testing.assert_allclose(o_c, reference_scores(cams)[1], atol=1e-5)
+    failures, barrier = [], threading.Barrier(8)
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            o_c = metrics.evaluate(cam_sets[index], score()).o_c
+            if not np.allclose(o_c, expected[index], atol=1e-6, rtol=0):
+                failures.append(index)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+# ---------------------------------------------------------------------------- in place
+class ArrayLike:
+    """An object NumPy reads through ``__array__`` (as torch tensors and many others are)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array if dtype is None else self.array.astype(dtype)
+
+
+def _host_forms():
+    """(name, make(base) -> (cams argument, change_in_place(new_values)))."""
+
+    def plain(base):
+        def change(values):
+            base[...] = values
+        return base, change
+
+    def view(base):
+        wide = np.zeros((N, SIZE, SIZE * 2), np.float32)
+        wide[:, :, ::2] = base
+        def change(values):
+            wide[:, :, ::2] = values
+        return wide[:, :, ::2], change  # non-contiguous
+
+    def memory(base):
+        def change(values):
+            base[...] = values
+        return memoryview(base), change
+
+    def array_like(base):
+        holder = ArrayLike(base)
+        def change(values):
+            holder.array[...] = values
+        return holder, change
+
+    return [("ndarray", plain), ("strided-view", view), ("memoryview", memory), ("__array__", array_like)]
+
+
+@pytest.mark.parametrize("form", _host_forms(), ids=lambda form: form[0])
+def test_cams_changed_in_place_give_the_new_numbers(fw, form):
+    _, make = form
+    metrics = fw.metrics()
+    first, second = cam_set(1), cam_set(2)
+    cams, change = make(first.copy())
+    assert_matches_reference(metrics.evaluate(cams, score()), first)
+    change(second)
+    assert_matches_reference(metrics.evaluate(cams, score()), second)
+    change(first)  # and back: the cache holds values, never an object
+    assert metrics.average_drop(cams, score()) == pytest.approx(reference_metrics(*reference_scores(first))["average_drop"], abs=1e-3)
+
+
+def test_native_arrays_and_variables(fw):
+    metrics = fw.metrics()
+    first, second = cam_set(3), cam_set(4)
+    assert_matches_reference(metrics.evaluate(fw.native(first), score()), first)
+    assert_matches_reference(metrics.evaluate(fw.native(second), score()), second)
+    if fw.name == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(first)
+        assert_matches_reference(metrics.evaluate(variable, score()), first)
+        variable.assign(second)
+        assert_matches_reference(metrics.evaluate(variable, score()), second)
+
+
+def test_inputs_changed_after_construction_do_not_count(fw):
+    images = IMAGES.copy()
+    metrics = fw.AveragesCam(fw.model, images, batch_size=5)
+    images[...] = 0.0
+    assert_matches_reference(metrics.evaluate(cam_set(5), score()), cam_set(5))
+
+
+# ---------------------------------------------------------------------------- score functions
+def test_a_score_function_is_applied_afresh_on_every_call(fw):
+    class TargetsFromAttribute:
+        """User code often keeps targets on an object and changes them between calls."""
+
+        def __init__(self, labels):
+            self.labels = labels
+
+        def __call__(self, outputs):
+            return np.asarray(outputs)[np.arange(N), self.labels]
+
+    metrics = fw.metrics()
+    cams = cam_set(6)
+    function = TargetsFromAttribute(LABELS)
+    assert_matches_reference(metrics.evaluate(cams, function), cams, LABELS)
+    function.labels = (LABELS + 1) % CLASSES
+    assert_matches_reference(metrics.evaluate(cams, function), cams, (LABELS + 1) % CLASSES)
+
+
+def test_several_metrics_of_one_cam_set_cost_one_masked_pass(fw):
+    metrics = fw.metrics()
+    adapter = metrics.engine.adapter
+    masked_runs = []
+    original = adapter.run
+
+    def counting(inputs, cams, options, batch_size):
+        if cams is not None:
+            masked_runs.append(1)
+        return original(inputs, cams, options, batch_size)
+
+    adapter.run = counting
+    cams = cam_set(7)
+    metrics.average_drop(cams, score())
+    metrics.average_increase(cams.copy(), score())  # equal values in another array: a hit
+    metrics.average_gain(cams, score((LABELS + 1) % CLASSES))  # another score: the same outputs
+    assert len(masked_runs) == 1
+    metrics.evaluate_many({"a": cams, "b": cam_set(8)}, score())
+    assert len(masked_runs) == 2
+
+
+# ---------------------------------------------------------------------------- same checks, same messages
+BAD_CALLS = [
+    ("float index", lambda: (cam_set(1), score([2.7] * N)), ValueError, "is not an integer"),
+    ("negative index", lambda: (cam_set(1), score([-1] * N)), ValueError, "index -1 (sample 0) is out of range"),
+    ("index too large", lambda: (cam_set(1), score([CLASSES] * N)), ValueError, "out of range for outputs with 3 classes"),
+    ("labels as score", lambda: (cam_set(1), list(LABELS)), TypeError, "wrap them in tf_keras_vis.utils.scores.CategoricalScore"),
+    ("rank-1 cams", lambda: (np.ones(N, np.float32), score()), ValueError, "expected (N, H, W), got rank 1"),
+    ("one map", lambda: (cam_set(1)[0], score()), ValueError, "is a single map"),
+    ("channels first", lambda: (cam_set(1)[:, None], score()), ValueError, "squeeze it"),
+    ("wrong count", lambda: (cam_set(1)[:5], score()), ValueError, "cams holds 5 maps but inputs holds 24 samples"),
+    ("out of range", lambda: (cam_set(1) * 3, score()), ValueError, "pass normalize=True"),
+    ("nan cam", lambda: (np.where(np.arange(N)[:, None, None] == 3, np.nan, cam_set(1)), score()), ValueError, "cams[3] holds NaN"),
+    ("object cams", lambda: (np.array([object()] * N), score()), TypeError, "cams must hold numbers"),
+    ("string cams", lambda: ("cams.npy", score()), TypeError, "cams must be an array, got str"),
+    ("list of cams", lambda: ([cam_set(1)], score()), ValueError, "cams is a list but the model has a single input"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CALLS, ids=lambda case: case[0])
+def test_bad_input_gets_the_same_error_on_every_backend(fw, case):
+    _, make, error, message = case
+    cams, score_function = make()
+    with pytest.raises(error) as caught:
+        fw.metrics().evaluate(cams, score_function)
+    assert message in str(caught.value)
+
+
+def test_the_normalize_advice_works_where_it_is_given(fw):
+    cams = cam_set(9) * 3
+    result = fw.metrics().evaluate(cams, score(), normalize=True)
+    low = cams.min(axis=(1, 2), keepdims=True)
+    span = cams.max(axis=(1, 2), keepdims=True) - low
+    assert_matches_reference(result, (cams - low) / span)
+
+
+def test_preprocess_runs_after_masking(fw):
+    """Masking raw pixels, then preprocessing (x * 2 - 1), as the Grad-CAM++ paper does."""
+    cams = cam_set(10)
+    result = fw.AveragesCam(fw.model, IMAGES, preprocess=lambda x: x * 2 - 1).evaluate(cams, score())
+    rows = np.arange(N)
+    y_c = numpy_model(IMAGES * 2 - 1)[rows, LABELS]
+    o_c = numpy_model(IMAGES * cams[..., None] * 2 - 1)[rows, LABELS]
+    np.testing.assert_allclose(result.y_c, y_c, atol=1e-5)
+    np.testing.assert_allclose(result.o_c, o_c, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- streams
+def batches_of(cams, size=7, labels=LABELS):
+    return [(IMAGES[i:i + size], cams[i:i + size], labels[i:i + size]) for i in range(0, N, size)]
+
+
+def test_a_stream_gives_the_numbers_of_the_in_memory_call(fw):
+    cams = cam_set(11)
+    whole = fw.metrics().evaluate(cams, score())
+    streamed = fw.evaluate_dataset(fw.model, batches_of(cams), keep_vectors=True)
+    np.testing.assert_allclose(streamed.o_c, whole.o_c, atol=1e-6)
+    for name in ("average_drop", "average_increase", "average_gain"):
+        assert getattr(streamed, name) == pytest.approx(getattr(whole, name), abs=1e-6)
+    assert streamed.n == whole.n == N
+
+
+@pytest.mark.parametrize("stop", ["exception", "keyboard"])
+def test_a_stopped_stream_resumes_to_the_numbers_of_an_uninterrupted_run(fw, stop):
+    cams = cam_set(12)
+    batches = batches_of(cams, size=5)
+
+    class Boom(RuntimeError):
+        pass
+
+    def failing():
+        for index, batch in enumerate(batches):
+            if index == 3:
+                raise Boom("the disk went away") if stop == "exception" else KeyboardInterrupt()
+            yield batch
+
+    expected_error = Boom if stop == "exception" else KeyboardInterrupt
+    with pytest.raises(expected_error) as caught:
+        fw.evaluate_dataset(fw.model, failing())
+    checkpoint = caught.value.camavg_checkpoint
+    assert checkpoint.batches == 3 and checkpoint.state.n == 15
+    assert any("stopped in batch 3" in note for note in caught.value.__notes__)
+    if stop == "exception":
+        assert str(caught.value) == "the disk went away"  # the user's own exception, as itself
+    resumed = fw.evaluate_dataset(fw.model, batches, resume=checkpoint)
+    expected = reference_metrics(*reference_scores(cams))
+    for name, value in expected.items():
+        assert getattr(resumed, name) == pytest.approx(value, abs=1e-3)
+    assert resumed.n == N
+
+
+def test_a_bad_batch_is_named_and_the_batches_before_it_are_kept(fw):
+    cams = cam_set(13)
+    batches = batches_of(cams, size=6)
+    batches[2] = (batches[2][0], batches[2][1], np.full(6, 2.5))  # float targets
+    with pytest.raises(ValueError, match="is not an integer") as caught:
+        fw.evaluate_dataset(fw.model, batches)
+    assert caught.value.camavg_checkpoint.state.n == 12
+    assert any("batch 2" in note for note in caught.value.__notes__)
