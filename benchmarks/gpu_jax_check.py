@@ -134,9 +134,10 @@ def main(argv=None) -> dict:
 
     start = time.perf_counter()
     metrics = AveragesCam(apply_fn, images, batch_size=args.batch, activation="softmax")
-    jax.block_until_ready(metrics._outputs)
+    jax.block_until_ready(metrics.engine.outputs)
     construction_s = time.perf_counter() - start
-    batch = metrics.plan.batch_size  # the batch AveragesCam uses (rounded for several devices)
+    devices = metrics.adapter.placement.n_devices  # a batch is rounded up for several devices
+    batch = -(-min(args.batch, args.n) // devices) * devices
 
     # the baselines: the same batches, the same compiled model, nothing else
     forward = jax.jit(apply_fn)

@@ -170,7 +170,10 @@ def stream_score(score: Any, targets: Any) -> Any:
     if host.ndim == 2 and host.shape[1] == 1:
         host = host[:, 0]
     if host.ndim != 1:
-        raise ValueError(f"targets must hold one target per sample, shape (B,), got shape {host.shape}.")
+        raise ValueError(
+            f"targets must hold one target per sample, shape (B,), got shape {host.shape}"
+            + (": batch the dataset (dataset.batch(32)) before evaluating it." if host.ndim == 0 else ".")
+        )
     if score == "binary":
         return BinaryScore(host)
     return CategoricalScore(host)

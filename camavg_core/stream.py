@@ -68,6 +68,15 @@ def _unpack(batch: Any) -> tuple[Any, Any, Any]:
     return inputs, cams, targets
 
 
+def _check_target_count(targets: Any, n: int) -> None:
+    count = int(np.shape(targets)[0]) if np.ndim(targets) else 0
+    if count != n:
+        raise ValueError(
+            f"A batch holds {n} input samples but {count} targets: each batch needs one CAM "
+            f"and one target per input sample."
+        )
+
+
 def _progress_bar(enabled: bool, total: int | None) -> tuple[Callable, Callable]:
     if not enabled:
         return (lambda: None), (lambda: None)
@@ -130,11 +139,13 @@ def evaluate_stream(
     try:
         for batch in iterator:
             inputs, cams, targets = _unpack(batch)
+            score_function = stream_score(score, targets)
             batch_options = options._replace(multi_input=isinstance(inputs, list))
             engine = Engine(adapter, inputs, batch_size=None, nan_policy=nan_policy, level=level, options=batch_options)
             engine.batch_size = engine.n  # a stream batch is one step of the compiled pass
             engine.check_probability_outputs("Average Drop and Average Gain")
-            y_c, o_c = engine.scores(cams, stream_score(score, targets))
+            _check_target_count(targets, engine.n)
+            y_c, o_c = engine.scores(cams, score_function)
             state = state.update(y_c, o_c, nan_policy="omit")
             if keep_vectors:
                 kept_y.append(y_c)
@@ -147,10 +158,11 @@ def evaluate_stream(
             error.camavg_checkpoint = checkpoint
         except AttributeError:  # an exception type without a __dict__
             pass
+        counted = f"The sums of batches 0..{index - 1} are kept" if index else "No batch was counted; the start is kept"
         error.add_note(
-            f"camavg: the stream stopped in batch {index} (counting from 0). The sums of batches "
-            f"0..{index - 1} are kept in error.camavg_checkpoint: pass "
-            f"resume=error.camavg_checkpoint with the same data to go on from batch {index}."
+            f"camavg: the stream stopped in batch {index} (counting from 0). {counted} in "
+            f"error.camavg_checkpoint: pass resume=error.camavg_checkpoint with the same data to "
+            f"go on from batch {index}."
         )
         raise
     finally:

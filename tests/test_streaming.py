@@ -17,7 +17,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.streaming import StreamingStep, as_prefetched_dataset, evaluate_dataset  # noqa: E402
+from camavg_tf.streaming import evaluate_dataset  # noqa: E402
 
 N, SIZE, CLASSES, BATCH = 45, 8, 3, 16  # 45 = 16 + 16 + 13: the last batch is ragged
 EPS = 1e-7
@@ -158,8 +158,9 @@ def test_nonfinite_sample_named_in_stream_order_or_skipped(small_cnn, data):
     images, cams, labels = data
     cams = cams.copy()
     cams[20, 3, 3] = np.nan  # sample 20 sits in the second batch
-    with pytest.raises(ValueError, match=r"Sample 20 .*nan_policy='omit'"):
-        evaluate_dataset(small_cnn, batched(images, cams, labels))
+    with pytest.raises(ValueError, match=r"cams\[4\] holds NaN.*nan_policy='omit'") as caught:
+        evaluate_dataset(small_cnn, batched(images, cams, labels))  # row 4 of batch 1
+    assert "stopped in batch 1" in caught.value.__notes__[-1]
     result = evaluate_dataset(small_cnn, batched(images, cams, labels), nan_policy="omit", keep_vectors=True)
     assert (result.n, result.skipped) == (N - 1, 1)
     assert np.isnan(result.o_c[20]) and np.isfinite(np.delete(result.o_c, 20)).all()
@@ -191,8 +192,9 @@ def test_target_out_of_range(small_cnn, data):
     images, cams, labels = data
     labels = labels.copy()
     labels[33] = CLASSES
-    with pytest.raises(ValueError, match=r"target of sample 33"):
-        evaluate_dataset(small_cnn, batched(images, cams, labels))
+    with pytest.raises(ValueError, match=r"index 3 \(sample 1\) is out of range") as caught:
+        evaluate_dataset(small_cnn, batched(images, cams, labels))  # row 1 of batch 2
+    assert "stopped in batch 2" in caught.value.__notes__[-1]
 
 
 @pytest.mark.parametrize(
@@ -215,15 +217,17 @@ def test_bad_streams(small_cnn, data):
     images, cams, labels = data
     with pytest.raises(TypeError, match=r"\(inputs, cams, targets\)"):
         evaluate_dataset(small_cnn, tf.data.Dataset.from_tensor_slices((images, cams)).batch(4))
-    with pytest.raises(TypeError, match="batch the dataset"):
+    with pytest.raises(ValueError, match="batch the dataset"):
         evaluate_dataset(small_cnn, tf.data.Dataset.from_tensor_slices((images[0], cams[0], labels[:8])))
-    with pytest.raises(ValueError, match="different lengths"):
+    with pytest.raises(ValueError, match="cams holds 3 maps but inputs holds 4"):
         evaluate_dataset(small_cnn, [(images[:4], cams[:3], labels[:4])])
+    with pytest.raises(ValueError, match="4 input samples but 3 targets"):
+        evaluate_dataset(small_cnn, [(images[:4], cams[:4], labels[:3])])
     with pytest.raises(ValueError, match="empty"):
         evaluate_dataset(small_cnn, [])
     with pytest.raises(TypeError, match="iterable"):
         evaluate_dataset(small_cnn, 42)
-    with pytest.raises(ValueError, match="No sample"):
+    with pytest.raises(ValueError, match="empty"):
         evaluate_dataset(small_cnn, batched(*data).take(0))
 
 
@@ -231,14 +235,3 @@ def test_progress_bar(small_cnn, data, capsys):
     evaluate_dataset(small_cnn, batched(*data), progress=True)
     captured = capsys.readouterr()
     assert "3/3" in captured.err + captured.out  # three batches, counted
-
-
-def test_score_pair_is_the_per_replica_step(small_cnn, data):
-    """``score_pair`` is what a tf.distribute loop runs: the (B,) scores of one batch."""
-    images, cams, labels = data
-    dataset = as_prefetched_dataset(batched(images, cams, labels))
-    step = StreamingStep(small_cnn, dataset.element_spec)
-    y_c, o_c = tf.function(step.score_pair)(next(iter(dataset)))
-    plain = small_cnn.predict(images[:BATCH], verbose=0)[np.arange(BATCH), labels[:BATCH]]
-    np.testing.assert_allclose(y_c.numpy(), plain, atol=1e-6)
-    assert o_c.shape == (BATCH,)

@@ -6,8 +6,8 @@ Shown on the compiled graphs and by counting, not by timing:
   batch size; its graph consumes a ``PrefetchDataset`` in a loop that runs inside the graph
   (``ReduceDataset``, or a ``While`` over ``IteratorGetNext``), and the number of tensors read
   back to the host (``EagerTensor._numpy``) does not grow with the number of batches.
-- ``evaluate_dataset`` calls its compiled step once per batch, traces it once (the ragged last
-  batch included), reads nothing back to the host inside the loop, and prefetches its input.
+- ``evaluate_dataset`` runs each batch through the same compiled passes, traced once (the
+  ragged last batch included); only the batch's (B,) scores come back to the host.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ keras = pytest.importorskip("keras")
 from tensorflow.python.framework import ops  # noqa: E402
 
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.streaming import StreamingStep, as_prefetched_dataset, run_stream  # noqa: E402
+from camavg_tf.passes import passes_for  # noqa: E402
+from camavg_tf.streaming import evaluate_dataset  # noqa: E402
 
 SIZE, CLASSES = 6, 3
 
@@ -84,13 +85,18 @@ def dataset_ops(dataset: tf.data.Dataset) -> set[str]:
     return {node.op for node in tf.compat.v1.GraphDef.FromString(serialised.numpy()).node}
 
 
+def _passes(metrics):
+    """The compiled passes an AveragesCam runs (shared by every AveragesCam of the model)."""
+    return passes_for(metrics.model, metrics.engine.options, metrics.engine.inputs)
+
+
 # --------------------------------------------------------------------------- AveragesCam
 def test_masked_pass_loops_over_a_prefetched_pipeline_inside_the_graph(model):
     images, cams, _ = sample(10)
     metrics = AveragesCam(model, images, batch_size=3)
-    cam_tensors, _, _ = metrics._prepare_cams(cams)
-    arguments = (tuple(metrics._inputs), tuple(cam_tensors))
-    compiled = metrics._passes._function("masked", arguments)
+    cam_tensors = metrics.engine.own_cams(cams, False).arrays
+    arguments = (tuple(metrics.engine.inputs), tuple(cam_tensors))
+    compiled = _passes(metrics)._function("masked", arguments)
     concrete = compiled.get_concrete_function(*arguments, tf.constant(3, tf.int64))
     found = graph_ops(concrete)
     assert "PrefetchDataset" in found
@@ -106,14 +112,15 @@ def test_one_compiled_call_per_cam_set_whatever_n_and_batch(model, monkeypatch, 
 
     images, cams, labels = sample(n)
     metrics = AveragesCam(model, images, batch_size=batch)
-    counter = CallCounter(metrics._passes.masked)
-    monkeypatch.setattr(metrics._passes, "masked", counter)
+    passes = _passes(metrics)
+    counter = CallCounter(passes.masked)
+    monkeypatch.setattr(passes, "masked", counter)
     metrics.evaluate(cams, CategoricalScore(list(labels)))
-    traces = metrics.trace_count  # the masked pass traced (unless another N already did)
+    traces = passes.trace_count  # the masked pass traced (unless another N already did)
     metrics.average_drop(cams, CategoricalScore(list(labels)))  # the cached pass: no call
     metrics.evaluate(cams[::-1].copy(), CategoricalScore(list(labels)))  # new CAMs, same shapes
     assert counter.calls == 2
-    assert metrics.trace_count == traces  # reused: no trace for another N, batch or CAM set
+    assert passes.trace_count == traces  # reused: no trace for another N, batch or CAM set
 
 
 def test_host_reads_per_evaluate_do_not_grow_with_the_batches(model, monkeypatch):
@@ -135,29 +142,22 @@ def test_host_reads_per_evaluate_do_not_grow_with_the_batches(model, monkeypatch
 
 
 # --------------------------------------------------------------------------- evaluate_dataset
-def test_stream_is_prefetched():
-    images, cams, labels = sample(10)
-    from_dataset = as_prefetched_dataset(tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(4))
-    from_generator = as_prefetched_dataset([(images[:5], cams[:5], labels[:5]), (images[5:], cams[5:], labels[5:])])
-    assert "PrefetchDataset" in dataset_ops(from_dataset)
-    assert "PrefetchDataset" in dataset_ops(from_generator)
-
-
 @pytest.mark.parametrize("n, batch", [(7, 7), (50, 4)])
-def test_one_step_per_batch_one_trace_and_no_host_read_in_the_loop(model, monkeypatch, n, batch):
+def test_a_stream_runs_the_compiled_passes_once_per_batch_and_traces_them_once(model, n, batch):
+    """Each batch is one call of the plain and one of the masked compiled pass; the ragged
+    last batch (50 = 12 * 4 + 2) runs the same traces."""
     images, cams, labels = sample(n)
-    dataset = as_prefetched_dataset(tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(batch))
-    step = StreamingStep(model, dataset.element_spec)
-    counter = CallCounter(step.accumulate)
-    monkeypatch.setattr(step, "accumulate", counter)
-    reads = HostReads(monkeypatch)
-    totals, y_c, o_c = run_stream(step, dataset, keep_vectors=False, progress=False)
-    assert reads.count == 0  # the totals are still device tensors
-    assert counter.calls == -(-n // batch)
-    assert step.trace_count == 1  # the ragged last batch (50 = 12 * 4 + 2) runs the same trace
-    assert y_c is None and o_c is None
-    monkeypatch.undo()
-    assert int(totals.state.n.numpy()) == n
+    fresh = keras.models.clone_model(model)  # its own passes, so the counts start at 0
+    fresh.set_weights(model.get_weights())
+    result = None
+    for _ in range(2):
+        dataset = tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(batch)
+        result = evaluate_dataset(fresh, dataset)
+    from camavg_core.engine import Options
+
+    passes = passes_for(fresh, Options(), [tf.constant(images)])
+    assert passes.trace_count == 2  # plain and masked, for every batch size and both runs
+    assert result.n == n
 
 
 @pytest.mark.parametrize("n, batch", [(1, 4), (8, 8), (10, 3), (12, 4), (5, 7)])
