@@ -33,7 +33,6 @@ PENDING = {
     "docs/statistics.md",
     "docs/command-line.md",
     "docs/performance.md",
-    "docs/bad-input.md",
     "docs/threads-and-caching.md",
     "docs/demo.md",
 }
