@@ -111,11 +111,13 @@ def main() -> int:
 
     score = CategoricalScore(list(labels))
     one_hot = np.eye(CLASSES, dtype="float32")[labels]
+    def cams_of(method):
+        maker = method(model, model_modifier=ReplaceToLinear(), clone=True)
+        return span_zero_one(maker(score, images, penultimate_layer="conv_last"))
+
     maps = {
-        "gradcam": span_zero_one(Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(
-            score, images, penultimate_layer="conv_last")),
-        "gradcam++": span_zero_one(GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True)(
-            score, images, penultimate_layer="conv_last")),
+        "gradcam": cams_of(Gradcam),
+        "gradcam++": cams_of(GradcamPlusPlus),
         "random": span_zero_one(rng.uniform(0, 1, (N_EVAL, IMAGE_SIZE, IMAGE_SIZE))),
         "ones": np.ones((N_EVAL, IMAGE_SIZE, IMAGE_SIZE), dtype="float32"),
         # What xplique makes of any constant map, ones included: the whole image masked out.
@@ -125,7 +127,8 @@ def main() -> int:
     print(f"xplique {xplique.__version__}, keras {keras.__version__}; {N_EVAL} images "
           f"{IMAGE_SIZE}x{IMAGE_SIZE}x3, {CLASSES} classes, test accuracy {accuracy:.2f}")
     print("percent; 'largest |term diff|' is the largest per-sample difference of the terms")
-    print(f"{'maps':<10} {'metric':<17} {'xplique':>9} {'camavg':>9} {'|diff|':>9} {'largest |term diff|':>20}")
+    print(f"{'maps':<10} {'metric':<17} {'xplique':>9} {'camavg':>9} {'|diff|':>9} "
+          f"{'largest |term diff|':>20}")
     metrics = AveragesCam(model, images)
     peers = {
         "average_drop": (AverageDropMetric, drop_terms),
@@ -141,7 +144,8 @@ def main() -> int:
             ours_average = getattr(result, metric)
             term_gap = float(np.max(np.abs(peer_terms - ours)))
             gap = abs(peer_average - ours_average)
-            print(f"{name:<10} {metric:<17} {peer_average:9.4f} {ours_average:9.4f} {gap:9.2e} {term_gap:20.2e}")
+            print(f"{name:<10} {metric:<17} {peer_average:9.4f} {ours_average:9.4f} {gap:9.2e} "
+                  f"{term_gap:20.2e}")
             if name not in ("ones", "zeros"):
                 largest[metric] = max(largest.get(metric, 0.0), gap)
     print("largest |diff| of the averages over the [0, 1]-spanning maps: "

@@ -142,7 +142,8 @@ def test_examples_run(path, tmp_path):
         if module in OPTIONAL:
             pytest.importorskip(module)
     completed = run_examples(path, tmp_path)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    exit_status = completed.returncode
+    assert exit_status == 0, completed.stderr[-4000:]
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -195,7 +196,8 @@ def test_no_run_needs_a_reason():
 
 
 def test_indented_blocks_are_dedented(tmp_path):
-    assert examples("- a step:\n\n  ```python\n  if True:\n      z = 1\n  ```\n") == [(4, "if True:\n    z = 1\n")]
+    text = "- a step:\n\n  ```python\n  if True:\n      z = 1\n  ```\n"
+    assert examples(text) == [(4, "if True:\n    z = 1\n")]
 
 
 def test_links(tmp_path, monkeypatch):
