@@ -1,4 +1,4 @@
-"""One test per row of the README table "What camavg does with bad input" (README.md).
+"""One test per row of the table "What camavg does with bad input" (docs/bad-input.md).
 
 Each test gives camavg one kind of bad (or merely unusual) input and checks what the table
 says: the right number, worked out here by hand or by calling the model directly, or an error
@@ -19,7 +19,7 @@ import pytest
 from camavg_core import MetricState, avg_drop, avg_gain, avg_increase, summarize
 
 EPS = 1e-7
-TABLE = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+TABLE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 AVERAGES = [avg_drop, avg_increase, avg_gain, summarize]
 
 
@@ -491,7 +491,7 @@ def _decorators_of(source: str, test_name: str) -> str:
 
 
 def test_every_table_row_names_an_existing_test():
-    """Each row of the README's bad-input table ends with `file.py::test_name`; that test must exist, and
+    """Each row of the bad-input table (docs/bad-input.md) ends with `file.py::test_name`; that test must exist, and
     a row says *(pending #k)* exactly when its test is marked xfail, waiting for the fix #k."""
     rows = [line for line in TABLE.read_text().splitlines() if line.startswith("| ") and "::" in line]
     assert len(rows) >= 30
