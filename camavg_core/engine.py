@@ -139,9 +139,10 @@ class Engine:
         masked = self.masked_outputs(cam_set)
         y_c = self.score(functions, self.outputs, "score_function on the model's outputs")
         o_c = self.score(functions, masked, "score_function on the masked inputs")
-        skipped = self.bad_inputs | cam_set.nonfinite
-        y_c[skipped] = np.nan
-        o_c[skipped] = np.nan
+        # a NaN input may hide behind max pooling or a ReLU: its scores are NaN all the same;
+        # a non-finite CAM spoils only the masked score
+        y_c[self.bad_inputs] = np.nan
+        o_c[self.bad_inputs | cam_set.nonfinite] = np.nan
         return y_c, o_c
 
     def masked_outputs(self, cam_set: CamSet) -> list:
@@ -172,7 +173,7 @@ class Engine:
         arrays = list(inputs) if self.options.multi_input else [inputs]
         if not arrays:
             raise ValueError("inputs is an empty list: pass one array per model input.")
-        owned, bad = [], None
+        owned, flags_per_input = [], []
         for index, array in enumerate(arrays):
             name = f"inputs[{index}]" if self.options.multi_input else "inputs"
             native = self.backend.is_appropriate_type(array)
@@ -183,12 +184,13 @@ class Engine:
             validation.check_nonempty(shape[0], name)
             dtype = self.adapter.input_dtype(index, np.dtype(self.backend.to_numpy_dtype(array)) if native else host.dtype)
             tensor = self.adapter.own(array if native else host, dtype, name)
-            rows, _ = finite_rows(tensor, self.backend)
-            flags = validation.check_finite_samples(rows, name, self.nan_policy)
-            bad = flags if bad is None else bad | flags
             owned.append(tensor)
         validation.check_same_count([int(self.backend.shape(t)[0]) for t in owned])
-        return owned, bad
+        for index, tensor in enumerate(owned):
+            name = f"inputs[{index}]" if self.options.multi_input else "inputs"
+            rows, _ = finite_rows(tensor, self.backend)
+            flags_per_input.append(validation.check_finite_samples(rows, name, self.nan_policy))
+        return owned, np.logical_or.reduce(flags_per_input)
 
     def own_cams(self, cams: Any, normalize: bool) -> CamSet:
         """The engine's copy of the CAMs, one array per model input, checked."""

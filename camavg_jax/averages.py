@@ -68,14 +68,14 @@ class JaxAdapter:
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
         plain, masked = self._compiled(options)
         n = int(inputs[0].shape[0])
-        size = -(-min(batch_size, n) // self.placement.n_devices) * self.placement.n_devices
+        size = self.rows_per_batch(n, batch_size)
         batch_outputs = []
         for start in range(0, n, size):
-            batch_inputs = tuple(self._batch(x, start, size) for x in inputs)
+            batch_inputs = tuple(self.batch(x, start, size) for x in inputs)
             if cams is None:
                 outputs = plain(batch_inputs)
             else:
-                outputs = masked(batch_inputs, tuple(self._batch(c, start, size) for c in cams))
+                outputs = masked(batch_inputs, tuple(self.batch(c, start, size) for c in cams))
             if start == 0:
                 _check_output_rows(outputs, size)
             batch_outputs.append(outputs)
@@ -90,8 +90,14 @@ class JaxAdapter:
     def output_kind(self) -> str | None:
         return None  # a function says nothing of its outputs: the value checks decide
 
+    def rows_per_batch(self, n: int, batch_size: int) -> int:
+        """Rows of every batch: ``batch_size`` (never more than N needs), rounded up to a
+        multiple of the local devices a batch is split over."""
+        devices = self.placement.n_devices
+        return -(-min(batch_size, n) // devices) * devices
+
     # ----------------------------------------------------------------- compiled steps
-    def _batch(self, array: jax.Array, start: int, size: int) -> jax.Array:
+    def batch(self, array: jax.Array, start: int, size: int) -> jax.Array:
         """Rows [start, start + size), the last batch padded with zeros to ``size`` rows."""
         batch = array[start : start + size]
         if batch.shape[0] < size:

@@ -45,10 +45,11 @@ SCRIPT = textwrap.dedent(
 
     metrics = AveragesCam(apply_fn, images, batch_size=6, activation="softmax")
     results = [metrics.evaluate(c, score) for c in cams + [cams[0] * 0.5]]
-    batch = metrics._input_batches[0][0]
+    rows = metrics.adapter.rows_per_batch(metrics.n, 6)
+    batch = metrics.adapter.batch(metrics.engine.inputs[0], 0, rows)
     print(json.dumps({
         "devices": jax.local_device_count(),
-        "batch_size": metrics.plan.batch_size,
+        "batch_size": rows,
         "batch_devices": len(batch.sharding.device_set),
         "batch_shard_rows": [s.data.shape[0] for s in batch.addressable_shards],
         "traces": len(traces),
@@ -95,7 +96,7 @@ def test_sharded_scores_equal_single_device_scores(runs):
 
 def test_single_device_in_this_process_is_not_sharded():
     metrics = AveragesCam(lambda x: x[:, 0, 0, :], np.full((3, 2, 2, 2), 0.5, np.float32))
-    assert metrics.placement.n_devices == jax.local_device_count()
+    assert metrics.adapter.placement.n_devices == jax.local_device_count()
     if jax.local_device_count() == 1:
-        assert metrics.placement.sharding is None
-        assert metrics.plan.batch_size == 3
+        assert metrics.adapter.placement.sharding is None
+        assert metrics.adapter.rows_per_batch(metrics.n, 32) == 3

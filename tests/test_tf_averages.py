@@ -24,7 +24,9 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear  # noqa: E402
 from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore  # noqa: E402
 
 from camavg_core.synthetic import make_images  # noqa: E402
-from camavg_tf import AveragesCam, avg_drop, avg_gain, avg_increase  # noqa: E402
+from camavg_tf import AveragesCam  # noqa: E402
+from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
+from camavg_tf.passes import passes_for  # noqa: E402
 from camavg_tf.demo import train_model  # noqa: E402
 
 N = 45  # not a multiple of the batch size, so the last batch is ragged
@@ -159,11 +161,12 @@ def test_traced_once_across_calls_and_a_ragged_last_batch(trained, tfkv_cams):
     metrics = AveragesCam(fresh, data.images, batch_size=BATCH)
     assert N % BATCH != 0
     metrics.evaluate(np.array(tfkv_cams["gradcam"]), score)
-    traces = metrics.trace_count
+    passes = passes_for(fresh, metrics.engine.options, metrics.engine.inputs)
+    traces = passes.trace_count
     assert traces == 2  # the plain pass and the masked pass, once each
     for name in ("gradcam++", "scorecam", "gradcam"):
         metrics.evaluate(np.array(tfkv_cams[name]), score)
-    assert metrics.trace_count == traces
+    assert passes.trace_count == traces
 
 
 def test_a_second_averagescam_of_the_model_reuses_its_compiled_passes(trained, tfkv_cams):
@@ -171,13 +174,14 @@ def test_a_second_averagescam_of_the_model_reuses_its_compiled_passes(trained, t
     score = CategoricalScore(list(data.labels))
     first = AveragesCam(model, data.images, batch_size=BATCH)
     first.evaluate(tfkv_cams["gradcam"], score)
-    traces = first.trace_count
+    passes = passes_for(model, first.engine.options, first.engine.inputs)
+    traces = passes.trace_count
     # other images (another N) and another batch size: the same compiled passes
     second = AveragesCam(model, data.images[:-7], batch_size=BATCH + 3)
     second.evaluate(tfkv_cams["gradcam"][:-7], CategoricalScore(list(data.labels[:-7])))
     third = AveragesCam(model, data.images[:-2], batch_size=5)
     third.evaluate(tfkv_cams["gradcam"][:-2], CategoricalScore(list(data.labels[:-2])))
-    assert third.trace_count == traces
+    assert passes.trace_count == traces
 
 
 def test_categorical_score_with_one_index_for_all(trained, tfkv_cams):
@@ -396,8 +400,8 @@ def test_inputs_changed_after_construction_do_not_reach_the_numbers(trained, tfk
 
 
 def test_averagescams_alive_together_keep_their_own_inputs(trained, tfkv_cams):
-    """Input copies come from a pool of reused buffers: one still in use (by a live
-    AveragesCam, or by a tensor of its inputs) is never handed to the next one."""
+    """Each AveragesCam keeps its own copy of its inputs: a later one, or the death of an
+    earlier one, changes nothing."""
     import gc
 
     model, data = trained
@@ -411,10 +415,10 @@ def test_averagescams_alive_together_keep_their_own_inputs(trained, tfkv_cams):
         result = metrics.evaluate(cams, score)
         np.testing.assert_allclose(result.y_c, expected[name][0], atol=1e-5)
         np.testing.assert_allclose(result.o_c, expected[name][1], atol=1e-5)
-    kept_inputs = first._inputs[0]
+    kept_inputs = first.engine.inputs[0]
     del first
     gc.collect()
-    third = AveragesCam(model, flipped, batch_size=BATCH)  # may reuse only an idle buffer
+    third = AveragesCam(model, flipped, batch_size=BATCH)
     np.testing.assert_array_equal(kept_inputs.numpy(), data.images)
     np.testing.assert_allclose(third.evaluate(cams, score).o_c, expected["flipped"][1], atol=1e-5)
     np.testing.assert_allclose(second.evaluate(cams[::-1].copy(), score).y_c, expected["flipped"][0], atol=1e-5)

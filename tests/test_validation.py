@@ -209,15 +209,21 @@ def test_cams_with_several_channels():
         apply_cams(images(), np.full((2, 4, 4, 3), 0.5))
 
 
-@pytest.mark.parametrize("cam_shape", [(2, 4), (2, 4, 4, 1, 1)])
-def test_cams_of_the_wrong_rank(cam_shape):
-    message = r"cams must have shape \(N, H, W\).*got shape " + re.escape(str(cam_shape))
+@pytest.mark.parametrize(
+    "cam_shape, message",
+    [
+        ((2, 4), r"cams of shape \(2, 4\) is a single map: pass one map per sample"),
+        ((2,), r"expected \(N, H, W\), got rank 1 \(shape \(2,\)\)"),
+        ((2, 4, 4, 1, 1), r"expected \(N, H, W\), got rank 5 \(shape \(2, 4, 4, 1, 1\)\)"),
+    ],
+)
+def test_cams_of_the_wrong_rank(cam_shape, message):
     with pytest.raises(ValueError, match=message):
         apply_cams(images(), np.full(cam_shape, 0.5))
 
 
 def test_scalar_cams():
-    with pytest.raises(ValueError, match=r"cams must have shape \(N, H, W\), got a scalar"):
+    with pytest.raises(ValueError, match=r"expected \(N, H, W\), got rank 0"):
         apply_cams(images(), np.float64(0.5))
 
 
