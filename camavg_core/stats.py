@@ -49,8 +49,8 @@ BOOTSTRAP_BCA = "bootstrap_bca"
 
 def _scipy_stats() -> Any:
     try:
-        from scipy import stats
-    except ImportError as exc:  # pragma: no cover - scipy ships with the stats extras
+        import scipy.stats as stats
+    except ImportError as exc:
         raise ImportError(
             "camavg's confidence intervals and tests need SciPy: pip install camavg[stats]"
         ) from exc
