@@ -194,7 +194,7 @@ class _AverageOfTerms(keras.metrics.Metric):
 
     def _check(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
         """Finite scores under nan_policy='raise'; probabilities where the metric needs them."""
-        arguments = ((y_c, "scores (Y_c)"), (o_c, "masked_scores (O_c)"))
+        arguments = ((y_c, "scores"), (o_c, "masked_scores"))
         if tf.executing_eagerly():
             for tensor, argument in arguments:
                 values = tensor.numpy()
