@@ -146,7 +146,7 @@ class _AverageOfTerms(keras.metrics.Metric):
         validation.check_nan_policy(nan_policy)
         super().__init__(name=name, dtype=dtype)
         self.nan_policy = nan_policy
-        self.count = self._sum_variable("count")
+        self._count = self._sum_variable("count")
         self.term_sum = self._sum_variable("term_sum")
         self.term_sq_sum = self._sum_variable("term_sq_sum")
         self.term_cube_sum = self._sum_variable("term_cube_sum")
@@ -185,7 +185,7 @@ class _AverageOfTerms(keras.metrics.Metric):
         self._check(y_c, o_c)
         terms, valid = finite_terms(self._terms, y_c, o_c)
         n_valid = tf.reduce_sum(tf.cast(valid, _SUM_DTYPE))
-        self.count.assign_add(n_valid)
+        self._count.assign_add(n_valid)
         self.term_sum.assign_add(tf.reduce_sum(terms))
         self.term_sq_sum.assign_add(tf.reduce_sum(terms * terms))
         self.term_cube_sum.assign_add(tf.reduce_sum(terms * terms * terms))
@@ -226,7 +226,13 @@ class _AverageOfTerms(keras.metrics.Metric):
 
     def result(self) -> tf.Tensor:
         """The average in percent; 0.0 before any sample has been seen (as ``keras.metrics.Mean``)."""
-        return tf.cast(100.0 * tf.math.divide_no_nan(self.term_sum, self.count), self.dtype)
+        return tf.cast(100.0 * tf.math.divide_no_nan(self.term_sum, self._count), self.dtype)
+
+    @property
+    def count(self) -> tf.Tensor:
+        """Samples that entered the average (non-finite ones skipped under ``'omit'`` are not
+        counted), an int64 scalar; read outside ``strategy.run`` it sums the replicas."""
+        return tf.cast(tf.convert_to_tensor(self._count), tf.int64)
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         """The default confidence interval of the average, in percent, from the sums kept.
@@ -237,13 +243,16 @@ class _AverageOfTerms(keras.metrics.Metric):
         added then). Before any sample it is the whole range ``(0.0, 100.0)``.
         """
         level = validation.check_level(level)
-        n = int(round(float(self.count.numpy())))
+        # reading a sum-aggregated variable outside strategy.run adds the replicas' copies
+        total, sq_total, cube_total, count = (
+            float(tf.convert_to_tensor(v)) for v in (self.term_sum, self.term_sq_sum, self.term_cube_sum, self._count)
+        )
+        n = int(round(count))
         if n == 0:
             return (0.0, 100.0)
         if self._ci_method == stats.WILSON:
-            return stats.as_percent(stats.wilson_interval(int(round(float(self.term_sum.numpy()))), n, level=level))
-        sums = (float(v.numpy()) for v in (self.term_sum, self.term_sq_sum, self.term_cube_sum))
-        return stats.as_percent(stats.hall_t_interval(n, *sums, level=level))
+            return stats.as_percent(stats.wilson_interval(int(round(total)), n, level=level))
+        return stats.as_percent(stats.hall_t_interval(n, total, sq_total, cube_total, level=level))
 
     @property
     def ci_method(self) -> str:
@@ -256,7 +265,7 @@ class _AverageOfTerms(keras.metrics.Metric):
         :math:`s` is the sample standard deviation of the terms (``ddof=1``), computed from the
         sums: :math:`s^2 = (\sum t^2 - n \bar t^2) / (n - 1)`. NaN for fewer than 2 samples.
         """
-        count = tf.convert_to_tensor(self.count)
+        count = tf.convert_to_tensor(self._count)
         mean = self.term_sum / count
         variance = tf.maximum(self.term_sq_sum - count * mean * mean, 0.0) / (count - 1.0)
         return tf.cast(100.0 * tf.sqrt(variance / count), self.dtype)
