@@ -29,9 +29,12 @@ from camavg_core.equations import _checked_vectors, _to_numpy
 from camavg_core.pair_state import TIE_TOLERANCE, PairState, paired_differences
 from camavg_core.result import METRICS
 from camavg_core.stats import (
+    BOOTSTRAP_BCA,
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
     _scipy_stats,
+    as_percent,
+    bootstrap_mean_intervals,
     check_level,
 )
 
@@ -64,7 +67,7 @@ class Comparison:
         dual: ``{metric: bool}``, True where ``p < 1 - level`` exactly when ``ci`` excludes 0.
         no_difference: ``{metric: bool}``, True where every paired difference is 0 (ties
             within :data:`TIE_TOLERANCE` included): difference 0, interval (0, 0), p = 1.
-        ci_method: the interval's method (``"hall_t"``). notes: why an interval is only
+        ci_method: the interval's method (``"hall_t"``, or ``"bootstrap_bca"`` when asked). notes: why an interval is only
             approximate (n < 30, fewer than 15% non-zero differences).
     """
 
@@ -187,6 +190,7 @@ def compare(
     names: tuple[str, str] = ("a", "b"),
     nan_policy: str = "raise",
     test: Any = "t",
+    ci_method: str = "default",
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: Any = DEFAULT_SEED,
 ) -> Comparison:
@@ -202,8 +206,11 @@ def compare(
             non-finite score in y_c, o_c_a or o_c_b.
         test: ``'t'`` (default, dual to the interval), ``'wilcoxon'`` (drop and gain; McNemar
             for increase), ``'mcnemar'`` (increase only), or ``{metric: test}``.
-        n_resamples, seed: accepted for backward compatibility; the interval is no longer a
-            bootstrap, so they are unused.
+        ci_method: ``'default'`` (the Hall t interval, dual to ``test='t'``) or
+            ``'bootstrap'``: a seeded BCa bootstrap (``scipy.stats.bootstrap``) of the mean
+            paired difference, the three metrics over the same resampled samples; its interval
+            is then not dual to any p-value (``dual`` is all False).
+        n_resamples, seed: of the bootstrap, when asked for.
 
     >>> y = [0.9, 0.8, 0.7, 0.6, 0.9]
     >>> result = compare(y, [0.1, 0.2, 0.3, 0.2, 0.3], [0.8, 0.8, 0.7, 0.6, 0.9])
@@ -213,9 +220,10 @@ def compare(
     >>> result.no_difference["average_increase"], result.p_value["average_increase"]
     (True, 1.0)
     """
-    del n_resamples, seed
     level = check_level(level)
     tests = check_test(test)
+    if ci_method not in ("default", "bootstrap"):
+        raise ValueError(f"ci_method must be 'default' or 'bootstrap', got {ci_method!r}.")
     y, o_a = _checked_vectors(y_c, o_c_a, nan_policy, names=("y_c", "o_c_a"))
     o_b = validation.as_score_vector(_to_numpy(o_c_b), "o_c_b")
     validation.check_pair(y, o_b, ("y_c", "o_c_b"))
@@ -226,18 +234,27 @@ def compare(
     if state.n == 0:
         raise ValueError("Every sample was skipped as non-finite: there is nothing to compare.")
     result = state.result(level=level, names=names)
-    if all(name == "t" for name in tests.values()):
+    if ci_method == "default" and all(name == "t" for name in tests.values()):
         return result
     valid = np.isfinite(y) & np.isfinite(o_a) & np.isfinite(o_b)
     differences, (a_increase, b_increase) = paired_differences(
         y[valid].astype(np.float64), o_a[valid].astype(np.float64), o_b[valid].astype(np.float64)
     )
-    p_value = dict(result.p_value)
+    p_value, ci = dict(result.p_value), dict(result.ci)
     for metric, name in tests.items():
         if name == "wilcoxon":
             p_value[metric] = wilcoxon_p_value(differences[metric])
         elif name == "mcnemar":
             p_value[metric] = mcnemar_p_value(a_increase, b_increase)
+    dual = {m: tests[m] == "t" and ci_method == "default" for m in METRICS}
+    if ci_method == "bootstrap":
+        columns = np.stack([differences[m] for m in METRICS], axis=1)
+        bounds = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
+        ci = {
+            m: ci[m] if result.no_difference[m] else as_percent(bounds[j], -100.0, 100.0)
+            for j, m in enumerate(METRICS)
+        }
     return dataclasses.replace(
-        result, p_value=p_value, test=tests, dual={m: tests[m] == "t" for m in METRICS}
+        result, p_value=p_value, ci=ci, test=tests, dual=dual,
+        ci_method=BOOTSTRAP_BCA if ci_method == "bootstrap" else result.ci_method,
     )

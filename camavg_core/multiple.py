@@ -121,6 +121,7 @@ def compare_methods(
     adjust: str = "holm",
     test: Any = "t",
     nan_policy: str = "raise",
+    ci_method: str = "default",
 ) -> ComparisonTable:
     """Compare several CAM methods on the same samples, with adjusted p-values.
 
@@ -132,7 +133,7 @@ def compare_methods(
         level: confidence level of the intervals.
         adjust: ``'holm'`` (default) or ``'none'``.
         test: as in :func:`~camavg_core.compare.compare`.
-        nan_policy: as in :func:`~camavg_core.compare.compare`, pair by pair.
+        nan_policy, ci_method: as in :func:`~camavg_core.compare.compare`, pair by pair.
 
     >>> y = [0.9, 0.8, 0.7, 0.6]
     >>> table = compare_methods(y, {"a": [0.1, 0.2, 0.3, 0.2], "b": y, "c": y}, baseline="b")
@@ -160,7 +161,7 @@ def compare_methods(
     comparisons = {
         (a, b): compare(
             y_c, masked_scores[a], masked_scores[b], level=level, names=(a, b),
-            nan_policy=nan_policy, test=test,
+            nan_policy=nan_policy, test=test, ci_method=ci_method,
         )
         for a, b in pairs
     }

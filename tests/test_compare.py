@@ -252,3 +252,18 @@ def test_pair_state_sums_by_hand_and_omit():
         PairState.empty().update(y, o_a, o_b)
     with pytest.raises(TypeError, match="PairState"):
         state.merge((0,) * 14)
+
+
+def test_a_paired_bootstrap_only_when_asked_scipy_bca_seeded():
+    y, o_a, o_b = two_methods(120, 12)
+    result = compare(y, o_a, o_b, ci_method="bootstrap", level=0.9)
+    d = differences_by_hand(y, o_a, o_b)
+    for name in METRICS:
+        expected = scipy_stats.bootstrap(
+            (d[name],), np.mean, confidence_level=0.9, n_resamples=2000, rng=np.random.default_rng(0)
+        ).confidence_interval
+        assert result.ci[name] == pytest.approx((100 * expected.low, 100 * expected.high), rel=1e-6)
+    assert result.ci_method == "bootstrap_bca" and not any(result.dual.values())
+    assert result.p_value == compare(y, o_a, o_b, level=0.9).p_value
+    with pytest.raises(ValueError, match="ci_method"):
+        compare(y, o_a, o_b, ci_method="jackknife")
