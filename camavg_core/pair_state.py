@@ -23,8 +23,19 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
-from camavg_core.equations import _as_float_pair, _checked_vectors, drop_terms, gain_terms
-from camavg_core.stats import approximate_notes, as_percent, check_level, hall_t_interval, hall_t_test
+from camavg_core.equations import (
+    _as_float_pair,
+    _checked_vectors,
+    drop_terms,
+    gain_terms,
+)
+from camavg_core.stats import (
+    approximate_notes,
+    as_percent,
+    check_level,
+    hall_t_interval,
+    hall_t_test,
+)
 
 #: Masked scores of the two methods within this distance (absolute; scores are probabilities)
 #: are a tie. float32 rounds a probability at about 6e-8, and the same softmax computed by two

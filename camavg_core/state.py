@@ -21,9 +21,19 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
-from camavg_core.equations import _as_float_pair, _checked_vectors, drop_terms, gain_terms
+from camavg_core.equations import (
+    _as_float_pair,
+    _checked_vectors,
+    drop_terms,
+    gain_terms,
+)
 from camavg_core.result import Result
-from camavg_core.stats import approximate_notes, check_level, default_ci_methods, intervals_from_sums
+from camavg_core.stats import (
+    approximate_notes,
+    check_level,
+    default_ci_methods,
+    intervals_from_sums,
+)
 
 #: the reduction of every field of the state, declared beside it (torchmetrics' dist_reduce_fx)
 REDUCTIONS = {

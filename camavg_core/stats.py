@@ -49,12 +49,12 @@ BOOTSTRAP_BCA = "bootstrap_bca"
 
 def _scipy_stats() -> Any:
     try:
-        import scipy.stats as stats
+        import scipy.stats  # a plain import, so a missing or blocked scipy.stats is an ImportError
     except ImportError as exc:
         raise ImportError(
             "camavg's confidence intervals and tests need SciPy: pip install camavg[stats]"
         ) from exc
-    return stats
+    return scipy.stats
 
 
 def power_sums(terms: Any) -> tuple[int, float, float, float]:

@@ -22,7 +22,6 @@ from camavg_core.stats import (
     bootstrap_mean_intervals,
 )
 
-
 CI_METHODS = ("default", "bootstrap")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401 - the doctests' namespace
 import tensorflow as tf
 
 from camavg_core import stats, validation
@@ -247,11 +247,11 @@ class _AverageOfTerms(keras.metrics.Metric):
         total, sq_total, cube_total, count = (
             float(tf.convert_to_tensor(v)) for v in (self.term_sum, self.term_sq_sum, self.term_cube_sum, self._count)
         )
-        n = int(round(count))
+        n = round(count)
         if n == 0:
             return (0.0, 100.0)
         if self._ci_method == stats.WILSON:
-            return stats.as_percent(stats.wilson_interval(int(round(total)), n, level=level))
+            return stats.as_percent(stats.wilson_interval(round(total), n, level=level))
         return stats.as_percent(stats.hall_t_interval(n, total, sq_total, cube_total, level=level))
 
     @property

@@ -15,8 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from camavg_core import MetricState, summarize
-from camavg_core import stats
+from camavg_core import MetricState, stats, summarize
 
 scipy_stats = pytest.importorskip("scipy.stats")
 optimize = pytest.importorskip("scipy.optimize")
