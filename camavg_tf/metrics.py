@@ -13,11 +13,20 @@ result in cross-replica context sums the copies, which is exact for any split of
 The per-sample terms come from :mod:`camavg_core.equations` run on the TensorFlow backend, so
 the numbers are the ones every other camavg path gives.
 
+Like ``keras.metrics.Mean``, ``result()`` is 0.0 before any sample, ``count`` holds the
+samples seen, and ``reset_state()`` starts over. The metrics keep the sums of powers 1-3 of the
+terms, so :meth:`~_AverageOfTerms.interval` is the default interval that ``summarize`` and a
+stream give for the same samples (see :mod:`camavg_core.stats`).
+
 >>> import numpy as np
 >>> metric = AverageDrop()
+>>> float(metric.result()), int(metric.count)
+(0.0, 0)
 >>> metric.update_state(np.array([0.8, 0.5]), np.array([0.2, 0.6]))  # (0.6 / 0.8 + 0) / 2
->>> round(float(metric.result()), 4)
-37.5
+>>> round(float(metric.result()), 4), int(metric.count)
+(37.5, 2)
+>>> metric.interval()  # two samples: approximate, clipped to the range of the metric
+(0.0, 100.0)
 """
 
 from __future__ import annotations
