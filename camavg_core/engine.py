@@ -303,7 +303,7 @@ class AveragesCamBase:
     def compare(self, cams_sets: dict, score_function: Callable, **options: Any) -> Any:
         """Evaluate ``{name: cams}`` and compare the methods pairwise on the same samples:
         ``(results by name, comparison table)``; ``options`` go to ``compare_methods``."""
-        from camavg_core.compare import compare_methods
+        from camavg_core.multiple import compare_methods
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
             raise TypeError("compare takes {name: cams} with at least two CAM methods.")

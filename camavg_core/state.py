@@ -35,20 +35,6 @@ from camavg_core.stats import (
     intervals_from_sums,
 )
 
-#: the reduction of every field of the state, declared beside it (torchmetrics' dist_reduce_fx)
-REDUCTIONS = {
-    "n": "sum",
-    "drop_sum": "sum",
-    "drop_sq_sum": "sum",
-    "gain_sum": "sum",
-    "gain_sq_sum": "sum",
-    "increase_count": "sum",
-    "skipped": "sum",
-    "drop_cube_sum": "sum",
-    "gain_cube_sum": "sum",
-    "drop_nonzero": "sum",
-    "gain_nonzero": "sum",
-}
 #: the fields that count samples (Python ints in ``to_numpy``)
 COUNT_FIELDS = ("n", "increase_count", "skipped", "drop_nonzero", "gain_nonzero")
 
