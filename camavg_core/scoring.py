@@ -85,8 +85,10 @@ def class_indices(indices: Any, n: int, n_classes: int, argument: str = "Categor
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
         for index, value in enumerate(values):
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                # a NumPy scalar shows as its plain value (2.7, not np.float64(2.7))
+                shown = value.item() if isinstance(value, np.generic) else value
                 raise ValueError(
-                    f"{argument} class index {value!r} (sample {index}) is not an integer: "
+                    f"{argument} class index {shown!r} (sample {index}) is not an integer: "
                     f"class indices must be integers in [0, {n_classes})."
                 )
     array = _per_sample(array.astype(np.int64), n, "class indices", argument)

@@ -127,6 +127,24 @@ def check_nan_policy(nan_policy: str) -> None:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}.")
 
 
+def check_score_dtype(dtype: Any, argument: str) -> None:
+    """Scores are real numbers: bool, integers, floats (bfloat16 too); a TypeError otherwise."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise TypeError(f"{argument} must hold real numbers, got dtype {dtype}.")
+    if not is_real_dtype(dtype):
+        raise TypeError(f"{argument} must hold numbers, got an array of dtype {dtype}.")
+
+
+def check_score_shape(shape: tuple, argument: str) -> None:
+    """One score per sample: (N,), or a column (N, 1) as a single-output model gives it."""
+    shape = tuple(shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(
+            f"{argument} must be a vector of one score per sample, shape (N,), got shape {shape}."
+        )
+
+
 def as_score_vector(values: Any, argument: str) -> np.ndarray:
     """A 1-D float array of scores from whatever the user gave, or a clear error."""
     if isinstance(values, (str, bytes)) or values is None:
@@ -135,30 +153,28 @@ def as_score_vector(values: Any, argument: str) -> np.ndarray:
         array = np.asarray(values)
     except Exception as exc:  # e.g. a ragged list
         raise ValueError(f"{argument} could not be read as an array of scores: {exc}") from exc
-    if array.dtype.kind == "c":
-        raise TypeError(f"{argument} must hold real numbers, got dtype {array.dtype}.")
-    if not is_real_dtype(array.dtype):
-        raise TypeError(f"{argument} must hold numbers, got an array of dtype {array.dtype}.")
+    check_score_dtype(array.dtype, argument)
     if array.dtype.name in EXTENSION_FLOATS:
         array = array.astype(np.float32)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise ValueError(
-            f"{argument} must be a vector of one score per sample, shape (N,), "
-            f"got shape {array.shape}."
-        )
-    return array
+    check_score_shape(array.shape, argument)
+    return array.reshape(-1) if array.ndim == 2 else array
+
+
+def pair_length_message(n_y: Any, n_o: Any, names: tuple[str, str] = ("Y_c", "O_c")) -> str:
+    """The text of :func:`check_pair`'s error; counts None for a graph assertion, which
+    reports the values itself."""
+    seen = (
+        f"{names[0]} and {names[1]} hold different numbers of scores" if n_y is None
+        else f"{names[0]} has {n_y} scores but {names[1]} has {n_o}"
+    )
+    return f"{seen}: both must hold one score per sample, for the same samples in the same order."
 
 
 def check_pair(y_c: Any, o_c: Any, names: tuple[str, str] = ("Y_c", "O_c")) -> None:
     """Y_c and O_c: same number of samples, at least one."""
     n_y, n_o = int(y_c.shape[0]), int(o_c.shape[0])
     if n_y != n_o:
-        raise ValueError(
-            f"{names[0]} has {n_y} scores but {names[1]} has {n_o}: both must hold one score "
-            f"per sample, for the same samples in the same order."
-        )
+        raise ValueError(pair_length_message(n_y, n_o, names))
     if n_y == 0:
         raise ValueError(f"{names[0]} and {names[1]} are empty: there is no sample to average over.")
 

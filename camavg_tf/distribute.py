@@ -49,8 +49,9 @@ from camavg_core.state import COUNT_FIELDS, MetricState
 from camavg_tf.metrics import as_score_vectors, batch_sums
 
 #: MetricState's fields, then the two score-range counts the checks need; all summed
-_SUM_FIELDS = MetricState._fields + ("below_zero", "above_one")
-_COUNT_FIELDS = COUNT_FIELDS + ("below_zero", "above_one")
+_RANGE_FIELDS = ("below_zero", "above_one", "masked_below_zero", "masked_above_one")
+_SUM_FIELDS = MetricState._fields + _RANGE_FIELDS
+_COUNT_FIELDS = COUNT_FIELDS + _RANGE_FIELDS
 _PADDING_INDEX = -1
 
 
@@ -95,6 +96,8 @@ class DistributedRun(NamedTuple):
             dataset's order, or None when ``keep_vectors=False``.
         below_zero: how many finite scores on the inputs are < 0 (Average Drop needs >= 0).
         above_one: how many finite scores on the inputs are > 1 (Average Gain needs <= 1).
+        masked_below_zero, masked_above_one: the same counts for the scores on the masked
+            inputs.
     """
 
     state: MetricState
@@ -102,20 +105,25 @@ class DistributedRun(NamedTuple):
     o_c: np.ndarray | None
     below_zero: int
     above_one: int
+    masked_below_zero: int = 0
+    masked_above_one: int = 0
 
 
 def check_distributed_run(run: DistributedRun, nan_policy: str) -> None:
     """The checks ``summarize`` makes, on what a distributed run brings back.
 
     Raises ``ValueError`` for a non-finite score under ``nan_policy='raise'`` (naming the
-    first one when the vectors were kept) and for scores on the inputs outside [0, 1] (the
-    model returns logits), which Average Drop and Average Gain cannot use.
+    first one when the vectors were kept) and for scores on the inputs or on the masked inputs
+    outside [0, 1] (the model returns logits), which Average Drop and Average Gain cannot use:
+    the messages of ``summarize`` (:mod:`camavg_core.validation`).
     """
     validation.check_nan_policy(nan_policy)
+    metric = "Average Drop and Average Gain"
     if run.y_c is not None:
         validation.check_finite(run.y_c, "Y_c", nan_policy)
         validation.check_finite(run.o_c, "O_c", nan_policy)
-        validation.check_probabilities(run.y_c, "Average Drop and Average Gain", upper=True)
+        validation.check_probabilities(run.y_c, metric, upper=True, argument="Y_c")
+        validation.check_probabilities(run.o_c, metric, upper=True, argument="O_c")
         return
     if nan_policy == "raise" and run.state.skipped:
         raise ValueError(
@@ -123,13 +131,13 @@ def check_distributed_run(run: DistributedRun, nan_policy: str) -> None:
             f"keep the vectors to find them, or pass nan_policy='omit' to skip non-finite samples "
             f"and count them in `skipped`."
         )
-    if run.below_zero or run.above_one:
-        raise ValueError(
-            f"Average Drop and Average Gain need scores that are probabilities, but "
-            f"{run.below_zero} score(s) on the inputs are < 0 and {run.above_one} are > 1: the "
-            f"model seems to return logits. Pass activation='softmax' (or 'sigmoid' for a single "
-            f"binary output), or add that activation to the model."
-        )
+    for argument, below, above in (
+        ("Y_c", run.below_zero, run.above_one),
+        ("O_c", run.masked_below_zero, run.masked_above_one),
+    ):
+        if below or above:
+            seen = f"{below} value(s) < 0 and {above} value(s) > 1"
+            raise ValueError(validation.probabilities_message(metric, argument, seen, upper=True))
 
 
 def with_sample_indices(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -228,7 +236,7 @@ class ReplicaLoop:
         for name in _COUNT_FIELDS:
             totals[name] = int(round(totals[name]))
         state = MetricState(**{name: totals[name] for name in MetricState._fields})
-        return DistributedRun(state, y_c, o_c, totals["below_zero"], totals["above_one"])
+        return DistributedRun(state, y_c, o_c, *(totals[name] for name in _RANGE_FIELDS))
 
     def per_sample(self, dataset: tf.data.Dataset) -> Any:
         """``step_fn``'s per-sample outputs over the whole dataset, in the dataset's order.
@@ -243,10 +251,12 @@ class ReplicaLoop:
     def _add_to_sums(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
         """Runs on one replica: add its batch to its own copy of the sums."""
         state = batch_sums(y_c, o_c)
-        finite = tf.boolean_mask(y_c, tf.math.is_finite(y_c))
-        below_zero = tf.reduce_sum(tf.cast(finite < 0.0, tf.float64))
-        above_one = tf.reduce_sum(tf.cast(finite > 1.0, tf.float64))
-        self._sums.assign_add(tf.stack([*state, below_zero, above_one]))
+        out_of_range = []
+        for scores in (y_c, o_c):
+            finite = tf.boolean_mask(scores, tf.math.is_finite(scores))
+            out_of_range.append(tf.reduce_sum(tf.cast(finite < 0.0, tf.float64)))
+            out_of_range.append(tf.reduce_sum(tf.cast(finite > 1.0, tf.float64)))
+        self._sums.assign_add(tf.stack([*state, *out_of_range]))
 
     def _replica_state(self, batch: Any) -> None:
         self._add_to_sums(*as_score_vectors(*self._score_pair(batch)))

@@ -47,32 +47,36 @@ _BACKEND = TensorFlowBackend()
 _SUM_DTYPE = "float64"
 
 
+def _score_tensor(values: Any, argument: str) -> tf.Tensor:
+    """One argument as a float64 tensor, checked with :mod:`camavg_core.validation`'s checks:
+    Python and NumPy values on the host (while tracing too: they are constants then), tensors
+    by their dtype and static shape."""
+    if tf.is_tensor(values) or isinstance(values, tf.Variable):
+        validation.check_score_dtype(values.dtype.as_numpy_dtype, argument)
+        tensor = tf.convert_to_tensor(values)
+        if tensor.shape.rank is not None:
+            validation.check_score_shape(tuple(tensor.shape), argument)
+    else:
+        tensor = tf.convert_to_tensor(validation.as_score_vector(values, argument))
+    return tf.cast(tensor, _SUM_DTYPE)
+
+
 def as_score_vectors(scores: Any, masked_scores: Any) -> tuple[tf.Tensor, tf.Tensor]:
     """The two score batches as float64 vectors of one score per sample, shape (B,).
 
-    A column (B, 1), as a single-output model gives, is read as (B,). Shapes that are known
-    when the function is traced are checked with a ``ValueError``; a batch size known only at
-    run time is checked by ``tf.debugging`` inside the graph.
+    A column (B, 1), as a single-output model gives, is read as (B,). The checks and messages
+    are ``avg_drop``'s (:mod:`camavg_core.validation`), naming ``scores`` and
+    ``masked_scores``: what is known when the function is traced (types, dtypes, static
+    shapes) raises ``TypeError``/``ValueError`` then; a batch size known only at run time is
+    checked by ``tf.debugging`` inside the graph.
     """
-    y_c = tf.cast(tf.convert_to_tensor(scores), _SUM_DTYPE)
-    o_c = tf.cast(tf.convert_to_tensor(masked_scores), _SUM_DTYPE)
-    for name, tensor in (("scores", y_c), ("masked_scores", o_c)):
-        shape = tensor.shape
-        is_vector = shape.rank == 1 or (shape.rank == 2 and shape[1] == 1)
-        if shape.rank is not None and not is_vector:
-            raise ValueError(
-                f"{name} must hold one score per sample, shape (B,) or (B, 1), got shape "
-                f"{tuple(shape)}. Select the target class first (e.g. with a tf-keras-vis "
-                f"CategoricalScore) and pass the (B,) scores."
-            )
+    names = ("scores", "masked_scores")
+    y_c, o_c = _score_tensor(scores, names[0]), _score_tensor(masked_scores, names[1])
     y_c, o_c = tf.reshape(y_c, [-1]), tf.reshape(o_c, [-1])
     if y_c.shape[0] is not None and o_c.shape[0] is not None and y_c.shape[0] != o_c.shape[0]:
-        raise ValueError(
-            f"scores holds {y_c.shape[0]} samples but masked_scores holds {o_c.shape[0]}: pass "
-            f"both for the same samples, in the same order."
-        )
+        raise ValueError(validation.pair_length_message(y_c.shape[0], o_c.shape[0], names))
     tf.debugging.assert_equal(
-        tf.size(y_c), tf.size(o_c), message="scores and masked_scores hold different numbers of samples"
+        tf.size(y_c), tf.size(o_c), message=validation.pair_length_message(None, None, names)
     )
     return y_c, o_c
 
