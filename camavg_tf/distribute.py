@@ -49,7 +49,7 @@ from camavg_core.state import COUNT_FIELDS, MetricState
 from camavg_tf.metrics import as_score_vectors, batch_sums
 
 #: MetricState's fields, then the two score-range counts the checks need; all summed
-_RANGE_FIELDS = ("below_zero", "above_one", "masked_below_zero", "masked_above_one")
+_RANGE_FIELDS = ("below_zero", "above_one", "masked_below_zero", "masked_above_one", "nonfinite", "masked_nonfinite")
 _SUM_FIELDS = MetricState._fields + _RANGE_FIELDS
 _COUNT_FIELDS = COUNT_FIELDS + _RANGE_FIELDS
 _PADDING_INDEX = -1
@@ -98,6 +98,8 @@ class DistributedRun(NamedTuple):
         above_one: how many finite scores on the inputs are > 1 (Average Gain needs <= 1).
         masked_below_zero, masked_above_one: the same counts for the scores on the masked
             inputs.
+        nonfinite, masked_nonfinite: how many scores on the inputs / on the masked inputs are
+            NaN or infinite.
     """
 
     state: MetricState
@@ -107,6 +109,8 @@ class DistributedRun(NamedTuple):
     above_one: int
     masked_below_zero: int = 0
     masked_above_one: int = 0
+    nonfinite: int = 0
+    masked_nonfinite: int = 0
 
 
 def check_distributed_run(run: DistributedRun, nan_policy: str) -> None:
@@ -126,10 +130,11 @@ def check_distributed_run(run: DistributedRun, nan_policy: str) -> None:
         validation.check_probabilities(run.o_c, metric, upper=True, argument="O_c")
         return
     if nan_policy == "raise" and run.state.skipped:
+        # without the vectors the sample cannot be named: the argument and the count can
+        argument, count = ("Y_c", run.nonfinite) if run.nonfinite else ("O_c", run.masked_nonfinite)
         raise ValueError(
-            f"{run.state.skipped} sample(s) have a non-finite score (NaN or infinity). Fix them, "
-            f"keep the vectors to find them, or pass nan_policy='omit' to skip non-finite samples "
-            f"and count them in `skipped`."
+            f"{validation.nonfinite_message(argument)} In all, {run.state.skipped} sample(s) have a "
+            f"non-finite score ({count} in {argument}); keep_vectors=True names the first."
         )
     for argument, below, above in (
         ("Y_c", run.below_zero, run.above_one),
@@ -228,7 +233,10 @@ class ReplicaLoop:
         self._sums.assign(tf.zeros_like(self._sums))
         if keep_vectors:
             gathered = self._run("state_and_vectors", with_sample_indices(dataset))
-            y_c, o_c = (values.numpy() for values in self._in_order(gathered))
+            if gathered:
+                y_c, o_c = (values.numpy() for values in self._in_order(gathered))
+            else:  # a dataset without batches: no sample, and nothing to concatenate
+                y_c = o_c = np.zeros(0)
         else:
             self._run("state", dataset)
             y_c = o_c = None
@@ -245,18 +253,24 @@ class ReplicaLoop:
         (``tf.Tensor`` on this host, (N, ...)). Every host gets the full result.
         """
         _check_dataset(dataset)
-        return self._in_order(self._run("per_sample", with_sample_indices(dataset)))
+        gathered = self._run("per_sample", with_sample_indices(dataset))
+        if not gathered:
+            raise ValueError("dataset is empty: there is no sample to gather.")
+        return self._in_order(gathered)
 
     # ----------------------------------------------------------------- replica steps
     def _add_to_sums(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
         """Runs on one replica: add its batch to its own copy of the sums."""
         state = batch_sums(y_c, o_c)
         out_of_range = []
+        nonfinite = []
         for scores in (y_c, o_c):
-            finite = tf.boolean_mask(scores, tf.math.is_finite(scores))
+            is_finite = tf.math.is_finite(scores)
+            finite = tf.boolean_mask(scores, is_finite)
             out_of_range.append(tf.reduce_sum(tf.cast(finite < 0.0, tf.float64)))
             out_of_range.append(tf.reduce_sum(tf.cast(finite > 1.0, tf.float64)))
-        self._sums.assign_add(tf.stack([*state, *out_of_range]))
+            nonfinite.append(tf.reduce_sum(tf.cast(~is_finite, tf.float64)))
+        self._sums.assign_add(tf.stack([*state, *out_of_range, *nonfinite]))
 
     def _replica_state(self, batch: Any) -> None:
         self._add_to_sums(*as_score_vectors(*self._score_pair(batch)))
