@@ -143,13 +143,13 @@ def load_targets(path: str, n: int) -> np.ndarray:
         bad = np.flatnonzero(~np.isfinite(targets) | (targets != np.round(targets)))
         if bad.size:
             raise CommandError(
-                f"--targets {path} holds {targets[bad[0]]!r} at index {bad[0]}: class indices must be "
+                f"--targets {path} holds {targets[bad[0]].item()} at index {bad[0]}: class indices must be "
                 f"whole numbers; save them as integers."
             )
     negative = np.flatnonzero(targets < 0)
     if negative.size:
         raise CommandError(
-            f"--targets {path} holds {targets[negative[0]]} at index {negative[0]}: class indices "
+            f"--targets {path} holds {targets[negative[0]].item()} at index {negative[0]}: class indices "
             f"count from 0; pass indices 0 to K-1 for a model with K outputs."
         )
     if targets.dtype.kind == "f" and targets.size and targets.max() > np.iinfo(np.int64).max:
@@ -164,7 +164,7 @@ def check_targets_in_range(targets: np.ndarray, n_units: int, path: str) -> None
     if bad.size:
         allowed = "0 or 1 (the model has one sigmoid unit)" if n_units == 1 else f"0 to {n_classes - 1}"
         raise CommandError(
-            f"--targets {path} holds class {targets[bad[0]]} at index {bad[0]} but the model has "
+            f"--targets {path} holds class {targets[bad[0]].item()} at index {bad[0]} but the model has "
             f"{n_units} output unit{'s' if n_units != 1 else ''}: pass class indices {allowed}."
         )
 
@@ -175,7 +175,7 @@ def cam_shape_problem(shape: tuple, n: int) -> str | None:
     >>> cam_shape_problem((200, 64, 64, 3), 200)
     'the CAMs have a channel axis (shape (200, 64, 64, 3)): pass one map per image, (N, H, W); average the channels or take one'
     >>> cam_shape_problem((5, 8, 8), 6)
-    'it holds 5 maps but --inputs has 6 samples: pass one map per input, shape (6, H, W)'
+    'it holds 5 maps (shape (5, 8, 8)) but --inputs has 6 samples: pass one map per input, shape (6, H, W)'
     """
     if len(shape) == 4 and shape[0] == n and shape[1] == 1:
         return (f"the CAMs have a channel axis first (shape {shape}): squeeze it, e.g. cams[:, 0], "
@@ -188,7 +188,7 @@ def cam_shape_problem(shape: tuple, n: int) -> str | None:
     if len(shape) != 3:
         return f"expected (N, H, W), got rank {len(shape)} (shape {shape})"
     if shape[0] != n:
-        return f"it holds {shape[0]} maps but --inputs has {n} samples: pass one map per input, shape ({n}, H, W)"
+        return f"it holds {shape[0]} maps (shape {shape}) but --inputs has {n} samples: pass one map per input, shape ({n}, H, W)"
     if shape[1] == 0 or shape[2] == 0:
         return f"its maps are empty (shape {shape}): pass (N, H, W) maps with H, W >= 1"
     return None

@@ -20,6 +20,9 @@ from typing import Any, Iterable, Iterator, Sequence
 from camavg_tf.app.loading import CommandError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What a run writes. An existing --out folder is replaced only when it holds nothing else, so
+# `--out .` or a typo can never delete a user's own files.
+OUTPUT_FILES = frozenset({"results.json", "results.csv", "comparisons.json", "comparisons.csv", "conclusion.txt", "report.png"})
 
 
 def check_out(path: str) -> Path:
@@ -31,6 +34,14 @@ def check_out(path: str) -> Path:
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {path} is a file: name a folder (camavg writes results.json and more into it).")
+    if out.is_dir():
+        foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in OUTPUT_FILES)
+        if foreign:
+            raise CommandError(
+                f"--out {path} holds files camavg did not write ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}), and camavg replaces the folder: name a new or "
+                f"empty folder, or the folder of an earlier camavg run."
+            )
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
