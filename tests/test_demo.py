@@ -13,8 +13,10 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf_keras_vis")
 
-from camavg_tf import AveragesCam, demo  # noqa: E402
-from camavg_tf.cli import main  # noqa: E402
+from camavg_tf import AveragesCam  # noqa: E402
+from camavg_tf.app import demo  # noqa: E402
+from camavg_tf.app.cli import main  # noqa: E402
+from camavg_tf.app.recipes import Recipe, conv_layer_names, make_cams, target_score  # noqa: E402
 
 N_EVAL = 32
 EPS = 1e-7
@@ -40,7 +42,7 @@ def data():
 def test_model_is_functional_with_named_conv_layers_and_softmax():
     model = demo.build_model()
     assert isinstance(model, keras.Model) and type(model).__name__ == "Functional"
-    assert demo.conv_layer_names(model) == ["conv_1", "conv_2", "conv_last"]
+    assert conv_layer_names(model) == ["conv_1", "conv_2", "conv_last"]
     assert model.get_layer("predictions").activation.__name__ == "softmax"
 
 
@@ -68,7 +70,7 @@ def test_true_mask_keeps_the_evidence_and_its_inverse_removes_it(trained, data):
     """The ground truth of the synthetic set: the object mask has the lower Average Drop."""
     maps = demo.reference_maps(data.masks)
     metrics = AveragesCam(trained, data.images)
-    score = demo.target_score(trained, data.labels)
+    score = target_score(trained, data.labels)
     true_mask = metrics.evaluate(maps["reference:true-mask"], score)
     inverse = metrics.evaluate(maps["reference:inverse-mask"], score)
     assert true_mask.average_drop < inverse.average_drop
@@ -85,7 +87,7 @@ def test_true_mask_keeps_the_evidence_and_its_inverse_removes_it(trained, data):
 
 def test_map_of_ones_changes_nothing(trained, data):
     ones = demo.reference_maps(data.masks)["reference:ones"]
-    result = AveragesCam(trained, data.images).evaluate(ones, demo.target_score(trained, data.labels))
+    result = AveragesCam(trained, data.images).evaluate(ones, target_score(trained, data.labels))
     # Masking with ones is the identity, so O_c = Y_c: every term is 0.
     assert (result.average_drop, result.average_increase, result.average_gain) == (0.0, 0.0, 0.0)
 
@@ -102,7 +104,8 @@ def test_reference_maps_are_what_they_say(data):
 
 def test_every_cam_method_gives_unit_range_maps(trained, data):
     images, labels = data.images[:8], data.labels[:8]
-    cams = demo.make_cams(trained, images, labels, masks=data.masks[:8])
+    cams = {method: make_cams(recipe, trained, images, labels) for method, recipe in demo.demo_recipes().items()}
+    cams.update(demo.reference_maps(data.masks[:8]))
     assert list(cams) == list(demo.CAM_METHODS) + list(demo.REFERENCE_MAPS)
     for name, cam in cams.items():
         assert cam.shape == (8, demo.IMAGE_SIZE, demo.IMAGE_SIZE), name
@@ -119,7 +122,7 @@ def test_tf_keras_vis_layercam_matches_its_definition(trained, data):
     import tensorflow as tf
 
     images, labels = data.images[:4], data.labels[:4]
-    cams = demo.cam_method("layercam", trained, images, labels)
+    cams = make_cams(Recipe("layercam", demo.DEFAULT_LAYER), trained, images, labels)
     conv = trained.get_layer(demo.DEFAULT_LAYER)
     head = keras.Model(trained.inputs, [conv.output, trained.get_layer("gap").output])
     dense = trained.get_layer("predictions")
@@ -138,6 +141,19 @@ def test_tf_keras_vis_layercam_matches_its_definition(trained, data):
         assert correlation > 0.95, correlation
 
 
+def test_gradcam_plus_plus_and_layercam_are_one_map_on_a_gap_dense_head(trained, data):
+    """Why the two agree to float precision in the demo (docs/command-line.md): behind global
+    average pooling and a Dense layer, dS/dA_k = w_k / (h w) is the same at every position, so
+    Grad-CAM++'s alphas are uniform and its weights are relu(w_k) times a constant, as are
+    Layer-CAM's relu(dS/dA_k). After min-max scaling the maps are equal."""
+    images, labels = data.images[:6], data.labels[:6]
+    plus = make_cams(Recipe("gradcam++", demo.DEFAULT_LAYER), trained, images, labels)
+    layer = make_cams(Recipe("layercam", demo.DEFAULT_LAYER), trained, images, labels)
+    np.testing.assert_allclose(plus, layer, atol=1e-5)
+    gradcam = make_cams(Recipe("gradcam", demo.DEFAULT_LAYER), trained, images, labels)
+    assert np.abs(gradcam - layer).max() > 1e-2  # Grad-CAM keeps the negative weights: another map
+
+
 def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
     out = tmp_path / "report"
@@ -149,6 +165,29 @@ def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, caps
     by_method = {record["method"]: record for record in records}
     assert by_method["reference:true-mask"]["average_drop"] < by_method["reference:inverse-mask"]["average_drop"]
     assert all(record["n"] == N_EVAL for record in records)
+    assert "ReplaceToLinear" in by_method["scorecam"]["recipe"] and "max_N=8" in by_method["scorecam"]["recipe"]
     assert json.loads((out / "results.json").read_text()) == records
     assert (out / "results.csv").read_text().count("\n") == 1 + len(records)
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The conclusion: every number in it is one of this run's, and the best CAM method leads it.
+    rows = json.loads((out / "comparisons.json").read_text())
+    assert {(row["a"], row["b"]) for row in rows} == {
+        (a, b) for i, a in enumerate(demo.CAM_METHODS) for b in demo.CAM_METHODS[i + 1:]}
+    text = (out / "conclusion.txt").read_text()
+    best = min(demo.CAM_METHODS, key=lambda method: by_method[method]["average_drop"])
+    assert f"ranking by Average Drop: {best} ({by_method[best]['average_drop']:.2f})" in text
+    for name in demo.REFERENCE_MAPS:
+        assert f"{name} = " in text and f"Average Drop {by_method[name]['average_drop']:.2f}" in text
+    for row in rows:  # Holm never lowers a p-value
+        assert row["p_adjusted"] >= row["p_value"] - 1e-12
+
+
+def test_demo_table_states_recipes_and_options_change_them(trained, cache_dir, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
+    status = main(["demo", "--out", str(tmp_path / "r"), "--quiet", "--no-plot", "--n-images", "8",
+                   "--no-replace-to-linear", "--scorecam-max-n", "all"])
+    table = capsys.readouterr().out
+    assert status == 0
+    assert "how each map was made:" in table and "max_N=None (all channels)" in table
+    assert "ReplaceToLinear()" not in table and "What the numbers say" in table

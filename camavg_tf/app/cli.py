@@ -173,7 +173,7 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title) ->
 
     if args.format == "json":
         records = report.result_records(results, recipes)
-        payload = {"results": records, "comparisons": rows} if rows is not None else records
+        payload = {"results": records, "comparisons": rows} if args.compare and rows is not None else records
         print(report.format_json(payload))
     elif args.format == "csv":
         sys.stdout.write(report.format_csv(results, recipes))
