@@ -9,6 +9,7 @@ of this run.
 from __future__ import annotations
 
 import itertools
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -81,7 +82,14 @@ def _plain(value: Any) -> Any:
 
 
 def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
+    if value == 0.0:  # below the smallest float64: the t distribution's tail underflowed
+        return "< 1e-300"
+    return f"= {value:.2g}" if value >= 1e-3 else f"= {value:.1e}"
+
+
+def _listed(names: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *, alpha: float = 0.01) -> str:
@@ -116,10 +124,10 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
                          f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
         elif row["p_adjusted"] < alpha:
             lines.append(f"  - {better} is more faithful than {worse}: Average Drop {lower_by:.2f} points lower "
-                         f"({interval}), adjusted p = {_p(row['p_adjusted'])}.")
+                         f"({interval}), adjusted p {_p(row['p_adjusted'])}.")
         else:
             lines.append(f"  - {better} and {worse}: no clear difference (Average Drop {lower_by:.2f} points "
-                         f"lower for {better}, {interval}, adjusted p = {_p(row['p_adjusted'])}).")
+                         f"lower for {better}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
     if methods:
         low_drop = min(results[name].average_drop for name in methods)
         high_drop = max(results[name].average_drop for name in methods)
@@ -128,7 +136,15 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
             if name not in results:
                 continue
             drop = results[name].average_drop
-            where = "below every CAM method" if drop < low_drop else "above every CAM method" if drop > high_drop else "among the CAM methods"
+            beaten = [method for method in ranked if results[method].average_drop > drop]
+            if len(beaten) == len(ranked):
+                where = "lower than every CAM method"
+            elif not beaten:
+                where = "higher than every CAM method"
+            else:
+                where = f"lower than {_listed(beaten)}, so those maps keep less evidence than this one"
             lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}; Average Increase "
                          f"{results[name].average_increase:.2f}, Average Gain {results[name].average_gain:.2f}.")
-    return "\n".join(lines)
+    # Long bullets wrap under their own text, so the paragraph reads in an 100-column terminal.
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ", break_on_hyphens=False)
+                     if line.startswith("  - ") else line for line in lines)

@@ -41,7 +41,7 @@ TRAIN_SEED = 0
 EVAL_SEED = 1
 # Bump when the model's code or its training changes; the cache key also digests every constant
 # of the task and the training (see cache_key), so a changed task never reuses an old model.
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 LABEL_SMOOTHING = 0.2
 EPOCHS = 6
 
@@ -53,10 +53,14 @@ def _keras():
 
 
 def build_model(size: int = IMAGE_SIZE, n_classes: int = N_CLASSES):
-    """A small functional CNN ending in a softmax Dense layer, with named conv layers.
+    """A small functional CNN: three conv layers, then Flatten and a softmax Dense layer.
 
     Functional rather than Sequential because tf-keras-vis' ``ReplaceToLinear`` clones the model
-    and needs its graph of layers.
+    and needs its graph of layers. The head is Flatten + Dense, as in VGG16, not global average
+    pooling: behind average pooling the gradient of the score is the same at every position of
+    the conv map, which makes Grad-CAM++ and Layer-CAM the same map and leaves the methods
+    within a fraction of a point of each other (docs/demo.md). Behind Flatten every position
+    has its own weights, and the methods differ as they were designed to.
 
     Args:
         size: height and width of the (size, size, 3) inputs.
@@ -64,7 +68,7 @@ def build_model(size: int = IMAGE_SIZE, n_classes: int = N_CLASSES):
 
     Returns:
         An uncompiled ``keras.Model`` with conv layers ``conv_1``, ``conv_2`` and ``conv_last``
-        (the layer the demo's CAMs are taken at) and a softmax output ``predictions``.
+        (the layer the demo's CAMs are taken at), ``flatten`` and a softmax output ``predictions``.
     """
     keras = _keras()
     layers = keras.layers
@@ -76,8 +80,8 @@ def build_model(size: int = IMAGE_SIZE, n_classes: int = N_CLASSES):
     # The last conv keeps an 8x8 map for a 32x32 input: coarse enough to train fast, fine
     # enough that a CAM can point at the blob.
     features = layers.Conv2D(16, 3, padding="same", activation="relu", name=DEFAULT_LAYER)(features)
-    pooled = layers.GlobalAveragePooling2D(name="gap")(features)
-    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(pooled)
+    flat = layers.Flatten(name="flatten")(features)
+    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(flat)
     return keras.Model(inputs, outputs, name="camavg_demo_cnn")
 
 
