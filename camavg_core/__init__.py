@@ -1,6 +1,6 @@
 """camavg_core: Average Drop, Average Increase and Average Gain on plain arrays.
 
-Imports NumPy only. Framework backends (TensorFlow, JAX) are loaded when an array of theirs is
+Imports NumPy only (SciPy lazily, inside the statistics functions). Framework backends (TensorFlow, JAX) are loaded when an array of theirs is
 seen and the framework is already imported.
 """
 
@@ -18,7 +18,15 @@ from camavg_core.equations import (
 from camavg_core.masking import apply_cams, mask_inputs
 from camavg_core.result import METRICS, Result
 from camavg_core.state import MetricState
-from camavg_core.stats import bootstrap_mean_intervals, t_interval, wilson_interval
+from camavg_core.multiple import ComparisonTable, compare_methods, holm
+from camavg_core.pair_state import PairState
+from camavg_core.stats import (
+    bootstrap_mean_intervals,
+    hall_t_interval,
+    hall_t_test,
+    t_interval,
+    wilson_interval,
+)
 from camavg_core.summary import summarize
 
 __all__ = [
@@ -26,7 +34,9 @@ __all__ = [
     "METRICS",
     "Backend",
     "Comparison",
+    "ComparisonTable",
     "MetricState",
+    "PairState",
     "NumpyBackend",
     "Result",
     "apply_cams",
@@ -35,9 +45,13 @@ __all__ = [
     "avg_increase",
     "bootstrap_mean_intervals",
     "compare",
+    "compare_methods",
     "drop_terms",
     "gain_terms",
     "get_backend",
+    "hall_t_interval",
+    "hall_t_test",
+    "holm",
     "increase_terms",
     "mask_inputs",
     "resolve_backend",

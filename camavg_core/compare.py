@@ -4,12 +4,16 @@ For each sample :math:`i` the two methods give terms :math:`a_i` and :math:`b_i`
 metric; the comparison is about the paired differences :math:`d_i = a_i - b_i`:
 
 - difference: :math:`100 \cdot \bar d`, in percentage points (method a minus method b);
-- interval: a paired bootstrap (BCa) of :math:`\bar d`, all three metrics over the same
-  resamples of the samples;
-- p-value, Average Drop and Average Gain: the Wilcoxon signed-rank test of the :math:`d_i`
-  (SciPy, ``zero_method='wilcox'``: zero differences are left out; all zero gives 1);
-- p-value, Average Increase: the exact McNemar test, a two-sided binomial test with
-  probability 1/2 on the discordant pairs (no discordant pair gives 1).
+- interval: the skewness-corrected t interval (Hall) of :math:`\bar d`
+  (:func:`camavg_core.stats.hall_t_interval`), from :math:`n, \sum d, \sum d^2, \sum d^3`;
+- p-value (default ``test="t"``): the test that interval inverts, of :math:`H_0: E[d] = 0`
+  (:func:`camavg_core.stats.hall_t_test`), so ``p < 1 - level`` exactly when the interval
+  excludes 0. ``test="wilcoxon"`` (drop and gain) and McNemar's test (increase) are available
+  by name; their p-values test other hypotheses and are not dual to the interval, which the
+  result says (``Comparison.dual``).
+
+Float noise is not a finding: two masked scores within :data:`TIE_TOLERANCE` of each other are a
+tie, and the sample's three differences are set to exactly 0 before the interval and the test.
 """
 
 from __future__ import annotations
@@ -21,21 +25,30 @@ from typing import Any
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.equations import (
-    _checked_vectors,
-    _to_numpy,
-    drop_terms,
-    gain_terms,
-    increase_terms,
-)
+from camavg_core.equations import _checked_vectors, _to_numpy
+from camavg_core.pair_state import TIE_TOLERANCE, PairState, paired_differences
 from camavg_core.result import METRICS
 from camavg_core.stats import (
+    BOOTSTRAP_BCA,
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
+    _scipy_stats,
     as_percent,
     bootstrap_mean_intervals,
     check_level,
 )
+
+__all__ = ["TIE_TOLERANCE", "Comparison", "PairState", "compare", "mcnemar_p_value", "wilcoxon_p_value"]
+
+#: what each test tests, for ``Comparison.test``
+TEST_DESCRIPTIONS = {
+    "t": "skewness-corrected paired t test (Hall) of mean difference 0; dual to the interval",
+    "wilcoxon": "Wilcoxon signed-rank test (zeros kept, Pratt) of differences symmetric about 0; "
+    "not dual to the interval",
+    "mcnemar": "exact McNemar test of equal increase rates (binomial test on the discordant "
+    "pairs); not dual to the interval",
+}
+TESTS = ("t", "wilcoxon", "mcnemar")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,12 +57,18 @@ class Comparison:
 
     Attributes:
         difference: ``{"average_drop": a - b, ...}`` in percentage points.
-        ci: ``{"average_drop": (low, high), ...}``, the paired interval of each difference,
-            clipped to [-100, 100].
-        p_value: ``{"average_drop": p, ...}``, two-sided; Wilcoxon for drop and gain, exact
-            McNemar for increase.
+        ci: ``{"average_drop": (low, high), ...}``, the paired interval of each difference at
+            ``level``, clipped to [-100, 100].
+        p_value: ``{"average_drop": p, ...}``, two-sided, from the test in ``test``.
         n: samples compared. skipped: samples left out as non-finite (``nan_policy='omit'``).
         level: the confidence level of ``ci``. names: the two methods' names, a first.
+        test: ``{metric: "t" | "wilcoxon" | "mcnemar"}``, the test behind each p-value
+            (:data:`TEST_DESCRIPTIONS` says what each tests).
+        dual: ``{metric: bool}``, True where ``p < 1 - level`` exactly when ``ci`` excludes 0.
+        no_difference: ``{metric: bool}``, True where every paired difference is 0 (ties
+            within :data:`TIE_TOLERANCE` included): difference 0, interval (0, 0), p = 1.
+        ci_method: the interval's method (``"hall_t"``, or ``"bootstrap_bca"`` when asked). notes: why an interval is only
+            approximate (n < 30, fewer than 15% non-zero differences).
     """
 
     difference: dict[str, float]
@@ -59,20 +78,30 @@ class Comparison:
     level: float = 0.95
     names: tuple[str, str] = ("a", "b")
     skipped: int = 0
+    test: dict[str, str] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, "t"))
+    dual: dict[str, bool] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, True))
+    no_difference: dict[str, bool] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, False))
+    ci_method: str = "hall_t"
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
-        """One line: every metric's difference, interval and p-value."""
+        """One line: every metric's difference, interval and p-value (and its test)."""
         parts = []
         for name in METRICS:
+            if self.no_difference.get(name, False):
+                parts.append(f"{name} no difference (p=1)")
+                continue
             low, high = self.ci[name]
+            test = "" if self.test.get(name, "t") == "t" else f" ({self.test[name]})"
             parts.append(
                 f"{name} {self.difference[name]:+.2f} pp [{low:+.2f}, {high:+.2f}] "
-                f"p={self.p_value[name]:.3g}"
+                f"p={self.p_value[name]:.3g}{test}"
             )
         skipped = f", {self.skipped} skipped" if self.skipped else ""
+        approximate = ", approximate" if self.notes else ""
         return (
             f"{self.names[0]} - {self.names[1]} (n={self.n}{skipped}, "
-            f"{100 * self.level:g}% CI): {'; '.join(parts)}"
+            f"{100 * self.level:g}% CI{approximate}): {'; '.join(parts)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +114,11 @@ class Comparison:
             "difference": {name: float(value) for name, value in self.difference.items()},
             "ci": {name: [float(low), float(high)] for name, (low, high) in self.ci.items()},
             "p_value": {name: float(value) for name, value in self.p_value.items()},
+            "test": {name: f"{test}: {TEST_DESCRIPTIONS[test]}" for name, test in self.test.items()},
+            "dual": {name: bool(value) for name, value in self.dual.items()},
+            "no_difference": {name: bool(value) for name, value in self.no_difference.items()},
+            "ci_method": self.ci_method,
+            "notes": list(self.notes),
         }
 
     def __str__(self) -> str:
@@ -92,11 +126,8 @@ class Comparison:
 
 
 def mcnemar_p_value(increase_a: Any, increase_b: Any) -> float:
-    r"""Exact two-sided McNemar p-value of two paired 0/1 vectors.
-
-    With :math:`b` pairs where only a is 1, :math:`c` where only b is 1, and
-    :math:`m = b + c`: :math:`p = \min(1, 2 P(X \le \min(b, c)))`, :math:`X \sim
-    \mathrm{Binomial}(m, 1/2)`, summed in log space so it holds for any :math:`m`.
+    r"""Exact two-sided McNemar p-value of two paired 0/1 vectors (``scipy.stats.binomtest``
+    with probability 1/2 on the discordant pairs; none discordant gives 1).
 
     >>> mcnemar_p_value([1, 1, 1, 1, 0], [0, 0, 0, 0, 0])  # b=4, c=0: 2 / 2**4
     0.125
@@ -104,25 +135,16 @@ def mcnemar_p_value(increase_a: Any, increase_b: Any) -> float:
     a = np.asarray(increase_a).astype(bool)
     b = np.asarray(increase_b).astype(bool)
     only_a = int(np.count_nonzero(a & ~b))
-    only_b = int(np.count_nonzero(~a & b))
-    discordant = only_a + only_b
+    discordant = only_a + int(np.count_nonzero(~a & b))
     if discordant == 0:
         return 1.0
-    smaller = min(only_a, only_b)
-    successes = np.arange(smaller + 1)
-    log_choose = math.lgamma(discordant + 1) - np.array(
-        [math.lgamma(k + 1) + math.lgamma(discordant - k + 1) for k in successes]
-    )
-    log_terms = log_choose - discordant * math.log(2.0)
-    largest = log_terms.max()
-    log_tail = largest + math.log(np.exp(log_terms - largest).sum())
-    return float(min(1.0, 2.0 * math.exp(log_tail)))
+    return float(_scipy_stats().binomtest(only_a, discordant, 0.5).pvalue)
 
 
 def wilcoxon_p_value(differences: Any) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences (SciPy, zeros left out).
-
-    Needs SciPy (``pip install camavg[stats]``). All differences zero gives 1.
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (``scipy.stats.wilcoxon``,
+    ``zero_method='pratt'``: zero differences take part in the ranking, so ties are not
+    dropped). All differences zero gives 1.
 
     >>> wilcoxon_p_value([0.1, 0.2, 0.3, 0.4, 0.5])  # exact: 2 / 2**5
     0.0625
@@ -132,24 +154,31 @@ def wilcoxon_p_value(differences: Any) -> float:
     values = np.asarray(differences, dtype=np.float64)
     if not np.any(values != 0):
         return 1.0
-    try:
-        from scipy.stats import wilcoxon
-    except ImportError as exc:  # core needs NumPy only; the test statistics need SciPy
-        raise ImportError(
-            "The Wilcoxon signed-rank p-value of camavg_core.compare needs SciPy: "
-            "pip install camavg[stats]"
-        ) from exc
-    p_value = float(wilcoxon(values, zero_method="wilcox").pvalue)
-    # SciPy gives NaN only when no non-zero difference is left, which returned 1 above
+    p_value = float(_scipy_stats().wilcoxon(values, zero_method="pratt").pvalue)
     return p_value if math.isfinite(p_value) else 1.0
 
 
-def _terms(y: np.ndarray, o: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        "average_drop": drop_terms(y, o, backend="numpy"),
-        "average_increase": increase_terms(y, o, backend="numpy"),
-        "average_gain": gain_terms(y, o, backend="numpy"),
-    }
+def check_test(test: Any) -> dict[str, str]:
+    """``test`` as ``{metric: name}``: a name for every metric where it applies, or a dict.
+
+    ``"wilcoxon"`` applies to drop and gain and ``"mcnemar"`` to increase; other metrics keep
+    ``"t"``. Both rank tests together: ``test="wilcoxon"`` gives McNemar for increase too.
+    """
+    if isinstance(test, dict):
+        unknown = set(test) - set(METRICS)
+        if unknown:
+            raise ValueError(f"test names unknown metrics {sorted(unknown)}; use {list(METRICS)}.")
+        chosen = {**dict.fromkeys(METRICS, "t"), **test}
+    elif test in TESTS:
+        rank = {"average_drop": "wilcoxon", "average_increase": "mcnemar", "average_gain": "wilcoxon"}
+        chosen = {m: ("t" if test == "t" or (test == "mcnemar" and m != "average_increase") else rank[m]) for m in METRICS}
+    else:
+        raise ValueError(f"test must be one of {TESTS} or a dict {{metric: test}}, got {test!r}.")
+    for metric, name in chosen.items():
+        allowed = ("t", "mcnemar") if metric == "average_increase" else ("t", "wilcoxon")
+        if name not in allowed:
+            raise ValueError(f"test {name!r} does not apply to {metric}; use one of {allowed}.")
+    return chosen
 
 
 def compare(
@@ -160,6 +189,8 @@ def compare(
     level: float = 0.95,
     names: tuple[str, str] = ("a", "b"),
     nan_policy: str = "raise",
+    test: Any = "t",
+    ci_method: str = "default",
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: Any = DEFAULT_SEED,
 ) -> Comparison:
@@ -170,56 +201,60 @@ def compare(
         o_c_a: (N,) scores on the inputs masked by method a's CAMs.
         o_c_b: (N,) scores on the inputs masked by method b's CAMs, same samples and order.
         level: confidence level of the intervals.
-        names: the two methods' names, for the summary line.
-        nan_policy: ``'raise'`` (default) or ``'omit'``, which leaves out every sample with a
-            non-finite score in any of the three vectors and counts it in ``skipped``.
-        n_resamples, seed: of the paired bootstrap; the fixed default seed makes the interval
-            reproducible.
+        names: the two methods' names, for the summary.
+        nan_policy: ``'raise'`` (default), or ``'omit'`` to leave out every sample with a
+            non-finite score in y_c, o_c_a or o_c_b.
+        test: ``'t'`` (default, dual to the interval), ``'wilcoxon'`` (drop and gain; McNemar
+            for increase), ``'mcnemar'`` (increase only), or ``{metric: test}``.
+        ci_method: ``'default'`` (the Hall t interval, dual to ``test='t'``) or
+            ``'bootstrap'``: a seeded BCa bootstrap (``scipy.stats.bootstrap``) of the mean
+            paired difference, the three metrics over the same resampled samples; its interval
+            is then not dual to any p-value (``dual`` is all False).
+        n_resamples, seed: of the bootstrap, when asked for.
 
-    Returns:
-        A :class:`Comparison`: difference a - b in percentage points, its interval and p-value,
-        per metric.
-
-    >>> y = [0.8, 0.8, 0.8, 0.8]
-    >>> result = compare(y, [0.2, 0.3, 0.4, 0.5], y, names=("grad-cam", "unmasked"))
-    >>> round(result.difference["average_drop"], 4)  # mean of 0.6, 0.5, 0.4, 0.3 over 0.8
-    56.25
-    >>> result.p_value["average_drop"], result.p_value["average_increase"]  # 2 / 2**4; no change
-    (0.125, 1.0)
+    >>> y = [0.9, 0.8, 0.7, 0.6, 0.9]
+    >>> result = compare(y, [0.1, 0.2, 0.3, 0.2, 0.3], [0.8, 0.8, 0.7, 0.6, 0.9])
+    >>> # a drops 8/9, 6/8, 4/7, 4/6, 6/9 (mean 0.70873); b only 1/9 on sample 0 (mean 0.02222)
+    >>> round(result.difference["average_drop"], 2)
+    68.65
+    >>> result.no_difference["average_increase"], result.p_value["average_increase"]
+    (True, 1.0)
     """
     level = check_level(level)
-    y, o_a = _checked_vectors(y_c, o_c_a, nan_policy)
-    o_b = validation.as_score_vector(_to_numpy(o_c_b), "O_c_b")
-    if o_b.shape != y.shape:
-        raise ValueError(
-            f"o_c_b has {o_b.shape[0]} scores but y_c has {y.shape[0]}: both CAM methods must "
-            f"be scored on the same samples, in the same order."
-        )
-    validation.check_finite(o_b, "O_c_b", nan_policy)
-    validation.check_probabilities(y, "Average Drop and Average Gain", upper=True)
-    valid = np.isfinite(y) & np.isfinite(o_a) & np.isfinite(o_b)
-    n = int(np.count_nonzero(valid))
-    if n == 0:
+    tests = check_test(test)
+    if ci_method not in ("default", "bootstrap"):
+        raise ValueError(f"ci_method must be 'default' or 'bootstrap', got {ci_method!r}.")
+    y, o_a = _checked_vectors(y_c, o_c_a, nan_policy, names=("y_c", "o_c_a"))
+    o_b = validation.as_score_vector(_to_numpy(o_c_b), "o_c_b")
+    validation.check_pair(y, o_b, ("y_c", "o_c_b"))
+    validation.check_finite(o_b, "o_c_b", nan_policy)
+    for values, argument in ((y, "y_c"), (o_a, "o_c_a"), (o_b, "o_c_b")):
+        validation.check_probabilities(values, "Average Drop and Average Gain", upper=True, argument=argument)
+    state = PairState.empty().update(y, o_a, o_b, nan_policy="omit")
+    if state.n == 0:
         raise ValueError("Every sample was skipped as non-finite: there is nothing to compare.")
-    y, o_a, o_b = (v[valid].astype(np.float64) for v in (y, o_a, o_b))
-
-    terms_a, terms_b = _terms(y, o_a), _terms(y, o_b)
-    differences = np.stack([terms_a[m] - terms_b[m] for m in METRICS], axis=1)
-    # one bootstrap for the three metrics: the same resampled samples, as pairing requires
-    bounds = bootstrap_mean_intervals(differences, level=level, n_resamples=n_resamples, seed=seed)
-    p_value = {
-        "average_drop": wilcoxon_p_value(differences[:, 0]),
-        "average_increase": mcnemar_p_value(
-            terms_a["average_increase"], terms_b["average_increase"]
-        ),
-        "average_gain": wilcoxon_p_value(differences[:, 2]),
-    }
-    return Comparison(
-        difference={m: float(100.0 * differences[:, j].mean()) for j, m in enumerate(METRICS)},
-        ci={m: as_percent(bounds[j], -100.0, 100.0) for j, m in enumerate(METRICS)},
-        p_value=p_value,
-        n=n,
-        level=level,
-        names=(str(names[0]), str(names[1])),
-        skipped=int(valid.size - n),
+    result = state.result(level=level, names=names)
+    if ci_method == "default" and all(name == "t" for name in tests.values()):
+        return result
+    valid = np.isfinite(y) & np.isfinite(o_a) & np.isfinite(o_b)
+    differences, (a_increase, b_increase) = paired_differences(
+        y[valid].astype(np.float64), o_a[valid].astype(np.float64), o_b[valid].astype(np.float64)
+    )
+    p_value, ci = dict(result.p_value), dict(result.ci)
+    for metric, name in tests.items():
+        if name == "wilcoxon":
+            p_value[metric] = wilcoxon_p_value(differences[metric])
+        elif name == "mcnemar":
+            p_value[metric] = mcnemar_p_value(a_increase, b_increase)
+    dual = {m: tests[m] == "t" and ci_method == "default" for m in METRICS}
+    if ci_method == "bootstrap":
+        columns = np.stack([differences[m] for m in METRICS], axis=1)
+        bounds = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
+        ci = {
+            m: ci[m] if result.no_difference[m] else as_percent(bounds[j], -100.0, 100.0)
+            for j, m in enumerate(METRICS)
+        }
+    return dataclasses.replace(
+        result, p_value=p_value, ci=ci, test=tests, dual=dual,
+        ci_method=BOOTSTRAP_BCA if ci_method == "bootstrap" else result.ci_method,
     )

@@ -23,6 +23,10 @@ class Result:
             samples, skipped ones included), or None when a stream kept no vectors.
         ci: ``{"average_drop": (low, high), ...}`` at ``level``, or None.
         level: the confidence level of ``ci``.
+        ci_method: ``{"average_drop": "hall_t", ...}``, the interval method of each metric
+            (see :mod:`camavg_core.stats`), or None without intervals.
+        notes: why an interval is only approximate (n < 30, few non-zero terms); empty when
+            every interval is within its calibrated conditions.
     """
 
     average_drop: float
@@ -34,6 +38,13 @@ class Result:
     o_c: np.ndarray | None = None
     ci: dict[str, tuple[float, float]] | None = None
     level: float = 0.95
+    ci_method: dict[str, str] | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def approximate(self) -> bool:
+        """True when some interval is outside the conditions it was calibrated for."""
+        return bool(self.notes)
 
     def to_dict(self, *, vectors: bool = True) -> dict[str, Any]:
         """Plain Python types only, ready for ``json.dumps`` (NaN-free by construction)."""
@@ -46,6 +57,8 @@ class Result:
             if self.ci is None
             else {name: [float(low), float(high)] for name, (low, high) in self.ci.items()}
         )
+        out["ci_method"] = None if self.ci_method is None else dict(self.ci_method)
+        out["notes"] = list(self.notes)
         if vectors:
             out["y_c"] = None if self.y_c is None else [_json_float(v) for v in self.y_c]
             out["o_c"] = None if self.o_c is None else [_json_float(v) for v in self.o_c]
@@ -60,7 +73,8 @@ class Result:
                 text += f" [{low:.2f}, {high:.2f}]"
             parts.append(text)
         skipped = f", {self.skipped} skipped" if self.skipped else ""
-        return f"{', '.join(parts)} (n={self.n}{skipped})"
+        approximate = ", approximate intervals" if self.notes else ""
+        return f"{', '.join(parts)} (n={self.n}{skipped}{approximate})"
 
     def __repr__(self) -> str:
         return f"Result({self})"

@@ -21,9 +21,19 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend
-from camavg_core.equations import _as_float_pair, _checked_vectors, drop_terms, gain_terms
+from camavg_core.equations import (
+    _as_float_pair,
+    _checked_vectors,
+    drop_terms,
+    gain_terms,
+)
 from camavg_core.result import Result
-from camavg_core.stats import check_level, intervals_from_sums
+from camavg_core.stats import (
+    approximate_notes,
+    check_level,
+    default_ci_methods,
+    intervals_from_sums,
+)
 
 #: the reduction of every field of the state, declared beside it (torchmetrics' dist_reduce_fx)
 REDUCTIONS = {
@@ -34,7 +44,13 @@ REDUCTIONS = {
     "gain_sq_sum": "sum",
     "increase_count": "sum",
     "skipped": "sum",
+    "drop_cube_sum": "sum",
+    "gain_cube_sum": "sum",
+    "drop_nonzero": "sum",
+    "gain_nonzero": "sum",
 }
+#: the fields that count samples (Python ints in ``to_numpy``)
+COUNT_FIELDS = ("n", "increase_count", "skipped", "drop_nonzero", "gain_nonzero")
 
 
 def _concrete(backend: Backend, values: Any) -> bool:
@@ -48,6 +64,9 @@ class MetricState(NamedTuple):
     """Sufficient statistics of the three metrics over the samples seen so far.
 
     A ``NamedTuple`` of scalars, so it is a JAX pytree and a ``tf.nest`` structure as it is.
+    The sums of cubes and the non-zero counts (appended last, so positional use of the first
+    seven fields is unchanged) are what the skewness-corrected interval and its calibration
+    note need (:mod:`camavg_core.stats`).
     """
 
     n: Any = 0
@@ -57,6 +76,10 @@ class MetricState(NamedTuple):
     gain_sq_sum: Any = 0.0
     increase_count: Any = 0
     skipped: Any = 0
+    drop_cube_sum: Any = 0.0
+    gain_cube_sum: Any = 0.0
+    drop_nonzero: Any = 0
+    gain_nonzero: Any = 0
 
     @classmethod
     def empty(cls) -> "MetricState":
@@ -114,6 +137,10 @@ class MetricState(NamedTuple):
             gain_sq_sum=self.gain_sq_sum + bk.sum(gain * gain),
             increase_count=self.increase_count + bk.sum(bk.astype(increase, "int32")),
             skipped=self.skipped + (n_total - n_valid),
+            drop_cube_sum=self.drop_cube_sum + bk.sum(drop * drop * drop),
+            gain_cube_sum=self.gain_cube_sum + bk.sum(gain * gain * gain),
+            drop_nonzero=self.drop_nonzero + bk.sum(bk.astype(drop > 0.0, "int32")),
+            gain_nonzero=self.gain_nonzero + bk.sum(bk.astype(gain > 0.0, "int32")),
         )
 
     def merge(self, other: "MetricState") -> "MetricState":
@@ -127,14 +154,15 @@ class MetricState(NamedTuple):
         values = {}
         for name, value in self._asdict().items():
             array = np.asarray(value)
-            values[name] = int(array) if name in ("n", "increase_count", "skipped") else float(array)
+            values[name] = int(array) if name in COUNT_FIELDS else float(array)
         return MetricState(**values)
 
     def result(self, *, level: float = 0.95) -> Result:
         """The three averages in percent, with their intervals (a stream keeps no vectors).
 
-        ``ci`` holds t intervals for drop and gain from the sums and sums of squares, and the
-        Wilson interval for increase from the count (see :mod:`camavg_core.stats`).
+        ``ci`` holds the skewness-corrected t intervals (Hall) of drop and gain from their sums
+        of powers 1-3, and the Wilson interval of increase from its count (see
+        :mod:`camavg_core.stats`): the same numbers ``summarize`` gives for the same samples.
         """
         level = check_level(level)
         state = self.to_numpy()
@@ -151,12 +179,14 @@ class MetricState(NamedTuple):
             skipped=state.skipped,
             ci=intervals_from_sums(
                 state.n,
-                state.drop_sum,
-                state.drop_sq_sum,
-                state.gain_sum,
-                state.gain_sq_sum,
+                (state.drop_sum, state.drop_sq_sum, state.drop_cube_sum),
+                (state.gain_sum, state.gain_sq_sum, state.gain_cube_sum),
                 state.increase_count,
                 level=level,
+            ),
+            ci_method=default_ci_methods(),
+            notes=approximate_notes(
+                state.n, {"average_drop": state.drop_nonzero, "average_gain": state.gain_nonzero}
             ),
             level=level,
         )

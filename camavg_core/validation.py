@@ -251,3 +251,29 @@ def check_scores_finite(scores: np.ndarray, where: str, nan_policy: str) -> None
             f"{where} gave a non-finite score ({scores[index]}) for sample {index}. Check the "
             f"model and the inputs for NaN, or pass nan_policy='omit' to skip such samples."
         )
+
+
+# --------------------------------------------------------------------------- messages for traced checks
+def probabilities_message(metric: str, argument: str, seen: str, *, upper: bool) -> str:
+    """The text of :func:`check_probabilities`'s error, for checks that cannot format the value
+    they saw (graph assertions inside ``tf.function``): ``seen`` says what was found.
+
+    >>> probabilities_message("Average Gain", "O_c", "a value > 1", upper=True)[:60]
+    'Average Gain needs scores that are probabilities, but O_c ho'
+    """
+    bound = "[0, 1]" if upper else ">= 0"
+    verb = "need" if " and " in metric else "needs"
+    return (
+        f"{metric} {verb} scores that are probabilities, but {argument} holds {seen} (must be "
+        f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
+        f"'sigmoid' for a single binary output), or add that activation to the model."
+    )
+
+
+def nonfinite_message(argument: str) -> str:
+    """The text of :func:`check_finite_samples`'s error without the sample index (for graph
+    assertions, which report the values themselves)."""
+    return (
+        f"{argument} holds NaN or infinity. Fix the sample, or pass nan_policy='omit' to skip "
+        f"non-finite samples and count them in `skipped`."
+    )

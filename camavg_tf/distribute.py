@@ -11,8 +11,8 @@ one's scope):
   outputs) from every replica and host, in the dataset's order.
 - :func:`reduce_metric_state` and :func:`gather_per_sample` do the same in one call.
 
-Why the reduction is exact: the state holds sums and counts only (n, the sums and sums of
-squares of the drop and gain terms, the increase count, the skipped count), so the state of the
+Why the reduction is exact: the state holds sums and counts only (n, the sums of powers
+1-3 and the non-zero counts of the drop and gain terms, the increase count, the skipped count), so the state of the
 whole data is the sum of the states of any split of it. Each replica adds its batches to its
 own copy of a float64 sum (a ``SyncOnRead`` variable with ``aggregation=SUM``, as Keras metrics
 keep theirs); the copies are summed once, when the result is read, which for
@@ -45,12 +45,12 @@ import numpy as np
 import tensorflow as tf
 
 from camavg_core import validation
-from camavg_core.state import MetricState
+from camavg_core.state import COUNT_FIELDS, MetricState
 from camavg_tf.metrics import as_score_vectors, batch_sums
 
 #: MetricState's fields, then the two score-range counts the checks need; all summed
 _SUM_FIELDS = MetricState._fields + ("below_zero", "above_one")
-_COUNT_FIELDS = ("n", "increase_count", "skipped", "below_zero", "above_one")
+_COUNT_FIELDS = COUNT_FIELDS + ("below_zero", "above_one")
 _PADDING_INDEX = -1
 
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401 - the doctests' namespace
 import tensorflow as tf
 
-from camavg_core import validation
+from camavg_core import stats, validation
 from camavg_core.equations import drop_terms, gain_terms, increase_terms
 from camavg_core.state import MetricState
 from camavg_tf.backend import TensorFlowBackend
@@ -97,8 +97,10 @@ def batch_sums(y_c: tf.Tensor, o_c: tf.Tensor) -> MetricState:
 
     >>> y_c = tf.constant([0.8, 0.5, np.nan], tf.float64)
     >>> state = batch_sums(y_c, tf.constant([0.2, 0.6, 0.1], tf.float64))
-    >>> [round(float(value), 4) for value in state]  # n, drop, drop², gain, gain², increase, skipped
+    >>> [round(float(value), 4) for value in state][:7]  # n, drop, drop², gain, gain², increase, skipped
     [2.0, 0.75, 0.5625, 0.2, 0.04, 1.0, 1.0]
+    >>> [round(float(value), 4) for value in state][7:]  # drop³, gain³, non-zero drops and gains
+    [0.4219, 0.008, 1.0, 1.0]
     """
     drop, valid = finite_terms(drop_terms, y_c, o_c)
     gain, _ = finite_terms(gain_terms, y_c, o_c)
@@ -112,31 +114,43 @@ def batch_sums(y_c: tf.Tensor, o_c: tf.Tensor) -> MetricState:
         gain_sq_sum=tf.reduce_sum(gain * gain),
         increase_count=tf.reduce_sum(increase),
         skipped=tf.cast(tf.size(y_c), _SUM_DTYPE) - n_valid,
+        drop_cube_sum=tf.reduce_sum(drop * drop * drop),
+        gain_cube_sum=tf.reduce_sum(gain * gain * gain),
+        drop_nonzero=tf.reduce_sum(tf.cast(drop > 0.0, _SUM_DTYPE)),
+        gain_nonzero=tf.reduce_sum(tf.cast(gain > 0.0, _SUM_DTYPE)),
     )
 
 
 class _AverageOfTerms(keras.metrics.Metric):
     """A mean of per-sample terms, in percent, kept as sums so that replicas add up exactly.
 
+    Like ``keras.metrics.Mean``: ``result()`` is 0.0 before any sample and after
+    ``reset_state()``, and ``count`` holds the samples seen. The variables (count, sums of
+    powers 1-3 of the terms, non-zero terms, skipped samples) are the ones
+    :class:`~camavg_core.state.MetricState` keeps, so :meth:`interval` is the interval
+    ``summarize`` and a stream give for the same samples.
+
     Subclasses set ``_terms`` (a ``camavg_core.equations`` ``*_terms`` function), ``_label``,
-    and what the scores on the plain inputs must satisfy (``_needs_probabilities``: >= 0,
-    ``_needs_upper_bound``: <= 1).
+    what the scores must satisfy (``_needs_probabilities``: >= 0, ``_needs_upper_bound``: <= 1,
+    both for the scores and the masked scores, as ``avg_drop``/``avg_gain`` check them) and
+    ``_ci_method``.
     """
 
     _terms: Callable = staticmethod(drop_terms)
     _label = "Average Drop"
     _needs_probabilities = True
     _needs_upper_bound = False
-    _keeps_squares = True
+    _ci_method = stats.HALL_T
 
     def __init__(self, name: str | None = None, dtype: Any = None, *, nan_policy: str = "raise") -> None:
         validation.check_nan_policy(nan_policy)
         super().__init__(name=name, dtype=dtype)
         self.nan_policy = nan_policy
-        self.count = self._sum_variable("count")
+        self._count = self._sum_variable("count")
         self.term_sum = self._sum_variable("term_sum")
-        # for increase the terms are 0 or 1, so the sum of squares would equal the sum
-        self.term_sq_sum = self._sum_variable("term_sq_sum") if self._keeps_squares else None
+        self.term_sq_sum = self._sum_variable("term_sq_sum")
+        self.term_cube_sum = self._sum_variable("term_cube_sum")
+        self.nonzero = self._sum_variable("nonzero")
         self.skipped = self._sum_variable("skipped")
 
     def _sum_variable(self, name: str) -> Any:
@@ -154,10 +168,12 @@ class _AverageOfTerms(keras.metrics.Metric):
             sample_weight: must be None: the averages weight every sample alike, as the papers
                 define them.
 
-        A score outside the range the metric needs (drop: >= 0, gain: in [0, 1]), or under
-        ``nan_policy='raise'`` a non-finite score, raises ``ValueError`` when run eagerly and
-        ``tf.errors.InvalidArgumentError`` (with the same advice) inside ``tf.function``.
-        Under ``'omit'`` a pair with a non-finite score is left out and counted in ``skipped``.
+        The checks are those of ``avg_drop``/``avg_gain`` with the same messages
+        (:mod:`camavg_core.validation`): a score or masked score outside the range the metric
+        needs (drop: >= 0, gain: in [0, 1]), or under ``nan_policy='raise'`` a non-finite
+        one, raises ``ValueError`` when run eagerly and ``tf.errors.InvalidArgumentError``
+        carrying the same text inside ``tf.function``. Under ``'omit'`` a pair with a
+        non-finite score is left out and counted in ``skipped``.
         """
         if sample_weight is not None:
             raise ValueError(
@@ -169,39 +185,79 @@ class _AverageOfTerms(keras.metrics.Metric):
         self._check(y_c, o_c)
         terms, valid = finite_terms(self._terms, y_c, o_c)
         n_valid = tf.reduce_sum(tf.cast(valid, _SUM_DTYPE))
-        self.count.assign_add(n_valid)
+        self._count.assign_add(n_valid)
         self.term_sum.assign_add(tf.reduce_sum(terms))
-        if self.term_sq_sum is not None:
-            self.term_sq_sum.assign_add(tf.reduce_sum(terms * terms))
+        self.term_sq_sum.assign_add(tf.reduce_sum(terms * terms))
+        self.term_cube_sum.assign_add(tf.reduce_sum(terms * terms * terms))
+        self.nonzero.assign_add(tf.reduce_sum(tf.cast(terms != 0.0, _SUM_DTYPE)))
         self.skipped.assign_add(tf.cast(tf.size(y_c), _SUM_DTYPE) - n_valid)
 
     def _check(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
         """Finite scores under nan_policy='raise'; probabilities where the metric needs them."""
+        arguments = ((y_c, "scores"), (o_c, "masked_scores"))
         if tf.executing_eagerly():
-            y_np = y_c.numpy()
-            validation.check_finite(y_np, "scores", self.nan_policy)
-            validation.check_finite(o_c.numpy(), "masked_scores", self.nan_policy)
-            if self._needs_probabilities:
-                validation.check_probabilities(y_np, self._label, upper=self._needs_upper_bound)
+            for tensor, argument in arguments:
+                values = tensor.numpy()
+                validation.check_finite(values, argument, self.nan_policy)
+                if self._needs_probabilities:
+                    validation.check_probabilities(
+                        values, self._label, upper=self._needs_upper_bound, argument=argument
+                    )
             return
-        # traced: the same checks as graph assertions, raised as InvalidArgumentError at run time
-        if self.nan_policy == "raise":
-            advice = " (pass nan_policy='omit' to skip and count non-finite samples)"
-            tf.debugging.assert_all_finite(y_c, "scores holds NaN or infinity" + advice)
-            tf.debugging.assert_all_finite(o_c, "masked_scores holds NaN or infinity" + advice)
-        if self._needs_probabilities:
-            finite = tf.where(tf.math.is_finite(y_c), y_c, tf.zeros_like(y_c))
-            logits = ": the model seems to return logits; add a softmax (or sigmoid) activation"
-            tf.debugging.assert_non_negative(finite, message=f"{self._label} needs scores >= 0{logits}")
-            if self._needs_upper_bound:
+        # traced: the same conditions as graph assertions, raised as InvalidArgumentError at run
+        # time with the text of camavg_core.validation (TensorFlow appends the values it saw)
+        for tensor, argument in arguments:
+            if self.nan_policy == "raise":
+                tf.debugging.assert_all_finite(tensor, validation.nonfinite_message(argument))
+            if not self._needs_probabilities:
+                continue
+            finite = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
+            upper = self._needs_upper_bound
+            tf.debugging.assert_non_negative(
+                finite,
+                message=validation.probabilities_message(self._label, argument, "a value < 0", upper=upper),
+            )
+            if upper:
                 tf.debugging.assert_less_equal(
-                    finite, tf.ones_like(finite), message=f"{self._label} needs scores <= 1{logits}"
+                    finite,
+                    tf.ones_like(finite),
+                    message=validation.probabilities_message(self._label, argument, "a value > 1", upper=upper),
                 )
 
     def result(self) -> tf.Tensor:
-        """The average in percent; NaN before any sample has been seen."""
-        mean = self.term_sum / self.count
-        return tf.cast(100.0 * mean, self.dtype)
+        """The average in percent; 0.0 before any sample has been seen (as ``keras.metrics.Mean``)."""
+        return tf.cast(100.0 * tf.math.divide_no_nan(self.term_sum, self._count), self.dtype)
+
+    @property
+    def count(self) -> tf.Tensor:
+        """Samples that entered the average (non-finite ones skipped under ``'omit'`` are not
+        counted), an int64 scalar; read outside ``strategy.run`` it sums the replicas."""
+        return tf.cast(tf.convert_to_tensor(self._count), tf.int64)
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The default confidence interval of the average, in percent, from the sums kept.
+
+        The interval ``MetricState.result().ci`` and ``summarize`` give for the same samples:
+        Hall's skewness-corrected t interval for drop and gain, Wilson for increase (see
+        :mod:`camavg_core.stats`). Read it outside ``strategy.run`` (the replicas' sums are
+        added then). Before any sample it is the whole range ``(0.0, 100.0)``.
+        """
+        level = validation.check_level(level)
+        # reading a sum-aggregated variable outside strategy.run adds the replicas' copies
+        total, sq_total, cube_total, count = (
+            float(tf.convert_to_tensor(v)) for v in (self.term_sum, self.term_sq_sum, self.term_cube_sum, self._count)
+        )
+        n = round(count)
+        if n == 0:
+            return (0.0, 100.0)
+        if self._ci_method == stats.WILSON:
+            return stats.as_percent(stats.wilson_interval(round(total), n, level=level))
+        return stats.as_percent(stats.hall_t_interval(n, total, sq_total, cube_total, level=level))
+
+    @property
+    def ci_method(self) -> str:
+        """The name of :meth:`interval`'s method (``'hall_t'`` or ``'wilson'``)."""
+        return self._ci_method
 
     def standard_error(self) -> tf.Tensor:
         r"""The standard error of the average, in percent: :math:`100\, s / \sqrt{n}`.
@@ -209,10 +265,9 @@ class _AverageOfTerms(keras.metrics.Metric):
         :math:`s` is the sample standard deviation of the terms (``ddof=1``), computed from the
         sums: :math:`s^2 = (\sum t^2 - n \bar t^2) / (n - 1)`. NaN for fewer than 2 samples.
         """
-        count = tf.convert_to_tensor(self.count)
+        count = tf.convert_to_tensor(self._count)
         mean = self.term_sum / count
-        squares = self.term_sq_sum if self.term_sq_sum is not None else self.term_sum
-        variance = tf.maximum(squares - count * mean * mean, 0.0) / (count - 1.0)
+        variance = tf.maximum(self.term_sq_sum - count * mean * mean, 0.0) / (count - 1.0)
         return tf.cast(100.0 * tf.sqrt(variance / count), self.dtype)
 
     def reset_state(self) -> None:
@@ -260,7 +315,7 @@ class AverageIncrease(_AverageOfTerms):
     _terms = staticmethod(increase_terms)
     _label = "Average Increase"
     _needs_probabilities = False
-    _keeps_squares = False
+    _ci_method = stats.WILSON
 
     def __init__(self, name: str = "average_increase", dtype: Any = None, *, nan_policy: str = "raise") -> None:
         super().__init__(name=name, dtype=dtype, nan_policy=nan_policy)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camavg_core import MetricState, Result, summarize
+from camavg_core.state import REDUCTIONS
 
 EPS = 1e-7
 
@@ -47,6 +48,10 @@ def numpy_sums(y, o):
         "gain_sq_sum": (gain**2).sum(),
         "increase_count": int(np.count_nonzero(y < o)),
         "skipped": 0,
+        "drop_cube_sum": (drop**3).sum(),
+        "gain_cube_sum": (gain**3).sum(),
+        "drop_nonzero": int(np.count_nonzero(drop)),
+        "gain_nonzero": int(np.count_nonzero(gain)),
     }
 
 
@@ -56,8 +61,9 @@ def assert_states_equal(actual: MetricState, expected: MetricState, rel: float =
     assert actual.n == expected.n
     assert actual.increase_count == expected.increase_count
     assert actual.skipped == expected.skipped
+    assert (actual.drop_nonzero, actual.gain_nonzero) == (expected.drop_nonzero, expected.gain_nonzero)
     # sums only differ by the order of float64 additions
-    for field in ("drop_sum", "drop_sq_sum", "gain_sum", "gain_sq_sum"):
+    for field in ("drop_sum", "drop_sq_sum", "drop_cube_sum", "gain_sum", "gain_sq_sum", "gain_cube_sum"):
         assert getattr(actual, field) == pytest.approx(getattr(expected, field), rel=rel, abs=1e-12)
 
 
@@ -71,6 +77,9 @@ def test_state_by_hand():
     assert state.drop_sum == pytest.approx(0.6 / (0.8 + EPS), rel=1e-12)
     assert state.drop_sq_sum == pytest.approx((0.6 / (0.8 + EPS)) ** 2, rel=1e-12)
     assert state.gain_sum == pytest.approx(0.1 / (1 - 0.5 + EPS), rel=1e-12)
+    assert state.drop_cube_sum == pytest.approx((0.6 / (0.8 + EPS)) ** 3, rel=1e-12)
+    assert state.gain_cube_sum == pytest.approx((0.1 / (0.5 + EPS)) ** 3, rel=1e-12)
+    assert (state.drop_nonzero, state.gain_nonzero) == (1, 1)
     assert state.skipped == 0
     result = MetricState.empty().update(np.array([0.8, 0.5, 0.5]), np.array([0.2, 0.6, 0.5])).result()
     assert result.average_drop == pytest.approx(100 * (0.6 / (0.8 + EPS)) / 3, rel=1e-12)
@@ -194,6 +203,10 @@ def test_summarize_equals_state_result_and_numpy(pair):
         assert getattr(summary, name) == pytest.approx(numpy_value, rel=1e-12, abs=1e-12)
     assert summary.n == streamed.n == len(y)
     assert summary.skipped == 0
+    # the same default interval and calibration notes in memory and streamed (issue 16, item 4)
+    for name in summary.ci:
+        assert summary.ci[name] == pytest.approx(streamed.ci[name], abs=1e-9)
+    assert summary.ci_method == streamed.ci_method and summary.notes == streamed.notes
     np.testing.assert_array_equal(summary.y_c, y)
     np.testing.assert_array_equal(summary.o_c, o)
 
@@ -219,3 +232,11 @@ def test_omitted_samples_are_counted_not_averaged(pair, data):
 
 def test_result_is_a_result():
     assert isinstance(MetricState.empty().update(np.array([0.5]), np.array([0.5])).result(), Result)
+
+
+def test_new_fields_are_appended_and_all_summed():
+    assert MetricState._fields[:7] == (
+        "n", "drop_sum", "drop_sq_sum", "gain_sum", "gain_sq_sum", "increase_count", "skipped"
+    )
+    assert set(REDUCTIONS) == set(MetricState._fields)
+    assert set(REDUCTIONS.values()) == {"sum"}

@@ -112,7 +112,10 @@ def test_batch_sums_equal_numpy_sums():
     y, o = scores(33, seed=3)
     state = batch_sums(*as_score_vectors(y, o))
     drop, gain = numpy_terms("drop", y, o), numpy_terms("gain", y, o)
-    expected = [33, drop.sum(), (drop**2).sum(), gain.sum(), (gain**2).sum(), (y < o).sum(), 0]
+    expected = [
+        33, drop.sum(), (drop**2).sum(), gain.sum(), (gain**2).sum(), (y < o).sum(), 0,
+        (drop**3).sum(), (gain**3).sum(), np.count_nonzero(drop), np.count_nonzero(gain),
+    ]
     np.testing.assert_allclose([float(value) for value in state], expected, rtol=1e-12)
 
 
@@ -121,7 +124,7 @@ def test_reset_state_forgets_everything():
     metric = AverageDrop()
     metric.update_state([0.8], [0.2])
     metric.reset_state()
-    assert np.isnan(float(metric.result()))  # nothing seen: no average, not 0 %
+    assert float(metric.result()) == 0.0 and int(metric.count) == 0  # as keras.metrics.Mean
     metric.update_state([0.5], [0.25])
     assert float(metric.result()) == pytest.approx(100 * 0.25 / (0.5 + EPS))
 
@@ -130,7 +133,9 @@ def test_variables_sum_across_replicas():
     metric = AverageGain()
     assert {v.aggregation for v in metric.variables} == {"sum"}
     assert {v.dtype for v in metric.variables} == {"float64"}
-    assert [v.name for v in AverageIncrease().variables] == ["count", "term_sum", "skipped"]
+    assert [v.name for v in AverageIncrease().variables] == [
+        "count", "term_sum", "term_sq_sum", "term_cube_sum", "nonzero", "skipped"
+    ]
 
 
 def test_result_dtype_follows_the_metric_dtype():
@@ -211,3 +216,83 @@ def test_mismatched_and_matrix_scores_are_refused():
 def test_unknown_nan_policy_is_refused():
     with pytest.raises(ValueError, match="nan_policy must be one of"):
         AverageDrop(nan_policy="ignore")
+
+
+# --------------------------------------------------------------------------- Keras conventions
+@pytest.mark.parametrize("metric_class", METRICS)
+def test_empty_result_is_zero_and_count_is_exposed(metric_class):
+    metric = metric_class()
+    assert float(metric.result()) == 0.0 and not np.isnan(float(metric.result()))
+    assert int(metric.count) == 0
+    assert metric.interval() == (0.0, 100.0)
+    metric.update_state([0.8, 0.5, 0.4], [0.2, 0.6, 0.4])
+    assert int(metric.count) == 3
+    metric.reset_state()
+    assert float(metric.result()) == 0.0 and int(metric.count) == 0
+
+
+# --------------------------------------------------------------------------- the same interval
+@pytest.mark.parametrize("level", [0.9, 0.95])
+def test_interval_is_the_interval_of_summarize_and_the_stream(level):
+    from camavg_core import MetricState, summarize
+
+    rng = np.random.default_rng(5)
+    y = rng.beta(5.0, 2.0, 300)
+    o = np.clip(y + rng.normal(-0.05, 0.2, 300), 0.0, 1.0)
+    in_memory = summarize(y, o, level=level)
+    streamed = MetricState.empty().update(y[:100], o[:100]).merge(
+        MetricState.empty().update(y[100:], o[100:])
+    ).result(level=level)
+    for metric_class, name in zip(METRICS, ("average_drop", "average_increase", "average_gain")):
+        metric = metric_class()
+        step = tf.function(metric.update_state)
+        for start in range(0, 300, 64):  # uneven batches, traced
+            step(tf.constant(y[start : start + 64]), tf.constant(o[start : start + 64]))
+        assert metric.interval(level=level) == pytest.approx(in_memory.ci[name], abs=1e-9)
+        assert metric.interval(level=level) == pytest.approx(streamed.ci[name], abs=1e-9)
+        assert metric.ci_method == in_memory.ci_method[name]
+        assert float(metric.result()) == pytest.approx(getattr(in_memory, name), abs=1e-4)
+
+
+# --------------------------------------------------------------------------- the checks of core
+def test_a_logit_in_the_masked_scores_is_refused_with_the_message_of_core():
+    from camavg_core import validation
+
+    with pytest.raises(ValueError) as caught:
+        AverageDrop().update_state([0.9, 0.5], [-0.4, 0.2])  # issue 15: was 102.2
+    with pytest.raises(ValueError) as core:
+        validation.check_probabilities(np.array([-0.4, 0.2]), "Average Drop", upper=False, argument="masked_scores")
+    assert str(caught.value) == str(core.value)
+    assert "masked_scores holds -0.4" in str(caught.value) and "logits" in str(caught.value)
+    with pytest.raises(ValueError, match="masked_scores holds 1.3"):
+        AverageGain().update_state([0.5, 0.5], [1.3, 0.2])
+
+
+@pytest.mark.parametrize(
+    "metric_class, y, o, seen",
+    [
+        (AverageDrop, [0.9, 0.5], [-0.4, 0.2], "a value < 0"),
+        (AverageGain, [0.5, 0.5], [1.3, 0.2], "a value > 1"),
+        (AverageGain, [1.5, 0.3], [0.1, 0.2], "a value > 1"),
+    ],
+)
+def test_traced_checks_carry_the_text_of_core(metric_class, y, o, seen):
+    from camavg_core import validation
+
+    metric = metric_class()
+    argument = "masked_scores" if metric_class is not AverageGain or y[0] <= 1 else "scores"
+    expected = validation.probabilities_message(
+        metric._label, argument, seen, upper=metric_class is AverageGain
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        tf.function(metric.update_state)(tf.constant(y), tf.constant(o))
+    # TensorFlow escapes the quotes of a graph assertion's message; the text is otherwise intact
+    assert expected in caught.value.message.replace("\\'", "'")
+
+
+def test_probabilities_message_is_the_text_of_check_probabilities():
+    from camavg_core import validation
+
+    with pytest.raises(ValueError) as caught:
+        validation.check_probabilities(np.array([0.2, 1.5]), "Average Gain", upper=True, argument="O_c")
+    assert str(caught.value) == validation.probabilities_message("Average Gain", "O_c", "1.5", upper=True)
