@@ -21,6 +21,9 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf_keras_vis")
 
+# Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.app.cli import main  # noqa: E402
 

@@ -12,6 +12,9 @@ import pytest
 from camavg_tf.app.output import check_out, csv_text, escape_cell, fresh_folder
 from camavg_tf.app.loading import CommandError
 
+# Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-cmd", "@SUM(A1)", "\tx", "\rx", "=HYPERLINK(\"http://x\")"])
 def test_formula_like_text_gets_a_leading_quote(text):

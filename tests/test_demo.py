@@ -13,6 +13,9 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf_keras_vis")
 
+# Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.app import demo  # noqa: E402
 from camavg_tf.app.cli import main  # noqa: E402
@@ -122,7 +125,7 @@ def test_tf_keras_vis_layercam_matches_its_definition(trained, data):
 
     images, labels = data.images[:4], data.labels[:4]
     cams = make_cams(Recipe("layercam", demo.DEFAULT_LAYER), trained, images, labels)
-    activations = keras.Model(trained.inputs, trained.get_layer(demo.DEFAULT_LAYER).output)(images)
+    activations = keras.Model(trained.input, trained.get_layer(demo.DEFAULT_LAYER).output)(images)
     dense = trained.get_layer("predictions")
     with tf.GradientTape() as tape:
         tape.watch(activations)

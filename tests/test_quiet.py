@@ -15,6 +15,9 @@ import pytest
 
 from camavg_tf.app.quiet import filter_lines, filtered_stderr, is_known_line
 
+# Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 ABSL = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 ONEDNN = (b"I0000 00:00:1796404085.095724    4225 port.cc:153] oneDNN custom operations are on. You may see "
           b"slightly different numerical results due to floating-point round-off errors.")
