@@ -130,8 +130,10 @@ class _Progress:
             self._bar.update(1)
 
     def close(self) -> None:
+        """Clear the bar; safe to call again."""
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
@@ -167,10 +169,24 @@ def _evaluate(args, model, inputs, cams, score, sources, progress, *, batch_size
     return results
 
 
-def _emit(args, out, results, recipes, rows, conclusion, images, cams, title) -> None:
+def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: _Progress) -> None:
+    """Write the --out folder (under the progress bar, the picture takes a second), then print."""
     from camavg_tf.app import report
     from camavg_tf.app.output import fresh_folder
 
+    notes = []
+    progress.step("writing results" + ("" if args.no_plot else " and report.png"))
+    with fresh_folder(out) as staging:
+        written = report.write_text_outputs(staging, results, recipes, rows, conclusion)
+        if not args.no_plot and np.ndim(images) != 4:
+            notes.append(f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
+        elif not args.no_plot:
+            try:
+                written.append(report.plot_report(staging / "report.png", results, images, cams, title=title))
+            except ImportError:
+                notes.append("camavg: note: matplotlib is not installed, so report.png was not drawn (pip install matplotlib).")
+    progress.done()
+    progress.close()
     if args.format == "json":
         records = report.result_records(results, recipes)
         payload = {"results": records, "comparisons": rows} if args.compare and rows is not None else records
@@ -185,16 +201,8 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title) ->
         if conclusion:
             print()
             print(conclusion)
-    with fresh_folder(out) as staging:
-        written = report.write_text_outputs(staging, results, recipes, rows, conclusion)
-        if not args.no_plot and np.ndim(images) != 4:
-            _note(args, f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
-        elif not args.no_plot:
-            try:
-                written.append(report.plot_report(staging / "report.png", results, images, cams, title=title))
-            except ImportError:
-                _note(args, "camavg: note: matplotlib is not installed, so report.png was not drawn (pip install matplotlib).")
-    _note(args, f"wrote {', '.join(path.name for path in written)} to {out}")
+    for note in notes + [f"wrote {', '.join(path.name for path in written)} to {out}"]:
+        _note(args, note)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -208,7 +216,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"--n-images must be at least 2, got {args.n_images}.")
     started = time.perf_counter()
     recipes = demo.demo_recipes(replace_to_linear=args.replace_to_linear, scorecam_max_n=args.scorecam_max_n)
-    progress = _Progress(2 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
+    progress = _Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
     try:
         progress.step("importing TensorFlow")
         import_tensorflow()
@@ -226,16 +234,19 @@ def run_demo(args: argparse.Namespace) -> int:
             progress.done()
         cams.update(demo.reference_maps(data.masks))
         results = _evaluate(args, model, data.images, cams, target_score(model, data.labels), {}, progress)
+        descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
+        # The conclusion compares the CAM methods only; --compare adds every pair, references included.
+        cam_scores = {method: results[method].o_c for method in recipes}
+        rows = compare_pairs(results[next(iter(recipes))].y_c, cam_scores, nan_policy=args.nan_policy)
+        text = conclusion(results, rows, demo.REFERENCE_RECIPES)
+        if args.compare:
+            rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
+                                 nan_policy=args.nan_policy)
+        _emit(args, out, results, descriptions, rows, text, data.images, cams,
+              title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
+              progress=progress)
     finally:
         progress.close()
-    descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
-    cam_scores = {method: results[method].o_c for method in recipes}
-    rows = compare_pairs(results[next(iter(recipes))].y_c, cam_scores, nan_policy=args.nan_policy)
-    text = conclusion(results, rows, demo.REFERENCE_RECIPES)
-    if args.compare:
-        rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()}, nan_policy=args.nan_policy)
-    _emit(args, out, results, descriptions, rows, text, data.images, cams,
-          title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour")
     _note(args, f"demo {'trained and cached the model' if trained else 'used the cached model'}; "
                 f"{time.perf_counter() - started:.1f} s")
     return 0
@@ -288,19 +299,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     targets = load_targets(args.targets, inputs.shape[0]) if args.targets else None
     cams = load_cams(args.cams, inputs.shape[0]) if args.cams else {}
     sources = {"inputs": f"--inputs {args.inputs}"} | {Path(path).stem: f"--cams {path}" for path in args.cams or ()}
-    model = _load_model(args.model)
-    n_units = _check_model_and_inputs(model, inputs, args.model)
-    from camavg_tf.app.recipes import check_layer, make_cams, target_score
-
-    if args.layer:
-        check_layer(model, args.layer)
-    if targets is None:
-        targets = _top1_targets(model, inputs, args.batch_size)
-    else:
-        check_targets_in_range(targets, n_units, args.targets)
-    recipes = _recipes(args, methods, args.layer)
-    progress = _Progress(len(methods) + len(methods or cams), args.quiet)
+    progress = _Progress(2 + len(methods) + len(methods or cams), args.quiet)
     try:
+        progress.step("importing TensorFlow and loading the model")
+        model = _load_model(args.model)
+        progress.done()
+        n_units = _check_model_and_inputs(model, inputs, args.model)
+        from camavg_tf.app.recipes import check_layer, make_cams, target_score
+
+        if args.layer:
+            check_layer(model, args.layer)
+        if targets is None:
+            targets = _top1_targets(model, inputs, args.batch_size)
+        else:
+            check_targets_in_range(targets, n_units, args.targets)
+        recipes = _recipes(args, methods, args.layer)
         for method, recipe in recipes.items():
             progress.step(f"making {method} CAMs")
             cams[method] = make_cams(recipe, model, inputs, targets)
@@ -308,17 +321,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
             progress.done()
         results = _evaluate(args, model, inputs, cams, target_score(model, targets), sources, progress,
                             batch_size=args.batch_size, activation=args.activation)
+        descriptions = {m: r.describe() for m, r in recipes.items()}
+        descriptions |= {Path(p).stem: f"from file {p}" + (", min-max per map by camavg (--normalize)" if args.normalize else "")
+                         for p in args.cams or ()}
+        rows = None
+        if args.compare:
+            from camavg_tf.app.conclusion import compare_pairs
+
+            rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
+                                 nan_policy=args.nan_policy)
+        _emit(args, out, results, descriptions, rows, None, inputs, cams,
+              title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)
     finally:
         progress.close()
-    descriptions = {m: r.describe() for m, r in recipes.items()}
-    descriptions |= {Path(p).stem: f"from file {p}" + (", min-max per map by camavg (--normalize)" if args.normalize else "")
-                     for p in args.cams or ()}
-    rows = None
-    if args.compare:
-        from camavg_tf.app.conclusion import compare_pairs
-
-        rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()}, nan_policy=args.nan_policy)
-    _emit(args, out, results, descriptions, rows, None, inputs, cams, title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs")
     return 0
 
 
