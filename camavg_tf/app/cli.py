@@ -50,10 +50,10 @@ def _max_n(text: str) -> int | None:
     return None if text == "all" else _positive_int(text)
 
 
-def _method_help() -> str:
-    lines = [f"{method}: {Recipe(method, 'LAYER').describe()}" for method in CAM_METHODS]
-    return ("make CAMs with tf-keras-vis, comma-separated. Recipes (change them with "
-            "--no-replace-to-linear, --scorecam-max-n, --layer): " + "; ".join(lines))
+def _recipes_epilog() -> str:
+    lines = [f"  {method:<10} {Recipe(method, 'LAYER').describe()}" for method in CAM_METHODS]
+    return ("how --method makes each CAM (LAYER is --layer; change the recipe with --no-replace-to-linear\n"
+            "and --scorecam-max-n; docs/command-line.md shows the same calls in Python):\n" + "\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,11 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common], help="the built-in demo on synthetic images",
                                description="Train (once, cached) a small CNN on synthetic images with known "
                                "object masks; compare Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM and reference "
-                               "maps, and say what the numbers mean.")
+                               "maps, and say what the numbers mean.",
+                               epilog=_recipes_epilog().replace("LAYER is --layer", "LAYER is conv_last"),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--n-images", type=_positive_int, default=128, metavar="N", help="evaluation images (default 128)")
 
     evaluate = commands.add_parser("evaluate", parents=[common], help="evaluate CAMs of a saved Keras model",
-                                   description="Evaluate CAMs of a saved Keras model on your own inputs.")
+                                   description="Evaluate CAMs of a saved Keras model on your own inputs.",
+                                   epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("--model", required=True, metavar="M.keras", help="a saved Keras model")
     evaluate.add_argument("--inputs", required=True, metavar="X.npy|X.npz",
                           help="(N, H, W, C) inputs; an .npz with one array or an array named inputs, x or images")
@@ -97,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument("--top1", action="store_true", help="target the model's top-1 class on each input")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--cams", nargs="+", metavar="C.npy", help="(N, H, W) CAMs in [0, 1]; the method name is the file's stem")
-    source.add_argument("--method", metavar="M1,M2", help=_method_help())
+    source.add_argument("--method", metavar="M1,M2",
+                        help=f"make CAMs with tf-keras-vis, comma-separated: {','.join(CAM_METHODS)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
     evaluate.add_argument("--activation", choices=("softmax", "sigmoid"),
