@@ -247,3 +247,26 @@ def test_fuzz_main_exits_0_with_right_files_or_2_with_one_line(capsys, setup, ca
             and target_array.shape == (N,)):
         drop = _expected_drop(setup["model"], setup["x"], target_array.astype(np.int64), cam_array)
         assert record["average_drop"] == pytest.approx(drop, abs=1e-3)
+
+
+def test_a_missing_framework_names_the_install_line(capsys, setup, monkeypatch):
+    from camavg_tf.app import quiet
+
+    def missing():
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(quiet, "import_tensorflow", missing)
+    _one_error_line(*_run(capsys, setup), "tensorflow is not installed", "pip install 'camavg[tf]'")
+
+
+@pytest.mark.parametrize("argv, fragment", [([], "{demo,evaluate}"), (["demo", "--n-images", "x"], "--n-images"),
+                                            (["demo", "--scorecam-max-n", "0"], "--scorecam-max-n"),
+                                            (["evaluate", "--model", "m.keras"], "--inputs")])
+def test_usage_errors_are_one_line_with_status_2(capsys, argv, fragment):
+    status = main(argv)
+    _one_error_line(status, *capsys.readouterr(), fragment, "--help")
+
+
+def test_help_exits_0(capsys):
+    assert main(["evaluate", "--help"]) == 0
+    assert "tf_keras_vis.scorecam.Scorecam" in capsys.readouterr().out

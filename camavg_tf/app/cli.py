@@ -213,7 +213,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from camavg_tf.app import demo
     from camavg_tf.app.conclusion import compare_pairs, conclusion
     from camavg_tf.app.output import check_out
-    from camavg_tf.app.quiet import import_tensorflow
 
     out = check_out(args.out)
     if args.n_images < 2:
@@ -223,7 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
     progress = _Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
     try:
         progress.step("importing TensorFlow")
-        import_tensorflow()
+        _import_frameworks()
         progress.done()
         progress.step("loading or training the demo model")
         model, trained = demo.load_or_train()
@@ -266,12 +265,22 @@ def _methods(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
-def _load_model(path: str):
-    from camavg_tf.app.loading import existing_file
+def _import_frameworks() -> None:
+    """TensorFlow, Keras and tf-keras-vis, quietly; CommandError with the install line if missing."""
     from camavg_tf.app.quiet import import_tensorflow
 
+    try:
+        import_tensorflow()
+        import tf_keras_vis  # noqa: F401 - every CAM recipe and score function comes from it
+    except ModuleNotFoundError as error:
+        raise CommandError(f"{error.name} is not installed, and camavg's command needs it: pip install 'camavg[tf]'.") from None
+
+
+def _load_model(path: str):
+    from camavg_tf.app.loading import existing_file
+
     file = existing_file(path, "--model")
-    import_tensorflow()
+    _import_frameworks()
     import keras
 
     try:
