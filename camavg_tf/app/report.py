@@ -162,19 +162,37 @@ def write_text_outputs(
 
 
 # ----------------------------------------------------------------------------- picture
-def _displayable(image: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) image in [0, 1] for imshow: grey for one channel, min-max scaled if needed."""
+def _three_channels(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float64: grey repeated for one channel, the channel mean for other counts."""
     image = np.asarray(image, dtype=np.float64)
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] != 3:
-        image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
-    low, high = np.nanmin(image), np.nanmax(image)
-    if low < 0.0 or high > 1.0:
-        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
-    return np.clip(np.nan_to_num(image), 0.0, 1.0)
+        return np.repeat(image, 3, axis=-1)
+    if image.shape[-1] != 3:
+        return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
+    return image
+
+
+def _display_range(image: np.ndarray) -> tuple[float, float]:
+    """(low, high) mapped to black and white: [0, 1] when the image fits, else its own range."""
+    finite = image[np.isfinite(image)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+
+
+def _displayable(image: np.ndarray, display_range: tuple[float, float]) -> np.ndarray:
+    """``image`` in [0, 1] for imshow, with ``display_range`` mapped to black and white.
+
+    The masked input is drawn with its image's range, so that what the model saw shows: with
+    inputs in [-1, 1] a CAM of 0 gives 0, which is drawn grey, not black.
+
+    >>> _displayable(np.array([[[-1.0], [0.0], [1.0]]]), (-1.0, 1.0))[0, :, 0].tolist()
+    [0.0, 0.5, 1.0]
+    """
+    low, high = display_range
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return np.clip(np.nan_to_num(_three_channels(scaled)), 0.0, 1.0)
 
 
 def _resized(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -257,13 +275,16 @@ def plot_report(
     grid = bottom.subplots(len(methods), n_columns, squeeze=False)
     for row, method in enumerate(methods):
         for sample in range(n_samples):
-            image = _displayable(images[sample])
+            raw = _three_channels(images[sample])
+            display_range = _display_range(raw)
+            image = _displayable(raw, display_range)
             cam = _resized(np.asarray(cams[method][sample]), image.shape[0], image.shape[1])
             panels = grid[row, 3 * sample : 3 * sample + 3]
             panels[0].imshow(image, interpolation="nearest")
             panels[1].imshow(image, interpolation="nearest")
             panels[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear")
-            panels[2].imshow(np.clip(image * cam[..., None], 0.0, 1.0), interpolation="nearest")
+            # The masked input as the model saw it (input x CAM), drawn on the image's own scale.
+            panels[2].imshow(_displayable(raw * cam[..., None], display_range), interpolation="nearest")
             if row == 0:
                 for panel, name in zip(panels, ("image", "CAM", "masked")):
                     panel.set_title(f"{name} {sample + 1}", fontsize=8)
