@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from camavg_tf.app.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
+from camavg_tf.app.progress import Progress
 from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, SCORECAM_MAX_N, Recipe
 
 EXIT_INTERNAL = 1
@@ -109,37 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Progress:
-    """A tqdm bar on standard error (plain lines without tqdm), or nothing with --quiet."""
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self._bar, self._quiet, self._step, self._total = None, quiet, 0, total
-        if not quiet:
-            try:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=total, file=sys.stderr, unit="step", leave=False, dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def step(self, description: str) -> None:
-        if self._bar is not None:
-            self._bar.set_description_str(description)
-        elif not self._quiet:
-            print(f"[{self._step + 1}/{self._total}] {description}", file=sys.stderr)
-
-    def done(self) -> None:
-        self._step += 1
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def close(self) -> None:
-        """Clear the bar; safe to call again."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 def _note(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
@@ -173,7 +143,7 @@ def _evaluate(args, model, inputs, cams, score, sources, progress, *, batch_size
     return results
 
 
-def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: _Progress) -> None:
+def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: Progress) -> None:
     """Write the --out folder (under the progress bar, the picture takes a second), then print."""
     from camavg_tf.app import report
     from camavg_tf.app.output import fresh_folder
@@ -219,7 +189,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CommandError(f"--n-images must be at least 2, got {args.n_images}.")
     started = time.perf_counter()
     recipes = demo.demo_recipes(replace_to_linear=args.replace_to_linear, scorecam_max_n=args.scorecam_max_n)
-    progress = _Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
+    progress = Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
     try:
         progress.step("importing TensorFlow")
         _import_frameworks()
@@ -312,7 +282,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     targets = load_targets(args.targets, inputs.shape[0]) if args.targets else None
     cams = load_cams(args.cams, inputs.shape[0]) if args.cams else {}
     sources = {"inputs": f"--inputs {args.inputs}"} | {Path(path).stem: f"--cams {path}" for path in args.cams or ()}
-    progress = _Progress(2 + len(methods) + len(methods or cams), args.quiet)
+    progress = Progress(2 + len(methods) + len(methods or cams), args.quiet)
     try:
         progress.step("importing TensorFlow and loading the model")
         model = _load_model(args.model)
