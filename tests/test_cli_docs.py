@@ -8,7 +8,6 @@ import io
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from camavg_tf.app.output import check_out, csv_text, escape_cell, fresh_folder
 from camavg_tf.app.loading import CommandError
+from camavg_tf.app.output import check_out, csv_text, escape_cell, fresh_folder
 
 # Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")

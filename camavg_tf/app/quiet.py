@@ -149,8 +149,8 @@ def import_tensorflow():
     already = "tensorflow" in sys.modules
     with filtered_stderr(level if not already else 0), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import tensorflow as tf
         import keras  # noqa: F401
+        import tensorflow as tf
 
         with contextlib.suppress(ImportError):
             import tf_keras_vis  # noqa: F401
