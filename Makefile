@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP_LOG := $(VENV)/pip.log
+# the derandomised Hypothesis profile CI uses: the same examples on every run
+export HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: test demo bench compare clean
 
