@@ -284,6 +284,17 @@ def linear_output_layer(metric: str) -> str:
     )
 
 
+def summed_scores_above_one(metric: str, n_functions: int, high: float) -> str:
+    verb = "need" if " and " in metric else "needs"
+    return (
+        f"{metric} {verb} scores that are probabilities, but score_function is a list of "
+        f"{n_functions} score functions, one per model output, whose scores camavg sums (as "
+        f"tf-keras-vis does), and the sum reaches {high:.4g} here. Score fewer outputs (pass a "
+        f"model with only the output to score, or one score function on it), or use "
+        f"average_increase, which takes any score."
+    )
+
+
 def increase_on_logits() -> str:
     return (
         "The model's output layer has a linear activation (logits): Average Increase is "

@@ -329,3 +329,54 @@ def test_a_bad_batch_is_named_and_the_batches_before_it_are_kept(fw):
         fw.evaluate_dataset(fw.model, batches)
     assert caught.value.camavg_checkpoint.state.n == 12
     assert any("batch 2" in note for note in caught.value.__notes__)
+
+
+def test_a_stream_of_several_cam_methods_compares_them_as_in_memory(fw):
+    cams = {"a": cam_set(14), "b": cam_set(15), "c": cam_set(14) * 0.5}
+    whole = fw.metrics().compare(cams, score())
+    batches = [(IMAGES[i:i + 5], {name: c[i:i + 5] for name, c in cams.items()}, LABELS[i:i + 5]) for i in range(0, N, 5)]
+    streamed = fw.evaluate_dataset(fw.model, batches)
+    for name in cams:
+        expected = reference_metrics(*reference_scores(cams[name]))
+        for metric, value in expected.items():
+            assert getattr(streamed.results[name], metric) == pytest.approx(value, abs=1e-3)
+            assert getattr(whole.results[name], metric) == pytest.approx(value, abs=1e-3)
+    for mine, theirs in zip(streamed.comparisons.rows, whole.comparisons.rows):
+        assert (mine.a, mine.b, mine.metric) == (theirs.a, theirs.b, theirs.metric)
+        assert mine.difference == pytest.approx(theirs.difference, abs=1e-6)
+        assert (mine.low, mine.high) == pytest.approx((theirs.low, theirs.high), abs=1e-6)
+        assert mine.p_adjusted == pytest.approx(theirs.p_adjusted, rel=1e-6, abs=1e-12)
+    # the difference is the difference of the two methods' averages (same samples)
+    row = streamed.comparisons.rows[0]
+    assert row.difference == pytest.approx(
+        streamed.results[row.a].average_drop - streamed.results[row.b].average_drop, abs=1e-9
+    )
+
+
+def test_a_multi_output_sum_above_one_is_named_as_such(fw):
+    """Two softmax outputs, each a probability: their summed score may exceed 1, and the
+    message must say that (not "logits")."""
+    peaked = WEIGHTS * 20  # confident outputs: each near 1 at the top class
+    labels = np.argmax(IMAGES.astype(np.float64).mean(axis=(1, 2)) @ peaked, axis=1)
+    if fw.name == "tensorflow":
+        import keras
+
+        inputs = keras.Input((SIZE, SIZE, 2))
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        heads = [keras.layers.Dense(CLASSES, activation="softmax", use_bias=False) for _ in range(2)]
+        model = keras.Model(inputs, [head(pooled) for head in heads])
+        for head in heads:
+            head.set_weights([peaked])
+    else:
+        import jax
+
+        def model(x):
+            probabilities = jax.nn.softmax(x.mean(axis=(1, 2)) @ peaked, axis=-1)
+            return [probabilities, probabilities]
+    metrics = fw.AveragesCam(model, IMAGES)
+    functions = [score(labels), score(labels)]
+    y_c, _ = metrics._get_scores(cam_set(16), functions)
+    assert y_c.max() > 1  # the case: each output below 1, their sum above
+    with pytest.raises(ValueError, match="2 score functions, one per model output, whose scores camavg sums"):
+        metrics.evaluate(cam_set(16), functions)
+    assert 0 <= metrics.average_increase(cam_set(16), functions) <= 100
