@@ -236,7 +236,7 @@ class Engine:
         say so once per engine for a model with a linear output layer."""
         if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
             self._warned.set()
-            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=4)
+            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=3)  # the caller of average_increase
 
 
 class AveragesCamBase:

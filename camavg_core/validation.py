@@ -204,7 +204,8 @@ def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argumen
         return
     low, high = float(finite.min()), float(finite.max())
     if low < 0 or (upper and high > 1):
-        seen = f"{low:.4g}" if low < 0 else f"{high:.4g}"
+        # enough digits that a value a hair above 1 does not read as 1
+        seen = f"{low:.8g}" if low < 0 else f"{high:.8g}"
         bound = "[0, 1]" if upper else ">= 0"
         verb = "need" if " and " in metric else "needs"
         raise ValueError(

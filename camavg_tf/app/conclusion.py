@@ -1,45 +1,25 @@
 """Paired comparisons of CAM methods, and the demo's conclusion in plain words.
 
 The comparisons come from ``camavg_core.compare_methods`` (a paired test per pair of methods,
-Holm-adjusted p-values) when this camavg has it; otherwise from ``camavg_core.compare`` on each
-pair, with the Holm adjustment done here. Every number in the text is computed from the results
-of this run.
+Holm-adjusted p-values). Every number in the text is computed from the results of this run.
 """
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camavg_core.result import METRICS
+from camavg_core import compare_methods
+from camavg_core.pair_state import TIE_TOLERANCE  # masked scores this close are one map
 
 METRIC_TITLES = {"average_drop": "Average Drop", "average_increase": "Average Increase", "average_gain": "Average Gain"}
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust")
-# Masked scores closer than this are one map for the metrics: the float32 forward pass rounds
-# maps that are equal up to scale to scores that differ by about 1e-7.
-SAME_SCORES = 1e-5
 
 
 def _field(row: Any, name: str) -> Any:
     return row[name] if isinstance(row, Mapping) else getattr(row, name)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjustment of ``p_values`` (same order as given).
-
-    >>> holm([0.01, 0.04, 0.03])
-    [0.03, 0.06, 0.06]
-    """
-    order = np.argsort(p_values, kind="stable")
-    adjusted = [0.0] * len(p_values)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * float(p_values[index])))
-        adjusted[index] = round(running, 12)
-    return adjusted
 
 
 def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise") -> list[dict[str, Any]]:
@@ -50,29 +30,8 @@ def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: floa
     """
     if len(o_c) < 2:
         return []
-    try:
-        from camavg_core import compare_methods
-    except ImportError:
-        compare_methods = None
-    if compare_methods is not None:
-        table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy)
-        return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
-    from camavg_core import compare
-
-    records = []
-    for name_a, name_b in itertools.combinations(o_c, 2):
-        comparison = compare(y_c, o_c[name_a], o_c[name_b], level=level, names=(name_a, name_b), nan_policy=nan_policy)
-        for metric in METRICS:
-            low, high = comparison.ci[metric]
-            records.append({"a": name_a, "b": name_b, "metric": metric,
-                            "difference": float(comparison.difference[metric]), "low": float(low), "high": float(high),
-                            "p_value": float(comparison.p_value[metric]), "p_adjusted": None,
-                            "test": "camavg_core.compare", "adjust": "holm"})
-    for metric in METRICS:
-        rows = [record for record in records if record["metric"] == metric]
-        for record, adjusted in zip(rows, holm([record["p_value"] for record in rows])):
-            record["p_adjusted"] = adjusted
-    return records
+    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy)
+    return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
 
 
 def _plain(value: Any) -> Any:
@@ -119,7 +78,7 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
             better, worse, lower_by, low, high = row["a"], row["b"], -row["difference"], -row["high"], -row["low"]
         gap = np.max(np.abs(np.asarray(results[better].o_c, float) - np.asarray(results[worse].o_c, float)))
         interval = f"95% CI {low:.2f} to {high:.2f} points"
-        if gap <= SAME_SCORES:
+        if gap <= TIE_TOLERANCE:
             lines.append(f"  - {better} and {worse} give the same masked scores to float precision (largest "
                          f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
         elif row["p_adjusted"] < alpha:
