@@ -107,3 +107,34 @@ class StreamingPeakMemory:
 
         result = evaluate_dataset(self.model, self._batches(n))
         assert result.n == n
+
+
+class JaxStreamingPeakMemory:
+    """``camavg_jax.evaluate_dataset`` over the same generator: the peak memory must not grow
+    with N either."""
+
+    params = [2000, 20000]
+    param_names = ["n"]
+    timeout = 600
+    batch = 100
+
+    def setup(self, n):
+        require_backend("jax")
+        import jax
+        import jax.numpy as jnp
+
+        rng = np.random.default_rng(0)
+        kernel = jnp.asarray(rng.normal(0, 0.1, (3, 3, 3, 16)).astype(np.float32))
+        dense = jnp.asarray(rng.normal(0, 0.1, (16, CLASSES)).astype(np.float32))
+
+        def apply_fn(x):
+            features = jax.lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return jax.nn.softmax(jnp.mean(jax.nn.relu(features), axis=(1, 2)) @ dense, axis=-1)
+
+        self.apply_fn = apply_fn
+
+    def peakmem_evaluate_dataset(self, n):
+        from camavg_jax import evaluate_dataset
+
+        result = evaluate_dataset(self.apply_fn, StreamingPeakMemory._batches(self, n))
+        assert result.n == n

@@ -10,12 +10,12 @@ batch size. The repetitions of the rows are interleaved (repeat r times every ro
 order) so that the drift of a shared machine hits every row alike; the table gives the ratio of
 the best times and of the median times.
 
-The floor (issue 4): construction, ``evaluate`` and ``average_drop`` then ``average_increase``
-each cost one forward pass (target <= 1.05x); ``evaluate_many`` with K CAM sets costs K
-(target <= 1.05 K x). The original behaviour predicts again for each metric.
+The floor: construction, ``evaluate`` and ``average_drop`` then ``average_increase`` each cost
+one forward pass (bound <= 1.10x, goal 1.05x, issue 14); ``evaluate_many`` with K CAM sets
+costs K (bound <= 1.10 K x). The original behaviour predicts again for each metric.
 
 When ``camavg_jax.averages`` is importable, a JAX section compares ``camavg_jax.AveragesCam
-.evaluate`` with the bare jitted forward pass of a small CNN (target <= 1.05x).
+.evaluate`` with the bare jitted forward pass of a small CNN.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-TOLERANCE = 1.05  # the targets: at most 5% over the floor
+TOLERANCE = 1.10  # the bound: at most 10% over the floor (issue 14; the goal is 5%)
 
 
 @dataclass

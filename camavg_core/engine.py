@@ -33,7 +33,7 @@ from camavg_core import validation
 from camavg_core.backends import Backend
 from camavg_core.equations import avg_drop, avg_gain, avg_increase
 from camavg_core.masking import check_cam_maps, check_cam_shapes, finite_rows
-from camavg_core.result import Result
+from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_core.summary import summarize
 
@@ -163,8 +163,15 @@ class Engine:
         return scores
 
     def result(self, y_c: np.ndarray, o_c: np.ndarray) -> Result:
-        self.check_probability_outputs("Average Drop and Average Gain")
         return summarize(y_c, o_c, nan_policy=self.nan_policy, level=self.level)
+
+    def check_summed_scores(self, score_function: Any, y_c: np.ndarray, o_c: np.ndarray, metric: str) -> None:
+        """A sum of several outputs' scores may exceed 1 although each output is a
+        probability: say that, not "logits"."""
+        if isinstance(score_function, (list, tuple)) and len(score_function) > 1:
+            high = float(np.nanmax(np.concatenate([y_c, o_c]), initial=-np.inf))
+            if high > 1.0:
+                raise ValueError(validation.summed_scores_above_one(metric, len(score_function), high))
 
     # ----------------------------------------------------------------- inputs and CAMs
     def own_inputs(self, inputs: Any) -> tuple[list, np.ndarray]:
@@ -229,7 +236,7 @@ class Engine:
         say so once per engine for a model with a linear output layer."""
         if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
             self._warned.set()
-            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=4)
+            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=3)  # the caller of average_increase
 
 
 class AveragesCamBase:
@@ -256,6 +263,7 @@ class AveragesCamBase:
         """
         self.engine.check_probability_outputs("Average Drop")
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Drop")
         value = avg_drop(y_c, o_c, nan_policy=self.engine.nan_policy)
         return (value, y_c, o_c) if return_vector else value
 
@@ -276,6 +284,7 @@ class AveragesCamBase:
         """
         self.engine.check_probability_outputs("Average Gain")
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Gain")
         value = avg_gain(y_c, o_c, nan_policy=self.engine.nan_policy)
         return (value, y_c, o_c) if return_vector else value
 
@@ -283,6 +292,7 @@ class AveragesCamBase:
         """All three metrics, their intervals, n and the score vectors: one masked pass."""
         self.engine.check_probability_outputs("Average Drop and Average Gain")
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
+        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Drop and Average Gain")
         return self.engine.result(y_c, o_c)
 
     def evaluate_many(self, cams_sets: Any, score_function: Callable, *, normalize: bool | None = None) -> Any:
@@ -300,9 +310,10 @@ class AveragesCamBase:
             )
         return [self.evaluate(cams, score_function, normalize=normalize) for cams in cams_sets]
 
-    def compare(self, cams_sets: dict, score_function: Callable, **options: Any) -> Any:
-        """Evaluate ``{name: cams}`` and compare the methods pairwise on the same samples:
-        ``(results by name, comparison table)``; ``options`` go to ``compare_methods``."""
+    def compare(self, cams_sets: dict, score_function: Callable, **options: Any) -> MethodResults:
+        """Evaluate ``{name: cams}`` and compare the methods on the same samples: one
+        :class:`Result` per method and the pairwise table (paired interval and test, Holm-
+        adjusted); ``options`` go to :func:`~camavg_core.multiple.compare_methods`."""
         from camavg_core.multiple import compare_methods
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
@@ -310,5 +321,6 @@ class AveragesCamBase:
         results = self.evaluate_many(cams_sets, score_function)
         y_c = next(iter(results.values())).y_c
         options.setdefault("nan_policy", self.engine.nan_policy)
+        options.setdefault("level", self.engine.level)
         table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, **options)
-        return results, table
+        return MethodResults(results, table)

@@ -165,6 +165,18 @@ def compare_methods(
         )
         for a, b in pairs
     }
+    return comparison_table(comparisons, level=level, adjust=adjust)
+
+
+def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: float = 0.95, adjust: str = "holm") -> ComparisonTable:
+    """The table of pairwise comparisons, each metric's p-values adjusted over the pairs.
+
+    ``comparisons`` maps ``(a, b)`` to a :class:`~camavg_core.compare.Comparison`, computed
+    in memory (:func:`compare_methods`) or from streamed sums (:class:`PairState.result`).
+    """
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}.")
+    pairs = list(comparisons)
     adjusted = {}
     for metric in METRICS:
         raw = [comparisons[pair].p_value[metric] for pair in pairs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -83,3 +83,16 @@ class Result:
 def _json_float(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+class MethodResults(NamedTuple):
+    """Several CAM methods on the same samples: one :class:`Result` per method, by name, and
+    their pairwise comparison (a :class:`~camavg_core.multiple.ComparisonTable`)."""
+
+    results: dict
+    comparisons: Any
+
+    def __str__(self) -> str:
+        width = max(len(str(name)) for name in self.results)
+        lines = [f"{str(name):<{width}}  {result}" for name, result in self.results.items()]
+        return "\n".join(lines) + "\n\n" + str(self.comparisons)

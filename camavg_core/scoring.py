@@ -30,6 +30,11 @@ def is_categorical_score(score_function: Any) -> bool:
     return _type_name(score_function) == "CategoricalScore" and hasattr(score_function, "indices")
 
 
+def is_inactive_score(score_function: Any) -> bool:
+    """tf-keras-vis' ``InactiveScore``: an output of a multi-output model that does not count."""
+    return _type_name(score_function) == "InactiveScore"
+
+
 def is_binary_score(score_function: Any) -> bool:
     return _type_name(score_function) == "BinaryScore" and hasattr(score_function, "target_values")
 
@@ -112,6 +117,8 @@ def target_scores(score_function: Any, output: Any, n: int, backend: Backend) ->
             )
         indices = class_indices(score_function.indices, n, int(shape[-1]))
         return backend.select_class(output, indices)
+    if is_inactive_score(score_function):  # zero for every sample, whatever the output's shape
+        return backend.reshape(backend.sum(backend.reshape(output, (n, -1)), axis=1), (n,)) * 0.0
     if is_binary_score(score_function):
         shape = backend.shape(output)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):

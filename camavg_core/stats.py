@@ -52,7 +52,7 @@ def _scipy_stats() -> Any:
         import scipy.stats  # a plain import, so a missing or blocked scipy.stats is an ImportError
     except ImportError as exc:
         raise ImportError(
-            "camavg's confidence intervals and tests need SciPy: pip install camavg[stats]"
+            "camavg's confidence intervals and tests need SciPy: pip install scipy"
         ) from exc
     return scipy.stats
 

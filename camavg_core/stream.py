@@ -23,7 +23,8 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.engine import Adapter, Engine, Options
-from camavg_core.result import Result
+from camavg_core.pair_state import PairState
+from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import stream_score
 from camavg_core.state import MetricState
 
@@ -32,12 +33,15 @@ SCORES = ("categorical", "binary")
 
 class Checkpoint(NamedTuple):
     """What a stream has counted: the state of its first ``batches`` batches, and their score
-    vectors when the stream keeps them."""
+    vectors when the stream keeps them. For a stream of several CAM methods (``cams`` a dict
+    in every batch), ``state`` and ``o_c`` are dicts by method and ``pairs`` holds a
+    :class:`~camavg_core.pair_state.PairState` per pair of methods."""
 
-    state: MetricState
+    state: Any
     batches: int
     y_c: tuple = ()
-    o_c: tuple = ()
+    o_c: Any = ()
+    pairs: Any = None
 
 
 def check_stream_options(score: Any, resume: Any) -> None:
@@ -101,8 +105,13 @@ def evaluate_stream(
     resume: Checkpoint | None = None,
     total: int | None = None,
     skip: Callable[[Any, int], Iterator] | None = None,
-) -> Result:
+) -> Result | MethodResults:
     """The three metrics over a stream of ``(inputs, cams, targets)`` batches.
+
+    A batch's ``cams`` may be ``{name: cams}`` (the same names in every batch): the stream then
+    returns a :class:`~camavg_core.result.MethodResults`, one result per method and the
+    pairwise comparison of every pair (paired interval and test from mergeable sums,
+    Holm-adjusted), equal to ``AveragesCam.compare`` on the concatenated data.
 
     Args:
         adapter: the framework's part (see :class:`~camavg_core.engine.Adapter`).
@@ -128,13 +137,12 @@ def evaluate_stream(
             f"dataset must be an iterable of (inputs, cams, targets) batches (a tf.data.Dataset, "
             f"a generator, a list), got {type(batches).__name__}."
         )
-    done = resume or Checkpoint(MetricState.empty(), 0)
+    done = resume or Checkpoint(None, 0)
     if skip is not None:
         iterator = skip(batches, done.batches)
     else:
         iterator = itertools.islice(iter(batches), done.batches, None)
-    state, index = done.state, done.batches
-    kept_y, kept_o = list(done.y_c), list(done.o_c)
+    counted = _Counted(done, keep_vectors)
     advance, close = _progress_bar(progress, total)
     try:
         for batch in iterator:
@@ -145,33 +153,98 @@ def evaluate_stream(
             engine.batch_size = engine.n  # a stream batch is one step of the compiled pass
             engine.check_probability_outputs("Average Drop and Average Gain")
             _check_target_count(targets, engine.n)
-            y_c, o_c = engine.scores(cams, score_function)
-            state = state.update(y_c, o_c, nan_policy="omit")
-            if keep_vectors:
-                kept_y.append(y_c)
-                kept_o.append(o_c)
-            index += 1
+            if isinstance(cams, dict):
+                scores = {name: engine.scores(method_cams, score_function) for name, method_cams in cams.items()}
+            else:
+                scores = engine.scores(cams, score_function)
+            counted.add(scores)
             advance()
     except BaseException as error:
-        checkpoint = Checkpoint(state, index, tuple(kept_y), tuple(kept_o))
+        checkpoint = counted.checkpoint()
+        index = checkpoint.batches
         try:
             error.camavg_checkpoint = checkpoint
         except AttributeError:  # an exception type without a __dict__
             pass
-        counted = f"The sums of batches 0..{index - 1} are kept" if index else "No batch was counted; the start is kept"
+        kept = f"The sums of batches 0..{index - 1} are kept" if index else "No batch was counted; the start is kept"
         error.add_note(
-            f"camavg: the stream stopped in batch {index} (counting from 0). {counted} in "
+            f"camavg: the stream stopped in batch {index} (counting from 0). {kept} in "
             f"error.camavg_checkpoint: pass resume=error.camavg_checkpoint with the same data to "
             f"go on from batch {index}."
         )
         raise
     finally:
         close()
-    if index == 0:
-        raise ValueError("dataset is empty: there is no sample to evaluate.")
-    if state.n == 0 and nan_policy == "omit":
-        raise ValueError("Every sample was skipped as non-finite: there is nothing to average.")
-    result = state.result(level=level)
-    if not keep_vectors:
-        return result
-    return dataclasses.replace(result, y_c=np.concatenate(kept_y), o_c=np.concatenate(kept_o))
+    return counted.result(level)
+
+
+class _Counted:
+    """The running sums of a stream (and its vectors when kept): one state per CAM method,
+    one pair state per pair of methods for a stream of several."""
+
+    def __init__(self, done: Checkpoint, keep_vectors: bool) -> None:
+        self.batches = done.batches
+        self.state = done.state
+        self.pairs = done.pairs
+        self.keep_vectors = keep_vectors
+        self.y_c = list(done.y_c)
+        self.o_c = {name: list(parts) for name, parts in done.o_c.items()} if isinstance(done.o_c, dict) else list(done.o_c)
+
+    def add(self, scores: Any) -> None:
+        several = isinstance(scores, dict)
+        if self.state is None:  # the first batch decides: one CAM method, or several by name
+            names = list(scores) if several else None
+            if several and len(names) < 2:
+                raise ValueError("cams is a dict of one CAM method: pass the array, or two or more methods to compare.")
+            self.state = {name: MetricState.empty() for name in names} if several else MetricState.empty()
+            self.pairs = {pair: PairState.empty() for pair in itertools.combinations(names, 2)} if several else None
+            self.o_c = {name: [] for name in names} if several else []
+        if several != isinstance(self.state, dict) or (several and list(scores) != list(self.state)):
+            expected = list(self.state) if isinstance(self.state, dict) else "one array"
+            raise ValueError(
+                f"Every batch must carry the same CAM methods: the stream began with {expected}, "
+                f"this batch has {list(scores) if several else 'one array'}."
+            )
+        # every new sum is computed before any is kept: a batch counts whole or not at all
+        if several:
+            y_c = next(iter(scores.values()))[0]
+            state = {name: self.state[name].update(y, o, nan_policy="omit") for name, (y, o) in scores.items()}
+            self.pairs = {
+                (a, b): pair.update(y_c, scores[a][1], scores[b][1], nan_policy="omit")
+                for (a, b), pair in self.pairs.items()
+            }
+            self.state = state
+        else:
+            y_c = scores[0]
+            self.state = self.state.update(*scores, nan_policy="omit")
+        if self.keep_vectors:
+            self.y_c.append(y_c)
+            if several:
+                for name, (_, o) in scores.items():
+                    self.o_c[name].append(o)
+            else:
+                self.o_c.append(scores[1])
+        self.batches += 1
+
+    def checkpoint(self) -> Checkpoint:
+        o_c = {name: tuple(parts) for name, parts in self.o_c.items()} if isinstance(self.o_c, dict) else tuple(self.o_c)
+        return Checkpoint(self.state, self.batches, tuple(self.y_c), o_c, self.pairs)
+
+    def result(self, level: float) -> Any:
+        if self.state is None:
+            raise ValueError("dataset is empty: there is no sample to evaluate.")
+        if not isinstance(self.state, dict):
+            return self._one(self.state, self.o_c, level)
+        from camavg_core.multiple import comparison_table
+
+        results = {name: self._one(state, self.o_c[name], level) for name, state in self.state.items()}
+        comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
+        return MethodResults(results, comparison_table(comparisons, level=level))
+
+    def _one(self, state: MetricState, o_c: list, level: float) -> Result:
+        if state.to_numpy().n == 0:
+            raise ValueError("Every sample was skipped as non-finite: there is nothing to average.")
+        result = state.result(level=level)
+        if not self.keep_vectors:
+            return result
+        return dataclasses.replace(result, y_c=np.concatenate(self.y_c), o_c=np.concatenate(o_c))

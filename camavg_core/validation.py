@@ -220,7 +220,8 @@ def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argumen
         return
     low, high = float(finite.min()), float(finite.max())
     if low < 0 or (upper and high > 1):
-        seen = f"{low:.4g}" if low < 0 else f"{high:.4g}"
+        # enough digits that a value a hair above 1 does not read as 1
+        seen = f"{low:.8g}" if low < 0 else f"{high:.8g}"
         bound = "[0, 1]" if upper else ">= 0"
         verb = "need" if " and " in metric else "needs"
         raise ValueError(
@@ -297,6 +298,17 @@ def linear_output_layer(metric: str) -> str:
         f"linear activation: its outputs are logits, whatever values they take. Pass "
         f"activation='softmax' (class logits) or 'sigmoid' (a binary logit), or "
         f"activation='identity' if the outputs already are probabilities."
+    )
+
+
+def summed_scores_above_one(metric: str, n_functions: int, high: float) -> str:
+    verb = "need" if " and " in metric else "needs"
+    return (
+        f"{metric} {verb} scores that are probabilities, but score_function is a list of "
+        f"{n_functions} score functions, one per model output, whose scores camavg sums (as "
+        f"tf-keras-vis does), and the sum reaches {high:.4g} here. Score fewer outputs (pass a "
+        f"model with only the output to score, or one score function on it), or use "
+        f"average_increase, which takes any score."
     )
 
 

@@ -155,19 +155,27 @@ class CompiledPasses:
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:
-            graph = self._plain_graph if kind == "plain" else self._masked_graph
             function = self._compiled.setdefault(
-                key, tf.function(graph, input_signature=[*signature, tf.TensorSpec((), tf.int64)])
+                key, tf.function(self._graph(kind), input_signature=[*signature, tf.TensorSpec((), tf.int64)])
             )
         return function
 
-    def _plain_graph(self, inputs: tuple, batch_size: tf.Tensor) -> list:
-        self.trace_count += 1
-        return self._loop(batch_slices(inputs, batch_size), self.steps.plain)
+    def _graph(self, kind: str) -> Callable:
+        """A fresh function per compiled pass: TensorFlow counts retraces per Python function,
+        and several models' passes each trace once, which is no retracing to warn about."""
+        if kind == "plain":
 
-    def _masked_graph(self, inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
-        self.trace_count += 1
-        return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
+            def plain_pass(inputs: tuple, batch_size: tf.Tensor) -> list:
+                self.trace_count += 1
+                return self._loop(batch_slices(inputs, batch_size), self.steps.plain)
+
+            return plain_pass
+
+        def masked_pass(inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
+            self.trace_count += 1
+            return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
+
+        return masked_pass
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
@@ -190,6 +198,7 @@ class DistributedPasses:
     batch, and the outputs of all N samples come back in the inputs' order."""
 
     def __init__(self, steps: BatchStep, strategy: tf.distribute.Strategy) -> None:
+        self.strategy = strategy
         self._plain = ReplicaLoop(strategy, steps.plain)
         self._masked = ReplicaLoop(strategy, steps.masked)
 
@@ -215,13 +224,15 @@ def passes_for(model: Any, options: Options, inputs: list, strategy: Any = None)
     and their arguments at every call.
     """
     steps = BatchStep(model, options)
-    if strategy is not None:
-        return DistributedPasses(steps, strategy)
+    key = options if strategy is None else (options, id(strategy))
     with _SHARED_LOCK:
         try:
             per_model = _SHARED.setdefault(model, {})
         except TypeError:  # a model that cannot be weakly referenced: compile for this caller
             per_model = {}
-        if options not in per_model:
-            per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
-        return per_model[options]
+        if key not in per_model:
+            if strategy is None:
+                per_model[key] = CompiledPasses(steps, steps.output_dtypes(inputs))
+            else:  # the strategy is kept alive with its passes, so its id is not reused
+                per_model[key] = DistributedPasses(steps, strategy)
+        return per_model[key]

@@ -26,16 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Guides linked from the README that are still to be written (issue 17). Empty this set once they exist.
-PENDING = {
-    "docs/tensorflow.md",
-    "docs/jax.md",
-    "docs/streams.md",
-    "docs/statistics.md",
-    "docs/command-line.md",
-    "docs/performance.md",
-    "docs/threads-and-caching.md",
-    "docs/demo.md",
-}
+PENDING: set[str] = set()
 
 RUNS = {"python", "py"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<info>.*)$")

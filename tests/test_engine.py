@@ -329,3 +329,109 @@ def test_a_bad_batch_is_named_and_the_batches_before_it_are_kept(fw):
         fw.evaluate_dataset(fw.model, batches)
     assert caught.value.camavg_checkpoint.state.n == 12
     assert any("batch 2" in note for note in caught.value.__notes__)
+
+
+def test_a_stream_of_several_cam_methods_compares_them_as_in_memory(fw):
+    cams = {"a": cam_set(14), "b": cam_set(15), "c": cam_set(14) * 0.5}
+    whole = fw.metrics().compare(cams, score())
+    batches = [(IMAGES[i:i + 5], {name: c[i:i + 5] for name, c in cams.items()}, LABELS[i:i + 5]) for i in range(0, N, 5)]
+    streamed = fw.evaluate_dataset(fw.model, batches)
+    for name in cams:
+        expected = reference_metrics(*reference_scores(cams[name]))
+        for metric, value in expected.items():
+            assert getattr(streamed.results[name], metric) == pytest.approx(value, abs=1e-3)
+            assert getattr(whole.results[name], metric) == pytest.approx(value, abs=1e-3)
+    for mine, theirs in zip(streamed.comparisons.rows, whole.comparisons.rows):
+        assert (mine.a, mine.b, mine.metric) == (theirs.a, theirs.b, theirs.metric)
+        assert mine.difference == pytest.approx(theirs.difference, abs=1e-6)
+        assert (mine.low, mine.high) == pytest.approx((theirs.low, theirs.high), abs=1e-6)
+        assert mine.p_adjusted == pytest.approx(theirs.p_adjusted, rel=1e-6, abs=1e-12)
+    # the difference is the difference of the two methods' averages (same samples)
+    row = streamed.comparisons.rows[0]
+    assert row.difference == pytest.approx(
+        streamed.results[row.a].average_drop - streamed.results[row.b].average_drop, abs=1e-9
+    )
+
+
+def test_a_multi_output_sum_above_one_is_named_as_such(fw):
+    """Two softmax outputs, each a probability: their summed score may exceed 1, and the
+    message must say that (not "logits")."""
+    peaked = WEIGHTS * 20  # confident outputs: each near 1 at the top class
+    labels = np.argmax(IMAGES.astype(np.float64).mean(axis=(1, 2)) @ peaked, axis=1)
+    if fw.name == "tensorflow":
+        import keras
+
+        inputs = keras.Input((SIZE, SIZE, 2))
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        heads = [keras.layers.Dense(CLASSES, activation="softmax", use_bias=False) for _ in range(2)]
+        model = keras.Model(inputs, [head(pooled) for head in heads])
+        for head in heads:
+            head.set_weights([peaked])
+    else:
+        import jax
+
+        def model(x):
+            probabilities = jax.nn.softmax(x.mean(axis=(1, 2)) @ peaked, axis=-1)
+            return [probabilities, probabilities]
+    metrics = fw.AveragesCam(model, IMAGES)
+    functions = [score(labels), score(labels)]
+    y_c, _ = metrics._get_scores(cam_set(16), functions)
+    assert y_c.max() > 1  # the case: each output below 1, their sum above
+    with pytest.raises(ValueError, match="2 score functions, one per model output, whose scores camavg sums"):
+        metrics.evaluate(cam_set(16), functions)
+    assert 0 <= metrics.average_increase(cam_set(16), functions) <= 100
+
+
+def test_logits_are_found_from_the_model_even_when_they_look_like_probabilities():
+    """A linear head whose outputs all lie in [0, 1] passes any value-based check; the layer
+    itself says they are logits."""
+    keras = pytest.importorskip("keras")
+    import warnings
+
+    import camavg_tf
+
+    inputs = keras.Input((SIZE, SIZE, 2))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    head = keras.layers.Dense(CLASSES, use_bias=False)  # linear: logits
+    model = keras.Model(inputs, head(pooled))
+    head.set_weights([np.abs(WEIGHTS) / 8])  # logits in [0, 0.5] for images in [0, 1]
+    metrics = camavg_tf.AveragesCam(model, IMAGES)
+    y_c, _ = metrics._get_scores(cam_set(17), score())
+    assert 0 <= y_c.min() and y_c.max() <= 1  # they look like probabilities
+    for method in (metrics.evaluate, metrics.average_drop, metrics.average_gain):
+        with pytest.raises(ValueError, match="output layer has a linear activation"):
+            method(cam_set(17), score())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics.average_increase(cam_set(17), score())
+        metrics.average_increase(cam_set(18), score())
+    assert len([w for w in caught if "linear activation" in str(w.message)]) == 1  # once
+    with_softmax = camavg_tf.AveragesCam(model, IMAGES, activation="softmax").evaluate(cam_set(17), score())
+    logits = IMAGES.astype(np.float64).mean(axis=(1, 2)) @ (np.abs(WEIGHTS) / 8)
+    masked = (IMAGES * cam_set(17)[..., None]).astype(np.float64).mean(axis=(1, 2)) @ (np.abs(WEIGHTS) / 8)
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # noqa: E731
+    rows = np.arange(N)
+    expected = reference_metrics(softmax(logits)[rows, LABELS], softmax(masked)[rows, LABELS])
+    assert with_softmax.average_drop == pytest.approx(expected["average_drop"], abs=1e-3)
+    stated = camavg_tf.AveragesCam(model, IMAGES, activation="identity").evaluate(cam_set(17), score())
+    assert stated.average_drop == pytest.approx(reference_metrics(logits[rows, LABELS], masked[rows, LABELS])["average_drop"], abs=1e-3)
+
+
+def test_an_error_inside_a_tf_data_pipeline_names_the_batch_and_keeps_its_message():
+    tf = pytest.importorskip("tensorflow")
+    import camavg_tf
+
+    fw = Backend("tensorflow")
+    cams = cam_set(19)
+
+    def check(images, maps, labels):
+        tf.debugging.assert_less(tf.reduce_max(labels), tf.constant(CLASSES - 1, labels.dtype) + 1, message="label sanity failed")
+        return images, maps, labels
+
+    labels = LABELS.copy()
+    labels[15] = 99  # batch 3 of 5-sample batches
+    dataset = tf.data.Dataset.from_tensor_slices((IMAGES, cams, labels)).batch(5).map(check)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="label sanity failed") as caught:
+        camavg_tf.evaluate_dataset(fw.model, dataset)
+    assert "stopped in batch 3" in caught.value.__notes__[-1]
+    assert caught.value.camavg_checkpoint.state.n == 15

@@ -21,7 +21,7 @@ keras = pytest.importorskip("keras")
 
 from camavg_core.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.demo import train_model  # noqa: E402
+from camavg_tf.app.demo import train_model  # noqa: E402
 
 METRICS = ("average_drop", "average_increase", "average_gain")
 # one sample whose increase flips moves Average Increase by 100 / N points: keep that under 0.5

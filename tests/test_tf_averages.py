@@ -27,7 +27,7 @@ from camavg_core.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
 from camavg_tf.passes import passes_for  # noqa: E402
-from camavg_tf.demo import train_model  # noqa: E402
+from camavg_tf.app.demo import train_model  # noqa: E402
 
 N = 45  # not a multiple of the batch size, so the last batch is ragged
 BATCH = 16
@@ -256,7 +256,7 @@ def test_softmax_activation_equals_a_softmax_model(trained, tfkv_cams):
     # rebuild the last layer without its softmax, same weights
     dense = model.get_layer("predictions")
     head = keras.layers.Dense(dense.units, name="logits")
-    features = model.get_layer("gap").output
+    features = model.get_layer("flatten").output
     logits_model = keras.Model(model.inputs, head(features))
     head.set_weights(dense.get_weights())
     score = CategoricalScore(list(data.labels))

@@ -7,8 +7,6 @@ so drawing never changes pyplot's global backend in the caller's process.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camavg_core.result import METRICS, Result
+from camavg_tf.app.output import csv_text
 
 METRIC_TITLES = {
     "average_drop": "Average Drop",
@@ -27,37 +26,10 @@ METRIC_DIRECTIONS = {"average_drop": "lower is better", "average_increase": "hig
 
 
 # ----------------------------------------------------------------------------- records
-def result_records(results: Mapping[str, Result]) -> list[dict[str, Any]]:
-    """One JSON-ready object per method: ``method`` then the fields of ``Result.to_dict()``."""
-    return [{"method": method, **result.to_dict()} for method, result in results.items()]
-
-
-def comparison_records(comparisons: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
-    """One JSON-ready object per pair of methods from ``camavg_core.compare`` results.
-
-    Each holds ``method_a``, ``method_b`` and, per metric, the difference (a minus b), its
-    interval and its p-value.
-    """
-    records = []
-    for (method_a, method_b), comparison in comparisons.items():
-        record: dict[str, Any] = {"method_a": method_a, "method_b": method_b}
-        for metric in METRICS:
-            low, high = comparison.ci[metric]
-            record[metric] = {
-                "difference": float(comparison.difference[metric]),
-                "ci": [float(low), float(high)],
-                "p_value": float(comparison.p_value[metric]),
-            }
-        record["summary"] = _comparison_summary(comparison)
-        records.append(record)
-    return records
-
-
-def _comparison_summary(comparison: Any) -> str:
-    summary = getattr(comparison, "summary", None)
-    if callable(summary):
-        summary = summary()
-    return str(summary if summary is not None else comparison)
+def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """One JSON-ready object per method: ``method``, ``recipe``, then ``Result.to_dict()``."""
+    recipes = recipes or {}
+    return [{"method": method, "recipe": recipes.get(method, ""), **result.to_dict()} for method, result in results.items()]
 
 
 # ----------------------------------------------------------------------------- text
@@ -68,7 +40,7 @@ def _with_interval(value: float, interval: Sequence[float] | None) -> str:
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def format_table(results: Mapping[str, Result]) -> str:
+def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
     """The results as an aligned text table, intervals in brackets once they exist.
 
     >>> table = format_table({"gradcam": Result(12.5, 25.0, 3.0, n=4)})
@@ -96,20 +68,30 @@ def format_table(results: Mapping[str, Result]) -> str:
         if any_skipped:
             row.append(str(result.skipped))
         rows.append(row)
-    return _align([header] + rows)
+    table = _align([header] + rows)
+    if recipes:
+        width = max(len(method) for method in recipes)
+        table += "\nhow each map was made:\n" + "\n".join(
+            f"  {method.ljust(width)}  {recipe}" for method, recipe in recipes.items() if method in results
+        )
+    return table
 
 
-def format_comparison_table(comparisons: Mapping[tuple[str, str], Any]) -> str:
-    """Every pair of methods: the difference (a - b) per metric, its interval and p-value."""
-    header = ["method a - method b"] + [f"{METRIC_TITLES[m]} diff [CI] p" for m in METRICS]
-    rows = []
-    for record in comparison_records(comparisons):
-        row = [f"{record['method_a']} - {record['method_b']}"]
+def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Every pair of methods: the difference (a - b) per metric, its interval and adjusted p-value."""
+    pairs: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for row in rows:
+        pairs.setdefault((row["a"], row["b"]), {})[row["metric"]] = row
+    header = ["method a - method b"] + [f"{METRIC_TITLES[m]} diff [CI] p (adjusted)" for m in METRICS]
+    lines = []
+    for (method_a, method_b), by_metric in pairs.items():
+        line = [f"{method_a} - {method_b}"]
         for metric in METRICS:
-            entry = record[metric]
-            row.append(f"{_with_interval(entry['difference'], entry['ci'])} p={entry['p_value']:.3g}")
-        rows.append(row)
-    return _align([header] + rows)
+            entry = by_metric.get(metric)
+            line.append("" if entry is None else
+                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']))} p={entry['p_adjusted']:.3g}")
+        lines.append(line)
+    return _align([header] + lines)
 
 
 def _align(rows: list[list[str]]) -> str:
@@ -130,62 +112,87 @@ def format_json(records: Any) -> str:
 CSV_FIELDS = (
     ["method"]
     + [f"{metric}{suffix}" for metric in METRICS for suffix in ("", "_low", "_high")]
-    + ["n", "skipped", "level"]
+    + ["n", "skipped", "level", "recipe"]
 )
+COMPARISON_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust")
 
 
-def format_csv(results: Mapping[str, Result]) -> str:
-    """One row per method; the interval bounds are empty when there are no intervals.
+def format_csv(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
+    """One row per method; text quoted (formula-like text escaped), numbers bare.
 
-    >>> print(format_csv({"ones": Result(0.0, 0.0, 0.0, n=3)}).splitlines()[1])
-    ones,0.0,,,0.0,,,0.0,,,3,0,0.95
+    >>> print(format_csv({"=ones": Result(0.0, 0.0, -1.0, n=3)}).splitlines()[1])
+    "'=ones",0.0,"","",0.0,"","",-1.0,"","",3,0,0.95,""
     """
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
+    recipes = recipes or {}
+    rows = []
     for method, result in results.items():
-        row: dict[str, Any] = {"method": method, "n": result.n, "skipped": result.skipped, "level": result.level}
+        row: dict[str, Any] = {"method": method, "n": int(result.n), "skipped": int(result.skipped),
+                               "level": float(result.level), "recipe": recipes.get(method, "")}
         for metric in METRICS:
             row[metric] = float(getattr(result, metric))
             interval = None if result.ci is None else result.ci.get(metric)
             row[f"{metric}_low"] = "" if interval is None else float(interval[0])
             row[f"{metric}_high"] = "" if interval is None else float(interval[1])
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return csv_text(CSV_FIELDS, rows)
 
 
 def write_text_outputs(
-    out_dir: str | Path,
+    directory: str | Path,
     results: Mapping[str, Result],
-    comparisons: Mapping[tuple[str, str], Any] | None = None,
+    recipes: Mapping[str, str] | None = None,
+    comparisons: Sequence[Mapping[str, Any]] | None = None,
+    conclusion: str | None = None,
 ) -> list[Path]:
-    """Write ``results.json``, ``results.csv`` (and ``comparisons.json`` when given) to ``out_dir``."""
-    directory = Path(out_dir)
+    """Write ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``, ``conclusion.txt``)."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = [directory / "results.json", directory / "results.csv"]
-    written[0].write_text(format_json(result_records(results)) + "\n")
-    written[1].write_text(format_csv(results))
+    written[0].write_text(format_json(result_records(results, recipes)) + "\n")
+    written[1].write_text(format_csv(results, recipes))
     if comparisons:
-        path = directory / "comparisons.json"
-        path.write_text(format_json(comparison_records(comparisons)) + "\n")
-        written.append(path)
+        written.append(directory / "comparisons.json")
+        written[-1].write_text(format_json(list(comparisons)) + "\n")
+        written.append(directory / "comparisons.csv")
+        written[-1].write_text(csv_text(COMPARISON_FIELDS, comparisons))
+    if conclusion:
+        written.append(directory / "conclusion.txt")
+        written[-1].write_text(conclusion + "\n")
     return written
 
 
 # ----------------------------------------------------------------------------- picture
-def _displayable(image: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) image in [0, 1] for imshow: grey for one channel, min-max scaled if needed."""
+def _three_channels(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float64: grey repeated for one channel, the channel mean for other counts."""
     image = np.asarray(image, dtype=np.float64)
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] != 3:
-        image = np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
-    low, high = np.nanmin(image), np.nanmax(image)
-    if low < 0.0 or high > 1.0:
-        image = (image - low) / (high - low) if high > low else np.zeros_like(image)
-    return np.clip(np.nan_to_num(image), 0.0, 1.0)
+        return np.repeat(image, 3, axis=-1)
+    if image.shape[-1] != 3:
+        return np.repeat(image.mean(axis=-1, keepdims=True), 3, axis=-1)
+    return image
+
+
+def _display_range(image: np.ndarray) -> tuple[float, float]:
+    """(low, high) mapped to black and white: [0, 1] when the image fits, else its own range."""
+    finite = image[np.isfinite(image)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+
+
+def _displayable(image: np.ndarray, display_range: tuple[float, float]) -> np.ndarray:
+    """``image`` in [0, 1] for imshow, with ``display_range`` mapped to black and white.
+
+    The masked input is drawn with its image's range, so that what the model saw shows: with
+    inputs in [-1, 1] a CAM of 0 gives 0, which is drawn grey, not black.
+
+    >>> _displayable(np.array([[[-1.0], [0.0], [1.0]]]), (-1.0, 1.0))[0, :, 0].tolist()
+    [0.0, 0.5, 1.0]
+    """
+    low, high = display_range
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return np.clip(np.nan_to_num(_three_channels(scaled)), 0.0, 1.0)
 
 
 def _resized(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -268,13 +275,16 @@ def plot_report(
     grid = bottom.subplots(len(methods), n_columns, squeeze=False)
     for row, method in enumerate(methods):
         for sample in range(n_samples):
-            image = _displayable(images[sample])
+            raw = _three_channels(images[sample])
+            display_range = _display_range(raw)
+            image = _displayable(raw, display_range)
             cam = _resized(np.asarray(cams[method][sample]), image.shape[0], image.shape[1])
             panels = grid[row, 3 * sample : 3 * sample + 3]
             panels[0].imshow(image, interpolation="nearest")
             panels[1].imshow(image, interpolation="nearest")
             panels[1].imshow(cam, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear")
-            panels[2].imshow(np.clip(image * cam[..., None], 0.0, 1.0), interpolation="nearest")
+            # The masked input as the model saw it (input x CAM), drawn on the image's own scale.
+            panels[2].imshow(_displayable(raw * cam[..., None], display_range), interpolation="nearest")
             if row == 0:
                 for panel, name in zip(panels, ("image", "CAM", "masked")):
                     panel.set_title(f"{name} {sample + 1}", fontsize=8)

@@ -1,0 +1,109 @@
+"""Paired comparisons of CAM methods, and the demo's conclusion in plain words.
+
+The comparisons come from ``camavg_core.compare_methods`` (a paired test per pair of methods,
+Holm-adjusted p-values). Every number in the text is computed from the results of this run.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from camavg_core import compare_methods
+from camavg_core.pair_state import TIE_TOLERANCE  # masked scores this close are one map
+
+METRIC_TITLES = {"average_drop": "Average Drop", "average_increase": "Average Increase", "average_gain": "Average Gain"}
+ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust")
+
+
+def _field(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+
+def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise") -> list[dict[str, Any]]:
+    """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`.
+
+    ``difference`` is a minus b, in percentage points; ``p_adjusted`` is Holm-adjusted over the
+    pairs, per metric.
+    """
+    if len(o_c) < 2:
+        return []
+    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy)
+    return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _p(value: float) -> str:
+    if value == 0.0:  # below the smallest float64: the t distribution's tail underflowed
+        return "< 1e-300"
+    return f"= {value:.2g}" if value >= 1e-3 else f"= {value:.1e}"
+
+
+def _listed(names: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *, alpha: float = 0.01) -> str:
+    """The demo's conclusion: which CAM methods beat which, and where the reference maps landed.
+
+    Args:
+        results: ``{method: Result}`` of this run, CAM methods and reference maps.
+        rows: :func:`compare_pairs` records over the CAM methods only.
+        references: ``{reference name: what the map is}``.
+        alpha: adjusted p-value below which a difference is called clear.
+    """
+    methods = [name for name in results if name not in references]
+    drop_rows = [row for row in rows if row["metric"] == "average_drop"]
+    n = next(iter(results.values())).n
+    lines = [
+        "What the numbers say (Average Drop: lower means the map keeps more of the evidence the model",
+        f"uses, i.e. more faithful; paired {drop_rows[0]['test'] if drop_rows else ''} test on the same {n} images,",
+        f"p-values Holm-adjusted over the {len(drop_rows)} pairs of CAM methods):",
+    ]
+    ranked = sorted(methods, key=lambda name: results[name].average_drop)
+    lines.append("  ranking by Average Drop: " + " < ".join(f"{name} ({results[name].average_drop:.2f})" for name in ranked))
+    for row in sorted(drop_rows, key=lambda row: row["p_adjusted"]):
+        # lower_by: how much lower the better method's drop is, with its interval.
+        if row["difference"] > 0:  # a - b > 0: b has the lower drop
+            better, worse, lower_by, low, high = row["b"], row["a"], row["difference"], row["low"], row["high"]
+        else:
+            better, worse, lower_by, low, high = row["a"], row["b"], -row["difference"], -row["high"], -row["low"]
+        gap = np.max(np.abs(np.asarray(results[better].o_c, float) - np.asarray(results[worse].o_c, float)))
+        interval = f"95% CI {low:.2f} to {high:.2f} points"
+        if gap <= TIE_TOLERANCE:
+            lines.append(f"  - {better} and {worse} give the same masked scores to float precision (largest "
+                         f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
+        elif row["p_adjusted"] < alpha:
+            lines.append(f"  - {better} is more faithful than {worse}: Average Drop {lower_by:.2f} points lower "
+                         f"({interval}), adjusted p {_p(row['p_adjusted'])}.")
+        else:
+            lines.append(f"  - {better} and {worse}: no clear difference (Average Drop {lower_by:.2f} points "
+                         f"lower for {better}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
+    if methods:
+        low_drop = min(results[name].average_drop for name in methods)
+        high_drop = max(results[name].average_drop for name in methods)
+        lines.append(f"Reference maps, as measured (the CAM methods span Average Drop {low_drop:.2f} to {high_drop:.2f}):")
+        for name, what in references.items():
+            if name not in results:
+                continue
+            drop = results[name].average_drop
+            beaten = [method for method in ranked if results[method].average_drop > drop]
+            if len(beaten) == len(ranked):
+                where = "lower than every CAM method"
+            elif not beaten:
+                where = "higher than every CAM method"
+            else:
+                where = f"lower than {_listed(beaten)}, so those maps keep less evidence than this one"
+            lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}; Average Increase "
+                         f"{results[name].average_increase:.2f}, Average Gain {results[name].average_gain:.2f}.")
+    # Long bullets wrap under their own text, so the paragraph reads in an 100-column terminal.
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ", break_on_hyphens=False)
+                     if line.startswith("  - ") else line for line in lines)
