@@ -96,7 +96,7 @@ def cams(**changes) -> Callable[[Any], dict]:
 
     def build(data) -> dict:
         arguments = {"inputs": data.images, "cams": data.cams, "targets": data.targets,
-                     "score": None, "logits": False, "options": {}}
+                     "score": None, "logits": False, "two_outputs": False, "options": {}}
         for key, value in changes.items():
             arguments[key] = value(data) if callable(value) else value
         return arguments
@@ -236,6 +236,10 @@ CAM_CASES = [
          outcomes={**{door: ("ValueError", "the model's output layer has a linear activation")
                       for door in ("tf_cam", "tf_stream")},
                    **{door: ("ValueError", FIX_LOGITS) for door in ("jax_cam", "jax_stream")}}),
+    Case("summed_above_one", "A two-output model whose summed scores exceed 1",
+         "Refused: the scores of the outputs are summed; score fewer outputs", "ValueError",
+         "one per model output, whose scores camavg sums (as tf-keras-vis does)", CAM_OBJECTS,
+         cams(two_outputs=True)),
     Case("logits_with_softmax", "A model that returns logits, with `activation='softmax'`",
          "The softmax model's numbers", ACCEPTED, "", ALL_CAM_DOORS,
          cams(logits=True, options={"activation": "softmax"})),
