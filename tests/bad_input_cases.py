@@ -333,7 +333,10 @@ def _table(cases: list[Case], doors: dict[str, str]) -> list[str]:
         cells = []
         for door in doors:
             cells.append(case.outcome(door)[0] if door in case.doors else "—")
-        message = f"`{case.message}`" if case.message else "—"
+        # a fragment holding a backtick needs a double-backtick code span
+        fence = "``" if "`" in case.message else "`"
+        message = f"{fence} {case.message} {fence}" if fence == "``" else f"`{case.message}`"
+        message = message if case.message else "—"
         lines.append(f"| {case.input} | {case.does} | {message} | " + " | ".join(cells) + " |")
     return lines
 
