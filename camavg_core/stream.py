@@ -65,9 +65,9 @@ def _unpack(batch: Any) -> tuple[Any, Any, Any]:
             + ". Zip them: tf.data.Dataset.zip((images, cams, labels)), or yield (x, c, t)."
         )
     inputs, cams, targets = batch
-    if isinstance(inputs, tuple):  # tf.data gives a multi-input model's inputs as a tuple
+    if validation.is_array_list(inputs):  # tf.data gives a multi-input model's inputs as a tuple
         inputs = list(inputs)
-    if isinstance(cams, tuple):
+    if validation.is_array_list(cams):
         cams = list(cams)
     return inputs, cams, targets
 
@@ -148,15 +148,18 @@ def evaluate_stream(
         for batch in iterator:
             inputs, cams, targets = _unpack(batch)
             score_function = stream_score(score, targets)
-            batch_options = options._replace(multi_input=isinstance(inputs, list))
+            batch_options = options._replace(multi_input=validation.is_array_list(inputs))
             engine = Engine(adapter, inputs, batch_size=None, nan_policy=nan_policy, level=level, options=batch_options)
             engine.batch_size = engine.n  # a stream batch is one step of the compiled pass
             engine.check_probability_outputs("Average Drop and Average Gain")
             _check_target_count(targets, engine.n)
             if isinstance(cams, dict):
                 scores = {name: engine.scores(method_cams, score_function) for name, method_cams in cams.items()}
+                for y_c, o_c in scores.values():
+                    validation.check_pair_probabilities(y_c, o_c)
             else:
                 scores = engine.scores(cams, score_function)
+                validation.check_pair_probabilities(*scores)
             counted.add(scores)
             advance()
     except BaseException as error:

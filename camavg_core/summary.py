@@ -60,8 +60,7 @@ def summarize(
     if ci_method not in CI_METHODS:
         raise ValueError(f"ci_method must be one of {CI_METHODS}, got {ci_method!r}.")
     y, o = _checked_vectors(y_c, o_c, nan_policy)
-    validation.check_probabilities(y, "Average Drop and Average Gain", upper=True)
-    validation.check_probabilities(o, "Average Drop and Average Gain", upper=True, argument="O_c")
+    validation.check_pair_probabilities(y, o)
     state = MetricState.empty().update(y, o, nan_policy="omit", backend="numpy")
     result = state.result(level=level)
     vectors = {"y_c": np.array(y, dtype=np.float64), "o_c": np.array(o, dtype=np.float64)}

@@ -231,6 +231,12 @@ def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argumen
         )
 
 
+def check_pair_probabilities(y_c: np.ndarray, o_c: np.ndarray) -> None:
+    """Drop and gain need probabilities, on the inputs (Y_c) and on the masked inputs (O_c)."""
+    check_probabilities(y_c, "Average Drop and Average Gain", upper=True)
+    check_probabilities(o_c, "Average Drop and Average Gain", upper=True, argument="O_c")
+
+
 def check_cam_range(low: float, high: float, argument: str = "cams") -> None:
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
@@ -263,6 +269,21 @@ def check_same_count(counts: list[int]) -> None:
         )
 
 
+def is_array_list(value: Any) -> bool:
+    """Whether ``value`` is a list (or tuple) of arrays, one per model input, as opposed to a
+    nested list of numbers, which is one array.
+
+    >>> import numpy as np
+    >>> is_array_list([np.zeros((2, 3)), np.zeros((2, 4))]), is_array_list([[0.5, 0.5], [1.0, 0.0]])
+    (True, False)
+    """
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(hasattr(item, "shape") and hasattr(item, "dtype") for item in value)
+    )
+
+
 def cams_per_input(cams: Any, n_inputs: int, multi_input: bool) -> list:
     """The CAM arrays as a list with one per model input, or a clear error.
 
@@ -272,6 +293,8 @@ def cams_per_input(cams: Any, n_inputs: int, multi_input: bool) -> list:
     >>> cams_per_input([1, 2], 2, True)
     [1, 2]
     """
+    if not multi_input and isinstance(cams, (list, tuple)) and not is_array_list(cams):
+        return [cams]  # a nested list of numbers: one CAM array
     if multi_input != isinstance(cams, (list, tuple)):
         if multi_input:
             raise ValueError(

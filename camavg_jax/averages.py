@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import AveragesCamBase, Engine, Options
 from camavg_core.masking import mask_inputs
@@ -195,7 +196,7 @@ class AveragesCam(AveragesCamBase):
             )
         self.model = self.apply_fn = apply_fn
         self.inputs = inputs
-        options = Options(activation, data_format, normalize, isinstance(inputs, (list, tuple)), preprocess)
+        options = Options(activation, data_format, normalize, validation.is_array_list(inputs), preprocess)
         self.adapter = JaxAdapter(apply_fn)
         self.engine = Engine(
             self.adapter, inputs, batch_size=batch_size, nan_policy=nan_policy, level=level, options=options,

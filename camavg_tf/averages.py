@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from camavg_core import validation
 from camavg_core.engine import AveragesCamBase, Engine, Options
 from camavg_core.backends import resolve_backend
 from camavg_tf.distribute import current_strategy
@@ -139,7 +140,7 @@ class AveragesCam(AveragesCamBase):
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be a Keras model (callable), got {type(model).__name__}.")
-        multi_input = isinstance(inputs, (list, tuple))
+        multi_input = validation.is_array_list(inputs)
         _check_model_arity(model, inputs, multi_input)
         self.model = model
         self.inputs = inputs

@@ -361,7 +361,7 @@ def test_bad_arguments_get_clear_errors():
     with pytest.raises(ValueError, match=r"step_fn must return the pair \(y_c, o_c\)"):
         reduce_metric_state(None, lambda batch: batch, triples)
     matrices = tf.data.Dataset.from_tensor_slices((np.ones((2, 3)), np.ones((2, 3)))).batch(2)
-    with pytest.raises(ValueError, match=r"shape \(B,\) or \(B, 1\)"):
+    with pytest.raises(ValueError, match=r"must be a vector of one score per sample"):
         reduce_metric_state(None, lambda batch: batch, matrices)
 
 

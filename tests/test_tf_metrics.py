@@ -207,9 +207,9 @@ def test_sample_weight_is_refused():
 
 
 def test_mismatched_and_matrix_scores_are_refused():
-    with pytest.raises(ValueError, match="scores holds 2 samples but masked_scores holds 3"):
+    with pytest.raises(ValueError, match="scores has 2 scores but masked_scores has 3"):
         AverageDrop().update_state([0.5, 0.2], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match=r"masked_scores must hold one score per sample"):
+    with pytest.raises(ValueError, match=r"masked_scores must be a vector of one score per sample"):
         AverageDrop().update_state([0.5, 0.2], np.ones((2, 4)) / 4)
 
 
