@@ -209,7 +209,7 @@ def test_bad_input_is_named(arguments, error, words):
 
 def test_missing_scipy_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.stats", None)  # makes `import scipy.stats` fail
-    with pytest.raises(ImportError, match=r"pip install camavg\[stats\]"):
+    with pytest.raises(ImportError, match=r"pip install scipy"):
         compare([0.5, 0.6], [0.2, 0.3], [0.3, 0.1])
 
 
