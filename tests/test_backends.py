@@ -25,8 +25,7 @@ from camavg_core import (
     resolve_backend,
 )
 from camavg_core.backends import resize_bilinear_numpy
-
-EPS = 1e-7
+from reference import EPS, reference_terms
 
 
 # --------------------------------------------------------------------------- registry
@@ -205,9 +204,9 @@ def draw_scores(data, backend) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def numpy_terms(y: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The three per-sample terms from the definitions, in float64."""
-    y, o = y.astype(np.float64), o.astype(np.float64)
-    return np.maximum(y - o, 0) / (y + EPS), (y < o).astype(np.float64), np.maximum(o - y, 0) / (1 - y + EPS)
+    """The shared reference's three per-sample terms (float64) as a tuple: drop, increase, gain."""
+    terms = reference_terms(y, o)
+    return terms["average_drop"], terms["average_increase"], terms["average_gain"]
 
 
 @settings(deadline=None)

@@ -1,9 +1,9 @@
 """The ``camavg`` command on tiny data: its numbers, its files, and its errors.
 
 The numbers are checked two ways: against ``camavg_tf.AveragesCam`` on the same data, and
-against the equations written out here in NumPy on ``model.predict`` of the plain and masked
-inputs. Most cases call ``main`` in-process (TensorFlow's import costs seconds per process); a
-few run the real command in a subprocess, for its exit status and streams.
+against the tests' shared NumPy reference of the equations (reference.py) on ``model.predict``
+of the plain and masked inputs. Most cases call ``main`` in-process (TensorFlow's import costs
+seconds per process); a few run the real command in a subprocess, for its exit status and streams.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.app.cli import main  # noqa: E402
+from reference import reference_metrics  # noqa: E402
 
 N, SIZE, CLASSES = 6, 8, 3
-EPS = 1e-7
 
 
 def _tiny_model(final_activation: str | None, bias: float = 0.0):
@@ -75,16 +75,14 @@ def _run_in_process(capsys, *argv):
 
 
 def _numpy_metrics(model, inputs, targets, cams):
-    """The three equations, written out in NumPy, on model.predict of plain and masked inputs."""
+    """The shared NumPy reference of the three equations on model.predict of plain and masked inputs."""
     if cams.shape[1:] != inputs.shape[1:3]:  # nearest-free check: only used for same-size CAMs
         raise AssertionError("same-size CAMs only")
     rows = np.arange(len(targets))
     y_c = model.predict(inputs, verbose=0)[rows, targets].astype(np.float64)
     o_c = model.predict(inputs * cams[..., None], verbose=0)[rows, targets].astype(np.float64)
-    drop = 100 * np.mean(np.maximum(0, y_c - o_c) / (y_c + EPS))
-    increase = 100 * np.mean(y_c < o_c)
-    gain = 100 * np.mean(np.maximum(0, o_c - y_c) / (1 - y_c + EPS))
-    return drop, increase, gain, y_c, o_c
+    metrics = reference_metrics(y_c, o_c)
+    return metrics["average_drop"], metrics["average_increase"], metrics["average_gain"], y_c, o_c
 
 
 def _evaluate_args(files, *extra):

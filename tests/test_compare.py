@@ -1,9 +1,9 @@
 """Paired comparison of two CAM methods (camavg_core.compare, camavg_core.pair_state).
 
-Oracles: the differences worked out with NumPy from the equations, the skewness-corrected
-interval and test on those differences (checked against an independent computation in
-test_stats.py), ``scipy.stats.wilcoxon`` and ``binomtest`` for the named tests, and the duality
-of test and interval on drawn data.
+Oracles: the differences of the tests' shared NumPy reference terms (reference.py), the
+skewness-corrected interval and test on those differences (checked against an independent
+computation in test_stats.py), ``scipy.stats.wilcoxon`` and ``binomtest`` for the named tests,
+and the duality of test and interval on drawn data.
 """
 
 from __future__ import annotations
@@ -20,23 +20,15 @@ from hypothesis import strategies as st
 import camavg_core
 from camavg_core import PairState, compare, stats
 from camavg_core.compare import Comparison, mcnemar_p_value, wilcoxon_p_value
+from reference import reference_terms
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
-EPS = 1e-7
 METRICS = ("average_drop", "average_increase", "average_gain")
 
 
-def terms_by_hand(y, o):
-    return {
-        "average_drop": np.maximum(y - o, 0.0) / (y + EPS),
-        "average_increase": (y < o).astype(np.float64),
-        "average_gain": np.maximum(o - y, 0.0) / (1.0 - y + EPS),
-    }
-
-
 def differences_by_hand(y, o_a, o_b):
-    a, b = terms_by_hand(y, o_a), terms_by_hand(y, o_b)
+    a, b = reference_terms(y, o_a), reference_terms(y, o_b)
     return {name: a[name] - b[name] for name in METRICS}
 
 

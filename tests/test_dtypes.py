@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from camavg_core import MetricState, avg_drop, summarize
-
-EPS = 1e-7
+from reference import EPS
 
 
 # =========================================================================== the state's dtypes

@@ -11,9 +11,9 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from camavg_core import EPSILON  # noqa: E402
 from camavg_core.backends import resize_bilinear_numpy  # noqa: E402
 from camavg_jax import AveragesCam  # noqa: E402
+from reference import reference_metrics  # noqa: E402
 
 N, SIZE, CHANNELS, CLASSES = 10, 8, 3, 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,13 +103,6 @@ def _expected_vectors(images, cams, labels, kernel, dense):
     return y_c, o_c
 
 
-def _metrics_by_hand(y_c, o_c):
-    drop = 100 * np.mean(np.maximum(y_c - o_c, 0) / (y_c + EPSILON))
-    increase = 100 * np.mean(y_c < o_c)
-    gain = 100 * np.mean(np.maximum(o_c - y_c, 0) / (1 - y_c + EPSILON))
-    return drop, increase, gain
-
-
 # --------------------------------------------------------------------------- numbers
 @pytest.mark.parametrize("batch_size", [None, 3, 4, 10, 64])
 def test_scores_and_metrics_match_a_numpy_reference(data, weights, batch_size):
@@ -119,10 +112,10 @@ def test_scores_and_metrics_match_a_numpy_reference(data, weights, batch_size):
     y_c, o_c = _expected_vectors(images, cams, labels, *weights)
     np.testing.assert_allclose(result.y_c, y_c, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.o_c, o_c, rtol=1e-5, atol=1e-6)
-    drop, increase, gain = _metrics_by_hand(y_c, o_c)
-    assert result.average_drop == pytest.approx(drop, abs=1e-3)
-    assert result.average_increase == pytest.approx(increase, abs=1e-9)
-    assert result.average_gain == pytest.approx(gain, abs=1e-3)
+    expected = reference_metrics(y_c, o_c)
+    assert result.average_drop == pytest.approx(expected["average_drop"], abs=1e-3)
+    assert result.average_increase == pytest.approx(expected["average_increase"], abs=1e-9)
+    assert result.average_gain == pytest.approx(expected["average_gain"], abs=1e-3)
     assert result.n == N and result.skipped == 0
 
 
@@ -134,10 +127,10 @@ def test_seed_api_methods_and_return_vector(data, weights):
     y_ref, o_ref = _expected_vectors(images, cams, labels, *weights)
     np.testing.assert_allclose(y_c, y_ref, rtol=1e-5)
     np.testing.assert_allclose(o_c, o_ref, rtol=1e-5)
-    by_hand = _metrics_by_hand(y_c, o_c)
-    assert drop == pytest.approx(by_hand[0], rel=1e-9)
-    assert metrics.average_increase(cams, score) == pytest.approx(by_hand[1], rel=1e-9)
-    assert metrics.average_gain(cams, score) == pytest.approx(by_hand[2], rel=1e-9)
+    expected = reference_metrics(y_c, o_c)
+    assert drop == pytest.approx(expected["average_drop"], rel=1e-9)
+    assert metrics.average_increase(cams, score) == pytest.approx(expected["average_increase"], rel=1e-9)
+    assert metrics.average_gain(cams, score) == pytest.approx(expected["average_gain"], rel=1e-9)
     assert metrics.model is metrics.apply_fn and metrics.inputs is images
 
 
@@ -333,10 +326,10 @@ def test_omit_skips_samples_whose_cam_has_nan(data, weights):
     assert np.isnan(result.o_c[[3, 7]]).all() and np.isfinite(np.delete(result.o_c, [3, 7])).all()
     y_ref, o_ref = _expected_vectors(images, cams, labels, *weights)
     keep = np.setdiff1d(np.arange(N), [3, 7])
-    drop, increase, gain = _metrics_by_hand(y_ref[keep], o_ref[keep])
-    assert result.average_drop == pytest.approx(drop, abs=1e-3)
-    assert result.average_increase == pytest.approx(increase)
-    assert result.average_gain == pytest.approx(gain, abs=1e-3)
+    expected = reference_metrics(y_ref[keep], o_ref[keep])
+    assert result.average_drop == pytest.approx(expected["average_drop"], abs=1e-3)
+    assert result.average_increase == pytest.approx(expected["average_increase"])
+    assert result.average_gain == pytest.approx(expected["average_gain"], abs=1e-3)
     assert np.isnan(holed[7]).all()  # the caller's CAMs are not modified
 
 

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camavg_core import MetricState, Result, summarize
-
-EPS = 1e-7
+from reference import EPS, reference_terms
 
 probabilities = st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False)
 edge_probabilities = st.sampled_from([0.0, 1.0, 1e-9, 1e-7, 0.5, 1 - 1e-7])
@@ -36,16 +35,16 @@ def split_points(draw, n):
 
 
 def numpy_sums(y, o):
-    """The state's fields, computed from the definitions in plain NumPy float64."""
-    drop = np.maximum(y - o, 0) / (y + EPS)
-    gain = np.maximum(o - y, 0) / (1 - y + EPS)
+    """The state's fields, summed from the shared NumPy reference terms (float64)."""
+    terms = reference_terms(y, o)
+    drop, gain = terms["average_drop"], terms["average_gain"]
     return {
         "n": len(y),
         "drop_sum": drop.sum(),
         "drop_sq_sum": (drop**2).sum(),
         "gain_sum": gain.sum(),
         "gain_sq_sum": (gain**2).sum(),
-        "increase_count": int(np.count_nonzero(y < o)),
+        "increase_count": int(np.count_nonzero(terms["average_increase"])),
         "skipped": 0,
         "drop_cube_sum": (drop**3).sum(),
         "gain_cube_sum": (gain**3).sum(),

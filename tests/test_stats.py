@@ -3,8 +3,8 @@
 Oracles: Hall's interval and test computed here from the raw values (``scipy.stats.skew``, the
 transform inverted by ``scipy.optimize.brentq`` rather than by the closed form the code uses),
 ``scipy.stats.t.interval`` for the symmetric case, the Wilson interval worked by hand, and
-``scipy.stats.bootstrap`` on the terms computed with NumPy. Coverage by simulation lives in
-``test_stats_calibration.py``.
+``scipy.stats.bootstrap`` on the shared NumPy reference terms (reference.py). Coverage by
+simulation lives in ``test_stats_calibration.py``.
 """
 
 from __future__ import annotations
@@ -16,20 +16,10 @@ import numpy as np
 import pytest
 
 from camavg_core import MetricState, stats, summarize
+from reference import reference_terms
 
 scipy_stats = pytest.importorskip("scipy.stats")
 optimize = pytest.importorskip("scipy.optimize")
-
-EPS = 1e-7
-
-
-def drop_by_hand(y, o):
-    return np.maximum(y - o, 0.0) / (y + EPS)
-
-
-def gain_by_hand(y, o):
-    return np.maximum(o - y, 0.0) / (1.0 - y + EPS)
-
 
 def simulated_scores(rng, size):
     """Probabilities Y and masked scores O: drop, gain and increase all occur."""
@@ -190,8 +180,9 @@ def test_streamed_merged_and_in_memory_intervals_are_the_same():
     assert streamed.ci_method == in_memory.ci_method == {
         "average_drop": "hall_t", "average_increase": "wilson", "average_gain": "hall_t"
     }
-    for name, terms in (("average_drop", drop_by_hand(y, o)), ("average_gain", gain_by_hand(y, o))):
-        low, high, _, _ = hall_by_hand(terms, 0.9)
+    terms = reference_terms(y, o)
+    for name in ("average_drop", "average_gain"):
+        low, high, _, _ = hall_by_hand(terms[name], 0.9)
         assert in_memory.ci[name] == pytest.approx((100 * low, 100 * high), rel=1e-9)
     wilson = scipy_stats.binomtest(int((y < o).sum()), y.size).proportion_ci(0.9, method="wilson")
     assert in_memory.ci["average_increase"] == pytest.approx((100 * wilson.low, 100 * wilson.high), rel=1e-9)
@@ -202,12 +193,10 @@ def test_bootstrap_only_when_asked_and_named():
     y[5] = np.nan
     result = summarize(y, o, nan_policy="omit", ci_method="bootstrap", level=0.9)
     keep = np.isfinite(y)
-    for name, terms in (
-        ("average_drop", drop_by_hand(y[keep], o[keep])),
-        ("average_gain", gain_by_hand(y[keep], o[keep])),
-    ):
+    terms = reference_terms(y[keep], o[keep])
+    for name in ("average_drop", "average_gain"):
         expected = scipy_stats.bootstrap(
-            (terms,), np.mean, confidence_level=0.9, n_resamples=2000, rng=np.random.default_rng(0)
+            (terms[name],), np.mean, confidence_level=0.9, n_resamples=2000, rng=np.random.default_rng(0)
         ).confidence_interval
         assert result.ci[name] == pytest.approx((100 * expected.low, 100 * expected.high), rel=1e-6)
         assert result.ci_method[name] == "bootstrap_bca"

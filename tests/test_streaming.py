@@ -1,8 +1,8 @@
 """``camavg_tf.evaluate_dataset``: a stream of batches gives the numbers of the whole data.
 
 Oracles: the model's own ``predict`` on the concatenated inputs and on ``inputs * cams`` with
-the equations written out in NumPy, ``AveragesCam`` on the concatenated data, and sums worked
-out by hand for a model whose output is known in closed form.
+the tests' shared NumPy reference of the equations (reference.py), ``AveragesCam`` on the
+concatenated data, and sums worked out by hand for a model whose output is known in closed form.
 """
 
 from __future__ import annotations
@@ -18,17 +18,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.streaming import evaluate_dataset  # noqa: E402
+from reference import reference_metrics  # noqa: E402
 
 N, SIZE, CLASSES, BATCH = 45, 8, 3, 16  # 45 = 16 + 16 + 13: the last batch is ragged
-EPS = 1e-7
-
-
-def numpy_metrics(y_c: np.ndarray, o_c: np.ndarray) -> tuple[float, float, float]:
-    """The three averages in percent, written out from the equations."""
-    drop = 100 * np.mean(np.maximum(0, y_c - o_c) / (y_c + EPS))
-    increase = 100 * np.mean(y_c < o_c)
-    gain = 100 * np.mean(np.maximum(0, o_c - y_c) / (1 - y_c + EPS))
-    return float(drop), float(increase), float(gain)
+METRICS = ("average_drop", "average_increase", "average_gain")
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +52,14 @@ def test_numbers_of_the_concatenated_data(small_cnn, data):
     plain = small_cnn.predict(images, verbose=0).astype(np.float64)
     masked = small_cnn.predict(images * cams[..., None], verbose=0).astype(np.float64)
     y_c, o_c = plain[np.arange(N), labels], masked[np.arange(N), labels]
-    drop, increase, gain = numpy_metrics(y_c, o_c)
+    expected = reference_metrics(y_c, o_c)
 
     result = evaluate_dataset(small_cnn, batched(images, cams, labels), keep_vectors=True)
     np.testing.assert_allclose(result.y_c, y_c, atol=1e-6)
     np.testing.assert_allclose(result.o_c, o_c, atol=1e-6)
-    assert result.average_drop == pytest.approx(drop, abs=1e-4)
-    assert result.average_increase == pytest.approx(increase, abs=1e-9)
-    assert result.average_gain == pytest.approx(gain, abs=1e-4)
+    assert result.average_drop == pytest.approx(expected["average_drop"], abs=1e-4)
+    assert result.average_increase == pytest.approx(expected["average_increase"], abs=1e-9)
+    assert result.average_gain == pytest.approx(expected["average_gain"], abs=1e-4)
     assert (result.n, result.skipped) == (N, 0)
 
 
@@ -143,13 +136,13 @@ def test_a_callable_score_and_a_multi_input_model():
 def test_any_batching_of_any_slice_gives_the_numbers_of_the_whole(small_cnn, data, batch, start):
     images, cams, labels = data
     part = slice(start, N)
-    expected = numpy_metrics(
+    expected = reference_metrics(
         small_cnn.predict(images[part], verbose=0)[np.arange(N - start), labels[part]].astype(np.float64),
         small_cnn.predict(images[part] * cams[part][..., None], verbose=0)[np.arange(N - start), labels[part]].astype(np.float64),
     )
     result = evaluate_dataset(small_cnn, batched(images[part], cams[part], labels[part], batch))
-    got = (result.average_drop, result.average_increase, result.average_gain)
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    got = [getattr(result, name) for name in METRICS]
+    np.testing.assert_allclose(got, [expected[name] for name in METRICS], atol=1e-4)
     assert result.n == N - start
 
 
@@ -165,7 +158,7 @@ def test_nonfinite_sample_named_in_stream_order_or_skipped(small_cnn, data):
     assert (result.n, result.skipped) == (N - 1, 1)
     assert np.isnan(result.o_c[20]) and np.isfinite(np.delete(result.o_c, 20)).all()
     keep = np.arange(N) != 20
-    assert result.average_drop == pytest.approx(numpy_metrics(result.y_c[keep], result.o_c[keep])[0], abs=1e-9)
+    assert result.average_drop == pytest.approx(reference_metrics(result.y_c[keep], result.o_c[keep])["average_drop"], abs=1e-9)
 
 
 def test_logits_ask_for_an_activation(data):

@@ -2,8 +2,8 @@
 
 The oracle is the seed's algorithm in plain Keras and NumPy: ``model.predict`` on the inputs and
 on ``inputs * cams[..., None]``, the score function applied to the outputs of all N samples, and
-the equations in NumPy. The CAMs come from tf-keras-vis on a small CNN trained for a few seconds
-on seeded synthetic images.
+the tests' shared NumPy reference of the equations (reference.py). The CAMs come from
+tf-keras-vis on a small CNN trained for a few seconds on seeded synthetic images.
 """
 
 from __future__ import annotations
@@ -28,20 +28,19 @@ from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
 from camavg_tf.passes import passes_for  # noqa: E402
 from camavg_tf.app.demo import train_model  # noqa: E402
+from reference import EPS, reference_metrics  # noqa: E402
 
 N = 45  # not a multiple of the batch size, so the last batch is ragged
 BATCH = 16
 
 
 def oracle(model, inputs, cams, score_function):
-    """The original behaviour: predict twice, score all N outputs, the equations in NumPy."""
+    """The original behaviour: predict twice, score all N outputs, the NumPy reference equations."""
     y_c = np.asarray(score_function(model.predict(inputs, verbose=0)), dtype=np.float64)
     masked = inputs * cams[..., None]
     o_c = np.asarray(score_function(model.predict(masked, verbose=0)), dtype=np.float64)
-    drop = 100 * np.mean(np.maximum(0, y_c - o_c) / (y_c + 1e-7))
-    increase = 100 * np.mean(y_c < o_c)
-    gain = 100 * np.mean(np.maximum(0, o_c - y_c) / (1 - y_c + 1e-7))
-    return y_c, o_c, drop, increase, gain
+    metrics = reference_metrics(y_c, o_c)
+    return y_c, o_c, metrics["average_drop"], metrics["average_increase"], metrics["average_gain"]
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +224,9 @@ def test_binary_score_reads_the_confidence_in_each_target():
     # sample 0, target True: Y = p, O = p'; sample 1, target False: Y = 1 - p, O = 1 - p'
     y = [p_plain, 1 - p_plain]
     o = [p_masked, 1 - p_masked]
-    drop = 100 * ((y[0] - o[0]) / (y[0] + 1e-7) + 0) / 2  # sample 1 rises: no drop
+    drop = 100 * ((y[0] - o[0]) / (y[0] + EPS) + 0) / 2  # sample 1 rises: no drop
     increase = 100 * (0 + 1) / 2
-    gain = 100 * (0 + (o[1] - y[1]) / (1 - y[1] + 1e-7)) / 2
+    gain = 100 * (0 + (o[1] - y[1]) / (1 - y[1] + EPS)) / 2
 
     result = AveragesCam(_mean_sigmoid_model(), images).evaluate(cams, BinaryScore([True, False]))
     np.testing.assert_allclose(result.y_c, y, atol=1e-6)
@@ -247,7 +246,7 @@ def test_sigmoid_activation_for_a_logit_model():
     # logit 2 -> p = sigmoid(2); masked logit 0.5 -> p = sigmoid(0.5)
     y, o = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(-0.5))
     result = AveragesCam(logit_model, images, activation="sigmoid").evaluate(cams, BinaryScore(True))
-    assert result.average_drop == pytest.approx(100 * (y - o) / (y + 1e-7), abs=1e-4)
+    assert result.average_drop == pytest.approx(100 * (y - o) / (y + EPS), abs=1e-4)
 
 
 def test_softmax_activation_equals_a_softmax_model(trained, tfkv_cams):

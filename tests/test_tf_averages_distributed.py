@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from reference import reference_metrics
 
 pytest.importorskip("tensorflow")
 
@@ -100,11 +101,7 @@ def numpy_oracle():
         return p[np.arange(N), targets]
 
     y, o = scores(inputs), scores(inputs * full)
-    return y, o, {
-        "average_drop": 100 * np.mean(np.maximum(0, y - o) / (y + 1e-7)),
-        "average_increase": 100 * np.mean(y < o),
-        "average_gain": 100 * np.mean(np.maximum(0, o - y) / (1 - y + 1e-7)),
-    }
+    return y, o, reference_metrics(y, o)
 
 
 def test_two_replicas_and_the_scope_is_picked_up(child):

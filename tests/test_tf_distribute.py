@@ -31,8 +31,8 @@ from camavg_tf.distribute import (  # noqa: E402
     with_sample_indices,
 )
 from camavg_core.state import MetricState  # noqa: E402
+from reference import EPS, reference_metrics, reference_terms  # noqa: E402
 
-EPS = 1e-7
 BATCH = 8
 CLASSES = 4
 SHAPE = (5, 5, 3)
@@ -102,14 +102,12 @@ def numpy_scores(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def numpy_metrics(y: np.ndarray, o: np.ndarray) -> dict[str, float]:
-    drop = np.maximum(0.0, y - o) / (y + EPS)
-    gain = np.maximum(0.0, o - y) / (1.0 - y + EPS)
+    """The shared reference's three averages, and the sums of squares the state also holds."""
+    terms = reference_terms(y, o)
     return {
-        "average_drop": 100.0 * drop.mean(),
-        "average_increase": 100.0 * (y < o).mean(),
-        "average_gain": 100.0 * gain.mean(),
-        "drop_sq_sum": float((drop**2).sum()),
-        "gain_sq_sum": float((gain**2).sum()),
+        **reference_metrics(y, o),
+        "drop_sq_sum": float((terms["average_drop"] ** 2).sum()),
+        "gain_sq_sum": float((terms["average_gain"] ** 2).sum()),
     }
 
 
@@ -259,7 +257,7 @@ def test_keras_metrics_in_a_mirrored_custom_loop_equal_numpy(mirrored, n):
     assert increase == pytest.approx(expected["average_increase"], abs=1e-3)
     assert gain == pytest.approx(expected["average_gain"], abs=1e-3)
     assert entry["keras_counts"] == [n, n, n]
-    drop_terms = np.maximum(0.0, y - o) / (y + EPS)
+    drop_terms = reference_terms(y, o)["average_drop"]
     assert entry["keras_standard_error"] == pytest.approx(
         100.0 * drop_terms.std(ddof=1) / np.sqrt(n), rel=1e-4
     )

@@ -1,8 +1,9 @@
 """The Keras metrics AverageDrop, AverageIncrease and AverageGain, eagerly and in tf.function.
 
-Every expected number is computed here with NumPy from the equations. The two-replica
-(MirroredStrategy) and two-host (MultiWorkerMirroredStrategy) runs of the same metrics are in
-test_tf_distribute.py and test_multiworker.py, which need processes of their own.
+Every expected number comes from the tests' shared NumPy reference (reference.py) or is worked
+by hand. The two-replica (MirroredStrategy) and two-host (MultiWorkerMirroredStrategy) runs of
+the same metrics are in test_tf_distribute.py and test_multiworker.py, which need processes of
+their own.
 """
 
 from __future__ import annotations
@@ -23,21 +24,11 @@ from camavg_tf.metrics import (  # noqa: E402
     as_score_vectors,
     batch_sums,
 )
+from reference import EPS, reference_terms  # noqa: E402
 
-EPS = 1e-7
 METRICS = (AverageDrop, AverageIncrease, AverageGain)
-
-
-def numpy_terms(kind: str, y: np.ndarray, o: np.ndarray) -> np.ndarray:
-    y, o = np.asarray(y, np.float64), np.asarray(o, np.float64)
-    if kind == "drop":
-        return np.maximum(0.0, y - o) / (y + EPS)
-    if kind == "gain":
-        return np.maximum(0.0, o - y) / (1.0 - y + EPS)
-    return (y < o).astype(np.float64)
-
-
-KIND = {AverageDrop: "drop", AverageIncrease: "increase", AverageGain: "gain"}
+# each Keras metric's name in the shared reference
+KIND = {AverageDrop: "average_drop", AverageIncrease: "average_increase", AverageGain: "average_gain"}
 
 
 def scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +58,7 @@ def test_eager_batches_equal_numpy(metric_class):
     metric = metric_class()
     for start in range(0, 50, 16):  # 16, 16, 16, 2
         metric.update_state(y[start : start + 16], o[start : start + 16])
-    terms = numpy_terms(KIND[metric_class], y, o)
+    terms = reference_terms(y, o)[KIND[metric_class]]
     assert float(metric.result()) == pytest.approx(100 * terms.mean(), rel=1e-6, abs=1e-6)
     assert float(metric.standard_error()) == pytest.approx(100 * terms.std(ddof=1) / np.sqrt(50), rel=1e-5)
     assert float(tf.convert_to_tensor(metric.count)) == 50
@@ -84,7 +75,7 @@ def test_inside_tf_function_equals_numpy(metric_class):
 
     for start in range(0, 40, 12):
         update(y[start : start + 12], o[start : start + 12])
-    expected = 100 * numpy_terms(KIND[metric_class], y, o).mean()
+    expected = 100 * reference_terms(y, o)[KIND[metric_class]].mean()
     assert float(metric.result()) == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
@@ -104,14 +95,15 @@ def test_any_split_gives_the_numpy_average(data, split):
         metric = metric_class()
         metric.update_state(y[:split], o[:split])
         metric.update_state(y[split:], o[split:])
-        expected = 100 * numpy_terms(KIND[metric_class], y, o).mean()
+        expected = 100 * reference_terms(y, o)[KIND[metric_class]].mean()
         assert float(metric.result()) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 def test_batch_sums_equal_numpy_sums():
     y, o = scores(33, seed=3)
     state = batch_sums(*as_score_vectors(y, o))
-    drop, gain = numpy_terms("drop", y, o), numpy_terms("gain", y, o)
+    terms = reference_terms(y, o)
+    drop, gain = terms["average_drop"], terms["average_gain"]
     expected = [
         33, drop.sum(), (drop**2).sum(), gain.sum(), (gain**2).sum(), (y < o).sum(), 0,
         (drop**3).sum(), (gain**3).sum(), np.count_nonzero(drop), np.count_nonzero(gain),

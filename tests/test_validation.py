@@ -9,8 +9,7 @@ import pytest
 
 from camavg_core import MetricState, apply_cams, avg_drop, avg_gain, avg_increase, summarize
 from camavg_core import validation
-
-EPS = 1e-7
+from reference import EPS
 
 
 def all_score_checks():
