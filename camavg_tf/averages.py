@@ -63,7 +63,9 @@ class TensorFlowAdapter:
             # a tensor may share memory with a NumPy array the caller still writes to (and a
             # cast to its own dtype is no copy): take a copy that is ours alone
             return tf.raw_ops.DeepCopy(x=tf.cast(tf.convert_to_tensor(array), dtype))
-        return tf.convert_to_tensor(np.array(array, dtype=dtype, copy=True))
+        # TensorFlow copies a NumPy array into memory of its own (tests/test_engine.py checks
+        # that a later write to the array does not reach the tensor): one copy, not two
+        return tf.convert_to_tensor(np.asarray(array, dtype=dtype))
 
     def input_dtype(self, index: int, dtype: np.dtype) -> str:
         """The model input's float dtype (float32 where it does not say or is not a float)."""

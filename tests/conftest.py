@@ -75,3 +75,15 @@ def _points_tolerance(compute_dtype: str) -> float:
 def points_tolerance():
     """The function ``compute_dtype -> tolerance in points`` (see ``_points_tolerance``)."""
     return _points_tolerance
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory):
+    """The demo's CNN, trained once per test session into a private cache and shared by every
+    test that needs a trained model: ``(model, was_trained, cache_dir)``."""
+    pytest.importorskip("tensorflow")
+    from camavg_tf.app import demo
+
+    cache_dir = tmp_path_factory.mktemp("camavg-cache")
+    model, was_trained = demo.load_or_train(cache_dir)
+    return model, was_trained, cache_dir

@@ -26,14 +26,14 @@ N_EVAL = 32
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("camavg-cache")
+def cache_dir(demo_model):
+    return demo_model[2]
 
 
 @pytest.fixture(scope="module")
-def trained(cache_dir):
-    model, was_trained = demo.load_or_train(cache_dir)
-    assert was_trained  # an empty cache trains
+def trained(demo_model):
+    model, was_trained, _ = demo_model
+    assert was_trained  # the session's cache started empty: it trained once
     return model
 
 
@@ -57,8 +57,8 @@ def test_model_beats_chance_on_unseen_images(trained, data):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_cache_is_reused(trained, cache_dir, data):
-    again, was_trained = demo.load_or_train(cache_dir)
+def test_cache_is_reused(trained, demo_model, data):
+    again, was_trained = demo.load_or_train(demo_model[2])
     assert not was_trained
     np.testing.assert_allclose(again.predict(data.images, verbose=0), trained.predict(data.images, verbose=0), rtol=1e-5, atol=1e-6)
 

@@ -435,3 +435,13 @@ def test_an_error_inside_a_tf_data_pipeline_names_the_batch_and_keeps_its_messag
         camavg_tf.evaluate_dataset(fw.model, dataset)
     assert "stopped in batch 3" in caught.value.__notes__[-1]
     assert caught.value.camavg_checkpoint.state.n == 15
+
+
+def test_a_large_array_written_after_the_call_does_not_reach_camavgs_copy(fw):
+    """The adapters' copies share no memory with the caller's arrays, at a size (16 MB) where
+    frameworks may hand out zero-copy views of NumPy buffers."""
+    metrics = fw.metrics()
+    big = np.full((4096, 1024), 0.25, np.float32)
+    owned = metrics.engine.adapter.own(big, "float32", "cams")
+    big[...] = 0.75
+    assert float(np.asarray(owned).max()) == 0.25

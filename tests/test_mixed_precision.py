@@ -21,7 +21,6 @@ keras = pytest.importorskip("keras")
 
 from camavg_core.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.app.demo import train_model  # noqa: E402
 from reference import reference_metrics  # noqa: E402
 
 METRICS = ("average_drop", "average_increase", "average_gain")
@@ -58,9 +57,9 @@ def policy_is_float32_around_every_test():
 
 
 @pytest.fixture(scope="module")
-def twins():
-    """A CNN trained for a few seconds in float32, and two mixed_float16 twins of it."""
-    model = train_model(make_images(240, size=32, seed=5), epochs=3, seed=0)
+def twins(demo_model):
+    """The demo's CNN (float32), and two mixed_float16 twins of it."""
+    model = demo_model[0]
     return {
         "float32": model,
         "float32 output": mixed_twin(model, float32_output=True),

@@ -27,7 +27,6 @@ from camavg_core.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
 from camavg_tf.passes import passes_for  # noqa: E402
-from camavg_tf.app.demo import train_model  # noqa: E402
 from reference import EPS, reference_metrics  # noqa: E402
 
 N = 45  # not a multiple of the batch size, so the last batch is ragged
@@ -44,10 +43,9 @@ def oracle(model, inputs, cams, score_function):
 
 
 @pytest.fixture(scope="module")
-def trained():
-    model = train_model(make_images(300, size=32, seed=3), epochs=3, seed=0)
+def trained(demo_model):
     data = make_images(N, size=32, seed=4)
-    return model, data
+    return demo_model[0], data
 
 
 @pytest.fixture(scope="module")
