@@ -99,7 +99,8 @@ def test_mixed_float16_model_is_within_half_a_point(twins, evaluation, cams_name
     data, cam_sets = evaluation
     reference = evaluate(twins["float32"], data, cam_sets[cams_name])
     result = evaluate(twins["float32 output"], data, cam_sets[cams_name])
-    assert reference.average_drop > 1.0  # a comparison of real numbers, not of zeros
+    # a comparison of real numbers, not of zeros
+    assert max(getattr(reference, name) for name in METRICS) > 1.0
     for name in METRICS:
         assert abs(getattr(result, name) - getattr(reference, name)) <= 0.5, name
     np.testing.assert_allclose(result.o_c, reference.o_c, atol=5e-3)
