@@ -199,9 +199,6 @@ def test_method_makes_tf_keras_vis_cams(files, tmp_path, capsys):
 
 
 def test_compare_reports_every_pair(files, tmp_path, capsys):
-    camavg_core = pytest.importorskip("camavg_core")
-    if not hasattr(camavg_core, "compare"):
-        pytest.skip("camavg_core.compare is not there yet")
     status, out, err = _run_in_process(capsys, *_evaluate_args(files, "--compare", "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path / "out")))
     assert status == 0, err
     document = json.loads(out)
@@ -217,6 +214,16 @@ def test_compare_reports_every_pair(files, tmp_path, capsys):
     # One pair: Holm's adjustment leaves its p-value as it is.
     assert 0.0 <= pair["p_value"] == pair["p_adjusted"] <= 1.0
     assert (tmp_path / "out" / "comparisons.json").exists()
+
+
+def test_compare_against_a_baseline(files, tmp_path, capsys):
+    args = _evaluate_args(files, "--compare", "--baseline", "alpha", "--format", "json", "--quiet", "--no-plot",
+                          "--out", str(tmp_path / "out"))
+    status, out, err = _run_in_process(capsys, *args)
+    assert status == 0, err
+    assert {(row["a"], row["b"]) for row in json.loads(out)["comparisons"]} == {("beta", "alpha")}
+    args = _evaluate_args(files, "--compare", "--baseline", "gamma", "--quiet", "--no-plot", "--out", str(tmp_path / "out2"))
+    _assert_one_line_error(*_run_in_process(capsys, *args), "--baseline 'gamma'", "alpha, beta")
 
 
 # ----------------------------------------------------------------------------- errors

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="no progress bar and no notes on standard error")
     common.add_argument("--compare", action="store_true",
                         help="also compare every pair of methods (paired test, interval, Holm-adjusted p-value)")
+    common.add_argument("--baseline", metavar="NAME",
+                        help="with --compare: compare each method against NAME instead of every pair")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
     common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
                         help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"make CAMs with tf-keras-vis, comma-separated: {','.join(CAM_METHODS)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
-    evaluate.add_argument("--activation", choices=("softmax", "sigmoid"),
+    evaluate.add_argument("--activation", choices=("softmax", "sigmoid", "identity"),
                           help="apply this to the model's outputs (for a model that returns logits)")
     return parser
 
@@ -214,7 +216,7 @@ def run_demo(args: argparse.Namespace) -> int:
         text = conclusion(results, rows, demo.REFERENCE_RECIPES)
         if args.compare:
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy)
+                                 nan_policy=args.nan_policy, baseline=_baseline(args, results))
         _emit(args, out, results, descriptions, rows, text, data.images, cams,
               title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
               progress=progress)
@@ -312,7 +314,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             from camavg_tf.app.conclusion import compare_pairs
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy)
+                                 nan_policy=args.nan_policy, baseline=_baseline(args, results))
         _emit(args, out, results, descriptions, rows, None, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)
     finally:
@@ -331,11 +333,24 @@ def _top1_targets(model, inputs: np.ndarray, batch_size: int | None) -> np.ndarr
     return outputs.reshape(outputs.shape[0], -1).argmax(axis=1).astype(np.int64)
 
 
+def _baseline(args: argparse.Namespace, results: Mapping[str, Any]) -> str | None:
+    """--baseline, checked against the methods of this run."""
+    if args.baseline is None:
+        return None
+    if args.baseline not in results:
+        raise CommandError(
+            f"--baseline {args.baseline!r} is not one of this run's methods ({', '.join(results)}): "
+            f"pass one of them."
+        )
+    return args.baseline
+
+
 def _one_line(error: BaseException) -> str:
     """The message on one line, its Python advice turned into this command's options."""
     message = " ".join(str(error).split()) or type(error).__name__
     for python, option in (("normalize=True", "--normalize"), ("nan_policy='omit'", "--nan-policy omit"),
-                           ("activation='softmax'", "--activation softmax"), ("activation='sigmoid'", "--activation sigmoid")):
+                           ("activation='softmax'", "--activation softmax"), ("activation='sigmoid'", "--activation sigmoid"),
+                           ("activation='identity'", "--activation identity")):
         message = message.replace(python, option)
     if "logits" in message and "--activation" not in message:
         message += " On the command line: --activation softmax (or sigmoid)."

@@ -22,15 +22,18 @@ def _field(row: Any, name: str) -> Any:
     return row[name] if isinstance(row, Mapping) else getattr(row, name)
 
 
-def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise") -> list[dict[str, Any]]:
-    """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`.
+def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise",
+                  baseline: str | None = None) -> list[dict[str, Any]]:
+    """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`; every pair, or
+    each method against ``baseline``.
 
     ``difference`` is a minus b, in percentage points; ``p_adjusted`` is Holm-adjusted over the
     pairs, per metric.
     """
     if len(o_c) < 2:
         return []
-    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy)
+    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy,
+                            baseline=baseline)
     return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
 
 
