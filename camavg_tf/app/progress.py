@@ -1,4 +1,6 @@
-"""The command's progress bar: tqdm on standard error, plain lines without tqdm, nothing with --quiet.
+"""The command's progress bar: tqdm on a terminal's standard error, plain lines where standard
+error is a file or a pipe (a log keeps one line per step, not a stream of carriage returns) or
+tqdm is missing, nothing with --quiet.
 
 Standard output stays clean for ``--format json`` and ``--format csv``.
 """
@@ -13,7 +15,7 @@ class Progress:
 
     def __init__(self, total: int, quiet: bool) -> None:
         self._bar, self._quiet, self._step, self._total = None, quiet, 0, total
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
             try:
                 from tqdm import tqdm
 
