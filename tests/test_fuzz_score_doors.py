@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from reference import reference_metrics
-from test_fuzz_core import Invalid, assert_names_argument, copies, assert_unchanged, score_pairs
+from test_fuzz_core import Invalid, assert_names_argument, assert_unchanged, copies, oracle_vector, score_pairs
 
 from camavg_core import MetricState
 
@@ -32,23 +32,6 @@ GRAPH_ERRORS = ERRORS + (tf.errors.InvalidArgumentError,)
 METRICS = {"drop": AverageDrop, "increase": AverageIncrease, "gain": AverageGain}
 NAMES = {"drop": "average_drop", "increase": "average_increase", "gain": "average_gain"}
 nan_policies = st.sampled_from(["raise", "omit"])
-
-
-def oracle_vector(values, name: str) -> np.ndarray:
-    """One score argument: real numbers of shape (N,) or (N, 1), else refused by name."""
-    if values is None or isinstance(values, (str, bytes)):
-        raise Invalid(name)
-    try:
-        array = np.asarray(values)
-    except ValueError:  # ragged
-        raise Invalid(name) from None
-    if array.dtype.kind not in "biuf":
-        raise Invalid(name)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise Invalid(name)
-    return array.astype(np.float64)
 
 
 def oracle_added(y_c, o_c, nan_policy: str, names: tuple[str, str], *, low: bool, high: bool):
