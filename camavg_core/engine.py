@@ -263,11 +263,7 @@ class AveragesCamBase:
 
         Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
         """
-        self.engine.check_probability_outputs("Average Drop")
-        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
-        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Drop")
-        value = avg_drop(y_c, o_c, nan_policy=self.engine.nan_policy)
-        return (value, y_c, o_c) if return_vector else value
+        return self._on_probabilities("Average Drop", avg_drop, cams, score_function, return_vector, normalize)
 
     def average_increase(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
         r"""Average Increase in percent, :math:`100 \frac{1}{N}\sum_i [Y_i < O_i]`.
@@ -284,10 +280,16 @@ class AveragesCamBase:
 
         Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
         """
-        self.engine.check_probability_outputs("Average Gain")
+        return self._on_probabilities("Average Gain", avg_gain, cams, score_function, return_vector, normalize)
+
+    def _on_probabilities(self, metric: str, equation: Callable, cams: Any, score_function: Any,
+                          return_vector: bool, normalize: bool | None) -> Any:
+        """A metric that needs probabilities: the model's layers and the summed scores are
+        checked, then the equation (which checks the values)."""
+        self.engine.check_probability_outputs(metric)
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
-        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Gain")
-        value = avg_gain(y_c, o_c, nan_policy=self.engine.nan_policy)
+        self.engine.check_summed_scores(score_function, y_c, o_c, metric)
+        value = equation(y_c, o_c, nan_policy=self.engine.nan_policy)
         return (value, y_c, o_c) if return_vector else value
 
     def evaluate(self, cams: Any, score_function: Callable, *, normalize: bool | None = None) -> Result:
