@@ -24,7 +24,6 @@ again. No buffer is reused across calls or lent out.
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
@@ -212,6 +211,9 @@ class Engine:
             owned = self.adapter.own(cam if native else host, work, "cams")
             maps = check_cam_shapes(x, owned, self.options.data_format, self.backend)
             check = check_cam_maps(maps, self.backend, normalize=normalize, nan_policy=self.nan_policy)
+            if not normalize and 0.0 < check.high < validation.FAINT_CAMS:
+                # inside [0, 1], so not an error, but masking with them blacks out every image
+                validation.warn(validation.faint_cams(check.high))
             if check.nonfinite.any():  # only under 'omit': zero them, skip their samples
                 nonfinite |= check.nonfinite
                 owned = self.backend.where(self.backend.isfinite(owned), owned, 0.0)
@@ -238,7 +240,7 @@ class Engine:
         say so once per engine for a model with a linear output layer."""
         if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
             self._warned.set()
-            warnings.warn(validation.increase_on_logits(), UserWarning, stacklevel=3)  # the caller of average_increase
+            validation.warn(validation.increase_on_logits())
 
 
 class AveragesCamBase:

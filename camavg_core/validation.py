@@ -252,6 +252,34 @@ def check_cam_range(low: float, high: float, argument: str = "cams") -> None:
         )
 
 
+def warn(message: str) -> None:
+    """A ``UserWarning`` attributed to the first caller outside camavg (the user's own line),
+    however deep inside camavg it is raised."""
+    import sys
+    import warnings
+
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called warn()
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _CAMAVG_PACKAGES:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+_CAMAVG_PACKAGES = ("camavg_core", "camavg_tf", "camavg_jax")
+
+
+#: A CAM set whose largest value is positive but below this was almost surely not normalised.
+FAINT_CAMS = 0.01
+
+
+def faint_cams(high: float) -> str:
+    return (
+        f"Every CAM value is below {high:.3g}: masking with these maps blacks out nearly every "
+        f"pixel, so the metrics measure almost-black images. The maps look unnormalised (e.g. "
+        f"tf-keras-vis with normalize_cam=False): pass normalize=True to min-max each map, or "
+        f"normalise them yourself."
+    )
+
+
 def check_count(n_inputs: int, n_cams: int) -> None:
     if n_inputs != n_cams:
         raise ValueError(

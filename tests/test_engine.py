@@ -445,3 +445,26 @@ def test_a_large_array_written_after_the_call_does_not_reach_camavgs_copy(fw):
     owned = metrics.engine.adapter.own(big, "float32", "cams")
     big[...] = 0.75
     assert float(np.asarray(owned).max()) == 0.25
+
+
+def test_faint_maps_get_a_warning_that_suggests_normalize(fw):
+    """Maps inside [0, 1] but all tiny (an unnormalised Grad-CAM) are valid input, yet mask
+    nearly everything: a warning says so; exact zeros (a reference map) do not warn."""
+    import warnings
+
+    metrics = fw.metrics()
+    faint = cam_set(20) * 0.0014
+    with pytest.warns(UserWarning, match="pass normalize=True"):
+        result = metrics.evaluate(faint, score())
+    assert_matches_reference(result, faint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.evaluate(np.zeros_like(faint), score())
+        metrics.evaluate(faint, score(), normalize=True)
+
+
+def test_warnings_point_at_the_users_line(fw):
+    metrics = fw.metrics()
+    with pytest.warns(UserWarning) as caught:
+        metrics.average_drop(cam_set(21) * 0.001, score())  # this line
+    assert caught[0].filename == __file__
