@@ -90,6 +90,11 @@ class _MaskedOutputs(NamedTuple):
     outputs: list
 
 
+def as_list(value: Any) -> list:
+    """Model inputs, outputs or CAM arrays as a list: one array becomes a list of one."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def as_host_array(array: Any, name: str) -> np.ndarray:
     """``array`` as a NumPy array of numbers (not yet copied), or a clear error.
 

@@ -29,6 +29,7 @@ from camavg_core.equations import (
     drop_terms,
     gain_terms,
 )
+from camavg_core.state import _concrete, power_sums_on
 from camavg_core.stats import (
     approximate_notes,
     as_percent,
@@ -71,12 +72,6 @@ def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, backend: str | Backe
         "average_gain": gain_terms(y, o_a, backend=bk) - gain_terms(y, o_b, backend=bk),
     }
     return differences, (increase_a, increase_b)
-
-
-def _concrete(backend: Backend, values: Any) -> bool:
-    if isinstance(values, (list, tuple, int, float, np.ndarray, np.generic)) or values is None:
-        return True
-    return backend.is_concrete(values)
 
 
 class PairState(NamedTuple):
@@ -136,12 +131,9 @@ class PairState(NamedTuple):
         n_valid = bk.sum(bk.astype(valid, "int32"))
         sums: dict[str, Any] = {}
         for metric, prefix in _PREFIX.items():
-            d = bk.where(valid, differences[metric], zero)
-            sums[f"{prefix}_sum"] = getattr(self, f"{prefix}_sum") + bk.sum(d)
-            sums[f"{prefix}_sq_sum"] = getattr(self, f"{prefix}_sq_sum") + bk.sum(d * d)
-            sums[f"{prefix}_cube_sum"] = getattr(self, f"{prefix}_cube_sum") + bk.sum(d * d * d)
-            nonzero = bk.sum(bk.astype(d != 0.0, "int32"))
-            sums[f"{prefix}_nonzero"] = getattr(self, f"{prefix}_nonzero") + nonzero
+            added = power_sums_on(bk.where(valid, differences[metric], zero), bk)
+            for part, value in zip(("sum", "sq_sum", "cube_sum", "nonzero"), added):
+                sums[f"{prefix}_{part}"] = getattr(self, f"{prefix}_{part}") + value
         return PairState(
             n=self.n + n_valid, skipped=self.skipped + (bk.shape(y)[0] - n_valid), **sums
         )

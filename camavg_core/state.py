@@ -39,6 +39,17 @@ from camavg_core.stats import (
 COUNT_FIELDS = ("n", "increase_count", "skipped", "drop_nonzero", "gain_nonzero")
 
 
+def power_sums_on(values: Any, backend: Backend) -> tuple[Any, Any, Any, Any]:
+    """Sum, sum of squares, sum of cubes and count of non-zero entries of a vector, on its
+    backend (tracers included): what a state keeps of each metric's terms."""
+    return (
+        backend.sum(values),
+        backend.sum(values * values),
+        backend.sum(values * values * values),
+        backend.sum(backend.astype(values != 0.0, "int32")),
+    )
+
+
 def _concrete(backend: Backend, values: Any) -> bool:
     """Python and NumPy values, eager tensors: True; values traced by jit or tf.function: False."""
     if values is None or isinstance(values, (list, tuple, str, bytes, int, float, np.ndarray, np.generic)):
@@ -114,19 +125,20 @@ class MetricState(NamedTuple):
         gain = bk.where(valid, gain_terms(y_safe, o_safe, backend=bk), zero)
         increase = bk.where(valid, bk.astype(y_safe < o_safe, bk.dtype_name(y)), zero)
         n_valid = bk.sum(bk.astype(valid, "int32"))
-        n_total = y_shape[0]
+        drop_s, drop_sq, drop_cube, drop_nonzero = power_sums_on(drop, bk)
+        gain_s, gain_sq, gain_cube, gain_nonzero = power_sums_on(gain, bk)
         return MetricState(
             n=self.n + n_valid,
-            drop_sum=self.drop_sum + bk.sum(drop),
-            drop_sq_sum=self.drop_sq_sum + bk.sum(drop * drop),
-            gain_sum=self.gain_sum + bk.sum(gain),
-            gain_sq_sum=self.gain_sq_sum + bk.sum(gain * gain),
+            drop_sum=self.drop_sum + drop_s,
+            drop_sq_sum=self.drop_sq_sum + drop_sq,
+            gain_sum=self.gain_sum + gain_s,
+            gain_sq_sum=self.gain_sq_sum + gain_sq,
             increase_count=self.increase_count + bk.sum(bk.astype(increase, "int32")),
-            skipped=self.skipped + (n_total - n_valid),
-            drop_cube_sum=self.drop_cube_sum + bk.sum(drop * drop * drop),
-            gain_cube_sum=self.gain_cube_sum + bk.sum(gain * gain * gain),
-            drop_nonzero=self.drop_nonzero + bk.sum(bk.astype(drop > 0.0, "int32")),
-            gain_nonzero=self.gain_nonzero + bk.sum(bk.astype(gain > 0.0, "int32")),
+            skipped=self.skipped + (y_shape[0] - n_valid),
+            drop_cube_sum=self.drop_cube_sum + drop_cube,
+            gain_cube_sum=self.gain_cube_sum + gain_cube,
+            drop_nonzero=self.drop_nonzero + drop_nonzero,
+            gain_nonzero=self.gain_nonzero + gain_nonzero,
         )
 
     def merge(self, other: "MetricState") -> "MetricState":

@@ -72,6 +72,17 @@ def _unpack(batch: Any) -> tuple[Any, Any, Any]:
     return inputs, cams, targets
 
 
+def _rows(inputs: Any) -> int | None:
+    """The samples in a batch, read from its first array's shape (None when it has none, or
+    none yet: a nested list, an empty batch; the engine then batches by its default)."""
+    shape = getattr(inputs[0] if isinstance(inputs, list) else inputs, "shape", None)
+    try:
+        rows = int(shape[0])
+    except (TypeError, IndexError, ValueError):
+        return None
+    return rows if rows > 0 else None
+
+
 def _check_target_count(targets: Any, n: int) -> None:
     count = int(np.shape(targets)[0]) if np.ndim(targets) else 0
     if count != n:
@@ -149,8 +160,9 @@ def evaluate_stream(
             inputs, cams, targets = _unpack(batch)
             score_function = stream_score(score, targets)
             batch_options = options._replace(multi_input=validation.is_array_list(inputs))
-            engine = Engine(adapter, inputs, batch_size=None, nan_policy=nan_policy, level=level, options=batch_options)
-            engine.batch_size = engine.n  # a stream batch is one step of the compiled pass
+            # a stream batch is one step of the compiled passes, plain and masked alike
+            engine = Engine(adapter, inputs, batch_size=_rows(inputs), nan_policy=nan_policy, level=level,
+                            options=batch_options)
             engine.check_probability_outputs("Average Drop and Average Gain")
             _check_target_count(targets, engine.n)
             if isinstance(cams, dict):

@@ -20,7 +20,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options
+from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.masking import mask_inputs
 from camavg_jax.sharding import DataPlacement
 
@@ -36,10 +36,6 @@ def apply_activation(outputs: list, activation: str | None) -> list:
     if activation == "sigmoid":
         return [jax.nn.sigmoid(out) for out in outputs]
     return outputs
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class JaxAdapter:
@@ -117,7 +113,7 @@ class JaxAdapter:
             if options.preprocess is not None:
                 batch_inputs = [options.preprocess(x) for x in batch_inputs]
             outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
-            return apply_activation(_as_list(outputs), options.activation)
+            return apply_activation(as_list(outputs), options.activation)
 
         def plain(batch_inputs: tuple) -> list:
             self.trace_count += 1

@@ -8,16 +8,17 @@ inside the graph), and the (N,) scores back to the host.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
 from camavg_core import validation
-from camavg_core.engine import AveragesCamBase, Engine, Options
+from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.backends import resolve_backend
 from camavg_tf.distribute import current_strategy
-from camavg_tf.passes import as_list, passes_for
+from camavg_tf.passes import BatchStep, DistributedPasses, passes_for
 
 _BACKEND = resolve_backend("tensorflow")
 
@@ -54,6 +55,9 @@ class TensorFlowAdapter:
     def __init__(self, model: Any, strategy: Any = None) -> None:
         self.model = model
         self.strategy = strategy
+        # the distributed passes belong to this adapter's strategy, so they live with it
+        self._distributed: dict[Options, DistributedPasses] = {}
+        self._lock = threading.Lock()
         self._kind = output_kind(model)
         symbolic = list(getattr(model, "inputs", None) or [])
         self._input_dtypes = [tf.as_dtype(getattr(t, "dtype", "float32") or "float32") for t in symbolic]
@@ -74,10 +78,16 @@ class TensorFlowAdapter:
         return "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        passes = passes_for(self.model, options, inputs, self.strategy)
+        passes = passes_for(self.model, options, inputs) if self.strategy is None else self._distributed_passes(options)
         if cams is None:
             return passes.plain(inputs, batch_size)
         return passes.masked(inputs, cams, batch_size)
+
+    def _distributed_passes(self, options: Options) -> DistributedPasses:
+        with self._lock:
+            if options not in self._distributed:
+                self._distributed[options] = DistributedPasses(BatchStep(self.model, options), self.strategy)
+            return self._distributed[options]
 
     def to_host(self, scores: Any) -> np.ndarray:
         return np.asarray(tf.convert_to_tensor(scores).numpy(), dtype=np.float64)

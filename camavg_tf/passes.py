@@ -20,7 +20,7 @@ from typing import Any, Callable
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options
+from camavg_core.engine import Options, as_list
 from camavg_core.masking import mask_inputs
 from camavg_tf.distribute import ReplicaLoop
 
@@ -39,10 +39,6 @@ def apply_activation(outputs: list, activation: str | None) -> list:
     if activation == "sigmoid":
         return [tf.sigmoid(out) for out in outputs]
     return outputs
-
-
-def as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class BatchStep:
@@ -198,7 +194,6 @@ class DistributedPasses:
     batch, and the outputs of all N samples come back in the inputs' order."""
 
     def __init__(self, steps: BatchStep, strategy: tf.distribute.Strategy) -> None:
-        self.strategy = strategy
         self._plain = ReplicaLoop(strategy, steps.plain)
         self._masked = ReplicaLoop(strategy, steps.masked)
 
@@ -217,22 +212,19 @@ _SHARED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
 
 
-def passes_for(model: Any, options: Options, inputs: list, strategy: Any = None) -> Any:
+def passes_for(model: Any, options: Options, inputs: list) -> CompiledPasses:
     """The compiled passes of ``model`` with ``options``, shared while the model lives.
 
     Only compiled functions are shared, never values: the passes read the model's variables
-    and their arguments at every call.
+    and their arguments at every call. (``options.preprocess`` is traced into them once, as
+    ``tf.function`` traces any function: it must depend on its input alone.)
     """
-    steps = BatchStep(model, options)
-    key = options if strategy is None else (options, id(strategy))
     with _SHARED_LOCK:
         try:
             per_model = _SHARED.setdefault(model, {})
         except TypeError:  # a model that cannot be weakly referenced: compile for this caller
             per_model = {}
-        if key not in per_model:
-            if strategy is None:
-                per_model[key] = CompiledPasses(steps, steps.output_dtypes(inputs))
-            else:  # the strategy is kept alive with its passes, so its id is not reused
-                per_model[key] = DistributedPasses(steps, strategy)
-        return per_model[key]
+        if options not in per_model:
+            steps = BatchStep(model, options)
+            per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
+        return per_model[options]

@@ -187,13 +187,14 @@ def assert_names_argument(error: BaseException, names: tuple[str, ...]) -> None:
     )
 
 
-def run_against_oracle(call, expect):
-    """Run the oracle and the call; both refuse (naming the argument), or both give a value."""
+def run_against_oracle(call, expect, errors=ERRORS):
+    """Run the oracle and the call; both refuse (naming the argument, with one of ``errors``),
+    or both give a value."""
     try:
         expected = expect()
     except Invalid as verdict:
         event(f"refused, naming {verdict.names[0]}")
-        with pytest.raises(ERRORS) as caught:
+        with pytest.raises(errors) as caught:
             call()
         assert_names_argument(caught.value, verdict.names)
         return None

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from reference import reference_metrics
-from test_fuzz_core import Invalid, assert_names_argument, assert_unchanged, copies, oracle_vector, score_pairs
+from test_fuzz_core import Invalid, assert_names_argument, assert_unchanged, copies, oracle_vector, run_against_oracle, score_pairs
 
 from camavg_core import MetricState
 
@@ -55,20 +55,6 @@ def oracle_added(y_c, o_c, nan_policy: str, names: tuple[str, str], *, low: bool
     return y, o, np.isfinite(y) & np.isfinite(o)
 
 
-def refused_or_added(call, expect, errors):
-    """Both the oracle and the door refuse (the door naming the argument), or both add."""
-    try:
-        expected = expect()
-    except Invalid as verdict:
-        event(f"refused, naming {verdict.names[0]}")
-        with pytest.raises(errors) as caught:
-            call()
-        assert_names_argument(caught.value, verdict.names)
-        return None
-    event("added")
-    return expected, call()
-
-
 def assert_reference(values: dict, y: np.ndarray, o: np.ndarray, valid: np.ndarray, tolerance: float) -> None:
     expected = reference_metrics(y[valid], o[valid])
     for name, value in values.items():
@@ -82,7 +68,7 @@ def assert_reference(values: dict, y: np.ndarray, o: np.ndarray, valid: np.ndarr
 def test_state_update_adds_the_numpy_values_or_names_the_argument(pair, nan_policy):
     y_c, o_c = pair
     before = copies(y_c, o_c)
-    outcome = refused_or_added(
+    outcome = run_against_oracle(
         lambda: MetricState.empty().update(y_c, o_c, nan_policy=nan_policy),
         lambda: oracle_added(y_c, o_c, nan_policy, ("y_c", "o_c"), low=True, high=True),
         ERRORS,
@@ -118,7 +104,7 @@ def _keras_outcome(kind: str, y_c, o_c, nan_policy: str, traced: bool):
             metric.update_state(y_c, o_c)
         return metric
 
-    return refused_or_added(
+    return run_against_oracle(
         call,
         lambda: oracle_added(y_c, o_c, nan_policy, ("scores", "masked_scores"),
                              low=kind != "increase", high=kind == "gain"),

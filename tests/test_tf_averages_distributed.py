@@ -70,7 +70,43 @@ def child_main() -> None:
         range_error = ""
     except ValueError as error:
         range_error = str(error)
+    # what outlives a call on the distributed path (its compiled passes) must not reach a number
+    distributed = AveragesCam(model, inputs, batch_size=BATCH, strategy=strategy)
+    changing = cams.copy()
+    distributed.evaluate(changing, score)
+    changing[...] = cams[::-1]  # the same object, changed in place
+    in_place = distributed.evaluate(changing, score)
+
+    class TargetsFromAttribute:
+        def __init__(self, labels):
+            self.labels = labels
+
+        def __call__(self, outputs):
+            return tf.gather(outputs, self.labels, batch_dims=1)
+
+    reading = TargetsFromAttribute(targets)
+    distributed.evaluate(cams, reading)
+    reading.labels = (targets + 1) % CLASSES
+    new_targets = distributed.evaluate(cams, reading)
+
+    import threading
+
+    own_sets = [np.roll(cams, shift, axis=0) for shift in range(4)]
+    threaded = [[] for _ in own_sets]
+
+    def worker(index):
+        for _ in range(3):
+            threaded[index].append(distributed.evaluate(own_sets[index], score).o_c.tolist())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(own_sets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     print(json.dumps({
+        "in_place_o_c": in_place.o_c.tolist(),
+        "new_targets_o_c": new_targets.o_c.tolist(),
+        "threaded_o_c": threaded,
         "range_error": range_error,
         "replicas": strategy.num_replicas_in_sync,
         "found_scope": found,
@@ -87,9 +123,11 @@ def child():
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def numpy_oracle():
+def numpy_oracle(cams=None, targets=None):
     """The model is one softmax layer of known weights: NumPy computes its scores alone."""
-    inputs, cams, targets, kernel, bias = make_data()
+    inputs, data_cams, data_targets, kernel, bias = make_data()
+    cams = data_cams if cams is None else cams
+    targets = data_targets if targets is None else targets
     import tensorflow as tf
 
     full = tf.image.resize(cams[..., None], SHAPE[:2], method="bilinear").numpy()
@@ -111,6 +149,20 @@ def test_two_replicas_and_the_scope_is_picked_up(child):
 
 def test_streamed_cams_outside_zero_one_are_refused_on_replicas_too(child):
     assert "[0, 1]" in child["range_error"] and "normalize=True" in child["range_error"]
+
+
+def test_distributed_numbers_follow_cams_changed_in_place_and_score_functions_that_changed(child):
+    _, cams, targets, _, _ = make_data()
+    np.testing.assert_allclose(child["in_place_o_c"], numpy_oracle(cams=cams[::-1])[1], atol=1e-5)
+    np.testing.assert_allclose(child["new_targets_o_c"], numpy_oracle(targets=(targets + 1) % CLASSES)[1], atol=1e-5)
+
+
+def test_threads_sharing_a_distributed_averagescam_get_their_own_numbers(child):
+    _, cams, _, _, _ = make_data()
+    for shift, runs in enumerate(child["threaded_o_c"]):
+        expected = numpy_oracle(cams=np.roll(cams, shift, axis=0))[1]
+        for o_c in runs:
+            np.testing.assert_allclose(o_c, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["given", "scoped", "streamed"])
