@@ -226,6 +226,49 @@ def test_compare_against_a_baseline(files, tmp_path, capsys):
     _assert_one_line_error(*_run_in_process(capsys, *args), "--baseline 'gamma'", "alpha, beta")
 
 
+def test_compare_says_in_words_what_the_users_methods_show(files, tmp_path, capsys):
+    out = tmp_path / "out"
+    status, table, err = _run_in_process(capsys, *_evaluate_args(files, "--compare", "--quiet", "--no-plot", "--out", str(out)))
+    assert status == 0, err
+    text = (out / "conclusion.txt").read_text()
+    assert text.rstrip("\n") in table  # printed under the tables, and written
+    drops = {r["method"]: r["average_drop"] for r in json.loads((out / "results.json").read_text())}
+    ranked = sorted(drops, key=drops.get)
+    assert f"ranking by Average Drop: {ranked[0]} ({drops[ranked[0]]:.2f}) < {ranked[1]} ({drops[ranked[1]]:.2f})" in text
+    (bullet,) = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert bullet.startswith(f"  - {ranked[0]} ") and f"{abs(drops['alpha'] - drops['beta']):.2f} points lower" in bullet
+    assert "Reference maps" not in text  # the user's own CAM sets come without the demo's references
+
+
+def _no_work(monkeypatch):
+    """Make loading the model fail the test: what is checked before any work never gets there."""
+    from camavg_tf.app import cli
+
+    def loaded(path):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(cli, "_load_model", loaded)
+
+
+def test_compare_with_one_method_is_refused_before_any_work(files, tmp_path, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    paths = files["paths"]
+    common = ["evaluate", "--model", paths["model"], "--inputs", paths["inputs"], "--targets", paths["targets"],
+              "--compare", "--quiet", "--no-plot", "--out", str(tmp_path / "out")]
+    _assert_one_line_error(*_run_in_process(capsys, *common, "--cams", paths["alpha"]),
+                           "--compare", "has one (alpha)", "two or more")
+    _assert_one_line_error(*_run_in_process(capsys, *common, "--method", "gradcam", "--layer", "conv_top"),
+                           "--compare", "has one (gradcam)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_baseline_is_refused_before_any_work(files, tmp_path, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    args = _evaluate_args(files, "--compare", "--baseline", "gamma", "--quiet", "--no-plot", "--out", str(tmp_path / "out"))
+    _assert_one_line_error(*_run_in_process(capsys, *args), "--baseline 'gamma'", "(alpha, beta)")
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- errors
 def _assert_one_line_error(status, out, err, *fragments):
     assert status == 2

@@ -70,3 +70,14 @@ def test_every_option_in_the_table_exists():
     for line in table:
         for option in re.findall(r"`(--[a-z0-9-]+)", line.split("|")[1]):
             assert option in known, option
+
+
+def test_documented_out_message_is_the_commands(tmp_path, monkeypatch):
+    from camavg_tf.app.loading import CommandError
+    from camavg_tf.app.output import check_out
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prev" / "report.png").mkdir(parents=True)
+    with pytest.raises(CommandError) as refused:
+        check_out("prev", ["results.json", "report.png"])
+    assert f"camavg: error: {refused.value}\n" in DOC

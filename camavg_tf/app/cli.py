@@ -6,7 +6,8 @@ Average Increase and Average Gain, and says in words what the numbers mean. ``ca
 gives the same report for a saved Keras model and the user's own data.
 
 Both print one table (or JSON / CSV with ``--format``) and write ``results.json``,
-``results.csv`` and ``report.png`` into ``--out``, replacing what an earlier run left there.
+``results.csv`` and ``report.png`` into ``--out``, replacing only files that camavg wrote there
+(see :mod:`camavg_tf.app.output`).
 A bad input prints one line, ``camavg: error: <message>``, and exits with status 2; an internal
 failure prints one line and exits with status 1 (``--debug`` shows its traceback).
 """
@@ -17,7 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -60,13 +61,14 @@ def _recipes_epilog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--out", default="camavg-report", metavar="DIR",
-                        help="folder for results.json, results.csv and report.png; it is replaced, "
-                        "so no file of an earlier run stays (default: ./camavg-report)")
+                        help="folder for results.json, results.csv and report.png (new or existing, . too); "
+                        "camavg replaces only files it wrote there (default: ./camavg-report)")
     common.add_argument("--format", choices=FORMATS, default="table",
                         help="what to print: an aligned table (default), JSON or CSV")
     common.add_argument("--quiet", action="store_true", help="no progress bar and no notes on standard error")
     common.add_argument("--compare", action="store_true",
-                        help="also compare every pair of methods (paired test, interval, Holm-adjusted p-value)")
+                        help="also compare every pair of methods (paired test, interval, Holm-adjusted p-value) "
+                        "and say in words what the comparison shows (conclusion.txt)")
     common.add_argument("--baseline", metavar="NAME",
                         help="with --compare: compare each method against NAME instead of every pair")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
@@ -147,20 +149,24 @@ def _evaluate(args, model, inputs, cams, score, sources, progress, *, batch_size
 
 def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: Progress) -> None:
     """Write the --out folder (under the progress bar, the picture takes a second), then print."""
+    import io
+
     from camavg_tf.app import report
-    from camavg_tf.app.output import fresh_folder
+    from camavg_tf.app.output import write_outputs
 
     notes = []
     progress.step("writing results" + ("" if args.no_plot else " and report.png"))
-    with fresh_folder(out) as staging:
-        written = report.write_text_outputs(staging, results, recipes, rows, conclusion)
-        if not args.no_plot and np.ndim(images) != 4:
-            notes.append(f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
-        elif not args.no_plot:
-            try:
-                written.append(report.plot_report(staging / "report.png", results, images, cams, title=title))
-            except ImportError:
-                notes.append("camavg: note: matplotlib is not installed, so report.png was not drawn (pip install matplotlib).")
+    files = report.text_outputs(results, recipes, rows, conclusion)
+    if not args.no_plot and np.ndim(images) != 4:
+        notes.append(f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
+    elif not args.no_plot:
+        try:
+            picture = io.BytesIO()
+            report.plot_report(picture, results, images, cams, title=title)
+            files["report.png"] = picture.getvalue()
+        except ImportError:
+            notes.append("camavg: note: matplotlib is not installed, so report.png was not drawn (pip install matplotlib).")
+    written = write_outputs(out, args.out, files)
     progress.done()
     progress.close()
     if args.format == "json":
@@ -186,11 +192,13 @@ def run_demo(args: argparse.Namespace) -> int:
     from camavg_tf.app.conclusion import compare_pairs, conclusion
     from camavg_tf.app.output import check_out
 
-    out = check_out(args.out)
     if args.n_images < 2:
         raise CommandError(f"--n-images must be at least 2, got {args.n_images}.")
     started = time.perf_counter()
     recipes = demo.demo_recipes(replace_to_linear=args.replace_to_linear, scorecam_max_n=args.scorecam_max_n)
+    _check_compare(args, [*recipes, *demo.REFERENCE_MAPS])
+    # The demo always writes its comparisons of the CAM methods and its conclusion.
+    out = check_out(args.out, _output_names(args, comparisons=True))
     progress = Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
     try:
         progress.step("importing TensorFlow")
@@ -216,7 +224,7 @@ def run_demo(args: argparse.Namespace) -> int:
         text = conclusion(results, rows, demo.REFERENCE_RECIPES)
         if args.compare:
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=_baseline(args, results))
+                                 nan_policy=args.nan_policy, baseline=args.baseline)
         _emit(args, out, results, descriptions, rows, text, data.images, cams,
               title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
               progress=progress)
@@ -278,8 +286,9 @@ def _check_model_and_inputs(model, inputs: np.ndarray, path: str) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from camavg_tf.app.output import check_out
 
-    out = check_out(args.out)
     methods = _methods(args) if args.method else []
+    _check_compare(args, [*(Path(path).stem for path in args.cams or ()), *methods])
+    out = check_out(args.out, _output_names(args, comparisons=args.compare))
     inputs = load_inputs(args.inputs)
     targets = load_targets(args.targets, inputs.shape[0]) if args.targets else None
     cams = load_cams(args.cams, inputs.shape[0]) if args.cams else {}
@@ -309,13 +318,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         descriptions = {m: r.describe() for m, r in recipes.items()}
         descriptions |= {Path(p).stem: f"from file {p}" + (", min-max per map by camavg (--normalize)" if args.normalize else "")
                          for p in args.cams or ()}
-        rows = None
+        rows, text = None, None
         if args.compare:
-            from camavg_tf.app.conclusion import compare_pairs
+            from camavg_tf.app.conclusion import compare_pairs, conclusion
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=_baseline(args, results))
-        _emit(args, out, results, descriptions, rows, None, inputs, cams,
+                                 nan_policy=args.nan_policy, baseline=args.baseline)
+            text = conclusion(results, rows, {})
+        _emit(args, out, results, descriptions, rows, text, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)
     finally:
         progress.close()
@@ -333,16 +343,25 @@ def _top1_targets(model, inputs: np.ndarray, batch_size: int | None) -> np.ndarr
     return outputs.reshape(outputs.shape[0], -1).argmax(axis=1).astype(np.int64)
 
 
-def _baseline(args: argparse.Namespace, results: Mapping[str, Any]) -> str | None:
-    """--baseline, checked against the methods of this run."""
-    if args.baseline is None:
-        return None
-    if args.baseline not in results:
+def _check_compare(args: argparse.Namespace, methods: Sequence[str]) -> None:
+    """--compare and --baseline against the method names of this run, before any work."""
+    if args.compare and len(methods) < 2:
         raise CommandError(
-            f"--baseline {args.baseline!r} is not one of this run's methods ({', '.join(results)}): "
+            f"--compare compares methods with each other, and this run has one ({', '.join(methods)}): "
+            f"pass two or more --cams files or --method names, or leave --compare out."
+        )
+    if args.baseline is not None and args.baseline not in methods:
+        raise CommandError(
+            f"--baseline {args.baseline!r} is not one of this run's methods ({', '.join(methods)}): "
             f"pass one of them."
         )
-    return args.baseline
+
+
+def _output_names(args: argparse.Namespace, *, comparisons: bool) -> list[str]:
+    """The files a run may write into --out, checked before any work."""
+    names = ["results.json", "results.csv"]
+    names += ["comparisons.json", "comparisons.csv", "conclusion.txt"] if comparisons else []
+    return names + ([] if args.no_plot else ["report.png"])
 
 
 def _one_line(error: BaseException) -> str:

@@ -90,7 +90,7 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
         else:
             lines.append(f"  - {better} and {worse}: no clear difference (Average Drop {lower_by:.2f} points "
                          f"lower for {better}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
-    if methods:
+    if methods and references:  # the command line's own CAM sets come without reference maps
         low_drop = min(results[name].average_drop for name in methods)
         high_drop = max(results[name].average_drop for name in methods)
         lines.append(f"Reference maps, as measured (the CAM methods span Average Drop {low_drop:.2f} to {high_drop:.2f}):")

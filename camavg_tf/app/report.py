@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
@@ -137,28 +137,26 @@ def format_csv(results: Mapping[str, Result], recipes: Mapping[str, str] | None 
     return csv_text(CSV_FIELDS, rows)
 
 
-def write_text_outputs(
-    directory: str | Path,
+def text_outputs(
     results: Mapping[str, Result],
     recipes: Mapping[str, str] | None = None,
     comparisons: Sequence[Mapping[str, Any]] | None = None,
     conclusion: str | None = None,
-) -> list[Path]:
-    """Write ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``, ``conclusion.txt``)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = [directory / "results.json", directory / "results.csv"]
-    written[0].write_text(format_json(result_records(results, recipes)) + "\n")
-    written[1].write_text(format_csv(results, recipes))
+) -> dict[str, bytes]:
+    """``{file name: content}``: ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``,
+    ``conclusion.txt``), for :func:`camavg_tf.app.output.write_outputs`.
+
+    >>> sorted(text_outputs({"gradcam": Result(12.5, 25.0, 3.0, n=4)}, conclusion="In words."))
+    ['conclusion.txt', 'results.csv', 'results.json']
+    """
+    files = {"results.json": format_json(result_records(results, recipes)) + "\n",
+             "results.csv": format_csv(results, recipes)}
     if comparisons:
-        written.append(directory / "comparisons.json")
-        written[-1].write_text(format_json(list(comparisons)) + "\n")
-        written.append(directory / "comparisons.csv")
-        written[-1].write_text(csv_text(COMPARISON_FIELDS, comparisons))
+        files["comparisons.json"] = format_json(list(comparisons)) + "\n"
+        files["comparisons.csv"] = csv_text(COMPARISON_FIELDS, comparisons)
     if conclusion:
-        written.append(directory / "conclusion.txt")
-        written[-1].write_text(conclusion + "\n")
-    return written
+        files["conclusion.txt"] = conclusion + "\n"
+    return {name: text.encode("utf-8") for name, text in files.items()}
 
 
 # ----------------------------------------------------------------------------- picture
@@ -227,21 +225,21 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
 
 
 def plot_report(
-    path: str | Path,
+    path: str | Path | BinaryIO,
     results: Mapping[str, Result],
     images: np.ndarray,
     cams: Mapping[str, np.ndarray],
     *,
     n_samples: int = 3,
     title: str = "camavg: CAM faithfulness",
-) -> Path:
+) -> Path | BinaryIO:
     """Draw ``report.png``: bars per metric with their intervals, then a grid of samples.
 
     The grid has one row per method and, for each of the first ``n_samples`` images, three
     panels: the image, the CAM over it, and the masked image the model was scored on.
 
     Args:
-        path: where to write the PNG.
+        path: where to write the PNG: a path, or a binary file such as ``io.BytesIO()``.
         results: ``{method: Result}``.
         images: (N, H, W, C) channels-last inputs (shown min-max scaled if outside [0, 1]).
         cams: ``{method: (N, h, w)}`` maps in [0, 1], same keys as ``results``.
@@ -294,7 +292,8 @@ def plot_report(
         axes.set_yticks([])
     bottom.subplots_adjust(left=0.17, right=0.98, bottom=0.01, top=0.96, wspace=0.05, hspace=0.08)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
     return path
