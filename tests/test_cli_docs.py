@@ -13,8 +13,8 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf_keras_vis")
 
-from camavg_tf.app.cli import build_parser  # noqa: E402
-from camavg_tf.app.loading import cam_shape_problem  # noqa: E402
+from camavg_cli.cli import build_parser  # noqa: E402
+from camavg_cli.loading import cam_shape_problem  # noqa: E402
 from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, Recipe  # noqa: E402
 
 # Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
@@ -73,8 +73,8 @@ def test_every_option_in_the_table_exists():
 
 
 def test_documented_out_message_is_the_commands(tmp_path, monkeypatch):
-    from camavg_tf.app.loading import CommandError
-    from camavg_tf.app.output import check_out
+    from camavg_cli.loading import CommandError
+    from camavg_cli.output import check_out
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prev" / "report.png").mkdir(parents=True)

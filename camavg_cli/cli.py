@@ -7,7 +7,7 @@ gives the same report for a saved Keras model and the user's own data.
 
 Both print one table (or JSON / CSV with ``--format``) and write ``results.json``,
 ``results.csv`` and ``report.png`` into ``--out``, replacing only files that camavg wrote there
-(see :mod:`camavg_tf.app.output`).
+(see :mod:`camavg_cli.output`).
 A bad input prints one line, ``camavg: error: <message>``, and exits with status 2; an internal
 failure prints one line and exits with status 1 (``--debug`` shows its traceback).
 """
@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from camavg_tf.app.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
-from camavg_tf.app.progress import Progress
+from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
+from camavg_cli.progress import Progress
 from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, SCORECAM_MAX_N, Recipe
 
 EXIT_INTERNAL = 1
@@ -151,8 +151,8 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
     """Write the --out folder (under the progress bar, the picture takes a second), then print."""
     import io
 
-    from camavg_tf.app import report
-    from camavg_tf.app.output import write_outputs
+    from camavg_cli import report
+    from camavg_cli.output import write_outputs
 
     notes = []
     progress.step("writing results" + ("" if args.no_plot else " and report.png"))
@@ -189,8 +189,8 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
 
 def run_demo(args: argparse.Namespace) -> int:
     from camavg_tf.app import demo
-    from camavg_tf.app.conclusion import compare_pairs, conclusion
-    from camavg_tf.app.output import check_out
+    from camavg_cli.conclusion import compare_pairs, conclusion
+    from camavg_cli.output import check_out
 
     if args.n_images < 2:
         raise CommandError(f"--n-images must be at least 2, got {args.n_images}.")
@@ -257,7 +257,7 @@ def _import_frameworks() -> None:
 
 
 def _load_model(path: str):
-    from camavg_tf.app.loading import existing_file
+    from camavg_cli.loading import existing_file
 
     file = existing_file(path, "--model")
     _import_frameworks()
@@ -284,7 +284,7 @@ def _check_model_and_inputs(model, inputs: np.ndarray, path: str) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from camavg_tf.app.output import check_out
+    from camavg_cli.output import check_out
 
     methods = _methods(args) if args.method else []
     _check_compare(args, [*(Path(path).stem for path in args.cams or ()), *methods])
@@ -320,7 +320,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                          for p in args.cams or ()}
         rows, text = None, None
         if args.compare:
-            from camavg_tf.app.conclusion import compare_pairs, conclusion
+            from camavg_cli.conclusion import compare_pairs, conclusion
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
                                  nan_policy=args.nan_policy, baseline=args.baseline)
