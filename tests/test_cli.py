@@ -244,7 +244,7 @@ def _no_work(monkeypatch):
     """Make loading the model fail the test: what is checked before any work never gets there."""
     from camavg_cli import cli
 
-    def loaded(path):
+    def loaded(*args):
         raise AssertionError("the model was loaded before the options were checked")
 
     monkeypatch.setattr(cli, "_load_model", loaded)

@@ -224,7 +224,7 @@ def test_out_with_a_folder_where_report_png_goes_stops_before_any_work(saved, tm
     (prev / "report.png").mkdir(parents=True)
     (prev / "report.png" / "figure1.png").write_bytes(b"the user's own")
 
-    def no_work(path):
+    def no_work(*args):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr(cli, "_load_model", no_work)
