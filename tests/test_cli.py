@@ -25,7 +25,7 @@ pytest.importorskip("tf_keras_vis")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.app.cli import main  # noqa: E402
+from camavg_cli.cli import main  # noqa: E402
 from reference import reference_metrics  # noqa: E402
 
 N, SIZE, CLASSES = 6, 8, 3
@@ -94,7 +94,7 @@ def _evaluate_args(files, *extra):
 # ----------------------------------------------------------------------------- numbers
 def test_subprocess_json_matches_averagescam_and_numpy(files, tmp_path):
     out = tmp_path / "report"
-    command = [sys.executable, "-m", "camavg_tf.app", *_evaluate_args(files, "--format", "json", "--out", str(out), "--quiet")]
+    command = [sys.executable, "-m", "camavg_cli", *_evaluate_args(files, "--format", "json", "--out", str(out), "--quiet")]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert finished.returncode == 0, finished.stderr
@@ -242,9 +242,9 @@ def test_compare_says_in_words_what_the_users_methods_show(files, tmp_path, caps
 
 def _no_work(monkeypatch):
     """Make loading the model fail the test: what is checked before any work never gets there."""
-    from camavg_tf.app import cli
+    from camavg_cli import cli
 
-    def loaded(path):
+    def loaded(*args):
         raise AssertionError("the model was loaded before the options were checked")
 
     monkeypatch.setattr(cli, "_load_model", loaded)
@@ -336,7 +336,7 @@ def test_error_logits_without_activation(files, tmp_path, capsys):
 
 def test_error_exit_status_in_a_real_process(files, tmp_path):
     paths = files["paths"]
-    command = [sys.executable, "-m", "camavg_tf.app", "evaluate", "--model", paths["model"], "--inputs",
+    command = [sys.executable, "-m", "camavg_cli", "evaluate", "--model", paths["model"], "--inputs",
                str(tmp_path / "missing.npy"), "--top1", "--cams", paths["alpha"], "--out", str(tmp_path / "out")]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-keras = pytest.importorskip("keras")
-pytest.importorskip("tf_keras_vis")
-
-from camavg_tf.app.cli import build_parser  # noqa: E402
-from camavg_tf.app.loading import cam_shape_problem  # noqa: E402
-from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, Recipe  # noqa: E402
+# Only the Python recipe needs TensorFlow; the help, the recipes' text and the messages do not.
+from camavg_cli.cli import build_parser
+from camavg_cli.loading import cam_shape_problem
+from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, Recipe
 
 # Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -29,6 +27,8 @@ def _python_blocks(text: str) -> list[str]:
 
 @pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
 def test_the_python_recipe_gives_the_commands_number(tmp_path, monkeypatch):
+    pytest.importorskip("keras")
+    pytest.importorskip("tf_keras_vis")
     monkeypatch.setenv("CAMAVG_CACHE", str(tmp_path))
     (block,) = _python_blocks(DOC)
     namespace: dict = {}
@@ -73,8 +73,8 @@ def test_every_option_in_the_table_exists():
 
 
 def test_documented_out_message_is_the_commands(tmp_path, monkeypatch):
-    from camavg_tf.app.loading import CommandError
-    from camavg_tf.app.output import check_out
+    from camavg_cli.loading import CommandError
+    from camavg_cli.output import check_out
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prev" / "report.png").mkdir(parents=True)

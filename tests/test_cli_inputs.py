@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 keras = pytest.importorskip("keras")
 pytest.importorskip("tf_keras_vis")
 
-from camavg_tf.app.cli import main  # noqa: E402
+from camavg_cli.cli import main  # noqa: E402
 from reference import reference_metrics  # noqa: E402
 
 N, SIZE, CLASSES = 4, 6, 3
@@ -174,7 +174,7 @@ def test_out_with_files_of_the_user_is_never_replaced(capsys, setup, tmp_path):
 
 
 def test_internal_error_exits_1_with_a_debug_hint(capsys, setup, monkeypatch):
-    from camavg_tf.app import cli
+    from camavg_cli import cli
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

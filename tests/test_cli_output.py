@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camavg_tf.app.loading import CommandError
-from camavg_tf.app.output import MANIFEST, check_out, csv_text, escape_cell, write_outputs
+from camavg_cli.loading import CommandError
+from camavg_cli.output import MANIFEST, check_out, csv_text, escape_cell, write_outputs
 
 # Keras' own model.save trips NumPy 2's __array__ deprecation inside Keras; not camavg's, not the user's.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -153,7 +153,7 @@ def test_check_out_refuses_a_file(tmp_path):
 def test_a_second_run_leaves_no_comparisons_and_escapes_a_formula_name(tmp_path, capsys):
     keras = pytest.importorskip("keras")
     pytest.importorskip("tf_keras_vis")
-    from camavg_tf.app.cli import main
+    from camavg_cli.cli import main
 
     keras.utils.set_random_seed(1)
     inputs = keras.Input((4, 4, 3))
@@ -203,7 +203,7 @@ def _command(folder, out, *extra):
 
 
 def test_out_dot_writes_into_the_current_folder_and_runs_again(saved, tmp_path, monkeypatch, capsys):
-    from camavg_tf.app.cli import main
+    from camavg_cli.cli import main
 
     monkeypatch.chdir(tmp_path)
     # eb5fb28: all the work, then "internal error: OSError [Errno 16]", the results in a hidden ..new-XXXX folder.
@@ -218,13 +218,13 @@ def test_out_dot_writes_into_the_current_folder_and_runs_again(saved, tmp_path, 
 
 
 def test_out_with_a_folder_where_report_png_goes_stops_before_any_work(saved, tmp_path, monkeypatch, capsys):
-    from camavg_tf.app import cli
+    from camavg_cli import cli
 
     prev = tmp_path / "prev"
     (prev / "report.png").mkdir(parents=True)
     (prev / "report.png" / "figure1.png").write_bytes(b"the user's own")
 
-    def no_work(path):
+    def no_work(*args):
         raise AssertionError("the model was loaded before --out was checked")
 
     monkeypatch.setattr(cli, "_load_model", no_work)

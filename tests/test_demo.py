@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.app import demo  # noqa: E402
-from camavg_tf.app.cli import main  # noqa: E402
+from camavg_cli.cli import main  # noqa: E402
 from camavg_tf.app.recipes import Recipe, conv_layer_names, make_cams, target_score  # noqa: E402
 from reference import reference_metrics  # noqa: E402
 

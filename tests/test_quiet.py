@@ -55,7 +55,7 @@ def _run(args, env_level):
     env["CUDA_VISIBLE_DEVICES"] = ""  # a machine without GPU, as in the issue
     if env_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = env_level
-    return subprocess.run([sys.executable, "-m", "camavg_tf.app", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "camavg_cli", *args], capture_output=True, text=True,
                           timeout=300, env=env)
 
 

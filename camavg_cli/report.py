@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 
 from camavg_core.result import METRICS, Result
-from camavg_tf.app.output import csv_text
+from camavg_cli.output import csv_text
 
 METRIC_TITLES = {
     "average_drop": "Average Drop",
@@ -144,7 +144,7 @@ def text_outputs(
     conclusion: str | None = None,
 ) -> dict[str, bytes]:
     """``{file name: content}``: ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``,
-    ``conclusion.txt``), for :func:`camavg_tf.app.output.write_outputs`.
+    ``conclusion.txt``), for :func:`camavg_cli.output.write_outputs`.
 
     >>> sorted(text_outputs({"gradcam": Result(12.5, 25.0, 3.0, n=4)}, conclusion="In words."))
     ['conclusion.txt', 'results.csv', 'results.json']

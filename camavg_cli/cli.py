@@ -5,9 +5,13 @@ location is known, makes CAMs with tf-keras-vis and reference maps, reports thei
 Average Increase and Average Gain, and says in words what the numbers mean. ``camavg evaluate``
 gives the same report for a saved Keras model and the user's own data.
 
+Everything that touches a model goes through the :class:`~camavg_cli.frameworks.Framework` that
+``--framework`` names (default ``tf``: Keras models and tf-keras-vis, from :mod:`camavg_tf.app`);
+importing this module imports no framework.
+
 Both print one table (or JSON / CSV with ``--format``) and write ``results.json``,
 ``results.csv`` and ``report.png`` into ``--out``, replacing only files that camavg wrote there
-(see :mod:`camavg_tf.app.output`).
+(see :mod:`camavg_cli.output`).
 A bad input prints one line, ``camavg: error: <message>``, and exits with status 2; an internal
 failure prints one line and exits with status 1 (``--debug`` shows its traceback).
 """
@@ -22,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from camavg_tf.app.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
-from camavg_tf.app.progress import Progress
-from camavg_tf.app.recipes import CAM_METHODS, CLASS_NAMES, SCORECAM_MAX_N, Recipe
+from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
+from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
+from camavg_cli.progress import Progress
 
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -52,14 +56,22 @@ def _max_n(text: str) -> int | None:
     return None if text == "all" else _positive_int(text)
 
 
-def _recipes_epilog() -> str:
-    lines = [f"  {method:<10} {Recipe(method, 'LAYER').describe()}" for method in CAM_METHODS]
+def _recipes_epilog(framework: Framework) -> str:
+    lines = [f"  {method:<10} {framework.recipe(method, 'LAYER').describe()}" for method in framework.cam_methods]
     return ("how --method makes each CAM (LAYER is --layer; change the recipe with --no-replace-to-linear\n"
             "and --scorecam-max-n; docs/command-line.md shows the same calls in Python):\n" + "\n".join(lines))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _framework_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", choices=tuple(FRAMEWORKS), default=DEFAULT_FRAMEWORK,
+                        help=f"the framework of the model and the CAM recipes (default {DEFAULT_FRAMEWORK})")
+
+
+def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
+    """The command's parser; its help names ``framework``'s recipes (default: ``--framework tf``)."""
+    framework = framework or get_framework()
     common = _Parser(add_help=False)
+    _framework_option(common)
     common.add_argument("--out", default="camavg-report", metavar="DIR",
                         help="folder for results.json, results.csv and report.png (new or existing, . too); "
                         "camavg replaces only files it wrote there (default: ./camavg-report)")
@@ -78,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--normalize", action="store_true",
                         help="min-max scale each CAM to [0, 1] before masking (for maps outside [0, 1])")
     common.add_argument("--no-replace-to-linear", dest="replace_to_linear", action="store_false",
-                        help="make CAMs on the model's own output instead of tf-keras-vis' ReplaceToLinear "
+                        help=f"make CAMs on the model's own output instead of {framework.cam_library}' ReplaceToLinear "
                         "(pre-softmax) copy of it")
-    common.add_argument("--scorecam-max-n", type=_max_n, default=SCORECAM_MAX_N, metavar="K|all",
-                        help=f"Score-CAM's max_N: channels it keeps (default {SCORECAM_MAX_N}; 'all' keeps every channel)")
+    common.add_argument("--scorecam-max-n", type=_max_n, default=framework.scorecam_max_n, metavar="K|all",
+                        help=f"Score-CAM's max_N: channels it keeps (default {framework.scorecam_max_n}; 'all' keeps every channel)")
     common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
 
     parser = _Parser(prog="camavg", description="Average Drop, Average Increase and Average Gain of class activation maps.")
@@ -90,14 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Train (once, cached) a small CNN on synthetic images with known "
                                "object masks; compare Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM and reference "
                                "maps, and say what the numbers mean.",
-                               epilog=_recipes_epilog().replace("LAYER is --layer", "LAYER is conv_last"),
+                               epilog=_recipes_epilog(framework).replace("LAYER is --layer", "LAYER is conv_last"),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--n-images", type=_positive_int, default=128, metavar="N", help="evaluation images (default 128)")
 
-    evaluate = commands.add_parser("evaluate", parents=[common], help="evaluate CAMs of a saved Keras model",
-                                   description="Evaluate CAMs of a saved Keras model on your own inputs.",
-                                   epilog=_recipes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    evaluate.add_argument("--model", required=True, metavar="M.keras", help="a saved Keras model")
+    evaluate = commands.add_parser("evaluate", parents=[common], help=f"evaluate CAMs of a saved {framework.model_kind}",
+                                   description=f"Evaluate CAMs of a saved {framework.model_kind} on your own inputs.",
+                                   epilog=_recipes_epilog(framework), formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("--model", required=True, metavar=f"M{framework.model_suffix}", help=f"a saved {framework.model_kind}")
     evaluate.add_argument("--inputs", required=True, metavar="X.npy|X.npz",
                           help="(N, H, W, C) inputs; an .npz with one array or an array named inputs, x or images")
     targets = evaluate.add_mutually_exclusive_group(required=True)
@@ -106,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--cams", nargs="+", metavar="C.npy", help="(N, H, W) CAMs in [0, 1]; the method name is the file's stem")
     source.add_argument("--method", metavar="M1,M2",
-                        help=f"make CAMs with tf-keras-vis, comma-separated: {','.join(CAM_METHODS)} (recipes below)")
+                        help=f"make CAMs with {framework.cam_library}, comma-separated: {','.join(framework.cam_methods)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
     evaluate.add_argument("--activation", choices=("softmax", "sigmoid", "identity"),
@@ -124,16 +136,14 @@ def _in_context(where: str, error: Exception) -> CommandError:
     return CommandError(f"{where}: {error}")
 
 
-def _recipes(args: argparse.Namespace, methods: Sequence[str], layer: str | None) -> dict[str, Recipe]:
-    return {method: Recipe(method, layer, args.replace_to_linear, args.scorecam_max_n) for method in methods}
+def _recipes(args: argparse.Namespace, framework: Framework, methods: Sequence[str], layer: str | None) -> dict:
+    return {method: framework.recipe(method, layer, args.replace_to_linear, args.scorecam_max_n) for method in methods}
 
 
-def _evaluate(args, model, inputs, cams, score, sources, progress, *, batch_size=None, activation=None):
-    from camavg_tf import AveragesCam
-
+def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *, batch_size=None, activation=None):
     try:
-        metrics = AveragesCam(model, inputs, batch_size=batch_size, activation=activation,
-                              nan_policy=args.nan_policy, normalize=args.normalize)
+        metrics = framework.averages_cam(model, inputs, batch_size=batch_size, activation=activation,
+                                         nan_policy=args.nan_policy, normalize=args.normalize)
     except (ValueError, TypeError) as error:
         raise _in_context(sources.get("inputs", "--inputs"), error) from None
     results = {}
@@ -151,8 +161,8 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
     """Write the --out folder (under the progress bar, the picture takes a second), then print."""
     import io
 
-    from camavg_tf.app import report
-    from camavg_tf.app.output import write_outputs
+    from camavg_cli import report
+    from camavg_cli.output import write_outputs
 
     notes = []
     progress.step("writing results" + ("" if args.no_plot else " and report.png"))
@@ -187,11 +197,13 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
         _note(args, note)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from camavg_tf.app import demo
-    from camavg_tf.app.conclusion import compare_pairs, conclusion
-    from camavg_tf.app.output import check_out
+def run_demo(args: argparse.Namespace, framework: Framework) -> int:
+    from camavg_cli.conclusion import compare_pairs, conclusion
+    from camavg_cli.output import check_out
 
+    demo = framework.demo
+    if demo is None:
+        raise CommandError(f"--framework {args.framework} has no demo: run camavg demo with --framework {DEFAULT_FRAMEWORK}.")
     if args.n_images < 2:
         raise CommandError(f"--n-images must be at least 2, got {args.n_images}.")
     started = time.perf_counter()
@@ -201,22 +213,20 @@ def run_demo(args: argparse.Namespace) -> int:
     out = check_out(args.out, _output_names(args, comparisons=True))
     progress = Progress(3 + 2 * len(recipes) + len(demo.REFERENCE_MAPS), args.quiet)
     try:
-        progress.step("importing TensorFlow")
-        _import_frameworks()
+        progress.step(f"importing {framework.name}")
+        _import_frameworks(framework)
         progress.done()
         progress.step("loading or training the demo model")
         model, trained = demo.load_or_train()
         progress.done()
         data = demo.demo_data(args.n_images)
-        from camavg_tf.app.recipes import make_cams, target_score
-
         cams = {}
         for method, recipe in recipes.items():
             progress.step(f"making {method} CAMs")
-            cams[method] = make_cams(recipe, model, data.images, data.labels)
+            cams[method] = framework.make_cams(recipe, model, data.images, data.labels)
             progress.done()
         cams.update(demo.reference_maps(data.masks))
-        results = _evaluate(args, model, data.images, cams, target_score(model, data.labels), {}, progress)
+        results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {}, progress)
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
         # The conclusion compares the CAM methods only; --compare adds every pair, references included.
         cam_scores = {method: results[method].o_c for method in recipes}
@@ -235,58 +245,37 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _methods(args: argparse.Namespace) -> list[str]:
+def _methods(args: argparse.Namespace, framework: Framework) -> list[str]:
     methods = [name.strip() for name in args.method.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in CAM_METHODS]
+    unknown = [name for name in methods if name not in framework.cam_methods]
     if unknown or not methods:
-        raise CommandError(f"--method {args.method!r}: choose from {','.join(CAM_METHODS)} ({', '.join(CLASS_NAMES.values())}).")
+        raise CommandError(f"--method {args.method!r}: choose from {','.join(framework.cam_methods)} "
+                           f"({', '.join(framework.cam_classes.values())}).")
     if not args.layer:
         raise CommandError("--method needs --layer NAME, the penultimate (conv) layer to take the CAMs at.")
     return list(dict.fromkeys(methods))
 
 
-def _import_frameworks() -> None:
-    """TensorFlow, Keras and tf-keras-vis, quietly; CommandError with the install line if missing."""
-    from camavg_tf.app.quiet import import_tensorflow
-
+def _import_frameworks(framework: Framework) -> None:
+    """The framework and its CAM library, quietly; CommandError with the install line if missing."""
     try:
-        import_tensorflow()
-        import tf_keras_vis  # noqa: F401 - every CAM recipe and score function comes from it
+        framework.import_framework()
     except ModuleNotFoundError as error:
-        raise CommandError(f"{error.name} is not installed, and camavg's command needs it: pip install 'camavg[tf]'.") from None
+        raise CommandError(f"{error.name} is not installed, and camavg's command needs it: {framework.install}.") from None
 
 
-def _load_model(path: str):
-    from camavg_tf.app.loading import existing_file
+def _load_model(framework: Framework, path: str):
+    from camavg_cli.loading import existing_file
 
     file = existing_file(path, "--model")
-    _import_frameworks()
-    import keras
-
-    try:
-        return keras.models.load_model(file, compile=False)
-    except Exception as error:  # noqa: BLE001 - any failure to read a user's model file
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        raise CommandError(f"--model {path} could not be loaded as a Keras model ({reason}): save it with model.save('m.keras').") from None
+    _import_frameworks(framework)
+    return framework.load_model(file, path)
 
 
-def _check_model_and_inputs(model, inputs: np.ndarray, path: str) -> int:
-    """The number of output units; CommandError when the inputs do not fit the model."""
-    expected = getattr(model, "input_shape", None)
-    outputs = getattr(model, "output_shape", None)
-    if not isinstance(expected, tuple) or not isinstance(outputs, tuple) or isinstance(expected[0], tuple) or isinstance(outputs[0], tuple):
-        raise CommandError(f"--model {path}: the command line takes a model with one input and one output; "
-                           f"for others use camavg_tf.AveragesCam in Python (see docs/tensorflow.md).")
-    if inputs.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected[1:], inputs.shape[1:])):
-        raise CommandError(f"--inputs has shape {inputs.shape} but the model takes {tuple(expected)}: pass inputs "
-                           f"shaped like the model's input, with the samples first.")
-    return int(np.prod([d for d in outputs[1:] if d is not None])) if len(outputs) > 1 else 1
+def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
+    from camavg_cli.output import check_out
 
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from camavg_tf.app.output import check_out
-
-    methods = _methods(args) if args.method else []
+    methods = _methods(args, framework) if args.method else []
     _check_compare(args, [*(Path(path).stem for path in args.cams or ()), *methods])
     out = check_out(args.out, _output_names(args, comparisons=args.compare))
     inputs = load_inputs(args.inputs)
@@ -295,32 +284,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
     sources = {"inputs": f"--inputs {args.inputs}"} | {Path(path).stem: f"--cams {path}" for path in args.cams or ()}
     progress = Progress(2 + len(methods) + len(methods or cams), args.quiet)
     try:
-        progress.step("importing TensorFlow and loading the model")
-        model = _load_model(args.model)
+        progress.step(f"importing {framework.name} and loading the model")
+        model = _load_model(framework, args.model)
         progress.done()
-        n_units = _check_model_and_inputs(model, inputs, args.model)
-        from camavg_tf.app.recipes import check_layer, make_cams, target_score
-
+        n_units = framework.check_model_and_inputs(model, inputs, args.model)
         if args.layer:
-            check_layer(model, args.layer)
+            framework.check_layer(model, args.layer)
         if targets is None:
-            targets = _top1_targets(model, inputs, args.batch_size)
+            targets = _top1_targets(framework, model, inputs, args.batch_size)
         else:
             check_targets_in_range(targets, n_units, args.targets)
-        recipes = _recipes(args, methods, args.layer)
+        recipes = _recipes(args, framework, methods, args.layer)
         for method, recipe in recipes.items():
             progress.step(f"making {method} CAMs")
-            cams[method] = make_cams(recipe, model, inputs, targets)
+            cams[method] = framework.make_cams(recipe, model, inputs, targets)
             sources[method] = f"--method {method}"
             progress.done()
-        results = _evaluate(args, model, inputs, cams, target_score(model, targets), sources, progress,
+        results = _evaluate(args, framework, model, inputs, cams, framework.target_score(model, targets), sources, progress,
                             batch_size=args.batch_size, activation=args.activation)
         descriptions = {m: r.describe() for m, r in recipes.items()}
         descriptions |= {Path(p).stem: f"from file {p}" + (", min-max per map by camavg (--normalize)" if args.normalize else "")
                          for p in args.cams or ()}
         rows, text = None, None
         if args.compare:
-            from camavg_tf.app.conclusion import compare_pairs, conclusion
+            from camavg_cli.conclusion import compare_pairs, conclusion
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
                                  nan_policy=args.nan_policy, baseline=args.baseline)
@@ -332,8 +319,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _top1_targets(model, inputs: np.ndarray, batch_size: int | None) -> np.ndarray:
-    outputs = np.asarray(model.predict(inputs, batch_size=batch_size or 32, verbose=0))
+def _top1_targets(framework: Framework, model, inputs: np.ndarray, batch_size: int | None) -> np.ndarray:
+    outputs = np.asarray(framework.predict(model, inputs, batch_size or 32))
     if not np.isfinite(outputs).all():
         raise CommandError("--top1: the model gives NaN or infinite outputs on --inputs; check the inputs and the model.")
     if outputs.ndim == 2 and outputs.shape[1] == 1:
@@ -376,14 +363,22 @@ def _one_line(error: BaseException) -> str:
     return message
 
 
+def _framework_name(argv: Sequence[str]) -> str:
+    """``--framework`` read ahead of the full parser, whose help shows that framework's recipes."""
+    ahead = _Parser(prog="camavg", add_help=False)
+    _framework_option(ahead)
+    return ahead.parse_known_args(argv)[0].framework
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status: 0, 2 after one ``camavg: error:`` line (bad
     input), 1 after one line for an internal error, 130 when interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
-        return run_demo(args) if args.command == "demo" else run_evaluate(args)
+        framework = get_framework(_framework_name(argv))
+        args = build_parser(framework).parse_args(argv)
+        return run_demo(args, framework) if args.command == "demo" else run_evaluate(args, framework)
     except SystemExit as stop:  # --help, or argparse's own exit
         return int(stop.code or 0) if isinstance(stop.code, int) or stop.code is None else EXIT_USAGE
     except (CommandError, ValueError, TypeError) as error:

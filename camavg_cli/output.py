@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from camavg_tf.app.loading import CommandError
+from camavg_cli.loading import CommandError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What a run may write; the manifest never names anything else, so no manifest, garbled or
