@@ -18,7 +18,7 @@ from camavg_core import validation
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.backends import resolve_backend
 from camavg_tf.distribute import current_strategy
-from camavg_tf.passes import BatchStep, DistributedPasses, passes_for
+from camavg_tf.passes import BatchStep, CompiledPasses, DistributedPasses
 
 _BACKEND = resolve_backend("tensorflow")
 
@@ -55,8 +55,10 @@ class TensorFlowAdapter:
     def __init__(self, model: Any, strategy: Any = None) -> None:
         self.model = model
         self.strategy = strategy
-        # the distributed passes belong to this adapter's strategy, so they live with it
-        self._distributed: dict[Options, DistributedPasses] = {}
+        # the compiled passes belong to this adapter (and the distributed ones to its
+        # strategy): a trace fixes the model's Python code as it was, so no other caller may
+        # be served a pass traced for it
+        self._passes: dict[Options, CompiledPasses | DistributedPasses] = {}
         self._lock = threading.Lock()
         self._kind = output_kind(model)
         symbolic = list(getattr(model, "inputs", None) or [])
@@ -78,16 +80,21 @@ class TensorFlowAdapter:
         return "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        passes = passes_for(self.model, options, inputs) if self.strategy is None else self._distributed_passes(options)
+        passes = self.passes(options, inputs)
         if cams is None:
             return passes.plain(inputs, batch_size)
         return passes.masked(inputs, cams, batch_size)
 
-    def _distributed_passes(self, options: Options) -> DistributedPasses:
+    def passes(self, options: Options, inputs: list) -> CompiledPasses | DistributedPasses:
+        """This adapter's compiled passes for ``options``, traced at their first call."""
         with self._lock:
-            if options not in self._distributed:
-                self._distributed[options] = DistributedPasses(BatchStep(self.model, options), self.strategy)
-            return self._distributed[options]
+            if options not in self._passes:
+                steps = BatchStep(self.model, options)
+                self._passes[options] = (
+                    CompiledPasses(steps, steps.output_dtypes(inputs)) if self.strategy is None
+                    else DistributedPasses(steps, self.strategy)
+                )
+            return self._passes[options]
 
     def to_host(self, scores: Any) -> np.ndarray:
         return np.asarray(tf.convert_to_tensor(scores).numpy(), dtype=np.float64)
