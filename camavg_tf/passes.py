@@ -15,12 +15,13 @@ the signatures, so neither N nor the batch size retraces.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options, as_list
+from camavg_core.engine import Options, model_outputs
 from camavg_core.masking import mask_inputs
 from camavg_tf.distribute import ReplicaLoop
 
@@ -47,12 +48,14 @@ class BatchStep:
     def __init__(self, model: Any, options: Options) -> None:
         self.model = model
         self.options = options
+        self.takes_training = takes_training(model)
 
     def run_model(self, batch_inputs: list) -> list:
         if self.options.preprocess is not None:
             batch_inputs = [self.options.preprocess(x) for x in batch_inputs]
-        outputs = self.model(batch_inputs if self.options.multi_input else batch_inputs[0], training=False)
-        return apply_activation(as_list(outputs), self.options.activation)
+        batch = batch_inputs if self.options.multi_input else batch_inputs[0]
+        outputs = self.model(batch, training=False) if self.takes_training else self.model(batch)
+        return apply_activation(model_outputs(outputs, "The model"), self.options.activation)
 
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))
@@ -79,6 +82,16 @@ class BatchStep:
         if symbolic:
             return [score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
         return [out.dtype for out in self.run_model([x[:1] for x in inputs])]
+
+
+def takes_training(model: Any) -> bool:
+    """Whether ``model`` accepts ``training=``: a Keras model does (inference mode for dropout
+    and batch normalisation); a plain function ``lambda x: ...`` may not."""
+    try:
+        parameters = inspect.signature(model).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it plainly
+        return False
+    return any(p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _batch_tensor(batch_size: int) -> tf.Tensor:
