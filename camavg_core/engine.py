@@ -14,11 +14,14 @@ An adapter supplies only framework work (:class:`Adapter`): copying arrays into 
 framework, the compiled pass, and bringing the (N,) scores back to the host.
 
 Nothing here can go stale. The model's outputs on the inputs are computed once, from the
-engine's own copy of the inputs. Each call copies the CAMs at call time; the one cached item,
-the masked outputs of the last CAM set, is keyed by that copy's values (never by an object's
-identity) and replaced whole, so threads sharing an engine each get their own numbers. Score
-functions are applied on every call, so a score function that reads changing state is read
-again. No buffer is reused across calls or lent out.
+engine's own copy of the inputs, together with the adapter's :meth:`Adapter.model_version`;
+each call asks for the version again and, when it differs (weights set, an activation
+swapped), computes the outputs afresh and drops the masked outputs of the old model. Each call
+copies the CAMs at call time; the one cached item, the masked outputs of the last CAM set, is
+keyed by that copy's values and the model version (never by an object's identity) and replaced
+whole, so threads sharing an engine each get their own numbers. Score functions are applied on
+every call, so a score function that reads changing state is read again. No buffer is reused
+across calls or lent out.
 """
 
 from __future__ import annotations
@@ -51,7 +54,12 @@ class Options(NamedTuple):
 
 
 class Adapter(Protocol):
-    """The framework work an engine needs: one per framework (``camavg_tf``, ``camavg_jax``)."""
+    """The framework work an engine needs: one per framework (``camavg_tf``, ``camavg_jax``).
+
+    An adapter's compiled passes are its own (never shared through a cache keyed by the
+    model): a trace fixes what the model's Python code did when it ran, so a new adapter
+    runs the model as it is now.
+    """
 
     backend: Backend
 
@@ -71,7 +79,21 @@ class Adapter(Protocol):
 
     def output_kind(self) -> str | None:
         """``'logits'`` when the model's own layers say its outputs are logits (a linear
-        output layer), ``'probabilities'`` when they say probabilities, None when unknown."""
+        output layer), ``'probabilities'`` when they say probabilities, None when unknown.
+        Read afresh at each call: an output layer's activation may be swapped in place."""
+
+    def model_version(self) -> Any:
+        """A value that stays equal (``==``) while the model computes the same function, and
+        changes when its weights or structure change; None where the adapter cannot look
+        inside the model (a plain function), which then counts as never changing.
+
+        The engine asks at construction and at every call; on a change it runs the plain pass
+        again and drops its masked outputs, so no call is answered for an old model. It must
+        cost little beside a forward pass: e.g. a few float64 sums of the weights reduced on
+        the device (values, squares, a fixed pseudo-random projection) and the identities of
+        the layers, their activations and variables. When the structure changed, the adapter
+        re-traces its compiled passes (``run`` must not serve an old trace).
+        """
 
 
 class CamSet(NamedTuple):
@@ -84,15 +106,32 @@ class CamSet(NamedTuple):
 
 
 class _MaskedOutputs(NamedTuple):
-    """The cache's one entry: the masked outputs of a CAM set, with that CAM set as its key."""
+    """The cache's one entry: the masked outputs of a CAM set, keyed by that CAM set and the
+    model version they were computed with."""
 
+    version: Any
     cams: CamSet
+    outputs: list
+
+
+class _PlainOutputs(NamedTuple):
+    """The model's outputs on the inputs and the model version they were computed with."""
+
+    version: Any
     outputs: list
 
 
 def as_list(value: Any) -> list:
     """Model inputs, outputs or CAM arrays as a list: one array becomes a list of one."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def model_outputs(outputs: Any, argument: str) -> list:
+    """A model's outputs as a list (one array per output); a dict is refused, naming its
+    keys: camavg cannot know which entry the score functions read, or in which order."""
+    if isinstance(outputs, dict):
+        raise TypeError(validation.outputs_are_a_dict(argument, [str(k) for k in outputs]))
+    return as_list(outputs)
 
 
 def as_host_array(array: Any, name: str) -> np.ndarray:
@@ -117,7 +156,9 @@ class Engine:
     """One model, its inputs and their outputs; every evaluation of CAMs goes through here."""
 
     def __init__(self, adapter: Adapter, inputs: Any, *, batch_size: int | None, nan_policy: str,
-                 level: float, options: Options) -> None:
+                 level: float, options: Options, watch_model: bool = True) -> None:
+        """``watch_model=False`` skips :meth:`Adapter.model_version` for an engine that answers
+        one call right after it is built (a stream's batch): nothing can have changed."""
         validation.check_options(
             activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
             level=level, normalize=options.normalize, batch_size=batch_size,
@@ -131,17 +172,39 @@ class Engine:
         self.batch_size = int(batch_size or DEFAULT_BATCH_SIZE)
         self.inputs, self.bad_inputs = self.own_inputs(inputs)
         self.n = int(self.backend.shape(self.inputs[0])[0])
-        self.outputs = adapter.run(self.inputs, None, options, self.batch_size)
-        self._last: _MaskedOutputs | None = None  # replaced whole, never changed in place
+        self.watch_model = watch_model
+        self._plain = self._run_plain(self._model_version())  # replaced whole, as is _last
+        self._last: _MaskedOutputs | None = None
         self._warned = threading.Event()
+
+    @property
+    def outputs(self) -> list:
+        """The model's outputs on the inputs (one array per model output), as of the last call."""
+        return self._plain.outputs
+
+    def _model_version(self) -> Any:
+        return self.adapter.model_version() if self.watch_model else None
+
+    def _run_plain(self, version: Any) -> _PlainOutputs:
+        return _PlainOutputs(version, self.adapter.run(self.inputs, None, self.options, self.batch_size))
+
+    def plain_outputs(self) -> _PlainOutputs:
+        """The outputs on the inputs of the model as it is now: those computed before when the
+        model version is the same, else one plain pass (its weights or structure changed)."""
+        version = self._model_version()
+        plain = self._plain
+        if plain.version != version:
+            plain = self._plain = self._run_plain(version)
+        return plain
 
     # ----------------------------------------------------------------- the path
     def scores(self, cams: Any, score_function: Any, *, normalize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(Y_c, O_c)``: (N,) float64 scores on the inputs and on the masked inputs."""
-        functions = as_score_list(score_function, len(self.outputs))
+        plain = self.plain_outputs()
+        functions = as_score_list(score_function, len(plain.outputs))
         cam_set = self.own_cams(cams, self.options.normalize if normalize is None else normalize)
-        masked = self.masked_outputs(cam_set)
-        y_c = self.score(functions, self.outputs, "score_function on the model's outputs")
+        masked = self.masked_outputs(cam_set, plain.version)
+        y_c = self.score(functions, plain.outputs, "score_function on the model's outputs")
         o_c = self.score(functions, masked, "score_function on the masked inputs")
         # a NaN input may hide behind max pooling or a ReLU: its scores are NaN all the same;
         # a non-finite CAM spoils only the masked score
@@ -149,15 +212,15 @@ class Engine:
         o_c[self.bad_inputs | cam_set.nonfinite] = np.nan
         return y_c, o_c
 
-    def masked_outputs(self, cam_set: CamSet) -> list:
+    def masked_outputs(self, cam_set: CamSet, version: Any) -> list:
         """The model's outputs on the inputs masked by ``cam_set``: from the cache when the
-        last CAM set had the same values, else one compiled pass."""
+        last CAM set had the same values under the same model version, else one compiled pass."""
         last = self._last
-        if last is not None and self._same_cams(last.cams, cam_set):
+        if last is not None and last.version == version and self._same_cams(last.cams, cam_set):
             return last.outputs
         options = self.options._replace(normalize=cam_set.normalize)
         outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size)
-        self._last = _MaskedOutputs(cam_set, outputs)
+        self._last = _MaskedOutputs(version, cam_set, outputs)
         return outputs
 
     def score(self, functions: list, outputs: list, where: str) -> np.ndarray:

@@ -226,6 +226,8 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
     maps = cams_as_maps(cams, len(spatial), data_format, backend)  # rank first: its message is clearer
     validation.check_count(x_shape[0], c_shape[0])
     map_spatial = tuple(backend.shape(maps)[1:])
+    if map_spatial != tuple(spatial) and len(spatial) == 2:
+        check_cam_layout(map_spatial, x_shape, data_format)
     if map_spatial != tuple(spatial) and (len(spatial) != 2 or 0 in map_spatial):
         raise ValueError(
             f"cams of spatial shape {map_spatial} cannot be resized to the inputs' "
@@ -233,6 +235,29 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
             f"inputs' size."
         )
     return maps
+
+
+def check_cam_layout(map_spatial: tuple, x_shape: tuple, data_format: str) -> None:
+    """Refuse CAMs whose size another reading of the inputs explains, which a resize would
+    otherwise stretch silently: maps at the size of the other ``data_format``'s spatial axes
+    (NCHW inputs read as NHWC), and maps transposed.
+
+    >>> check_cam_layout((8, 16), (2, 3, 8, 16), "channels_last")
+    Traceback (most recent call last):
+    ...
+    ValueError: cams of spatial shape (8, 16) match axes 2 and 3 of the inputs (shape (2, 3, 8, 16)), not axes 1 and 2, ...
+    >>> check_cam_layout((4, 8), (2, 8, 16, 3), "channels_last")  # a coarser map: resized
+    """
+    if data_format == "channels_last":
+        spatial, other = tuple(x_shape[1:3]), tuple(x_shape[2:4])
+        other_message = validation.cams_look_channels_first
+    else:
+        spatial, other = tuple(x_shape[2:4]), tuple(x_shape[1:3])
+        other_message = validation.cams_look_channels_last
+    if len(x_shape) == 4 and tuple(map_spatial) == other:
+        raise ValueError(other_message(tuple(map_spatial), tuple(x_shape)))
+    if tuple(map_spatial) == spatial[::-1]:
+        raise ValueError(validation.cams_transposed(tuple(map_spatial), spatial))
 
 
 def check_cam_maps(maps: Any, backend: Backend, *, normalize: bool, nan_policy: str = "raise") -> CamCheck:

@@ -422,3 +422,51 @@ def nonfinite_message(argument: str) -> str:
         f"{argument} holds NaN or infinity. Fix the sample, or pass nan_policy='omit' to skip "
         f"non-finite samples and count them in `skipped`."
     )
+
+
+# --------------------------------------------------------------------------- the model and the
+# layout: what would otherwise be read silently the wrong way
+def activation_applied_twice(activation: str, layer: str, layer_activation: str) -> str:
+    return (
+        f"activation={activation!r} would apply a {activation} to outputs that already are "
+        f"probabilities: the model's output layer {layer!r} ends in a {layer_activation}. Pass "
+        f"activation=None (or 'identity') to score its outputs as they are; to score logits "
+        f"through your own activation, give a model whose output layer is linear."
+    )
+
+
+def cams_look_channels_first(map_shape: tuple, x_shape: tuple) -> str:
+    return (
+        f"cams of spatial shape {map_shape} match axes 2 and 3 of the inputs (shape {x_shape}), "
+        f"not axes 1 and 2, which data_format='channels_last' (the default) reads as height and "
+        f"width: the inputs look channels-first, (N, C, H, W). Pass data_format=\"channels_first\"; "
+        f"if the maps really are of another size, resize them to {tuple(x_shape[1:3])} yourself."
+    )
+
+
+def cams_look_channels_last(map_shape: tuple, x_shape: tuple) -> str:
+    return (
+        f"cams of spatial shape {map_shape} match axes 1 and 2 of the inputs (shape {x_shape}), "
+        f"not axes 2 and 3, which data_format='channels_first' reads as height and width: the "
+        f"inputs look channels-last, (N, H, W, C). Pass data_format=\"channels_last\"; if the "
+        f"maps really are of another size, resize them to {tuple(x_shape[2:4])} yourself."
+    )
+
+
+def cams_transposed(map_shape: tuple, spatial: tuple) -> str:
+    return (
+        f"cams of spatial shape {map_shape} are the inputs' spatial shape {spatial} transposed: "
+        f"resizing them would stretch each map along the other axis. Pass (N, {spatial[0]}, "
+        f"{spatial[1]}) maps (np.swapaxes(cams, 1, 2) if they are transposed); if they really "
+        f"are {map_shape[0]}x{map_shape[1]} maps, resize them to {spatial} yourself."
+    )
+
+
+def outputs_are_a_dict(argument: str, keys: list) -> str:
+    first = keys[0] if keys else "name"
+    return (
+        f"{argument} returned a dict (keys {keys}): camavg scores an array, or a list of arrays "
+        f"(one per output, in order, scored by a list of score functions). Wrap it to return "
+        f"the output you score, e.g. lambda x: model(x)[{first!r}], or a list of the outputs "
+        f"[out[k] for k in {keys}]."
+    )

@@ -20,7 +20,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
+from camavg_core.engine import AveragesCamBase, Engine, Options, model_outputs
 from camavg_core.masking import mask_inputs
 from camavg_jax.sharding import DataPlacement
 
@@ -87,6 +87,11 @@ class JaxAdapter:
     def output_kind(self) -> str | None:
         return None  # a function says nothing of its outputs: the value checks decide
 
+    def model_version(self) -> None:
+        """None: a function's parameters are out of sight (closed over, or constants of a
+        jitted ``apply_fn``'s first trace); a new ``AveragesCam`` is how new ones count."""
+        return None
+
     def rows_per_batch(self, n: int, batch_size: int) -> int:
         """Rows of every batch: ``batch_size`` (never more than N needs), rounded up to a
         multiple of the local devices a batch is split over."""
@@ -113,7 +118,7 @@ class JaxAdapter:
             if options.preprocess is not None:
                 batch_inputs = [options.preprocess(x) for x in batch_inputs]
             outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
-            return apply_activation(as_list(outputs), options.activation)
+            return apply_activation(model_outputs(outputs, "apply_fn"), options.activation)
 
         def plain(batch_inputs: tuple) -> list:
             self.trace_count += 1

@@ -18,7 +18,8 @@ from camavg_core import validation
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.backends import resolve_backend
 from camavg_tf.distribute import current_strategy
-from camavg_tf.passes import BatchStep, DistributedPasses, passes_for
+from camavg_tf.fingerprint import ModelWatch
+from camavg_tf.passes import BatchStep, CompiledPasses, DistributedPasses
 
 _BACKEND = resolve_backend("tensorflow")
 
@@ -26,25 +27,45 @@ _BACKEND = resolve_backend("tensorflow")
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
-def output_kind(model: Any) -> str | None:
-    """What a Keras model's own output layers say its outputs are: ``'logits'`` when some
-    output comes from a layer with a linear activation (a ``Dense`` head without softmax),
-    ``'probabilities'`` when every output comes from a softmax or sigmoid, None when the model
-    does not say (a subclassed model, a plain function, another layer kind)."""
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        return None
-    kinds = []
-    for tensor in as_list(outputs):
+def output_layers(model: Any) -> list[tuple[Any, str | None]]:
+    """Each output of a Keras model's graph: the layer that makes it and that layer's
+    activation by name (``'softmax'`` for a ``Softmax`` layer; None when it has none or
+    the model has no graph: a subclassed model, a plain function)."""
+    found = []
+    for tensor in as_list(getattr(model, "outputs", None) or []):
         layer = getattr(getattr(tensor, "_keras_history", None), "operation", None)
         activation = getattr(layer, "activation", None)
         name = getattr(activation, "__name__", None) if activation is not None else None
         if name is None and type(layer).__name__ == "Softmax":
             name = "softmax"
-        kinds.append("probabilities" if name in _PROBABILITY_ACTIVATIONS else "logits" if name == "linear" else None)
+        found.append((layer, name))
+    return found
+
+
+def output_kind(model: Any) -> str | None:
+    """What a Keras model's own output layers say its outputs are: ``'logits'`` when some
+    output comes from a layer with a linear activation (a ``Dense`` head without softmax),
+    ``'probabilities'`` when every output comes from a softmax or sigmoid, None when the model
+    does not say (a subclassed model, a plain function, another layer kind)."""
+    kinds = [
+        "probabilities" if name in _PROBABILITY_ACTIVATIONS else "logits" if name == "linear" else None
+        for _, name in output_layers(model)
+    ]
+    if not kinds:
+        return None
     if "logits" in kinds:
         return "logits"
     return "probabilities" if all(kind == "probabilities" for kind in kinds) else None
+
+
+def check_activation(model: Any, activation: str | None) -> None:
+    """A softmax or sigmoid ``activation`` on an output that already is one would apply it
+    twice (the numbers stay in [0, 1], so no later check sees it): refuse, naming the layer."""
+    if activation not in _PROBABILITY_ACTIVATIONS:
+        return
+    for layer, name in output_layers(model):
+        if name in _PROBABILITY_ACTIVATIONS:
+            raise ValueError(validation.activation_applied_twice(activation, getattr(layer, "name", "?"), name))
 
 
 class TensorFlowAdapter:
@@ -55,10 +76,13 @@ class TensorFlowAdapter:
     def __init__(self, model: Any, strategy: Any = None) -> None:
         self.model = model
         self.strategy = strategy
-        # the distributed passes belong to this adapter's strategy, so they live with it
-        self._distributed: dict[Options, DistributedPasses] = {}
+        # the compiled passes belong to this adapter (and the distributed ones to its
+        # strategy): a trace fixes the model's Python code as it was, so no other caller may
+        # be served a pass traced for it
+        self._passes: dict[Options, CompiledPasses | DistributedPasses] = {}
         self._lock = threading.Lock()
-        self._kind = output_kind(model)
+        self.watch = ModelWatch(model)
+        self._structure = self.watch.structure()  # what self._passes were traced for
         symbolic = list(getattr(model, "inputs", None) or [])
         self._input_dtypes = [tf.as_dtype(getattr(t, "dtype", "float32") or "float32") for t in symbolic]
 
@@ -78,22 +102,35 @@ class TensorFlowAdapter:
         return "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        passes = passes_for(self.model, options, inputs) if self.strategy is None else self._distributed_passes(options)
+        check_activation(self.model, options.activation)  # here: the structure may change
+        passes = self.passes(options, inputs)
         if cams is None:
             return passes.plain(inputs, batch_size)
         return passes.masked(inputs, cams, batch_size)
 
-    def _distributed_passes(self, options: Options) -> DistributedPasses:
+    def passes(self, options: Options, inputs: list) -> CompiledPasses | DistributedPasses:
+        """This adapter's compiled passes for ``options`` and the model's structure as it is
+        now (another activation or other layers: traced afresh), traced at their first call."""
+        structure = self.watch.structure()
         with self._lock:
-            if options not in self._distributed:
-                self._distributed[options] = DistributedPasses(BatchStep(self.model, options), self.strategy)
-            return self._distributed[options]
+            if self._structure != structure:  # the old traces will not run again
+                self._structure, self._passes = structure, {}
+            if options not in self._passes:
+                steps = BatchStep(self.model, options)
+                self._passes[options] = (
+                    CompiledPasses(steps, steps.output_dtypes(inputs)) if self.strategy is None
+                    else DistributedPasses(steps, self.strategy)
+                )
+            return self._passes[options]
 
     def to_host(self, scores: Any) -> np.ndarray:
         return np.asarray(tf.convert_to_tensor(scores).numpy(), dtype=np.float64)
 
     def output_kind(self) -> str | None:
-        return self._kind
+        return output_kind(self.model)
+
+    def model_version(self) -> Any:
+        return self.watch.version()
 
 
 class AveragesCam(AveragesCamBase):

@@ -1,26 +1,27 @@
-"""The compiled forward passes behind ``AveragesCam``: plain and masked, one per model.
+"""The compiled forward passes behind ``AveragesCam``: plain and masked.
 
 A pass is one ``tf.function`` that loops over the batches of a prefetched ``tf.data`` pipeline
 inside the graph (an iterator and a ``tf.while_loop``), so no batch goes back to the host and
 the model stays in the function's own graph. Masking, the model and the activation run in it;
 the outputs of all N samples are concatenated on the device.
 
-The passes of a model are shared by every ``AveragesCam`` built on it with the same options:
-tracing a large model costs several forward passes, so a second ``AveragesCam`` (another image
-set, another batch size) must not pay it again. The batch size is a tensor argument and the
-sample axis is unknown in the signatures, so neither N nor the batch size retraces.
+The passes belong to the adapter (the ``AveragesCam`` or the stream) that traced them, never to
+the model: a trace fixes what the model's Python code did at that moment (its activations, its
+layers; only variables are read afresh), so a new ``AveragesCam`` traces the model as it is
+now. Within one adapter the batch size is a tensor argument and the sample axis is unknown in
+the signatures, so neither N nor the batch size retraces.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
+import functools
+import inspect
 from typing import Any, Callable
 
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options, as_list
+from camavg_core.engine import Options, model_outputs
 from camavg_core.masking import mask_inputs
 from camavg_tf.distribute import ReplicaLoop
 
@@ -42,27 +43,19 @@ def apply_activation(outputs: list, activation: str | None) -> list:
 
 
 class BatchStep:
-    """One batch of a pass: mask, ``preprocess``, the model and the activation.
-
-    The model is held weakly, so the shared cache (keyed weakly by the model) lets it go.
-    """
+    """One batch of a pass: mask, ``preprocess``, the model and the activation."""
 
     def __init__(self, model: Any, options: Options) -> None:
-        try:
-            self._model = weakref.ref(model)
-        except TypeError:  # not weakly referenceable: hold it
-            self._model = lambda: model
+        self.model = model
         self.options = options
-
-    @property
-    def model(self) -> Any:
-        return self._model()
+        self.takes_training = takes_training(model)
 
     def run_model(self, batch_inputs: list) -> list:
         if self.options.preprocess is not None:
             batch_inputs = [self.options.preprocess(x) for x in batch_inputs]
-        outputs = self.model(batch_inputs if self.options.multi_input else batch_inputs[0], training=False)
-        return apply_activation(as_list(outputs), self.options.activation)
+        batch = batch_inputs if self.options.multi_input else batch_inputs[0]
+        outputs = self.model(batch, training=False) if self.takes_training else self.model(batch)
+        return apply_activation(model_outputs(outputs, "The model"), self.options.activation)
 
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))
@@ -89,6 +82,16 @@ class BatchStep:
         if symbolic:
             return [score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
         return [out.dtype for out in self.run_model([x[:1] for x in inputs])]
+
+
+def takes_training(model: Any) -> bool:
+    """Whether ``model`` accepts ``training=``: a Keras model does (inference mode for dropout
+    and batch normalisation); a plain function ``lambda x: ...`` may not."""
+    try:
+        parameters = inspect.signature(model).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it plainly
+        return False
+    return any(p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _batch_tensor(batch_size: int) -> tf.Tensor:
@@ -127,7 +130,7 @@ def batch_slices(tensors: Any, batch_size: Any) -> tf.data.Dataset:
 
 
 class CompiledPasses:
-    """The plain and the masked pass of one model, compiled once for every caller."""
+    """The plain and the masked pass of one model and options, compiled once per adapter."""
 
     def __init__(self, steps: BatchStep, output_dtypes: list[tf.DType]) -> None:
         self.steps = steps
@@ -157,21 +160,22 @@ class CompiledPasses:
         return function
 
     def _graph(self, kind: str) -> Callable:
-        """A fresh function per compiled pass: TensorFlow counts retraces per Python function,
-        and several models' passes each trace once, which is no retracing to warn about."""
+        """A function of this pass alone. TensorFlow counts traces per code object (a closure
+        shares its code with every other) but per object for a ``functools.partial``: each
+        ``AveragesCam`` traces its own passes once, which is no retracing to warn about."""
         if kind == "plain":
 
             def plain_pass(inputs: tuple, batch_size: tf.Tensor) -> list:
                 self.trace_count += 1
                 return self._loop(batch_slices(inputs, batch_size), self.steps.plain)
 
-            return plain_pass
+            return functools.partial(plain_pass)
 
         def masked_pass(inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
             self.trace_count += 1
             return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
 
-        return masked_pass
+        return functools.partial(masked_pass)
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
@@ -206,25 +210,3 @@ class DistributedPasses:
 
     def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
-
-
-_SHARED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
-
-
-def passes_for(model: Any, options: Options, inputs: list) -> CompiledPasses:
-    """The compiled passes of ``model`` with ``options``, shared while the model lives.
-
-    Only compiled functions are shared, never values: the passes read the model's variables
-    and their arguments at every call. (``options.preprocess`` is traced into them once, as
-    ``tf.function`` traces any function: it must depend on its input alone.)
-    """
-    with _SHARED_LOCK:
-        try:
-            per_model = _SHARED.setdefault(model, {})
-        except TypeError:  # a model that cannot be weakly referenced: compile for this caller
-            per_model = {}
-        if options not in per_model:
-            steps = BatchStep(model, options)
-            per_model[options] = CompiledPasses(steps, steps.output_dtypes(inputs))
-        return per_model[options]

@@ -435,3 +435,49 @@ def test_inputs_and_cams_are_not_modified(data, weights):
     AveragesCam(_jax_model(*weights), images, activation="softmax", batch_size=3).evaluate(cams, CategoricalScore(labels))
     np.testing.assert_array_equal(images, images_before)
     np.testing.assert_array_equal(cams, cams_before)
+
+
+# --------------------------------------------------------------------------- the model as it is now
+def _apply(params, x):
+    """A Flax-style apply: parameters first, then the batch."""
+    kernel, dense = params
+    return _jax_model(kernel, dense)(x)
+
+
+def test_a_new_averagescam_with_new_parameters_gives_the_new_numbers(data):
+    """Parameters closed over by apply_fn are constants of its trace: a new AveragesCam with
+    a new apply_fn (here a jitted partial, as a training loop would hand over) runs them."""
+    import functools
+
+    images, cams, labels = data
+    score = CategoricalScore(labels)
+    for seed in (0, 1):
+        params = _weights(seed)
+        apply_fn = jax.jit(functools.partial(_apply, params))
+        result = AveragesCam(apply_fn, images, activation="softmax").evaluate(cams, score)
+        y_c, o_c = _expected_vectors(images, cams, labels, *params)
+        np.testing.assert_allclose(result.y_c, y_c, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(result.o_c, o_c, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(_expected_vectors(images, cams, labels, *_weights(0))[0], y_c)
+
+
+def test_an_apply_fn_returning_a_dict_gets_a_type_error_naming_its_keys(data, weights):
+    images, _, _ = data
+    model = _jax_model(*weights)
+    with pytest.raises(TypeError, match=r"apply_fn returned a dict \(keys \['logits'\]\).*\['logits'\]"):
+        AveragesCam(lambda x: {"logits": model(x)}, images)
+
+
+def test_layouts_that_a_resize_would_misread_are_refused(weights):
+    """NCHW inputs under the default data_format, and transposed maps: the checks of the
+    core, at the JAX door too."""
+    rng = np.random.default_rng(9)
+    nchw = rng.random((N, CHANNELS, 8, 16)).astype(np.float32)
+    cams = rng.random((N, 8, 16)).astype(np.float32)
+    pooled = lambda x: jnp.mean(x, axis=(2, 3)) @ jnp.asarray(weights[1][:CHANNELS])  # noqa: E731
+    with pytest.raises(ValueError, match='data_format="channels_first"'):
+        AveragesCam(pooled, nchw, activation="softmax").evaluate(cams, CategoricalScore(0))
+    nhwc = np.moveaxis(nchw, 1, -1)
+    model = lambda x: jnp.mean(x, axis=(1, 2)) @ jnp.asarray(weights[1][:CHANNELS])  # noqa: E731
+    with pytest.raises(ValueError, match="transposed"):
+        AveragesCam(model, nhwc, activation="softmax").evaluate(np.swapaxes(cams, 1, 2), CategoricalScore(0))

@@ -209,3 +209,37 @@ def test_inputs_and_cams_are_not_modified(backend):
     masked[...] = -1.0
     np.testing.assert_array_equal(inputs, inputs_before)
     np.testing.assert_array_equal(cams, cams_before)
+
+
+# --------------------------------------------------------------------------- layouts a resize would misread
+def test_nchw_inputs_read_as_channels_last_are_refused_naming_channels_first():
+    rng = np.random.default_rng(20)
+    inputs, cams = rng.random((2, 3, 8, 16)), rng.random((2, 8, 16))
+    with pytest.raises(ValueError, match=r'match axes 2 and 3 .*data_format="channels_first"'):
+        apply_cams(inputs, cams)
+    masked = apply_cams(inputs, cams, data_format="channels_first")
+    np.testing.assert_array_equal(masked, inputs * cams[:, None])
+
+
+def test_nhwc_inputs_read_as_channels_first_are_refused_naming_channels_last():
+    rng = np.random.default_rng(21)
+    inputs, cams = rng.random((2, 8, 16, 3)), rng.random((2, 8, 16))
+    with pytest.raises(ValueError, match=r'match axes 1 and 2 .*data_format="channels_last"'):
+        apply_cams(inputs, cams, data_format="channels_first")
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_transposed_map_is_refused(data_format):
+    rng = np.random.default_rng(22)
+    inputs = rng.random((2, 8, 16, 3) if data_format == "channels_last" else (2, 3, 8, 16))
+    with pytest.raises(ValueError, match=r"\(16, 8\) are the inputs' spatial shape \(8, 16\) transposed.*swapaxes"):
+        apply_cams(inputs, rng.random((2, 16, 8)), data_format=data_format)
+
+
+def test_a_map_of_another_size_is_still_resized():
+    rng = np.random.default_rng(23)
+    inputs, small = rng.random((2, 8, 16, 3)), rng.random((2, 4, 8))
+    expected = inputs * resize_bilinear_numpy(small[..., None], (8, 16))
+    np.testing.assert_allclose(apply_cams(inputs, small), expected, rtol=1e-6)
+    square = rng.random((2, 8, 8, 3))  # a square map is its own transpose: nothing to refuse
+    np.testing.assert_array_equal(apply_cams(square, small[:, :, :4].copy() * 0 + 1), square)

@@ -26,7 +26,6 @@ from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore  # noqa: E40
 from camavg_core.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
-from camavg_tf.passes import passes_for  # noqa: E402
 from reference import EPS, reference_metrics  # noqa: E402
 
 N = 45  # not a multiple of the batch size, so the last batch is ragged
@@ -154,11 +153,10 @@ def test_one_masked_pass_per_cam_set(trained, tfkv_cams):
 def test_traced_once_across_calls_and_a_ragged_last_batch(trained, tfkv_cams):
     model, data = trained
     score = CategoricalScore(list(data.labels))
-    fresh = keras.models.clone_model(model)  # a model no other test has compiled passes for
-    metrics = AveragesCam(fresh, data.images, batch_size=BATCH)
+    metrics = AveragesCam(model, data.images, batch_size=BATCH)
     assert N % BATCH != 0
     metrics.evaluate(np.array(tfkv_cams["gradcam"]), score)
-    passes = passes_for(fresh, metrics.engine.options, metrics.engine.inputs)
+    passes = metrics.engine.adapter.passes(metrics.engine.options, metrics.engine.inputs)
     traces = passes.trace_count
     assert traces == 2  # the plain pass and the masked pass, once each
     for name in ("gradcam++", "scorecam", "gradcam"):
@@ -166,19 +164,17 @@ def test_traced_once_across_calls_and_a_ragged_last_batch(trained, tfkv_cams):
     assert passes.trace_count == traces
 
 
-def test_a_second_averagescam_of_the_model_reuses_its_compiled_passes(trained, tfkv_cams):
+def test_each_averagescam_traces_its_own_passes(trained, tfkv_cams):
+    """Compiled passes belong to the AveragesCam that traced them, never to the model."""
     model, data = trained
     score = CategoricalScore(list(data.labels))
     first = AveragesCam(model, data.images, batch_size=BATCH)
     first.evaluate(tfkv_cams["gradcam"], score)
-    passes = passes_for(model, first.engine.options, first.engine.inputs)
-    traces = passes.trace_count
-    # other images (another N) and another batch size: the same compiled passes
     second = AveragesCam(model, data.images[:-7], batch_size=BATCH + 3)
     second.evaluate(tfkv_cams["gradcam"][:-7], CategoricalScore(list(data.labels[:-7])))
-    third = AveragesCam(model, data.images[:-2], batch_size=5)
-    third.evaluate(tfkv_cams["gradcam"][:-2], CategoricalScore(list(data.labels[:-2])))
-    assert passes.trace_count == traces
+    passes = [m.engine.adapter.passes(m.engine.options, m.engine.inputs) for m in (first, second)]
+    assert passes[0] is not passes[1]
+    assert passes[0].trace_count == passes[1].trace_count == 2
 
 
 def test_categorical_score_with_one_index_for_all(trained, tfkv_cams):

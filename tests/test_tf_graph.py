@@ -21,7 +21,6 @@ keras = pytest.importorskip("keras")
 from tensorflow.python.framework import ops  # noqa: E402
 
 from camavg_tf import AveragesCam  # noqa: E402
-from camavg_tf.passes import passes_for  # noqa: E402
 from camavg_tf.streaming import evaluate_dataset  # noqa: E402
 
 SIZE, CLASSES = 6, 3
@@ -86,8 +85,8 @@ def dataset_ops(dataset: tf.data.Dataset) -> set[str]:
 
 
 def _passes(metrics):
-    """The compiled passes an AveragesCam runs (shared by every AveragesCam of the model)."""
-    return passes_for(metrics.model, metrics.engine.options, metrics.engine.inputs)
+    """The compiled passes an AveragesCam runs (its own: traced by its adapter)."""
+    return metrics.engine.adapter.passes(metrics.engine.options, metrics.engine.inputs)
 
 
 # --------------------------------------------------------------------------- AveragesCam
@@ -143,20 +142,31 @@ def test_host_reads_per_evaluate_do_not_grow_with_the_batches(model, monkeypatch
 
 # --------------------------------------------------------------------------- evaluate_dataset
 @pytest.mark.parametrize("n, batch", [(7, 7), (50, 4)])
-def test_a_stream_runs_the_compiled_passes_once_per_batch_and_traces_them_once(model, n, batch):
+def test_a_stream_runs_the_compiled_passes_once_per_batch_and_traces_them_once(model, monkeypatch, n, batch):
     """Each batch is one call of the plain and one of the masked compiled pass; the ragged
-    last batch (50 = 12 * 4 + 2) runs the same traces."""
+    last batch (50 = 12 * 4 + 2) runs the same traces. Each stream traces its own passes."""
+    import camavg_tf.streaming
+    from camavg_tf.averages import TensorFlowAdapter
+
+    adapters = []
+
+    class RecordedAdapter(TensorFlowAdapter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            adapters.append(self)
+
+    monkeypatch.setattr(camavg_tf.streaming, "TensorFlowAdapter", RecordedAdapter)
     images, cams, labels = sample(n)
-    fresh = keras.models.clone_model(model)  # its own passes, so the counts start at 0
-    fresh.set_weights(model.get_weights())
     result = None
     for _ in range(2):
         dataset = tf.data.Dataset.from_tensor_slices((images, cams, labels)).batch(batch)
-        result = evaluate_dataset(fresh, dataset)
+        result = evaluate_dataset(model, dataset)
     from camavg_core.engine import Options
 
-    passes = passes_for(fresh, Options(), [tf.constant(images)])
-    assert passes.trace_count == 2  # plain and masked, for every batch size and both runs
+    assert len(adapters) == 2
+    for adapter in adapters:
+        # plain and masked, once each, for every batch size of the stream
+        assert adapter.passes(Options(), [tf.constant(images)]).trace_count == 2
     assert result.n == n
 
 

@@ -1,0 +1,96 @@
+"""What a Keras model is now, cheaply: the version an ``AveragesCam`` compares at each call.
+
+Two parts. The *structure*: the identities of the model's layers, their activations and its
+variables, read in Python (a swapped activation or rebuilt variables change it, and a compiled
+pass traced before it no longer runs the model as it is). The *weights*: per float variable,
+three float64 sums reduced on the device (the values, their squares, and the values times a
+fixed pseudo-random projection, which a permutation of the values does not keep), so that
+``set_weights`` or a training step changes it; only (variables, 3) numbers reach the host.
+
+>>> import keras, numpy as np
+>>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+>>> watch = ModelWatch(model)
+>>> before = watch.version()
+>>> before == watch.version()
+True
+>>> model.set_weights([np.ones((2, 1)), np.zeros(1)])
+>>> before == watch.version()
+False
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def model_layers(model: Any) -> list:
+    """Every layer of a Keras model, nested models' layers included; [] for a plain function."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if callable(flatten):
+        try:
+            return list(flatten(include_self=True, recursive=True))
+        except TypeError:  # a _flatten_layers of another signature: the top-level layers
+            pass
+    return [model, *getattr(model, "layers", ())] if hasattr(model, "layers") else []
+
+
+class WeightSums:
+    """The (variables, 3) float64 sums of a fixed list of variables, in one ``tf.function``."""
+
+    def __init__(self, variables: list) -> None:
+        self.variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+        # a partial, not a closure: TensorFlow counts traces per code object, and each
+        # AveragesCam traces its own sums once
+        self._sums = tf.function(functools.partial(self._reduce))
+
+    def __call__(self) -> np.ndarray:
+        if not self.variables:
+            return np.zeros((0, 3))
+        return self._sums().numpy()
+
+    def _reduce(self) -> tf.Tensor:
+        rows = []
+        for index, variable in enumerate(self.variables):
+            values = tf.reshape(tf.cast(tf.convert_to_tensor(variable), tf.float64), [-1])
+            projection = tf.random.stateless_uniform(tf.shape(values), seed=[index, 20], dtype=tf.float64)
+            rows.append(tf.stack([
+                tf.reduce_sum(values), tf.reduce_sum(values * values), tf.reduce_sum(values * projection),
+            ]))
+        return tf.stack(rows)
+
+
+class ModelWatch:
+    """A Keras model's structure and weight sums (see the module's docstring)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._lock = threading.Lock()
+        self._kept: tuple = ()  # the objects of the last structure, so that no id is reused
+        self._sums: tuple[tuple, WeightSums] | None = None
+
+    def structure(self) -> tuple | None:
+        """Ids of the layers, their activations and the variables; None for a plain function."""
+        layers = model_layers(self.model)
+        if not layers:
+            return None
+        activations = [getattr(layer, "activation", None) for layer in layers]
+        variables = list(getattr(self.model, "variables", ()))
+        with self._lock:
+            self._kept = (layers, activations, variables)
+        return (tuple(map(id, layers)), tuple(map(id, activations)), tuple(map(id, variables)))
+
+    def version(self) -> Any:
+        """``(structure, weight sums as bytes)``; None when the model is a plain function."""
+        structure = self.structure()
+        if structure is None:
+            return None
+        with self._lock:
+            if self._sums is None or self._sums[0] != structure[2]:
+                self._sums = (structure[2], WeightSums(list(self.model.variables)))
+            sums = self._sums[1]
+        return structure, sums().tobytes()
