@@ -189,7 +189,7 @@ class TorchAdapter:
             is_output = any(_same(output, out) for out in as_list(seen["model"]))
             if is_output and isinstance(module, nn.Linear):
                 self._kind = "logits"
-                self.last_layer = f"{name or 'the model'} ({module!r})"
+                self.last_layer = f"{name!r} ({module!r})" if name else f"the model itself ({module!r})"
             elif is_output and isinstance(module, (nn.Softmax, nn.Sigmoid)):
                 self._kind = "probabilities"
 
