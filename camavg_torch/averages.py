@@ -94,8 +94,12 @@ class TorchAdapter:
     def own(self, array: Any, dtype: str, name: str) -> torch.Tensor:
         if isinstance(array, torch.Tensor):
             return array.detach().to(device=self.device, dtype=getattr(torch, dtype), copy=True)
+        try:
+            host_dtype = np.dtype(dtype)
+        except TypeError:  # bfloat16: NumPy's own dtypes do not hold it, torch converts
+            host_dtype = np.dtype(np.float32)
         # from_numpy shares memory with the copy just made, which is ours alone
-        return torch.from_numpy(np.array(array, copy=True)).to(device=self.device, dtype=getattr(torch, dtype))
+        return torch.from_numpy(np.array(array, dtype=host_dtype, copy=True)).to(device=self.device, dtype=getattr(torch, dtype))
 
     def input_dtype(self, index: int, dtype: np.dtype) -> str:
         """The dtype of the model's weights; without weights a float dtype stays, others float32."""
