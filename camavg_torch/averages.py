@@ -31,30 +31,25 @@ _BACKEND = resolve_backend("torch")
 # one lock per model: a pass sets eval mode and puts the training flags back, which two threads
 # interleaving on the same model would get wrong
 _MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_LOCKS_LOCK, _SHARED_LOCK = threading.Lock(), threading.RLock()
-
-
-def _model_lock(model: Any) -> Any:
-    with _LOCKS_LOCK:
-        try:
-            return _MODEL_LOCKS.setdefault(model, threading.RLock())
-        except TypeError:  # a callable that takes no weak reference
-            return _SHARED_LOCK
+_LOCKS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def eval_mode(model: Any):
     """The model in eval mode, and every submodule's own ``training`` flag put back after."""
-    if not isinstance(model, nn.Module):
+    if not isinstance(model, nn.Module):  # a function has no mode
         yield
         return
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
+    with _LOCKS_LOCK:
+        lock = _MODEL_LOCKS.setdefault(model, threading.RLock())
+    with lock:
+        flags = [(module, module.training) for module in model.modules()]
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, training in flags:
+                module.training = training
 
 
 def apply_activation(outputs: list, activation: str | None) -> list:
@@ -110,7 +105,7 @@ class TorchAdapter:
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
         step = self._step(options, compiled=cams is not None)
         n, parts = int(inputs[0].shape[0]), []
-        with _model_lock(self.model), eval_mode(self.model), torch.inference_mode():
+        with eval_mode(self.model), torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = [x[start : start + batch_size] for x in inputs]
                 batch_cams = None if cams is None else [c[start : start + batch_size] for c in cams]
