@@ -326,3 +326,48 @@ def test_fingerprint_changes_with_any_parameter_or_buffer():
         model[1].running_mean += 0.5
     assert adapter.fingerprint() != swapped
     assert AveragesCam(lambda x: x.reshape(len(x), -1), IMAGES).adapter.fingerprint() == ()
+
+
+# --------------------------------------------------------------------------- the engine's guarantees
+def test_inputs_changed_after_construction_do_not_count():
+    images = torch.from_numpy(IMAGES.copy())
+    metrics = AveragesCam(dense(True), images)
+    images.zero_()
+    check_against_numpy(metrics.evaluate(CAMS, CategoricalScore(LABELS)))
+
+
+def test_several_metrics_of_one_cam_set_cost_one_masked_pass():
+    spy = Spy()
+    metrics = AveragesCam(nn.Sequential(spy, dense(True)), IMAGES, batch_size=N)
+    assert len(spy.seen) == 1  # the plain pass, at construction
+    score = CategoricalScore(LABELS)
+    metrics.average_drop(CAMS, score)
+    metrics.average_increase(CAMS, score)
+    metrics.average_gain(CAMS, score)
+    metrics.evaluate(CAMS, [ClassifierOutputTarget(int(c)) for c in LABELS])
+    assert len(spy.seen) == 2  # one masked pass for the four calls
+    metrics.evaluate(CAMS * 0.5, score)
+    assert len(spy.seen) == 3
+
+
+def test_a_score_function_is_applied_afresh_on_every_call():
+    metrics = AveragesCam(dense(True), IMAGES)
+    labels = LABELS.copy()
+    score = lambda outputs: outputs[torch.arange(N), torch.from_numpy(labels)]  # noqa: E731
+    first = metrics.evaluate(CAMS, score)
+    labels[:] = (labels + 1) % CLASSES  # the targets it reads changed
+    second = metrics.evaluate(CAMS, score)
+    check_against_numpy(first)
+    check_against_numpy(second, labels=labels)
+
+
+def test_preprocess_runs_after_masking():
+    metrics = AveragesCam(lambda x: dense(True)((x + 1) / 2), IMAGES, preprocess=lambda x: x * 2 - 1)
+    check_against_numpy(metrics.evaluate(CAMS, CategoricalScore(LABELS)))
+
+
+def test_warnings_point_at_the_users_line():
+    metrics = AveragesCam(dense(), IMAGES)
+    with pytest.warns(UserWarning) as caught:
+        metrics.average_increase(CAMS, CategoricalScore(LABELS))
+    assert caught[0].filename == __file__
