@@ -371,3 +371,10 @@ def test_warnings_point_at_the_users_line():
     with pytest.warns(UserWarning) as caught:
         metrics.average_increase(CAMS, CategoricalScore(LABELS))
     assert caught[0].filename == __file__
+
+
+def test_the_torch_backend_is_found_by_name_and_by_tensor():
+    from camavg_core import get_backend, resolve_backend
+
+    assert resolve_backend("torch") is resolve_backend("pytorch") is get_backend(torch.zeros(2))
+    assert resolve_backend("torch").name == "torch"
