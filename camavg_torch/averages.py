@@ -62,6 +62,10 @@ def apply_activation(outputs: list, activation: str | None) -> list:
     return outputs
 
 
+#: leaves that leave values as they are in eval mode: a Linear before them still gives the output
+_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+
+
 def _tensors_of(model: Any) -> list:
     return list(itertools.chain(model.parameters(), model.buffers())) if isinstance(model, nn.Module) else []
 
@@ -133,11 +137,12 @@ class TorchAdapter:
         if not tensors:
             return ()
         device = tensors[0].device
+        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         with torch.inference_mode():
-            totals = torch.zeros(3, dtype=torch.float64, device=device)
+            totals = torch.zeros(3, dtype=wide, device=device)
             for index, tensor in enumerate(tensors, start=1):
-                flat = tensor.detach().reshape(-1).double()
-                ramp = torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64, device=flat.device)
+                flat = tensor.detach().reshape(-1).to(wide)
+                ramp = torch.linspace(1.0, 2.0, flat.numel(), dtype=wide, device=flat.device)
                 sums = torch.stack([flat.sum(), (flat * flat).sum(), (flat * ramp).sum() * index])
                 totals += sums.to(device)
         return (float(len(tensors)), *totals.tolist())
@@ -165,15 +170,19 @@ class TorchAdapter:
 
     @contextlib.contextmanager
     def _recording(self):
-        """Hooks on the leaf modules and the model for one forward: the last leaf that runs,
-        and whether the model's output is that leaf's output."""
+        """Hooks on the leaf modules and the model for one forward: the last leaf that runs
+        (pass-through leaves such as Dropout or Flatten after it aside), and whether the
+        model's output is that leaf's output."""
         if not isinstance(self.model, nn.Module):
             yield
             return
         seen: dict = {}
 
         def leaf_hook(name: str) -> Callable:
-            return lambda module, args, output: seen.__setitem__("leaf", (name, module, output))
+            def hook(module, args, output):
+                if not isinstance(module, _PASS_THROUGH):  # keeps one output alive, not all
+                    seen["leaf"] = (name, module, output)
+            return hook
 
         handles = [m.register_forward_hook(leaf_hook(name)) for name, m in self.model.named_modules()
                    if next(m.children(), None) is None]

@@ -214,6 +214,12 @@ def test_a_last_linear_layer_is_logits_and_the_message_names_it_and_the_fix():
         metrics.average_increase(CAMS, CategoricalScore(LABELS))
 
 
+def test_a_dropout_after_the_last_linear_still_gives_logits():
+    model = nn.Sequential(dense(), nn.Dropout(0.2), nn.Identity())
+    with pytest.raises(ValueError, match="'0.1' \\(Linear"):
+        AveragesCam(model, IMAGES).evaluate(CAMS, CategoricalScore(LABELS))
+
+
 def test_a_softmax_after_the_linear_is_not_logits():
     for model in (dense(softmax_layer=True), FunctionalSoftmax()):
         check_against_numpy(AveragesCam(model, IMAGES).evaluate(CAMS, CategoricalScore(LABELS)))
