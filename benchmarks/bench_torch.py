@@ -4,7 +4,7 @@ to a bare ``inference_mode`` forward loop over the same masked inputs.
 As asv benchmarks (``asv run --python=same --quick``) this tracks the absolute time of
 ``evaluate`` at 96 px, N = 256. Run as a script, it prints the ratio the issue asks about:
 
-    python benchmarks/bench_torch.py [--size 96] [--n 256] [--batch-size 64] [--repeats 5] [--threads T]
+    python benchmarks/bench_torch.py [--size 96] [--n 256] [--batch-size 64] [--repeats 5] [--threads T] [--device cuda]
 
 The baseline is the floor camavg cannot beat: the masked inputs computed beforehand (not timed),
 then only ``model(batch)`` per batch in eval mode under ``torch.inference_mode()``. ``evaluate``
@@ -87,14 +87,15 @@ class TorchAveragesCam:
         self.metrics.evaluate(self.cam_sets[self.turn % len(self.cam_sets)], self.score)
 
 
-def measure(size: int, n: int, batch_size: int, repeats: int) -> dict:
+def measure(size: int, n: int, batch_size: int, repeats: int, device: str = "cpu") -> dict:
     import torch
 
     from camavg_torch import AveragesCam, CategoricalScore
 
     rng = np.random.default_rng(0)
-    model = resnet_like()
-    images = torch.from_numpy(rng.uniform(0, 1, (n, 3, size, size)).astype(np.float32))
+    model = resnet_like().to(device)
+    images = torch.from_numpy(rng.uniform(0, 1, (n, 3, size, size)).astype(np.float32)).to(device)
+    synchronize = torch.cuda.synchronize if images.is_cuda else (lambda: None)
     score = CategoricalScore(rng.integers(0, CLASSES, n).tolist())
     metrics = AveragesCam(model, images, batch_size=batch_size, activation="softmax")
     cam_sets = [coarse_cams(rng, n, size) for _ in range(repeats + 1)]
@@ -103,11 +104,13 @@ def measure(size: int, n: int, batch_size: int, repeats: int) -> dict:
         return np.array([time.perf_counter(), time.process_time()])
 
     def bare(cams: np.ndarray) -> torch.Tensor:
-        masked = images * torch.from_numpy(cams)[:, None]  # not timed: the floor is the forward
+        masked = images * torch.from_numpy(cams).to(device)[:, None]  # not timed: the floor is the forward
+        synchronize()
         start = clocks()
         with torch.inference_mode():
             outputs = [model(masked[i : i + batch_size]) for i in range(0, n, batch_size)]
-        return clocks() - start, torch.softmax(torch.cat(outputs), dim=-1)
+        synchronize()
+        return clocks() - start, torch.softmax(torch.cat(outputs), dim=-1).cpu()
 
     def camavg(cams: np.ndarray):
         start = clocks()
@@ -141,13 +144,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="where the model and images live, e.g. cuda")
     arguments = parser.parse_args()
     if arguments.threads:
         import torch
 
         torch.set_num_threads(arguments.threads)
-    figures = measure(arguments.size, arguments.n, arguments.batch_size, arguments.repeats)
-    print(f"torch {figures['torch']}, {figures['threads']} threads; ResNet-like, {arguments.size} px, "
+    figures = measure(arguments.size, arguments.n, arguments.batch_size, arguments.repeats, arguments.device)
+    print(f"torch {figures['torch']}, {arguments.device}, {figures['threads']} threads; ResNet-like, {arguments.size} px, "
           f"N = {arguments.n}, batch {arguments.batch_size}, median of {arguments.repeats}")
     print(f"{'':34}{'wall':>9}{'CPU':>9}")
     print(f"{'bare inference_mode forward loop':34}" + "".join(f"{v:8.3f}s" for v in figures["bare_s"]))
