@@ -15,7 +15,7 @@ export HYPOTHESIS_PROFILE ?= ci
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV)
 	@echo "installing camavg and its test tools into $(VENV) (log: $(PIP_LOG))"
-	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e ".[all]"; } > $(PIP_LOG) 2>&1 \
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install torch==2.13.0 && $(PY) -m pip install -e ".[all]"; } > $(PIP_LOG) 2>&1 \
 		|| { cat $(PIP_LOG); echo "make: pip install failed; the log above is in $(PIP_LOG)"; exit 1; }
 	@touch $@
 

@@ -1,8 +1,8 @@
 """The array operations the equations and masking need, one backend per framework.
 
 The registry follows einops' ``get_backend``: a backend is created only for a framework that is
-already in ``sys.modules``, so camavg never imports TensorFlow or JAX on a user's behalf. The
-TensorFlow and JAX backends live in their adapters (``camavg_tf``, ``camavg_jax``) and are
+already in ``sys.modules``, so camavg never imports TensorFlow, JAX or PyTorch on a user's behalf. The
+frameworks' backends live in their adapters (``camavg_tf``, ``camavg_jax``, ``camavg_torch``) and are
 registered here by module path, imported the first time an array of theirs is seen.
 """
 
@@ -20,8 +20,9 @@ from camavg_core import validation as errors
 _LAZY_BACKENDS: dict[str, tuple[str, str]] = {
     "tensorflow": ("camavg_tf.backend", "TensorFlowBackend"),
     "jax": ("camavg_jax.backend", "JaxBackend"),
+    "torch": ("camavg_torch.backend", "TorchBackend"),
 }
-_NAME_TO_FRAMEWORK = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax"}
+_NAME_TO_FRAMEWORK = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax", "torch": "torch", "pytorch": "torch"}
 
 
 class Backend:
@@ -211,8 +212,8 @@ def _load(framework: str) -> Backend:
 def resolve_backend(backend: str | Backend | None = None, *arrays: Any) -> Backend:
     """The backend named by ``backend``, or else the one the arrays belong to.
 
-    ``backend`` may be a :class:`Backend`, or a name: ``"numpy"``, ``"tensorflow"`` (``"tf"``)
-    or ``"jax"``. With ``None``, the first array that is not a Python scalar or list decides; a
+    ``backend`` may be a :class:`Backend`, or a name: ``"numpy"``, ``"tensorflow"`` (``"tf"``),
+    ``"jax"`` or ``"torch"``. With ``None``, the first array that is not a Python scalar or list decides; a
     framework is only considered when the user has already imported it.
 
     >>> import numpy as np

@@ -264,7 +264,7 @@ def warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=level)
 
 
-_CAMAVG_PACKAGES = ("camavg_core", "camavg_tf", "camavg_jax")
+_CAMAVG_PACKAGES = ("camavg_core", "camavg_tf", "camavg_jax", "camavg_torch")
 
 
 #: A CAM set whose largest value is positive but below this was almost surely not normalised.
@@ -469,4 +469,50 @@ def outputs_are_a_dict(argument: str, keys: list) -> str:
         f"(one per output, in order, scored by a list of score functions). Wrap it to return "
         f"the output you score, e.g. lambda x: model(x)[{first!r}], or a list of the outputs "
         f"[out[k] for k in {keys}]."
+    )
+
+
+# --------------------------------------------------------------------------- PyTorch (camavg_torch)
+def torch_logits(metric: str, layer: str) -> str:
+    """Drop or gain on an ``nn.Module`` whose output is its last ``nn.Linear``'s output."""
+    verb = "need" if " and " in metric else "needs"
+    return (
+        f"{metric} {verb} scores that are probabilities, but the model's output comes straight "
+        f"from its last layer, {layer}, with no softmax or sigmoid after it: its outputs are "
+        f"logits (pytorch-grad-cam's ClassifierOutputTarget and torchcam score them as they "
+        f"are). Pass activation='softmax' (class logits) or 'sigmoid' (a binary logit) to "
+        f"AveragesCam, and score with ClassifierOutputTarget or CategoricalScore(labels); or "
+        f"activation='identity' if the outputs already are probabilities."
+    )
+
+
+def torch_double_softmax() -> str:
+    return (
+        "score_function holds ClassifierOutputSoftmaxTarget, which takes the softmax itself, "
+        "and activation='softmax' takes it again: softmax(softmax(z)) is no probability of the "
+        "model. Score with ClassifierOutputTarget(c) (or CategoricalScore(labels)) and keep "
+        "activation='softmax'."
+    )
+
+
+def torch_labels_as_score(n: int) -> str:
+    return (
+        f"score_function is a list of {n} numbers, not score functions: for class labels, wrap "
+        f"them in camavg_torch.CategoricalScore(labels), or pass pytorch-grad-cam targets "
+        f"[ClassifierOutputTarget(c) for c in labels]."
+    )
+
+
+def torch_target_shape(index: int, shape: tuple) -> str:
+    return (
+        f"score_function[{index}] returned shape {shape} for sample {index}: a per-sample target "
+        f"(as pytorch-grad-cam's ClassifierOutputTarget) maps one sample's output to one score."
+    )
+
+
+def torchcam_layers(n: int) -> str:
+    return (
+        f"cams is a list of {n} CAM tensors, as torchcam returns one per target layer, but "
+        f"camavg measures one CAM per sample: fuse them (cam_extractor.fuse_cams(cams)) or pick "
+        f"one layer's (cams[0])."
     )

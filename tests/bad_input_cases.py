@@ -33,6 +33,7 @@ SCORE_DOORS = {
 CAM_DOORS = {
     "tf_cam": "`camavg_tf.AveragesCam`",
     "jax_cam": "`camavg_jax.AveragesCam`",
+    "torch_cam": "`camavg_torch.AveragesCam`",
     "tf_stream": "`camavg_tf.evaluate_dataset`",
     "jax_stream": "`camavg_jax.evaluate_dataset`",
 }
@@ -83,7 +84,14 @@ class Case:
 ALL_SCORE_DOORS = tuple(SCORE_DOORS)
 EAGER_SCORE_DOORS = ("core", "summarize", "state", "keras", "keras_graph")
 ALL_CAM_DOORS = tuple(CAM_DOORS)
-CAM_OBJECTS = ("tf_cam", "jax_cam")  # the doors that take a score function
+CAM_OBJECTS = ("tf_cam", "jax_cam", "torch_cam")  # the doors that take a score function
+#: PyTorch's door takes channels-first images (N, C, H, W) by default, so it reads a CAM's
+#: singleton channel at axis 1: these cases' outcomes differ there
+TORCH_CHANNELS = {
+    "channels_first": (ACCEPTED, ""),
+    "column_cams": ("ValueError", "squeeze it"),
+    "channels": ("ValueError", "have 8 channels"),
+}
 
 
 def scores(y, o, metric: str = "drop", **options) -> Callable[[Any], dict]:
@@ -182,14 +190,17 @@ CAM_CASES = [
          cams(cams=np.full(5, 0.5, np.float32))),
     Case("single_map", "A single `(H, W)` map", "Refused", "ValueError", "is a single map",
          ALL_CAM_DOORS, cams(cams=lambda d: d.cams[0])),
-    Case("channels_first", "Channels-first CAMs `(N, 1, H, W)`", "Refused: squeeze the axis or set "
-         "`data_format`", "ValueError", "squeeze it", ALL_CAM_DOORS, cams(cams=lambda d: d.cams[:, None])),
+    Case("channels_first", "Channels-first CAMs `(N, 1, H, W)`", "Refused where the images are "
+         "channels-last: squeeze the axis or set `data_format`", "ValueError", "squeeze it", ALL_CAM_DOORS,
+         cams(cams=lambda d: d.cams[:, None]), outcomes={"torch_cam": TORCH_CHANNELS["channels_first"]}),
     Case("channels", "CAMs with several channels", "Refused", "ValueError", "have 3 channels",
-         ALL_CAM_DOORS, cams(cams=np.full((5, 8, 8, 3), 0.5, np.float32))),
+         ALL_CAM_DOORS, cams(cams=np.full((5, 8, 8, 3), 0.5, np.float32)),
+         outcomes={"torch_cam": TORCH_CHANNELS["channels"]}),
     Case("zero_size", "CAMs of zero size", "Refused", "ValueError", "cannot be resized",
          ALL_CAM_DOORS, cams(cams=np.full((5, 0, 8), 0.5, np.float32))),
-    Case("column_cams", "`(N, H, W, 1)` CAMs", "Read as `(N, H, W)`", ACCEPTED, "",
-         ALL_CAM_DOORS, cams(cams=lambda d: d.cams[..., None])),
+    Case("column_cams", "`(N, H, W, 1)` CAMs", "Read as `(N, H, W)` where the images are channels-last",
+         ACCEPTED, "", ALL_CAM_DOORS, cams(cams=lambda d: d.cams[..., None]),
+         outcomes={"torch_cam": TORCH_CHANNELS["column_cams"]}),
     Case("cam_range", "CAM values outside [0, 1]", "Refused, suggesting `normalize=True`", "ValueError",
          "or pass normalize=True", ALL_CAM_DOORS, cams(cams=lambda d: d.cams * 255)),
     Case("cam_nan", "A CAM with NaN or ±inf, `nan_policy='raise'`", "Refused, naming the first bad CAM",
@@ -223,18 +234,20 @@ CAM_CASES = [
          cams(targets=lambda d: d.targets[:3]),
          outcomes={door: ("ValueError", "A batch holds 5 input samples but 3 targets")
                    for door in ("tf_stream", "jax_stream")}),
-    Case("labels_as_score", "Class labels passed as the score function", "Refused",
+    Case("labels_as_score", "Class labels passed as the score function", "Refused, naming the helper",
          "TypeError", "wrap them in tf_keras_vis.utils.scores.CategoricalScore(labels)", CAM_OBJECTS,
-         cams(score=lambda d: [int(t) for t in d.targets])),
+         cams(score=lambda d: [int(t) for t in d.targets]),
+         outcomes={"torch_cam": ("TypeError", "wrap them in camavg_torch.CategoricalScore(labels)")}),
     Case("score_not_callable", "A `score_function` that is not callable", "Refused", "TypeError",
          "score_function must be callable", CAM_OBJECTS, cams(score=3)),
     Case("linear_model", "A model that returns logits", "Refused for drop and gain, suggesting "
          "`activation='softmax'`", "ValueError", "Pass activation='softmax'", ALL_CAM_DOORS,
          cams(logits=True),
-         # a Keras model says it returns logits by its linear output layer; a JAX function
-         # only by its values
+         # a Keras model says it returns logits by its linear output layer, an nn.Module by
+         # its last nn.Linear; a JAX function only by its values
          outcomes={**{door: ("ValueError", "the model's output layer has a linear activation")
                       for door in ("tf_cam", "tf_stream")},
+                   "torch_cam": ("ValueError", "with no softmax or sigmoid after it"),
                    **{door: ("ValueError", FIX_LOGITS) for door in ("jax_cam", "jax_stream")}}),
     Case("summed_above_one", "A two-output model whose summed scores exceed 1",
          "Refused: the scores of the outputs are summed; score fewer outputs", "ValueError",

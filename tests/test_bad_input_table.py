@@ -139,8 +139,35 @@ def cam_doors():
                 "two": lambda x: [jax_model(1.0, True)(x)] * 2},
     }
     modules = {"tf": camavg_tf, "jax": camavg_jax}
+    torch = pytest.importorskip("torch")
+    import camavg_torch
+
+    def torch_model(scale, softmax, outputs=1):
+        class ChannelsLast(torch.nn.Module):  # NCHW in, flattened in the NHWC order of KERNEL
+            def forward(self, x):
+                return x.permute(0, 2, 3, 1)
+
+        linear = torch.nn.Linear(8 * 8 * 3, 3, bias=False)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(KERNEL.T * scale))
+        layers = [ChannelsLast(), torch.nn.Flatten(), linear] + ([torch.nn.Softmax(-1)] if softmax else [])
+        model = torch.nn.Sequential(*layers)
+        return model if outputs == 1 else (lambda x: (model(x), model(x)))
+
+    models["torch"] = {False: torch_model(1.0, True), True: torch_model(LOGIT_SCALE, False),
+                       "two": torch_model(1.0, True, outputs=2)}
+    modules["torch"] = camavg_torch
     del tf
     return data, models, modules
+
+
+def channels_first(images):
+    """PyTorch's door takes images as PyTorch users hold them, (N, C, H, W)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return np.moveaxis(images, -1, 1)
+    if isinstance(images, list) and np.asarray(images).ndim == 4:
+        return np.moveaxis(np.asarray(images), -1, 1).tolist()
+    return images
 
 
 def run_cam_door(door: str, arguments: dict, cam_doors) -> object:
@@ -152,7 +179,8 @@ def run_cam_door(door: str, arguments: dict, cam_doors) -> object:
         score = arguments["score"] if arguments["score"] is not None else CategoricalScore(arguments["targets"])
         if arguments["two_outputs"]:  # one score function per output, as tf-keras-vis takes them
             score = [score, score]
-        return modules[framework].AveragesCam(model, arguments["inputs"], **options).evaluate(arguments["cams"], score)
+        inputs = channels_first(arguments["inputs"]) if framework == "torch" else arguments["inputs"]
+        return modules[framework].AveragesCam(model, inputs, **options).evaluate(arguments["cams"], score)
     batch = (arguments["inputs"], arguments["cams"], arguments["targets"])
     return modules[framework].evaluate_dataset(model, [batch], **options)
 
@@ -247,7 +275,7 @@ def test_logit_values_are_named_alike_by_the_jax_object_and_stream(cam_doors):
     assert cam == stream
 
 
-@pytest.mark.parametrize("door", ["tf_cam", "jax_cam", "jax_stream", "tf_stream"])
+@pytest.mark.parametrize("door", ["tf_cam", "jax_cam", "jax_stream", "tf_stream", "torch_cam"])
 def test_images_as_a_nested_list_of_numbers_are_one_array(cam_doors, door):
     """A nested list of numbers is one array (as NumPy reads it), at every door; only a list of
     arrays is a multi-input model's inputs."""

@@ -1,12 +1,13 @@
-"""NumPy, TensorFlow and JAX compute the same numbers.
+"""NumPy, TensorFlow, JAX and PyTorch compute the same numbers.
 
-1. The backends, three ways at once: drawn score vectors (float32 and float64; values in
+1. The backends, four ways at once: drawn score vectors (float32 and float64; values in
    [0, 1], exact ties, values near 0 and near 1) and drawn CAM masks give the same terms,
    streaming state and masked inputs within the dtype's tolerance. JAX holds float64 only with
    x64 enabled, so its float64 cases run inside ``jax.enable_x64`` (never flipped process-wide).
-2. The adapters: one small CNN written once in Keras and once in plain JAX with the Keras
-   weights copied gives the same Y_c and O_c (within 1e-5) and metrics (within 1e-4 points)
-   through ``camavg_tf.AveragesCam`` and ``camavg_jax.AveragesCam``.
+2. The adapters: one small CNN written once in Keras, once in plain JAX and once in PyTorch
+   (NCHW) with the Keras weights copied gives the same Y_c and O_c (within 1e-5) and metrics
+   (within 1e-4 points) through ``camavg_tf``, ``camavg_jax`` and ``camavg_torch``'s
+   ``AveragesCam``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
+torch = pytest.importorskip("torch")
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -27,7 +29,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from camavg_core import MetricState, drop_terms, gain_terms, increase_terms, mask_inputs, resolve_backend  # noqa: E402
 from reference import reference_terms  # noqa: E402
 
-BACKENDS = {name: resolve_backend(name) for name in ("numpy", "tensorflow", "jax")}
+BACKENDS = {name: resolve_backend(name) for name in ("numpy", "tensorflow", "jax", "torch")}
 FLOATS = ("float32", "float64")
 # a few sizes only: JAX compiles each op once per shape
 SIZES = st.sampled_from([1, 4, 17])
@@ -88,6 +90,7 @@ def test_terms_agree_across_backends(drawn):
         np.testing.assert_allclose(results["tensorflow"], results["jax"], atol=tolerance, rtol=0)
         np.testing.assert_allclose(results["tensorflow"], results["numpy"], atol=tolerance, rtol=0)
         np.testing.assert_allclose(results["jax"], results["numpy"], atol=tolerance, rtol=0)
+        np.testing.assert_allclose(results["torch"], results["numpy"], atol=tolerance, rtol=0)
     increases = _on_every_backend(
         lambda y_c, o_c, bk: bk.to_numpy(increase_terms(y_c, o_c, backend=bk)), dtype, y, o
     )
@@ -114,7 +117,7 @@ def test_streaming_state_agrees_across_backends(drawn, data):
     sum_tolerance = n * _term_tolerance(dtype) + n * n * float(np.finfo(dtype).eps)
     reference = states["numpy"]
     assert reference.n == int((~holes).sum()) and reference.skipped == int(holes.sum())
-    for name in ("tensorflow", "jax"):
+    for name in ("tensorflow", "jax", "torch"):
         state = states[name]
         assert (state.n, state.skipped, state.increase_count) == (
             reference.n,
@@ -153,6 +156,7 @@ def test_masked_inputs_agree_across_backends(case):
     )
     tolerance = _term_tolerance(dtype)
     np.testing.assert_allclose(results["jax"], results["numpy"], atol=tolerance, rtol=0)
+    np.testing.assert_allclose(results["torch"], results["numpy"], atol=tolerance, rtol=0)
     spatial = images.shape[1:3] if data_format == "channels_last" else images.shape[2:]
     # tf.image.resize returns float32 whatever it is given, so a float64 CAM that needs resizing
     # keeps only float32 precision on TensorFlow
@@ -196,6 +200,25 @@ def _jax_cnn(weights):
     return apply_fn
 
 
+def _torch_cnn(weights):
+    """The Keras CNN in PyTorch, channels first: HWIO kernels become OIHW, the dense kernel
+    (in, out) becomes the Linear's (out, in) weight."""
+    from torch import nn
+
+    kernel1, bias1, kernel2, bias2, dense, dense_bias = (torch.from_numpy(np.asarray(w)) for w in weights)
+    conv1, conv2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 8, 3, padding=1)
+    linear = nn.Linear(8, CLASSES)
+    with torch.no_grad():
+        conv1.weight.copy_(kernel1.permute(3, 2, 0, 1))
+        conv1.bias.copy_(bias1)
+        conv2.weight.copy_(kernel2.permute(3, 2, 0, 1))
+        conv2.bias.copy_(bias2)
+        linear.weight.copy_(dense.T)
+        linear.bias.copy_(dense_bias)
+    return nn.Sequential(conv1, nn.ReLU(), nn.MaxPool2d(2), conv2, nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear)
+
+
 @pytest.fixture(scope="module")
 def twin_models():
     camavg_tf = pytest.importorskip("camavg_tf")
@@ -208,35 +231,46 @@ def twin_models():
     from camavg_jax import AveragesCam
 
     jax_metrics = AveragesCam(_jax_cnn(model.get_weights()), images, batch_size=4, activation="softmax")
-    return tf_metrics, jax_metrics, scores.CategoricalScore(labels.tolist()), rng
+    import camavg_torch
+
+    torch_metrics = camavg_torch.AveragesCam(
+        _torch_cnn(model.get_weights()), np.moveaxis(images, -1, 1), batch_size=3, activation="softmax"
+    )
+    return tf_metrics, jax_metrics, scores.CategoricalScore(labels.tolist()), rng, torch_metrics
 
 
 @pytest.mark.parametrize("cam_size", [SIZE, 3, 5])
-def test_tf_and_jax_adapters_agree_on_the_same_cnn(twin_models, cam_size):
-    tf_metrics, jax_metrics, score, rng = twin_models
+def test_tf_jax_and_torch_adapters_agree_on_the_same_cnn(twin_models, cam_size):
+    tf_metrics, jax_metrics, score, rng, torch_metrics = twin_models
     cams = rng.random((N, cam_size, cam_size)).astype(np.float32)
     tf_result = tf_metrics.evaluate(cams, score)
     jax_result = jax_metrics.evaluate(cams, score)
+    torch_result = torch_metrics.evaluate(cams, score)
     # the model is not trivial: scores spread out and the masks move them
     assert np.ptp(tf_result.y_c) > 0.1 and np.abs(tf_result.y_c - tf_result.o_c).max() > 0.01
-    np.testing.assert_allclose(jax_result.y_c, tf_result.y_c, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(jax_result.o_c, tf_result.o_c, atol=1e-5, rtol=0)
-    for name in ("average_drop", "average_increase", "average_gain"):
-        assert getattr(jax_result, name) == pytest.approx(getattr(tf_result, name), abs=1e-4), name
-    assert jax_result.n == tf_result.n == N
+    for result in (jax_result, torch_result):
+        np.testing.assert_allclose(result.y_c, tf_result.y_c, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(result.o_c, tf_result.o_c, atol=1e-5, rtol=0)
+        for name in ("average_drop", "average_increase", "average_gain"):
+            assert getattr(result, name) == pytest.approx(getattr(tf_result, name), abs=1e-4), name
+        assert result.n == tf_result.n == N
 
 
-def test_tf_and_jax_adapters_agree_on_omitted_samples(twin_models):
+def test_tf_jax_and_torch_adapters_agree_on_omitted_samples(twin_models):
     import camavg_tf
+    import camavg_torch
     from camavg_jax import AveragesCam
 
-    tf_metrics, jax_metrics, score, rng = twin_models
+    tf_metrics, jax_metrics, score, rng, torch_metrics = twin_models
     cams = rng.random((N, SIZE, SIZE)).astype(np.float32)
     cams[2, 0, 0] = np.nan
     tf_omit = camavg_tf.AveragesCam(tf_metrics.model, tf_metrics.inputs, activation="softmax", nan_policy="omit")
     jax_omit = AveragesCam(jax_metrics.apply_fn, jax_metrics.inputs, activation="softmax", nan_policy="omit")
+    torch_omit = camavg_torch.AveragesCam(torch_metrics.model, torch_metrics.inputs, activation="softmax", nan_policy="omit")
     tf_result, jax_result = tf_omit.evaluate(cams, score), jax_omit.evaluate(cams, score)
-    assert tf_result.skipped == jax_result.skipped == 1
-    np.testing.assert_allclose(jax_result.o_c, tf_result.o_c, atol=1e-5, rtol=0)  # NaN at 2 in both
-    for name in ("average_drop", "average_increase", "average_gain"):
-        assert getattr(jax_result, name) == pytest.approx(getattr(tf_result, name), abs=1e-4), name
+    torch_result = torch_omit.evaluate(cams, score)
+    assert tf_result.skipped == jax_result.skipped == torch_result.skipped == 1
+    for result in (jax_result, torch_result):
+        np.testing.assert_allclose(result.o_c, tf_result.o_c, atol=1e-5, rtol=0)  # NaN at 2 in all
+        for name in ("average_drop", "average_increase", "average_gain"):
+            assert getattr(result, name) == pytest.approx(getattr(tf_result, name), abs=1e-4), name

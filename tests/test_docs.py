@@ -32,7 +32,7 @@ RUNS = {"python", "py"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<info>.*)$")
 LINK = re.compile(r"(?<!\!)\[[^\]]*\]\((?P<target><[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 # Frameworks an example may need; without one installed, that file's examples are skipped.
-OPTIONAL = ("tensorflow", "keras", "tf_keras_vis", "jax", "flax", "matplotlib", "scipy")
+OPTIONAL = ("tensorflow", "keras", "tf_keras_vis", "jax", "flax", "matplotlib", "scipy", "torch")
 
 # Runs in the child: each block is compiled under the Markdown file's name, padded with blank
 # lines so that a traceback gives the line in the Markdown file.

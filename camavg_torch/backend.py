@@ -1,0 +1,129 @@
+"""The PyTorch backend of camavg's array protocol.
+
+Plain ``torch`` operations that keep every result on its operands' device (a NumPy operand, such
+as class indices, is moved there), so masking and scoring run where the inputs live and only
+scalars and (N,) vectors reach the host. The bilinear resize is ``F.interpolate`` with
+``align_corners=False`` and no antialiasing: half-pixel centres, the numbers of
+``tf.image.resize``.
+
+>>> import torch
+>>> from camavg_core import drop_terms
+>>> drop_terms(torch.tensor([0.8, 0.5]), torch.tensor([0.2, 0.6])).round(decimals=4).tolist()
+[0.75, 0.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from camavg_core.backends import Backend
+
+
+class TorchBackend(Backend):
+    """camavg's array operations on ``torch.Tensor``."""
+
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        self.torch = torch
+        self.F = F
+
+    def _dtype(self, dtype: Any) -> Any:
+        if isinstance(dtype, self.torch.dtype):
+            return dtype
+        return getattr(self.torch, dtype if isinstance(dtype, str) else np.dtype(dtype).name)
+
+    def _like(self, value: Any, x: Any) -> Any:
+        """``value`` as a tensor on ``x``'s device (a Python scalar stays a scalar)."""
+        if isinstance(value, (int, float, bool)):
+            return value
+        return self.torch.as_tensor(value, device=x.device)
+
+    def is_appropriate_type(self, x: Any) -> bool:
+        return isinstance(x, self.torch.Tensor)
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        if isinstance(x, self.torch.Tensor):
+            return x if dtype is None else x.to(self._dtype(dtype))
+        tensor = self.torch.as_tensor(np.asarray(x))
+        return tensor if dtype is None else tensor.to(self._dtype(dtype))
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if not isinstance(x, self.torch.Tensor):
+            return np.asarray(x)
+        x = x.detach()
+        if x.dtype == self.torch.bfloat16 or (x.is_floating_point() and x.element_size() == 1):
+            x = x.float()  # NumPy has no bfloat16 or float8
+        return x.cpu().numpy()
+
+    def dtype_name(self, x: Any) -> str:
+        if isinstance(x, self.torch.Tensor):
+            return str(x.dtype).removeprefix("torch.")
+        return np.asarray(x).dtype.name
+
+    def to_numpy_dtype(self, x: Any) -> np.dtype:
+        if x.dtype == self.torch.bfloat16:
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return self.torch.empty(0, dtype=x.dtype).numpy().dtype
+
+    def astype(self, x: Any, dtype: str) -> Any:
+        return self.asarray(x).to(self._dtype(dtype))
+
+    def reshape(self, x, shape):
+        return self.torch.reshape(x, tuple(shape))
+
+    def all_equal(self, x, y):
+        if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
+            return False
+        return bool(self.torch.equal(x, y.to(x.device)))
+
+    def maximum(self, x, y):
+        return self.torch.clamp(x, min=y) if isinstance(y, (int, float)) else self.torch.maximum(x, self._like(y, x))
+
+    def minimum(self, x, y):
+        return self.torch.clamp(x, max=y) if isinstance(y, (int, float)) else self.torch.minimum(x, self._like(y, x))
+
+    def where(self, cond, x, y):
+        x = x if isinstance(x, self.torch.Tensor) else self.torch.as_tensor(x)
+        y = y if isinstance(y, (int, float)) else self._like(y, x).to(x.dtype)
+        return self.torch.where(self._like(cond, x), x, y)
+
+    def isfinite(self, x):
+        return self.torch.isfinite(x)
+
+    def sum(self, x, axis=None):
+        return x.sum() if axis is None else x.sum(dim=axis)
+
+    def min(self, x, axis=None, keepdims=False):
+        return x.min() if axis is None else self.torch.amin(x, dim=axis, keepdim=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return x.max() if axis is None else self.torch.amax(x, dim=axis, keepdim=keepdims)
+
+    def resize_bilinear(self, images, size):
+        # (N, h, w, C) -> (N, C, h, w) for interpolate, and back
+        resized = self.F.interpolate(
+            images.permute(0, 3, 1, 2), size=tuple(int(s) for s in size), mode="bilinear",
+            align_corners=False, antialias=False,
+        )
+        return resized.permute(0, 2, 3, 1).to(images.dtype)
+
+    def stack(self, arrays):
+        tensors = [a if isinstance(a, self.torch.Tensor) else self.torch.as_tensor(a) for a in arrays]
+        return self.torch.stack(tensors)
+
+    def select_class(self, outputs, indices):
+        torch = self.torch
+        classes = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
+        rows = torch.arange(outputs.shape[0], device=outputs.device)
+        if outputs.ndim > 2:  # e.g. per-pixel outputs: pick the class, average the rest
+            picked = torch.movedim(outputs, -1, 1)[rows, classes]
+            return picked.reshape(outputs.shape[0], -1).mean(dim=1)
+        return outputs[rows, classes]
