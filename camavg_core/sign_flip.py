@@ -20,8 +20,9 @@ coverage. Increase differences (-1, 0, 1) give an exact McNemar-like test.
 - At most :data:`MAX_EXACT_NONZERO` non-zero :math:`x_i`: all :math:`2^k` sign patterns of the
   non-zero ones (exact p-value, at least :math:`2 / 2^k`).
 - Otherwise :data:`FLIP_SAMPLES` seeded random patterns (``seed`` :data:`FLIP_SEED`), applied to
-  the *sorted* :math:`x`, so that the p-value does not depend on the order of the samples (the
-  same in memory, streamed or merged): :math:`p = (1 + \#\{|G^*| \ge |G|\}) / (B + 1)`. When no
+  the *sorted* :math:`|x_i|` (under the null :math:`\epsilon_i \operatorname{sign}(x_i)` is as
+  random as :math:`\epsilon_i`), so that the p-value depends neither on the order of the
+  samples (the same in memory, streamed or merged) nor on which method is a: :math:`p = (1 + \#\{|G^*| \ge |G|\}) / (B + 1)`. When no
   random pattern reaches the observed statistic, the p-value is below :math:`1/(B+1)` and is
   read from Hall's t approximation (as :func:`camavg_core.stats.hall_t_test`), capped at
   :math:`1/(B+1)`; a decision at any level :math:`\alpha \ge 1/(B+1)` is the permutation test's.
@@ -134,6 +135,10 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
     if n < 2:
         return np.ones(m), gap
     observed = np.abs(hall_statistic(n, x.sum(axis=0), (x * x).sum(axis=0), (x**3).sum(axis=0)))
+    # the patterns flip the sorted magnitudes: under the null eps * sign(x) is as random as eps,
+    # and the reference then depends on neither the samples' order nor the sign of x (a - b
+    # and b - a get the same p-value)
+    x = np.sort(np.abs(x), axis=0)
     reach = observed * (1.0 - _SAME) - _SAME
     p_values = np.ones(m)
     nonzero = np.count_nonzero(x, axis=0)
