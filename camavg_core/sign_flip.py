@@ -150,7 +150,8 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
         flipped = _flipped(values, n, [signs])
         p_values[j] = np.count_nonzero(flipped[:, 0] >= reach[j]) / signs.shape[0]
         if alpha is not None:
-            gap[j] = observed[j] - _critical(flipped, alpha * signs.shape[0])[0]
+            with np.errstate(invalid="ignore"):  # inf - inf: no slope to follow, the search bisects
+                gap[j] = observed[j] - _critical(flipped, alpha * signs.shape[0])[0]
     if np.any(random):
         x_random = x[:, random]
         flipped = _flipped(x_random, n, _random_patterns(n))
@@ -164,7 +165,8 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
             p_random[beyond] = np.minimum(p_random[beyond], tail)
         p_values[random] = p_random
         if alpha is not None:
-            gap[random] = observed[random] - _critical(flipped, alpha * (FLIP_SAMPLES + 1.0) - 1.0)
+            with np.errstate(invalid="ignore"):
+                gap[random] = observed[random] - _critical(flipped, alpha * (FLIP_SAMPLES + 1.0) - 1.0)
     return np.minimum(p_values, 1.0), gap
 
 
@@ -218,9 +220,9 @@ def sign_flip_interval(
     if d.size < 2:
         return (float(bounds[0]), float(bounds[1]))
     centre = float(d.mean())
-    if not np.any(d != d[0]):
-        return (centre, centre)
     keeps_zero = (sign_flip_test(d) if p_at_zero is None else p_at_zero) >= alpha
+    if not np.any(d != d[0]) and not keeps_zero:  # every difference the same, and 0 rejected
+        return (centre, centre)
     sides = (-1.0, 1.0)
     # the centre (T = 0, |g| = |a|/2 < 1/6) is kept at any usual level; 0 joins the bracket of
     # the side it lies on, kept or rejected as the test says

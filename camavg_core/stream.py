@@ -121,7 +121,7 @@ def evaluate_stream(
 
     A batch's ``cams`` may be ``{name: cams}`` (the same names in every batch): the stream then
     returns a :class:`~camavg_core.result.MethodResults`, one result per method and the
-    pairwise comparison of every pair (paired interval and test from mergeable sums,
+    pairwise comparison of every pair (paired sign-flip test and interval on the kept scores,
     Holm-adjusted), equal to ``AveragesCam.compare`` on the concatenated data.
 
     Args:
