@@ -54,7 +54,9 @@ DEFAULT_MARGIN = 0.5
 #: is between half of it and all of it). Measured, the same CAMs through two routes on a small
 #: conv softmax model (4, 10, 2 and 1000 classes, scores 9e-6 to 0.99): batch sizes 1, 5, 7, 32
 #: and 64, eager and predict() gave bit-identical scores; XLA (jit_compile=True) against not
-#: differed by up to 21.4 of these ulps (32 np.spacing ulps). 32 covers that 1.5 times; a real
+#: differed by up to 21.4 of these ulps (32 np.spacing ulps), and by 36.5 on a very confident
+#: 3-class model (score 7e-4): a route that changes the kernels can exceed the rule, and its tiny
+#: differences are then reported (never ``better``: the margin). 32 covers the first; a real
 #: difference smaller than that (at most 32 * 6e-8 = 1.9e-6 near Y = 1) is tied for the test only,
 #: and still counted in the difference (0.99999 against 0.999995 is 42 ulps apart: not a tie).
 TIE_ULPS = 32
