@@ -14,15 +14,16 @@ independent random signs :math:`\epsilon_i = \pm 1`, and the two-sided p-value i
 sign patterns with :math:`|G| \ge |G(x)|`. When two CAM methods are exchangeable (equally good)
 each :math:`d_i` is symmetric about 0, every sign pattern is equally likely, and the test is
 exact at any n: it never rejects more often than its level. Under a skewed alternative the
-observed :math:`g(T)` is close to Student's t (Hall's correction), so the interval keeps Hall's
-coverage. Increase differences (-1, 0, 1) give an exact McNemar-like test.
+observed :math:`g(T)` is close to Student's t (Hall's correction), so the interval covers about
+as well as Hall's (benchmarks/paired_test_level.py). Increase differences (-1, 0, 1) give an exact McNemar-like test.
 
 - At most :data:`MAX_EXACT_NONZERO` non-zero :math:`x_i`: all :math:`2^k` sign patterns of the
   non-zero ones (exact p-value, at least :math:`2 / 2^k`).
 - Otherwise :data:`FLIP_SAMPLES` seeded random patterns (``seed`` :data:`FLIP_SEED`), applied to
   the *sorted* :math:`|x_i|` (under the null :math:`\epsilon_i \operatorname{sign}(x_i)` is as
   random as :math:`\epsilon_i`), so that the p-value depends neither on the order of the
-  samples (the same in memory, streamed or merged) nor on which method is a: :math:`p = (1 + \#\{|G^*| \ge |G|\}) / (B + 1)`. When no
+  samples (the same in memory, streamed or merged) nor on which method is a:
+  :math:`p = (1 + \#\{|G^*| \ge |G|\}) / (B + 1)`. When no
   random pattern reaches the observed statistic, the p-value is below :math:`1/(B+1)` and is
   read from Hall's t approximation (as :func:`camavg_core.stats.hall_t_test`), capped at
   :math:`1/(B+1)`; a decision at any level :math:`\alpha \ge 1/(B+1)` is the permutation test's.
@@ -203,7 +204,8 @@ def sign_flip_interval(
 
     Each end is bracketed between a :math:`\delta` the test keeps (the mean, or 0 when 0 is
     kept and lies on that side) and one it rejects (0 when 0 is rejected and lies on that side;
-    else the first rejected of a few points around Hall's end, or the bound), then bisected,
+    else the first rejected of a few points around Hall's end, or the bound), then narrowed by
+    regula falsi on the test's continuous gap :math:`|G| - G_{crit}` with a bisection safeguard,
     both ends in one matrix product per step, until the bracket is narrower than ``tolerance``
     (1e-4 points); the end is the last kept point.
     Since 0 starts on the right side of every bracket, the interval contains 0 exactly when
