@@ -55,3 +55,24 @@ def test_same_cams_through_two_routes_are_no_difference(classes):
     for metric in METRICS:
         assert abs(noisy.difference[metric]) < 1e-4
     assert noisy.better == dict.fromkeys(METRICS)
+
+
+def test_averagescam_compare_takes_the_margin():
+    rng = np.random.default_rng(7)
+    model = small_model(3, 7)
+    images = rng.uniform(0, 1, (40, 12, 12, 3)).astype("float32")
+    labels = rng.integers(0, 3, 40)
+    cams = {"ones": np.ones((40, 12, 12), "float32"), "dark": np.full((40, 12, 12), 0.05, "float32")}
+
+    def score(outputs):
+        return tf.reduce_sum(outputs * tf.one_hot(labels, 3), axis=1)
+
+    metrics = AveragesCam(model, images)
+    results, table = metrics.compare(cams, score)
+    by_hand = compare(results["ones"].y_c, results["ones"].o_c, results["dark"].o_c, names=("ones", "dark"))
+    for row in table.rows:  # one pair: Holm leaves the p-value as it is, so better is compare's
+        assert row.better == by_hand.better[row.metric]
+        assert row.difference == pytest.approx(
+            getattr(results["ones"], row.metric) - getattr(results["dark"], row.metric), abs=1e-4)
+    _, wide = metrics.compare(cams, score, margin=100)
+    assert all(row.better is None and row.margin == 100 for row in wide.rows)
