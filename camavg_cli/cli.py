@@ -83,6 +83,10 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
                         "and say in words what the comparison shows (conclusion.txt)")
     common.add_argument("--baseline", metavar="NAME",
                         help="with --compare: compare each method against NAME instead of every pair")
+    common.add_argument("--margin", type=float, default=0.5, metavar="POINTS",
+                        help="with --compare and in the conclusion: call a method better only when the "
+                        "difference is significant and its interval lies beyond POINTS percentage points "
+                        "(default 0.5)")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
     common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
                         help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
@@ -230,11 +234,12 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
         # The conclusion compares the CAM methods only; --compare adds every pair, references included.
         cam_scores = {method: results[method].o_c for method in recipes}
-        rows = compare_pairs(results[next(iter(recipes))].y_c, cam_scores, nan_policy=args.nan_policy)
+        rows = compare_pairs(results[next(iter(recipes))].y_c, cam_scores, nan_policy=args.nan_policy,
+                             margin=args.margin)
         text = conclusion(results, rows, demo.REFERENCE_RECIPES)
         if args.compare:
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=args.baseline)
+                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin)
         _emit(args, out, results, descriptions, rows, text, data.images, cams,
               title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
               progress=progress)
@@ -310,7 +315,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
             from camavg_cli.conclusion import compare_pairs, conclusion
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=args.baseline)
+                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin)
             text = conclusion(results, rows, {})
         _emit(args, out, results, descriptions, rows, text, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)

@@ -1,7 +1,8 @@
 """Paired comparisons of CAM methods, and the demo's conclusion in plain words.
 
-The comparisons come from ``camavg_core.compare_methods`` (a paired test per pair of methods,
-Holm-adjusted p-values). Every number in the text is computed from the results of this run.
+The comparisons come from ``camavg_core.compare_methods`` (a paired sign-flip test per pair of
+methods, Holm-adjusted p-values, and ``better``: significant *and* beyond a margin). Every number
+in the text is computed from the results of this run.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camavg_core import compare_methods
-from camavg_core.pair_state import TIE_TOLERANCE  # masked scores this close are one map
+from camavg_core import DEFAULT_MARGIN, METRIC_INFO, compare_methods, ties
 
-METRIC_TITLES = {"average_drop": "Average Drop", "average_increase": "Average Increase", "average_gain": "Average Gain"}
-ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust")
+METRIC_TITLES = {name: info.title for name, info in METRIC_INFO.items()}
+ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
+              "margin")
+TEST_WORDS = {"sign_flip": "sign-flip permutation", "t": "Hall t"}
 
 
 def _field(row: Any, name: str) -> Any:
@@ -23,17 +25,18 @@ def _field(row: Any, name: str) -> Any:
 
 
 def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise",
-                  baseline: str | None = None) -> list[dict[str, Any]]:
+                  baseline: str | None = None, margin: float = DEFAULT_MARGIN) -> list[dict[str, Any]]:
     """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`; every pair, or
     each method against ``baseline``.
 
     ``difference`` is a minus b, in percentage points; ``p_adjusted`` is Holm-adjusted over the
-    pairs, per metric.
+    pairs, per metric; ``better`` names a method only when ``p_adjusted < 1 - level`` and the
+    interval lies beyond ``margin`` points.
     """
     if len(o_c) < 2:
         return []
-    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", test="t", nan_policy=nan_policy,
-                            baseline=baseline)
+    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", nan_policy=nan_policy,
+                            baseline=baseline, margin=margin)
     return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
 
 
@@ -54,42 +57,53 @@ def _listed(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *, alpha: float = 0.01) -> str:
+def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *,
+               level: float = 0.95) -> str:
     """The demo's conclusion: which CAM methods beat which, and where the reference maps landed.
 
     Args:
         results: ``{method: Result}`` of this run, CAM methods and reference maps.
         rows: :func:`compare_pairs` records over the CAM methods only.
         references: ``{reference name: what the map is}``.
-        alpha: adjusted p-value below which a difference is called clear.
+        level: the level of the rows' intervals; a difference is clear when the row names a
+            ``better`` method (adjusted p below ``1 - level`` and the interval beyond the margin).
     """
     methods = [name for name in results if name not in references]
     drop_rows = [row for row in rows if row["metric"] == "average_drop"]
     n = next(iter(results.values())).n
+    test = TEST_WORDS.get(drop_rows[0]["test"], drop_rows[0]["test"]) if drop_rows else ""
+    margin = drop_rows[0].get("margin", DEFAULT_MARGIN) if drop_rows else DEFAULT_MARGIN
     lines = [
         "What the numbers say (Average Drop: lower means the map keeps more of the evidence the model",
-        f"uses, i.e. more faithful; paired {drop_rows[0]['test'] if drop_rows else ''} test on the same {n} images,",
-        f"p-values Holm-adjusted over the {len(drop_rows)} pairs of CAM methods):",
+        f"uses, i.e. more faithful; paired {test} test on the same {n} images,",
+        f"p-values Holm-adjusted over the {len(drop_rows)} pairs of CAM methods; a method is called more",
+        f"faithful only when the difference is significant and its {100 * level:g}% interval lies beyond "
+        f"{margin:g} points):",
     ]
     ranked = sorted(methods, key=lambda name: results[name].average_drop)
     lines.append("  ranking by Average Drop: " + " < ".join(f"{name} ({results[name].average_drop:.2f})" for name in ranked))
     for row in sorted(drop_rows, key=lambda row: row["p_adjusted"]):
-        # lower_by: how much lower the better method's drop is, with its interval.
+        # lower_by: how much lower the lower-drop method's drop is, with its interval.
         if row["difference"] > 0:  # a - b > 0: b has the lower drop
-            better, worse, lower_by, low, high = row["b"], row["a"], row["difference"], row["low"], row["high"]
+            lower, higher, lower_by, low, high = row["b"], row["a"], row["difference"], row["low"], row["high"]
         else:
-            better, worse, lower_by, low, high = row["a"], row["b"], -row["difference"], -row["high"], -row["low"]
-        gap = np.max(np.abs(np.asarray(results[better].o_c, float) - np.asarray(results[worse].o_c, float)))
-        interval = f"95% CI {low:.2f} to {high:.2f} points"
-        if gap <= TIE_TOLERANCE:
-            lines.append(f"  - {better} and {worse} give the same masked scores to float precision (largest "
+            lower, higher, lower_by, low, high = row["a"], row["b"], -row["difference"], -row["high"], -row["low"]
+        interval = f"{100 * level:g}% CI {low:.2f} to {high:.2f} points"
+        same = bool(np.all(ties(np.asarray(results[lower].o_c, float), np.asarray(results[higher].o_c, float))))
+        if same:
+            gap = np.max(np.abs(np.asarray(results[lower].o_c, float) - np.asarray(results[higher].o_c, float)))
+            lines.append(f"  - {lower} and {higher} give the same masked scores to float precision (largest "
                          f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
-        elif row["p_adjusted"] < alpha:
-            lines.append(f"  - {better} is more faithful than {worse}: Average Drop {lower_by:.2f} points lower "
-                         f"({interval}), adjusted p {_p(row['p_adjusted'])}.")
+        elif row.get("better"):
+            lines.append(f"  - {row['better']} is more faithful than {higher if row['better'] == lower else lower}: "
+                         f"Average Drop {lower_by:.2f} points lower ({interval}), adjusted p {_p(row['p_adjusted'])}.")
+        elif row["p_adjusted"] < 1 - level:
+            lines.append(f"  - {lower} and {higher}: a difference too small to matter (Average Drop {lower_by:.2f} "
+                         f"points lower for {lower}, {interval}, adjusted p {_p(row['p_adjusted'])}; the interval "
+                         f"does not clear the {margin:g}-point margin).")
         else:
-            lines.append(f"  - {better} and {worse}: no clear difference (Average Drop {lower_by:.2f} points "
-                         f"lower for {better}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
+            lines.append(f"  - {lower} and {higher}: no clear difference (Average Drop {lower_by:.2f} points "
+                         f"lower for {lower}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
     if methods and references:  # the command line's own CAM sets come without reference maps
         low_drop = min(results[name].average_drop for name in methods)
         high_drop = max(results[name].average_drop for name in methods)

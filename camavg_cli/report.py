@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
+from camavg_core.compare import format_p
 from camavg_core.result import METRICS, Result
 from camavg_cli.output import csv_text
 
@@ -89,7 +90,8 @@ def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for metric in METRICS:
             entry = by_metric.get(metric)
             line.append("" if entry is None else
-                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']))} p={entry['p_adjusted']:.3g}")
+                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']))} "
+                        f"p{format_p(entry['p_adjusted'])}" + (f" {entry['better']} better" if entry.get("better") else ""))
         lines.append(line)
     return _align([header] + lines)
 
@@ -114,7 +116,8 @@ CSV_FIELDS = (
     + [f"{metric}{suffix}" for metric in METRICS for suffix in ("", "_low", "_high")]
     + ["n", "skipped", "level", "recipe"]
 )
-COMPARISON_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust")
+COMPARISON_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
+                     "margin")
 
 
 def format_csv(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:

@@ -5,7 +5,7 @@ seen and the framework is already imported.
 """
 
 from camavg_core.backends import Backend, NumpyBackend, get_backend, resolve_backend
-from camavg_core.compare import Comparison, compare
+from camavg_core.compare import DEFAULT_MARGIN, TIE_ULPS, Comparison, compare
 from camavg_core.equations import (
     EPSILON,
     avg_drop,
@@ -19,7 +19,9 @@ from camavg_core.masking import apply_cams, mask_inputs
 from camavg_core.result import METRICS, Result
 from camavg_core.state import MetricState
 from camavg_core.multiple import ComparisonTable, compare_methods, holm
-from camavg_core.pair_state import PairState
+from camavg_core.metric_info import METRIC_INFO
+from camavg_core.pair_state import PairState, ties
+from camavg_core.sign_flip import sign_flip_interval, sign_flip_test
 from camavg_core.stats import (
     bootstrap_mean_intervals,
     hall_t_interval,
@@ -30,8 +32,11 @@ from camavg_core.stats import (
 from camavg_core.summary import summarize
 
 __all__ = [
+    "DEFAULT_MARGIN",
     "EPSILON",
     "METRICS",
+    "METRIC_INFO",
+    "TIE_ULPS",
     "Backend",
     "Comparison",
     "ComparisonTable",
@@ -55,8 +60,11 @@ __all__ = [
     "increase_terms",
     "mask_inputs",
     "resolve_backend",
+    "sign_flip_interval",
+    "sign_flip_test",
     "summarize",
     "t_interval",
+    "ties",
     "wilson_interval",
 ]
 

@@ -2,7 +2,9 @@ r"""Many CAM methods at once: every pair (or each against a baseline), p-values 
 
 :func:`compare_methods` runs :func:`~camavg_core.compare.compare` on each pair and adjusts the
 p-values of each metric over the pairs (Holm's step-down by default), so that the chance of any
-false "differs" among the pairs of one metric stays at most ``alpha``.
+false "differs" among the pairs of one metric stays at most ``alpha``. Each row names the
+``better`` method only when its adjusted p-value is below ``1 - level`` **and** its interval lies
+beyond ``margin`` points on its side: significance is not size.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from camavg_core.compare import Comparison, compare
+from camavg_core.compare import DEFAULT_MARGIN, SIGN_FLIP, Comparison, check_margin, compare, format_p
+from camavg_core.metric_info import better_method
 from camavg_core.result import METRICS
 from camavg_core.stats import check_level
 
@@ -59,6 +62,10 @@ class ComparisonRow:
     p_adjusted: float
     test: str
     adjust: str
+    #: the better method's name, or None: adjusted p below 1 - level and the interval beyond the
+    #: margin on its side (:func:`camavg_core.metric_info.better_method`)
+    better: str | None = None
+    margin: float = DEFAULT_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
@@ -72,13 +79,14 @@ class ComparisonTable:
         rows: the :class:`ComparisonRow` list, pairs in order, metrics in ``METRICS`` order.
         comparisons: ``{(a, b): Comparison}``, with the unadjusted p-values.
         level: confidence level of the intervals. adjust: ``'holm'`` or ``'none'``; the
-            family of an adjustment is the pairs of one metric.
+            family of an adjustment is the pairs of one metric. margin: of ``better``, in points.
     """
 
     rows: list[ComparisonRow]
     comparisons: dict[tuple[str, str], Comparison]
     level: float
     adjust: str
+    margin: float = DEFAULT_MARGIN
 
     def to_records(self) -> list[dict[str, Any]]:
         """Plain dicts, one per row, for JSON or CSV."""
@@ -93,16 +101,20 @@ class ComparisonTable:
     def __str__(self) -> str:
         header = (
             f"{'a':>14} {'b':>14} {'metric':>17} {'diff pp':>8} "
-            f"{f'{100 * self.level:g}% CI':>18} {'p':>9} {'p ' + self.adjust:>9}  test"
+            f"{f'{100 * self.level:g}% CI':>18} {'p':>9} {'p ' + self.adjust:>9} {'better':>14}  test"
         )
         lines = [header]
         for row in self.rows:
             lines.append(
                 f"{row.a:>14} {row.b:>14} {row.metric:>17} {row.difference:+8.2f} "
-                f"{f'[{row.low:+.2f}, {row.high:+.2f}]':>18} {row.p_value:9.3g} "
-                f"{row.p_adjusted:9.3g}  {row.test}"
+                f"{f'[{row.low:+.2f}, {row.high:+.2f}]':>18} {_p_cell(row.p_value)} "
+                f"{_p_cell(row.p_adjusted)} {row.better or '-':>14}  {row.test}"
             )
         return "\n".join(lines)
+
+
+def _p_cell(p_value: float) -> str:
+    return f"{p_value:9.3g}" if p_value > 0.0 else f"{format_p(p_value):>9}"
 
 
 def _pairs(names: list[str], baseline: str | None) -> list[tuple[str, str]]:
@@ -119,9 +131,10 @@ def compare_methods(
     methods: Any = None,
     level: float = 0.95,
     adjust: str = "holm",
-    test: Any = "t",
+    test: Any = SIGN_FLIP,
     nan_policy: str = "raise",
     ci_method: str = "default",
+    margin: float = DEFAULT_MARGIN,
 ) -> ComparisonTable:
     """Compare several CAM methods on the same samples, with adjusted p-values.
 
@@ -134,11 +147,15 @@ def compare_methods(
         adjust: ``'holm'`` (default) or ``'none'``.
         test: as in :func:`~camavg_core.compare.compare`.
         nan_policy, ci_method: as in :func:`~camavg_core.compare.compare`, pair by pair.
+        margin: percentage points (default 0.5): a row names the ``better`` method only when its
+            adjusted p-value is below ``1 - level`` and its interval lies beyond the margin.
 
     >>> y = [0.9, 0.8, 0.7, 0.6]
     >>> table = compare_methods(y, {"a": [0.1, 0.2, 0.3, 0.2], "b": y, "c": y}, baseline="b")
     >>> [(row.a, row.b, row.metric) for row in table.rows][:2]
     [('a', 'b', 'average_drop'), ('a', 'b', 'average_increase')]
+    >>> table.rows[0].better is None  # four samples: the smallest sign-flip p is 2 / 2**4
+    True
     """
     if not isinstance(masked_scores, dict) or len(masked_scores) < 2:
         raise ValueError(
@@ -147,6 +164,7 @@ def compare_methods(
         )
     if adjust not in ADJUSTMENTS:
         raise ValueError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}.")
+    margin = check_margin(margin)
     names = [str(name) for name in masked_scores]
     if methods is not None:
         unknown = [name for name in methods if name not in masked_scores]
@@ -161,21 +179,24 @@ def compare_methods(
     comparisons = {
         (a, b): compare(
             y_c, masked_scores[a], masked_scores[b], level=level, names=(a, b),
-            nan_policy=nan_policy, test=test, ci_method=ci_method,
+            nan_policy=nan_policy, test=test, ci_method=ci_method, margin=margin,
         )
         for a, b in pairs
     }
-    return comparison_table(comparisons, level=level, adjust=adjust)
+    return comparison_table(comparisons, level=level, adjust=adjust, margin=margin)
 
 
-def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: float = 0.95, adjust: str = "holm") -> ComparisonTable:
-    """The table of pairwise comparisons, each metric's p-values adjusted over the pairs.
+def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: float = 0.95, adjust: str = "holm",
+                     margin: float = DEFAULT_MARGIN) -> ComparisonTable:
+    """The table of pairwise comparisons, each metric's p-values adjusted over the pairs, and
+    each row's ``better`` decided on the adjusted p-value and the margin.
 
     ``comparisons`` maps ``(a, b)`` to a :class:`~camavg_core.compare.Comparison`, computed
-    in memory (:func:`compare_methods`) or from streamed sums (:class:`PairState.result`).
+    in memory (:func:`compare_methods`) or from sums (:meth:`PairState.result`).
     """
     if adjust not in ADJUSTMENTS:
         raise ValueError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}.")
+    level, margin = check_level(level), check_margin(margin)
     pairs = list(comparisons)
     adjusted = {}
     for metric in METRICS:
@@ -189,8 +210,11 @@ def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: f
             low=comparison.ci[metric][0], high=comparison.ci[metric][1],
             p_value=comparison.p_value[metric], p_adjusted=adjusted[((a, b), metric)],
             test=comparison.test[metric], adjust=adjust,
+            better=better_method(metric, *comparison.ci[metric], adjusted[((a, b), metric)], alpha=1.0 - level,
+                                 margin=margin, names=(a, b)),
+            margin=margin,
         )
         for (a, b), comparison in comparisons.items()
         for metric in METRICS
     ]
-    return ComparisonTable(rows=rows, comparisons=comparisons, level=check_level(level), adjust=adjust)
+    return ComparisonTable(rows=rows, comparisons=comparisons, level=level, adjust=adjust, margin=margin)

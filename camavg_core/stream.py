@@ -121,7 +121,7 @@ def evaluate_stream(
 
     A batch's ``cams`` may be ``{name: cams}`` (the same names in every batch): the stream then
     returns a :class:`~camavg_core.result.MethodResults`, one result per method and the
-    pairwise comparison of every pair (paired interval and test from mergeable sums,
+    pairwise comparison of every pair (paired sign-flip test and interval on the kept scores,
     Holm-adjusted), equal to ``AveragesCam.compare`` on the concatenated data.
 
     Args:
@@ -232,7 +232,8 @@ class _Counted:
         else:
             y_c = scores[0]
             self.state = self.state.update(*scores, nan_policy="omit")
-        if self.keep_vectors:
+        # a stream of several methods keeps its (N,) scores (small) for the exact paired test
+        if self.keep_vectors or several:
             self.y_c.append(y_c)
             if several:
                 for name, (_, o) in scores.items():
@@ -250,9 +251,15 @@ class _Counted:
             raise ValueError("dataset is empty: there is no sample to evaluate.")
         if not isinstance(self.state, dict):
             return self._one(self.state, self.o_c, level)
-        from camavg_core.multiple import comparison_table
+        from camavg_core.multiple import compare_methods, comparison_table
 
         results = {name: self._one(state, self.o_c[name], level) for name, state in self.state.items()}
+        seen = sum(len(part) for part in self.y_c)
+        first = next(iter(self.state.values())).to_numpy()
+        if seen == first.n + first.skipped:  # every batch's scores kept: the in-memory comparison
+            y_c = np.concatenate(self.y_c)
+            o_c = {name: np.concatenate(parts) for name, parts in self.o_c.items()}
+            return MethodResults(results, compare_methods(y_c, o_c, level=level, nan_policy="omit"))
         comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
         return MethodResults(results, comparison_table(comparisons, level=level))
 

@@ -1,9 +1,11 @@
 """Paired comparison of two CAM methods (camavg_core.compare, camavg_core.pair_state).
 
 Oracles: the differences of the tests' shared NumPy reference terms (reference.py), the
-skewness-corrected interval and test on those differences (checked against an independent
-computation in test_stats.py), ``scipy.stats.wilcoxon`` and ``binomtest`` for the named tests,
-and the duality of test and interval on drawn data.
+results' own averages (the difference is result a minus result b), a brute-force sign-flip test
+written here from ``scipy.stats.skew`` (every sign pattern, or many more random ones than the
+code draws), the skewness-corrected interval and test from sums (checked against an independent
+computation in test_stats.py) for ``test="t"`` and merged states, ``scipy.stats.wilcoxon`` and
+``binomtest`` for the named tests, and the duality of test and interval on drawn data.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import camavg_core
-from camavg_core import PairState, compare, stats
+import itertools
+
+from camavg_core import PairState, avg_drop, avg_gain, avg_increase, compare, stats
 from camavg_core.compare import Comparison, mcnemar_p_value, wilcoxon_p_value
+from camavg_core.sign_flip import sign_flip_test
 from reference import reference_terms
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -41,17 +46,71 @@ def two_methods(n, seed):
     return y, o_a, o_b
 
 
-def test_difference_interval_and_p_value_are_those_of_the_paired_differences():
+def hall_g(x):
+    """Hall's g(T) of mean 0, written from scipy's skewness (ddof 0) and the ddof-1 standard error."""
+    n = x.size
+    t = np.sqrt(n) * x.mean() / x.std(ddof=1)
+    a = scipy_stats.skew(x) / (3 * np.sqrt(n))
+    return t + a * t**2 + a * a * t**3 / 3 + a / 2
+
+
+def brute_force_p(d, patterns=None, seed=123):
+    """Share of sign patterns with |g| >= the observed |g|: all 2**n patterns, or ``patterns``
+    random ones (plus the observed one)."""
+    observed = abs(hall_g(d))
+    if patterns is None:
+        signs = np.array(list(itertools.product((-1.0, 1.0), repeat=d.size)))
+        return np.mean([abs(hall_g(e * d)) >= observed - 1e-9 for e in signs])
+    rng = np.random.default_rng(seed)
+    signs = rng.choice((-1.0, 1.0), size=(patterns, d.size))
+    return (1 + sum(abs(hall_g(e * d)) >= observed - 1e-9 for e in signs)) / (patterns + 1)
+
+
+def test_difference_is_result_a_minus_result_b_and_p_is_the_sign_flip_test():
     y, o_a, o_b = two_methods(300, 1)
     result = compare(y, o_a, o_b, level=0.9)
+    for name, average in (("average_drop", avg_drop), ("average_increase", avg_increase), ("average_gain", avg_gain)):
+        assert result.difference[name] == pytest.approx(average(y, o_a) - average(y, o_b), abs=1e-9)
     for name, d in differences_by_hand(y, o_a, o_b).items():
-        assert result.difference[name] == pytest.approx(100 * d.mean(), abs=1e-9)
+        # 4,000 seeded patterns in the code, 20,000 others here: within 4 standard errors
+        expected = brute_force_p(d, patterns=20_000) if name != "average_increase" else None
+        if expected is not None:
+            assert abs(result.p_value[name] - expected) < 4 * np.sqrt(expected * (1 - expected) / 4000) + 1e-3
+        low, high = result.ci[name]
+        assert low <= result.difference[name] <= high
+        assert result.test[name] == "sign_flip" and result.dual[name]
+    assert result.n == 300 and result.skipped == 0 and result.ci_method == "sign_flip"
+
+
+def test_sign_flip_with_few_samples_is_exact_over_every_pattern():
+    rng = np.random.default_rng(5)
+    y = rng.uniform(0.3, 0.9, 10)
+    o_a, o_b = y * rng.uniform(0.2, 1.0, 10), y * rng.uniform(0.4, 1.0, 10)
+    result = compare(y, o_a, o_b)
+    d = differences_by_hand(y, o_a, o_b)["average_drop"]
+    assert result.p_value["average_drop"] == pytest.approx(brute_force_p(d), abs=1e-12)
+
+
+def test_the_interval_is_the_set_of_means_the_test_keeps():
+    y, o_a, o_b = two_methods(120, 4)
+    result = compare(y, o_a, o_b)
+    d = differences_by_hand(y, o_a, o_b)["average_drop"]
+    low, high = (bound / 100 for bound in result.ci["average_drop"])
+    # the ends are found to 1e-6: just inside is kept, 2e-6 outside is rejected
+    assert sign_flip_test(d, null=low + 1e-6) >= 0.05 and sign_flip_test(d, null=high - 1e-6) >= 0.05
+    assert sign_flip_test(d, null=low - 2e-6) < 0.05 and sign_flip_test(d, null=high + 2e-6) < 0.05
+
+
+def test_t_by_name_is_hall_from_sums_dual_to_its_interval():
+    y, o_a, o_b = two_methods(300, 1)
+    result = compare(y, o_a, o_b, level=0.9, test="t")
+    for name, d in differences_by_hand(y, o_a, o_b).items():
         sums = (d.size, d.sum(), (d * d).sum(), (d**3).sum())
         low, high = stats.hall_t_interval(*sums, level=0.9)
         assert result.ci[name] == pytest.approx((100 * low, 100 * high), abs=1e-9)
         assert result.p_value[name] == pytest.approx(stats.hall_t_test(*sums), rel=1e-9, abs=1e-300)
         assert result.test[name] == "t" and result.dual[name]
-    assert result.n == 300 and result.skipped == 0 and result.ci_method == "hall_t"
+    assert result.ci_method == "hall_t"
 
 
 @st.composite
@@ -63,7 +122,7 @@ def paired_scores(draw):
     return draw(scores), draw(scores), draw(scores), draw(st.sampled_from([0.8, 0.9, 0.95, 0.99]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(paired_scores())
 def test_p_below_one_minus_level_exactly_when_the_interval_excludes_zero(data):
     y, o_a, o_b, level = data
@@ -77,25 +136,102 @@ def test_p_below_one_minus_level_exactly_when_the_interval_excludes_zero(data):
 
 def test_float_noise_is_no_difference():
     y, o_a, _ = two_methods(200, 2)
-    o_b = o_a + np.where(np.arange(200) % 2, 1e-7, -1e-7)
-    o_b = np.clip(o_b, 0.0, 1.0)
+    o_a = np.clip(o_a, 0.01, 0.99)
+    # one or two float32 ulps apart: the same maps through another route
+    o_b = o_a * (1 + np.where(np.arange(200) % 2, 1.5e-7, -1.5e-7))
     result = compare(y, o_a, o_b, names=("gradcam++", "layercam"))
-    assert result.difference == dict.fromkeys(METRICS, 0.0)
+    for name in METRICS:
+        assert abs(result.difference[name]) < 1e-4
     assert result.ci == dict.fromkeys(METRICS, (0.0, 0.0))
     assert result.p_value == dict.fromkeys(METRICS, 1.0)
-    assert all(result.no_difference.values())
+    assert all(result.no_difference.values()) and result.better == dict.fromkeys(METRICS)
     assert str(result).count("no difference") == 3
-    for test in ("wilcoxon", "mcnemar"):
+    for test in ("wilcoxon", "mcnemar", "t"):
         assert compare(y, o_a, o_b, test=test).p_value == dict.fromkeys(METRICS, 1.0)
 
 
-def test_a_difference_above_the_tie_tolerance_is_kept():
+def test_a_difference_beyond_the_tie_rule_is_kept():
     y = np.full(40, 0.5)
-    o_a, o_b = np.full(40, 0.3), np.full(40, 0.3 - 5e-5)  # 5x the tie tolerance (1e-5)
+    o_a, o_b = np.full(40, 0.3), np.full(40, 0.3 - 5e-5)  # 5e-5 is 1,400 float32 ulps of 0.3
     result = compare(y, o_a, o_b)
     # drop a - b = -5e-5 / 0.5 on every sample: zero spread, the mean is the difference
     assert result.difference["average_drop"] == pytest.approx(-100 * 1e-4, rel=1e-6)
     assert result.p_value["average_drop"] == 0.0 and not result.no_difference["average_drop"]
+    assert "p< 1e-300" in str(result)  # an underflowed p-value is not printed as 0
+    # significant, but 0.01 points: no method is better at the default margin of 0.5 points
+    assert result.better["average_drop"] is None
+    assert compare(y, o_a, o_b, margin=0.001).better["average_drop"] == "a"
+
+
+def test_the_tie_rule_in_ulps_is_importable_where_documented():
+    import camavg_core.compare as module
+    from camavg_core.compare import TIE_ULPS
+
+    assert camavg_core.TIE_ULPS == TIE_ULPS == module.TIE_ULPS == 32
+    ulp = 2.0**-23  # float32's epsilon: one ulp of a value in [1, 2)
+    for value in (0.3, 0.99999, 1e-5):
+        gap = 31 * ulp * value
+        assert camavg_core.ties([value], [value + gap]).tolist() == [True]
+        assert camavg_core.ties([value], [value + 2 * gap]).tolist() == [False]
+
+
+# --------------------------------------------------------------------------- issue 20, section 1
+def test_issue_20_confident_model_near_one_gain_and_increase_differ():
+    y = np.full(100, 0.99999)
+    o_a, o_b = np.full(100, 0.999995), y.copy()
+    result = compare(y, o_a, o_b)
+    for name, average in (("average_gain", avg_gain), ("average_increase", avg_increase)):
+        assert result.difference[name] == pytest.approx(average(y, o_a) - average(y, o_b), abs=1e-4)
+        assert result.p_value[name] < 1e-6 and not result.no_difference[name]
+        assert result.better[name] == "a"
+    assert result.difference["average_increase"] == pytest.approx(100.0)
+    assert result.difference["average_gain"] == pytest.approx(100 * 5e-6 / (1e-5 + 1e-7), rel=1e-6)  # 49.5
+
+
+def test_issue_20_low_target_drop_differs():
+    y = np.full(100, 1e-5)
+    o_a, o_b = 0 * y, y
+    result = compare(y, o_a, o_b)
+    assert result.difference["average_drop"] == pytest.approx(100 * 1e-5 / (1e-5 + 1e-7), rel=1e-9)  # 99.0
+    assert result.p_value["average_drop"] < 1e-6 and result.better["average_drop"] == "b"
+
+
+def test_issue_20_thousand_classes_and_confident_model_intervals_hold_the_true_difference():
+    rng = np.random.default_rng(0)
+    n = 200
+    y = rng.uniform(5e-6, 2e-5, n)
+    o_a, o_b = y * rng.uniform(0.1, 0.3, n), y * rng.uniform(0.9, 1.0, n)
+    result = compare(y, o_a, o_b)
+    truth = avg_drop(y, o_a) - avg_drop(y, o_b)  # 78.86 - 4.81 (the issue rounds b to 5.0)
+    assert truth == pytest.approx(74.05, abs=0.01)
+    assert result.difference["average_drop"] == pytest.approx(truth, abs=1e-4)
+    low, high = result.ci["average_drop"]
+    assert low <= truth <= high and result.p_value["average_drop"] < 1e-6
+    # confident model: a closes 30-90% of the gap to 1, b almost nothing
+    y = 1 - rng.uniform(1e-5, 1e-4, n)
+    o_a = y + (1 - y) * rng.uniform(0.3, 0.9, n)
+    o_b = y + (1 - y) * rng.uniform(0.0, 0.1, n)
+    result = compare(y, o_a, o_b)
+    truth = avg_gain(y, o_a) - avg_gain(y, o_b)
+    assert result.difference["average_gain"] == pytest.approx(truth, abs=1e-4)
+    low, high = result.ci["average_gain"]
+    assert low <= truth <= high and result.p_value["average_gain"] < 1e-6 and truth > 50
+
+
+def test_better_needs_significance_and_the_whole_interval_beyond_the_margin():
+    y, o_a, o_b = two_methods(2_000, 9)  # a drops more: b is better on drop
+    result = compare(y, o_a, o_b)
+    low, high = result.ci["average_drop"]
+    assert 0.5 < low and result.better["average_drop"] == "b"
+    assert compare(y, o_a, o_b, margin=low + 0.01).better["average_drop"] is None
+    assert compare(y, o_b, o_a, names=("B", "A")).better["average_drop"] == "B"
+    # gain: higher is better
+    y = np.full(50, 0.5)
+    o_a = 0.5 + np.linspace(0.05, 0.15, 50)  # a gains 10-30%
+    result = compare(y, o_a, np.full(50, 0.5))
+    assert result.better["average_gain"] == "a" and result.better["average_increase"] == "a"
+    with pytest.raises(ValueError, match="margin"):
+        compare(y, o_a, y, margin=-1)
 
 
 def test_wilcoxon_by_name_is_scipy_with_zeros_kept_and_says_it_is_not_dual():
@@ -121,7 +257,7 @@ def test_mcnemar_by_name_is_binomtest_on_the_discordant_pairs():
     expected = scipy_stats.binomtest(only_a, only_a + only_b).pvalue
     result = compare(y, o_a, o_b, test="mcnemar")
     assert result.p_value["average_increase"] == pytest.approx(expected, rel=1e-9)
-    assert result.test == {"average_drop": "t", "average_increase": "mcnemar", "average_gain": "t"}
+    assert result.test == {"average_drop": "sign_flip", "average_increase": "mcnemar", "average_gain": "sign_flip"}
     assert mcnemar_p_value([1, 1, 1, 1, 0], [0, 0, 0, 0, 0]) == pytest.approx(2 / 2**4)
 
 
@@ -155,6 +291,15 @@ def test_a_clear_difference_is_significant_and_its_interval_excludes_zero():
     assert result.p_value["average_drop"] < 1e-6
 
 
+def test_the_p_value_does_not_depend_on_the_order_of_the_samples():
+    y, o_a, o_b = two_methods(150, 13)
+    order = np.random.default_rng(0).permutation(150)
+    shuffled, plain = compare(y[order], o_a[order], o_b[order]), compare(y, o_a, o_b)
+    for name in METRICS:
+        assert shuffled.p_value[name] == pytest.approx(plain.p_value[name], rel=1e-12)
+        assert shuffled.ci[name] == pytest.approx(plain.ci[name], abs=1e-9)
+
+
 def test_one_sample_is_not_nan():
     result = compare([0.8], [0.2], [0.6])
     assert result.ci["average_drop"] == (-100.0, 100.0)
@@ -174,7 +319,7 @@ def test_result_is_frozen_summarised_in_one_line_and_json_ready():
     assert line.startswith("Grad-CAM++ - Grad-CAM (n=100, 90% CI)")
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["names"] == ["Grad-CAM++", "Grad-CAM"]
-    assert data["test"]["average_drop"].startswith("t: ") and data["dual"]["average_drop"] is True
+    assert data["test"]["average_drop"].startswith("sign_flip: ") and data["dual"]["average_drop"] is True
 
 
 def test_nan_policy_omit_skips_a_sample_non_finite_in_any_vector():
@@ -226,8 +371,9 @@ def test_pair_state_split_anywhere_merges_to_the_in_memory_comparison(n, seed, d
     state = PairState.empty()
     for part in zip(*(np.split(v, cuts) for v in (y, o_a, o_b))):
         state = state.merge(PairState.empty().update(*part))
-    streamed, in_memory = state.result(level=0.9), compare(y, o_a, o_b, level=0.9)
-    assert streamed.n == in_memory.n == n
+    # from sums: Hall's t, what compare gives with test="t"; flagged in notes
+    streamed, in_memory = state.result(level=0.9), compare(y, o_a, o_b, level=0.9, test="t")
+    assert streamed.n == in_memory.n == n and streamed.notes[0].startswith("sums only")
     for name in METRICS:
         assert streamed.difference[name] == pytest.approx(in_memory.difference[name], abs=1e-9)
         assert streamed.ci[name] == pytest.approx(in_memory.ci[name], abs=1e-9)
@@ -239,11 +385,12 @@ def test_pair_state_sums_by_hand_and_omit():
     state = PairState.empty().update(y, o_a, o_b, nan_policy="omit").to_numpy()
     d = differences_by_hand(y[:2], o_a[:2], o_b[:2])["average_drop"]  # 0.25, -0.5
     assert (state.n, state.skipped, state.drop_nonzero) == (2, 1, 2)
+    assert state.drop_estimate_sum == pytest.approx(d.sum())
     assert state.drop_sum == pytest.approx(d.sum()) and state.drop_cube_sum == pytest.approx((d**3).sum())
     with pytest.raises(ValueError, match="y_c"):
         PairState.empty().update(y, o_a, o_b)
     with pytest.raises(TypeError, match="PairState"):
-        state.merge((0,) * 14)
+        state.merge((0,) * 17)
 
 
 def test_a_paired_bootstrap_only_when_asked_scipy_bca_seeded():

@@ -74,7 +74,7 @@ def test_every_pair_by_default_with_holm_over_the_pairs_of_each_metric():
         for row in rows:
             single = compare(y, masked[row.a], masked[row.b])
             assert (row.low, row.high) == pytest.approx(single.ci[metric])
-            assert row.difference == pytest.approx(single.difference[metric]) and row.test == "t"
+            assert row.difference == pytest.approx(single.difference[metric]) and row.test == "sign_flip"
 
 
 def test_baseline_and_methods_restrict_the_pairs():
@@ -100,13 +100,32 @@ def test_significant_pairs_table_and_records():
     records = table.to_records()
     json.dumps(records, allow_nan=False)
     assert set(records[0]) == {
-        "a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust"
+        "a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better", "margin"
     }
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]))
     writer.writeheader()
     writer.writerows(records)
     assert buffer.getvalue().count("\n") == 19
+
+
+def test_a_row_names_the_better_method_on_the_adjusted_p_value_and_the_margin():
+    y, masked = four_methods(400, 1)
+    table = compare_methods(y, masked, level=0.95)
+    for row in table.rows:
+        sign = -1.0 if row.metric == "average_drop" else 1.0  # drop: lower is better
+        a_side, b_side = min(sign * row.low, sign * row.high), max(sign * row.low, sign * row.high)
+        expected = None
+        if row.p_adjusted < 0.05 and a_side > 0.5:
+            expected = row.a
+        elif row.p_adjusted < 0.05 and b_side < -0.5:
+            expected = row.b
+        assert row.better == expected, row
+    drop = {(row.a, row.b): row for row in table.rows if row.metric == "average_drop"}
+    assert drop[("gradcam", "random")].better == "random"  # gradcam's maps drop more
+    # a margin wider than every interval names no method; Holm's adjustment, not the raw p, decides
+    assert all(row.better is None for row in compare_methods(y, masked, margin=100).rows)
+    assert "better" in str(table) and "random" in str(table)
 
 
 @pytest.mark.parametrize(
