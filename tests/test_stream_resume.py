@@ -213,7 +213,10 @@ def _loop_lines() -> tuple[range, set]:
     last = start + next(i for i, line in enumerate(source) if line.strip().startswith("except BaseException"))
     # what the try block calls of _Counted (its constructor runs before, checkpoint() after)
     members = vars(core_stream._Counted)
-    return range(first, last), {members["add"].__code__, members["batches"].fget.__code__}
+    codes = {members["add"].__code__}
+    if isinstance(members.get("batches"), property):
+        codes.add(members["batches"].fget.__code__)
+    return range(first, last), codes
 
 
 def interrupted_at(k: int, keep_vectors: bool):
