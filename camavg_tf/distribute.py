@@ -291,8 +291,9 @@ class ReplicaLoop:
     # ----------------------------------------------------------------- replica steps
     def _add_to_sums(self, indices: tf.Tensor, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
         """Runs on one replica: add its batch, padding left out, to its own copy of the sums."""
-        real = indices != _PADDING_INDEX
-        y_c, o_c = tf.boolean_mask(y_c, real), tf.boolean_mask(o_c, real)
+        if indices is not None:
+            real = indices != _PADDING_INDEX
+            y_c, o_c = tf.boolean_mask(y_c, real), tf.boolean_mask(o_c, real)
         state = batch_sums(y_c, o_c)
         out_of_range = []
         nonfinite = []
@@ -307,6 +308,9 @@ class ReplicaLoop:
     def _replica_state(self, numbered: tuple) -> None:
         indices, batch = numbered
         self._add_to_sums(indices, *as_score_vectors(*self._score_pair(batch)))
+
+    def _replica_state_unnumbered(self, batch: Any) -> None:
+        self._add_to_sums(None, *as_score_vectors(*self._score_pair(batch)))
 
     def _replica_state_and_vectors(self, numbered: tuple) -> tuple:
         indices, batch = numbered
@@ -352,17 +356,22 @@ class ReplicaLoop:
     def _run(self, kind: str, dataset: tf.data.Dataset) -> list | None:
         """Run the step of ``kind`` over the distributed batches (numbered, and padded so that
         no replica gets an empty one); the gathered values, if any."""
+        if kind == "state" and any(spec.shape.rank == 0 for spec in tf.nest.flatten(dataset.element_spec)):
+            # elements without a sample axis cannot be numbered: the step's checks name them
+            kind = "state_unnumbered"
+        else:
+            dataset = pad_to_replicas(with_sample_indices(dataset), self.strategy.num_replicas_in_sync)
         step = self._compiled.get(kind)
         if step is None:
             step = self._compiled[kind] = tf.function(self._step_graph(kind), reduce_retracing=True)
-        numbered = pad_to_replicas(with_sample_indices(dataset), self.strategy.num_replicas_in_sync)
-        distributed = self.strategy.experimental_distribute_dataset(numbered)
+        distributed = self.strategy.experimental_distribute_dataset(dataset)
         gathered = [step(batch) for batch in distributed]
-        return None if kind == "state" else gathered
+        return None if kind in ("state", "state_unnumbered") else gathered
 
     def _step_graph(self, kind: str) -> Callable:
         replica_fn = {
             "state": self._replica_state,
+            "state_unnumbered": self._replica_state_unnumbered,
             "state_and_vectors": self._replica_state_and_vectors,
             "per_sample": self._replica_per_sample,
         }[kind]
@@ -370,7 +379,7 @@ class ReplicaLoop:
         def step(batch: Any) -> Any:
             self.trace_count += 1
             per_replica = self.strategy.run(replica_fn, args=(batch,))
-            if kind == "state":
+            if kind in ("state", "state_unnumbered"):
                 return tf.constant(0)  # the sums stay in the replicas' variables
             local = self.strategy.experimental_local_results(per_replica)
             if not self._single_host:
