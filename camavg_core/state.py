@@ -11,6 +11,12 @@ across batches, replicas and hosts (``strategy.reduce(SUM)``, ``jax.lax.psum``, 
 >>> result = state.result()
 >>> round(result.average_drop, 6), round(result.average_increase, 6), result.n
 (25.0, 33.333333, 3)
+
+Sums accumulate in float64: on the host (NumPy) whenever the scores are concrete values,
+float64 tensors when traced by a backend that has them (TensorFlow, JAX with x64). A traced
+backend without float64 (JAX by default, under ``jax.jit``) keeps each sum as a float32 pair
+``[sum, compensation]`` updated by Neumaier's compensated summation, whose error does not grow
+with the number of batches; ``to_numpy`` adds the pair in float64.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.backends import Backend, resolve_backend
+from camavg_core.backends import Backend, NumpyBackend, resolve_backend
 from camavg_core.equations import (
     _as_float_pair,
     _checked_vectors,
@@ -48,6 +54,42 @@ def power_sums_on(values: Any, backend: Backend) -> tuple[Any, Any, Any, Any]:
         backend.sum(values * values * values),
         backend.sum(backend.astype(values != 0.0, "int32")),
     )
+
+
+_HOST = NumpyBackend()
+
+
+def _has_float64(backend: Backend) -> bool:
+    """Whether the backend keeps float64 (JAX without x64 makes it float32)."""
+    return backend.dtype_name(backend.asarray(np.zeros(1, np.float64))) == "float64"
+
+
+def _compensated(total: Any) -> bool:
+    """A sum kept as a float32 pair ``[sum, compensation]`` (a traced backend without float64)."""
+    return len(getattr(total, "shape", ())) == 1
+
+
+def _as_pair(total: Any, backend: Backend) -> Any:
+    if _compensated(total):
+        return total
+    return backend.stack([backend.asarray(total, "float32"), backend.asarray(0.0, "float32")])
+
+
+def _neumaier_add(total: Any, value: Any, backend: Backend) -> Any:
+    """``total + value`` with ``total`` a pair ``[sum, compensation]`` and ``value`` a pair or a
+    scalar: the rounding error of the addition goes into the compensation (Neumaier, 1974), so
+    the pair's float64 total stays within a few float32 ulps of the exact sum however many
+    batches are added."""
+    total = _as_pair(total, backend)
+    value = _as_pair(value, backend)
+    big, small = total[0], value[0]
+    result = big + small
+    error = backend.where(
+        backend.maximum(big, -big) >= backend.maximum(small, -small),
+        (big - result) + small,
+        (small - result) + big,
+    )
+    return backend.stack([result, total[1] + value[1] + error])
 
 
 def _concrete(backend: Backend, values: Any) -> bool:
@@ -103,10 +145,14 @@ class MetricState(NamedTuple):
             y_np, o_np = _checked_vectors(y_c, o_c, nan_policy, allow_empty=True, names=("y_c", "o_c"))
             validation.check_probabilities(y_np, "Average Drop and Average Gain", upper=True, argument="y_c")
             validation.check_probabilities(o_np, "Average Drop and Average Gain", upper=True, argument="o_c")
-            y_c, o_c = bk.asarray(y_np), bk.asarray(o_np)
+            # concrete scores are summed on the host, in float64, whatever their framework
+            bk, y_c, o_c = _HOST, y_np, o_np
         elif nan_policy == "raise":
             raise ValueError(validation.traced_check("y_c"))
         y, o = _as_float_pair(y_c, o_c, bk)
+        compensate = bk is not _HOST and not _has_float64(bk)
+        if bk is not _HOST and not compensate:
+            y, o = bk.astype(y, "float64"), bk.astype(o, "float64")
         y_shape, o_shape = bk.shape(y), bk.shape(o)
         # a dimension unknown while tracing is a tensor: compare only the static ones
         static_mismatch = isinstance(y_shape[0] if y_shape else 0, int) and isinstance(
@@ -127,32 +173,36 @@ class MetricState(NamedTuple):
         n_valid = bk.sum(bk.astype(valid, "int32"))
         drop_s, drop_sq, drop_cube, drop_nonzero = power_sums_on(drop, bk)
         gain_s, gain_sq, gain_cube, gain_nonzero = power_sums_on(gain, bk)
+        n = self.n + n_valid
+        increase_count = self.increase_count + bk.sum(bk.astype(increase, "int32"))
+        skipped = self.skipped + (y_shape[0] - n_valid)
+        sums = {"drop_sum": drop_s, "drop_sq_sum": drop_sq, "gain_sum": gain_s, "gain_sq_sum": gain_sq,
+                "drop_cube_sum": drop_cube, "gain_cube_sum": gain_cube}
+        if compensate or any(_compensated(getattr(self, name)) for name in sums):
+            sums = {name: _neumaier_add(getattr(self, name), value, bk) for name, value in sums.items()}
+        else:
+            sums = {name: getattr(self, name) + value for name, value in sums.items()}
         return MetricState(
-            n=self.n + n_valid,
-            drop_sum=self.drop_sum + drop_s,
-            drop_sq_sum=self.drop_sq_sum + drop_sq,
-            gain_sum=self.gain_sum + gain_s,
-            gain_sq_sum=self.gain_sq_sum + gain_sq,
-            increase_count=self.increase_count + bk.sum(bk.astype(increase, "int32")),
-            skipped=self.skipped + (y_shape[0] - n_valid),
-            drop_cube_sum=self.drop_cube_sum + drop_cube,
-            gain_cube_sum=self.gain_cube_sum + gain_cube,
+            n=n,
+            increase_count=increase_count,
+            skipped=skipped,
             drop_nonzero=self.drop_nonzero + drop_nonzero,
             gain_nonzero=self.gain_nonzero + gain_nonzero,
+            **sums,
         )
 
     def merge(self, other: "MetricState") -> "MetricState":
         """The state of both halves of the data together: a field-wise sum."""
         if not isinstance(other, MetricState):
             raise TypeError(f"MetricState.merge takes another MetricState, got {type(other).__name__}.")
-        return MetricState(*(mine + theirs for mine, theirs in zip(self, other)))
+        return MetricState(*(_merged(mine, theirs) for mine, theirs in zip(self, other)))
 
     def to_numpy(self) -> "MetricState":
-        """Concrete Python numbers (int counts, float64 sums)."""
+        """Concrete Python numbers (int counts, float64 sums; a compensated pair added)."""
         values = {}
         for name, value in self._asdict().items():
             array = np.asarray(value)
-            values[name] = int(array) if name in COUNT_FIELDS else float(array)
+            values[name] = int(array) if name in COUNT_FIELDS else float(array.astype(np.float64).sum())
         return MetricState(**values)
 
     def result(self, *, level: float = 0.95) -> Result:
@@ -188,3 +238,12 @@ class MetricState(NamedTuple):
             ),
             level=level,
         )
+
+
+def _merged(mine: Any, theirs: Any) -> Any:
+    """One field of two states added; compensated pairs stay pairs (see the module's doc)."""
+    if not (_compensated(mine) or _compensated(theirs)):
+        return mine + theirs
+    if _concrete(_HOST, mine) and _concrete(_HOST, theirs):
+        return float(np.asarray(mine, np.float64).sum() + np.asarray(theirs, np.float64).sum())
+    return _neumaier_add(mine, theirs, resolve_backend(None, *(x for x in (mine, theirs) if _compensated(x))))

@@ -11,12 +11,25 @@ nothing: the exception reaches the caller as itself, with a note naming the batc
 a :class:`Checkpoint` of the batches counted so far in ``error.camavg_checkpoint``.
 ``resume=error.camavg_checkpoint`` skips those batches and goes on, giving exactly the numbers
 of an uninterrupted run.
+
+A resume is exact or refused. The counted batches are skipped by reading them again, so the
+source must start again from its first batch: a re-created generator, a list, a ``Dataset``
+that does not reshuffle. Refused, with a message saying how to go on: the very iterator the
+stopped run read (it is past the counted batches), a generator that has already run, a source
+that ends before the counted batches, a source whose first batch is not the first batch of the
+stopped run (a cheap fingerprint: a hash of that one batch), and a changed ``keep_vectors``.
+The state, the batch count and the kept vectors are one immutable :class:`Checkpoint`, replaced
+in a single assignment per batch, so an interrupt at any statement leaves a consistent one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import itertools
+import weakref
+from collections.abc import Iterator as IteratorABC
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -35,13 +48,102 @@ class Checkpoint(NamedTuple):
     """What a stream has counted: the state of its first ``batches`` batches, and their score
     vectors when the stream keeps them. For a stream of several CAM methods (``cams`` a dict
     in every batch), ``state`` and ``o_c`` are dicts by method and ``pairs`` holds a
-    :class:`~camavg_core.pair_state.PairState` per pair of methods."""
+    :class:`~camavg_core.pair_state.PairState` per pair of methods.
+
+    What a resume checks against (None in a checkpoint made by hand, which is then not
+    checked): ``keep_vectors``, the run's option; ``first_batch``, a hash of the stream's first
+    batch; ``source``, the iterator the stopped run read, when it was an iterator."""
 
     state: Any
     batches: int
     y_c: tuple = ()
     o_c: Any = ()
     pairs: Any = None
+    keep_vectors: bool | None = None
+    first_batch: str | None = None
+    source: Any = None
+
+
+class _Seen:
+    """The iterator a stream read, for refusing it on resume: held weakly where Python allows
+    (generators, user classes), else strongly (built-in iterators cannot be weakly referenced,
+    and an id alone could be reused by a fresh iterator). It pickles as nothing: a checkpoint
+    taken to another process cannot meet the same object there."""
+
+    def __init__(self, source: Any = None) -> None:
+        try:
+            self._ref = weakref.ref(source)
+        except TypeError:
+            self._ref = lambda: source
+
+    def __call__(self) -> Any:
+        return self._ref()
+
+    def __reduce__(self) -> tuple:
+        return (_Seen, ())
+
+
+#: elements hashed per array at most, evenly spaced: a reordered source changes almost every
+#: element, and a large first batch (hundreds of images) then costs a few milliseconds, not a copy
+_FINGERPRINT_ELEMENTS = 1 << 16
+
+
+def fingerprint(batch: Any) -> str:
+    """A hash of every array in a batch (dtype, shape and up to 65,536 evenly spaced elements):
+    equal batches, equal hashes; a batch of other samples, another hash."""
+    digest = hashlib.blake2b(digest_size=16)
+
+    def add(value: Any) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(str(key).encode())
+                add(value[key])
+        elif isinstance(value, (tuple, list)):
+            for part in value:
+                add(part)
+        else:
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError):  # ragged or odd: the batch's checks will name it
+                digest.update(repr(value).encode())
+                return
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            array = np.ascontiguousarray(array.reshape(-1)[:: max(1, array.size // _FINGERPRINT_ELEMENTS)])
+            digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+
+    add(batch)
+    return digest.hexdigest()
+
+
+def check_resume(batches: Any, done: Checkpoint, keep_vectors: bool) -> None:
+    """Refuse a resume that could not skip exactly the counted batches (see the module's doc)."""
+    if done.batches and done.keep_vectors is not None and done.keep_vectors != keep_vectors:
+        raise ValueError(validation.resume_keep_vectors_changed(done.keep_vectors, keep_vectors))
+    if done.batches == 0 or not isinstance(batches, IteratorABC):
+        return
+    if inspect.isgenerator(batches) and inspect.getgeneratorstate(batches) != inspect.GEN_CREATED:
+        state = "it is finished" if inspect.getgeneratorstate(batches) == inspect.GEN_CLOSED else "it is part-way"
+        raise ValueError(validation.resume_started_generator(state))
+    if done.source is not None and done.source() is batches:
+        raise ValueError(validation.resume_same_iterator())
+
+
+def skip_counted(iterator: Iterator, done: Checkpoint) -> Iterator:
+    """Read and drop the counted batches, checking that the source has them and that its first
+    batch is the first batch of the stopped run."""
+    for index in range(done.batches):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            raise ValueError(validation.resume_source_too_short(done.batches, index)) from None
+        if index == 0:
+            check_first_batch(batch, done)
+    return iterator
+
+
+def check_first_batch(batch: Any, done: Checkpoint) -> None:
+    if done.first_batch is not None and fingerprint(batch) != done.first_batch:
+        raise ValueError(validation.resume_other_first_batch())
 
 
 def check_stream_options(score: Any, resume: Any) -> None:
@@ -135,8 +237,9 @@ def evaluate_stream(
         resume: the :class:`Checkpoint` of a stopped run over the same data: its batches are
             skipped and its state is the start.
         total: the number of batches, for the progress bar, when known.
-        skip: ``skip(batches, k)`` -> an iterator past the first k batches; by default they
-            are read and dropped.
+        skip: ``skip(batches, checkpoint)`` -> an iterator past the checkpoint's batches, having
+            checked that it can skip them exactly (:func:`check_first_batch`); by default they
+            are read and dropped (:func:`skip_counted`).
     """
     validation.check_options(
         activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
@@ -149,14 +252,18 @@ def evaluate_stream(
             f"a generator, a list), got {type(batches).__name__}."
         )
     done = resume or Checkpoint(None, 0)
+    check_resume(batches, done, keep_vectors)
     if skip is not None:
-        iterator = skip(batches, done.batches)
+        iterator = skip(batches, done)
     else:
-        iterator = itertools.islice(iter(batches), done.batches, None)
+        iterator = skip_counted(iter(batches), done)
+    if isinstance(batches, IteratorABC):
+        done = done._replace(source=_Seen(batches))
     counted = _Counted(done, keep_vectors)
     advance, close = _progress_bar(progress, total)
     try:
         for batch in iterator:
+            first_batch = fingerprint(batch) if counted.batches == 0 else None
             inputs, cams, targets = _unpack(batch)
             score_function = stream_score(score, targets)
             batch_options = options._replace(multi_input=validation.is_array_list(inputs))
@@ -172,7 +279,7 @@ def evaluate_stream(
             else:
                 scores = engine.scores(cams, score_function)
                 validation.check_pair_probabilities(*scores)
-            counted.add(scores)
+            counted.add(scores, first_batch)
             advance()
     except BaseException as error:
         checkpoint = counted.checkpoint()
@@ -195,56 +302,76 @@ def evaluate_stream(
 
 class _Counted:
     """The running sums of a stream (and its vectors when kept): one state per CAM method,
-    one pair state per pair of methods for a stream of several."""
+    one pair state per pair of methods for a stream of several.
+
+    Everything counted is one immutable :class:`Checkpoint`, replaced whole once per batch,
+    so there is no statement between "the sums include the batch" and "the count does"."""
 
     def __init__(self, done: Checkpoint, keep_vectors: bool) -> None:
-        self.batches = done.batches
-        self.state = done.state
-        self.pairs = done.pairs
         self.keep_vectors = keep_vectors
-        self.y_c = list(done.y_c)
-        self.o_c = {name: list(parts) for name, parts in done.o_c.items()} if isinstance(done.o_c, dict) else list(done.o_c)
+        self.done = done._replace(keep_vectors=keep_vectors)
 
-    def add(self, scores: Any) -> None:
+    @property
+    def batches(self) -> int:
+        return self.done.batches
+
+    @property
+    def state(self) -> Any:
+        return self.done.state
+
+    @property
+    def pairs(self) -> Any:
+        return self.done.pairs
+
+    @property
+    def y_c(self) -> tuple:
+        return self.done.y_c
+
+    @property
+    def o_c(self) -> Any:
+        return self.done.o_c
+
+    def add(self, scores: Any, first_batch: str | None = None) -> None:
         several = isinstance(scores, dict)
-        if self.state is None:  # the first batch decides: one CAM method, or several by name
+        state, pairs, o_c = self.done.state, self.done.pairs, self.done.o_c
+        if state is None:  # the first batch decides: one CAM method, or several by name
             names = list(scores) if several else None
             if several and len(names) < 2:
                 raise ValueError("cams is a dict of one CAM method: pass the array, or two or more methods to compare.")
-            self.state = {name: MetricState.empty() for name in names} if several else MetricState.empty()
-            self.pairs = {pair: PairState.empty() for pair in itertools.combinations(names, 2)} if several else None
-            self.o_c = {name: [] for name in names} if several else []
-        if several != isinstance(self.state, dict) or (several and list(scores) != list(self.state)):
-            expected = list(self.state) if isinstance(self.state, dict) else "one array"
+            state = {name: MetricState.empty() for name in names} if several else MetricState.empty()
+            pairs = {pair: PairState.empty() for pair in itertools.combinations(names, 2)} if several else None
+            o_c = {name: () for name in names} if several else ()
+        if several != isinstance(state, dict) or (several and list(scores) != list(state)):
+            expected = list(state) if isinstance(state, dict) else "one array"
             raise ValueError(
                 f"Every batch must carry the same CAM methods: the stream began with {expected}, "
                 f"this batch has {list(scores) if several else 'one array'}."
             )
-        # every new sum is computed before any is kept: a batch counts whole or not at all
+        y_c = self.done.y_c
         if several:
-            y_c = next(iter(scores.values()))[0]
-            state = {name: self.state[name].update(y, o, nan_policy="omit") for name, (y, o) in scores.items()}
-            self.pairs = {
-                (a, b): pair.update(y_c, scores[a][1], scores[b][1], nan_policy="omit")
-                for (a, b), pair in self.pairs.items()
+            batch_y = next(iter(scores.values()))[0]
+            pairs = {
+                (a, b): pair.update(batch_y, scores[a][1], scores[b][1], nan_policy="omit")
+                for (a, b), pair in pairs.items()
             }
-            self.state = state
+            state = {name: state[name].update(y, o, nan_policy="omit") for name, (y, o) in scores.items()}
+            o_c = {name: o_c[name] + (scores[name][1],) for name in o_c}
         else:
-            y_c = scores[0]
-            self.state = self.state.update(*scores, nan_policy="omit")
+            batch_y = scores[0]
+            state = state.update(*scores, nan_policy="omit")
+            if self.keep_vectors:
+                o_c = o_c + (scores[1],)
         # a stream of several methods keeps its (N,) scores (small) for the exact paired test
         if self.keep_vectors or several:
-            self.y_c.append(y_c)
-            if several:
-                for name, (_, o) in scores.items():
-                    self.o_c[name].append(o)
-            else:
-                self.o_c.append(scores[1])
-        self.batches += 1
+            y_c = y_c + (batch_y,)
+        # one assignment: the batch counts whole (sums, vectors, count) or not at all
+        self.done = self.done._replace(
+            state=state, batches=self.done.batches + 1, y_c=y_c, o_c=o_c, pairs=pairs,
+            first_batch=self.done.first_batch if first_batch is None else first_batch,
+        )
 
     def checkpoint(self) -> Checkpoint:
-        o_c = {name: tuple(parts) for name, parts in self.o_c.items()} if isinstance(self.o_c, dict) else tuple(self.o_c)
-        return Checkpoint(self.state, self.batches, tuple(self.y_c), o_c, self.pairs)
+        return self.done
 
     def result(self, level: float) -> Any:
         if self.state is None:

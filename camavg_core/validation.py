@@ -516,3 +516,61 @@ def torchcam_layers(n: int) -> str:
         f"camavg measures one CAM per sample: fuse them (cam_extractor.fuse_cams(cams)) or pick "
         f"one layer's (cams[0])."
     )
+
+
+# ----------------------------------------------------------------------------- resuming a stream
+_RESUME_FROM_START = (
+    "Resume with a source that starts again from the first batch and gives the same batches in "
+    "the same order: re-create the generator (call the generator function again), or pass the "
+    "list, Dataset or other re-iterable itself rather than an iterator over it."
+)
+
+
+def resume_keep_vectors_changed(was: bool, now: bool) -> str:
+    return (
+        f"resume: the stopped stream ran with keep_vectors={was}, this call has keep_vectors={now}: "
+        f"the checkpoint {'holds' if was else 'does not hold'} the score vectors of its counted "
+        f"batches, so the result would mix {'' if was else 'missing '}vectors and sums. Resume with "
+        f"keep_vectors={was}, or start again without resume= to change it."
+    )
+
+
+def resume_same_iterator() -> str:
+    return (
+        "resume: dataset is the very iterator the stopped stream was reading: it is already past "
+        "the counted batches, so skipping them again would lose samples. " + _RESUME_FROM_START
+    )
+
+
+def resume_started_generator(state: str) -> str:
+    return (
+        f"resume: dataset is a generator that has already run ({state}): it cannot give the "
+        f"counted batches again, so they cannot be skipped exactly. " + _RESUME_FROM_START
+    )
+
+
+def resume_source_too_short(counted: int, found: int) -> str:
+    return (
+        f"resume: the checkpoint counted {counted} batch(es) but dataset ended after {found}: it is "
+        f"not the data of the stopped stream (an iterator already consumed?). " + _RESUME_FROM_START
+    )
+
+
+def resume_other_first_batch() -> str:
+    return (
+        "resume: the first batch of dataset is not the first batch of the stopped stream, so "
+        "skipping the counted batches would skip other samples (a shuffle without a seed, a "
+        "pipeline that reshuffles, files listed in another order?). Resume only with the same "
+        "batches in the same order: give the shuffle a seed and reshuffle_each_iteration=False, "
+        "or start again without resume=."
+    )
+
+
+def resume_reshuffling_dataset() -> str:
+    return (
+        "resume: dataset shuffles with reshuffle_each_iteration=True (the default of "
+        "Dataset.shuffle and Dataset.list_files), so each pass over it gives the samples in "
+        "another order and skipping the counted batches would skip other samples. Build the "
+        "pipeline with shuffle(..., seed=S, reshuffle_each_iteration=False) (list_files(..., "
+        "shuffle=False)), or start again without resume=."
+    )

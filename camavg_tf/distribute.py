@@ -18,7 +18,14 @@ own copy of a float64 sum (a ``SyncOnRead`` variable with ``aggregation=SUM``, a
 keep theirs); the copies are summed once, when the result is read, which for
 ``MultiWorkerMirroredStrategy`` is one all-reduce across the hosts. A sample is counted by the
 replica that receives it, so each is counted once, whatever the batch split, the uneven last
-batch included (a replica that receives an empty batch adds zeros).
+batch included.
+
+Why no replica gets an empty batch: a global batch of fewer rows than replicas (N = 1, or the
+last batch of 33 samples in batches of 16) would leave a replica with none, and some kernels
+fail on an empty batch (oneDNN's convolution on CPU). So every batch is padded, before the
+split, to a multiple of the number of replicas, with copies of its first sample (real data,
+so the model runs on what it always runs on) numbered -1. Padded rows enter no sum and are
+dropped from every gathered result.
 
 Why per-sample values come back in order: every sample is numbered before the data is split
 (``Dataset.scan`` over the batch sizes), the number travels with the sample, and the gathered
@@ -163,6 +170,28 @@ def with_sample_indices(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.scan(tf.constant(0, tf.int64), number)
 
 
+def pad_to_replicas(numbered: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """Each numbered batch ``(indices, batch)`` padded to a multiple of ``replicas`` rows (and
+    at least ``replicas``), so that every replica gets at least one row: the padding repeats the
+    batch's first sample, with index -1. An empty batch stays empty (there is no row to repeat).
+
+    >>> numbered = with_sample_indices(tf.data.Dataset.range(5).batch(2))
+    >>> [(i.numpy().tolist(), b.numpy().tolist()) for i, b in pad_to_replicas(numbered, 4)]
+    [([0, 1, -1, -1], [0, 1, 0, 0]), ([2, 3, -1, -1], [2, 3, 2, 2]), ([4, -1, -1, -1], [4, 4, 4, 4])]
+    """
+    if replicas == 1:
+        return numbered
+
+    def pad(indices: tf.Tensor, batch: Any) -> tuple:
+        size = tf.shape(indices, out_type=tf.int64)[0]
+        padded = tf.where(size > 0, (size + replicas - 1) // replicas * replicas, 0)
+        rows = tf.concat([tf.range(size), tf.zeros([padded - size], tf.int64)], axis=0)
+        filler = tf.fill([padded - size], tf.constant(_PADDING_INDEX, tf.int64))
+        return tf.concat([indices, filler], axis=0), tf.nest.map_structure(lambda t: tf.gather(t, rows), batch)
+
+    return numbered.map(pad)
+
+
 def _check_dataset(dataset: Any) -> None:
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(
@@ -181,7 +210,8 @@ class ReplicaLoop:
             no distribution). Build the model under ``strategy.scope()``, or build it the same
             way on every host for ``MultiWorkerMirroredStrategy``.
         step_fn: ``step_fn(batch)``, traced inside ``strategy.run``: it takes one replica's
-            share of a dataset element (the same structure, fewer samples, possibly none) and
+            share of a dataset element (the same structure, fewer samples, at least one: a
+            batch is padded with copies of its first sample, left out of every result) and
             returns per-sample tensors, each with the samples on axis 0. For
             :meth:`metric_state` it returns the pair ``(y_c, o_c)`` of (B,) scores on the
             inputs and on the masked inputs; for :meth:`per_sample` any structure (e.g. the
@@ -232,7 +262,7 @@ class ReplicaLoop:
         _check_dataset(dataset)
         self._sums.assign(tf.zeros_like(self._sums))
         if keep_vectors:
-            gathered = self._run("state_and_vectors", with_sample_indices(dataset))
+            gathered = self._run("state_and_vectors", dataset)
             if gathered:
                 y_c, o_c = (values.numpy() for values in self._in_order(gathered))
             else:  # a dataset without batches: no sample, and nothing to concatenate
@@ -253,14 +283,17 @@ class ReplicaLoop:
         (``tf.Tensor`` on this host, (N, ...)). Every host gets the full result.
         """
         _check_dataset(dataset)
-        gathered = self._run("per_sample", with_sample_indices(dataset))
+        gathered = self._run("per_sample", dataset)
         if not gathered:
             raise ValueError("dataset is empty: there is no sample to gather.")
         return self._in_order(gathered)
 
     # ----------------------------------------------------------------- replica steps
-    def _add_to_sums(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
-        """Runs on one replica: add its batch to its own copy of the sums."""
+    def _add_to_sums(self, indices: tf.Tensor, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
+        """Runs on one replica: add its batch, padding left out, to its own copy of the sums."""
+        if indices is not None:
+            real = indices != _PADDING_INDEX
+            y_c, o_c = tf.boolean_mask(y_c, real), tf.boolean_mask(o_c, real)
         state = batch_sums(y_c, o_c)
         out_of_range = []
         nonfinite = []
@@ -272,13 +305,17 @@ class ReplicaLoop:
             nonfinite.append(tf.reduce_sum(tf.cast(~is_finite, tf.float64)))
         self._sums.assign_add(tf.stack([*state, *out_of_range, *nonfinite]))
 
-    def _replica_state(self, batch: Any) -> None:
-        self._add_to_sums(*as_score_vectors(*self._score_pair(batch)))
+    def _replica_state(self, numbered: tuple) -> None:
+        indices, batch = numbered
+        self._add_to_sums(indices, *as_score_vectors(*self._score_pair(batch)))
+
+    def _replica_state_unnumbered(self, batch: Any) -> None:
+        self._add_to_sums(None, *as_score_vectors(*self._score_pair(batch)))
 
     def _replica_state_and_vectors(self, numbered: tuple) -> tuple:
         indices, batch = numbered
         y_c, o_c = as_score_vectors(*self._score_pair(batch))
-        self._add_to_sums(y_c, o_c)
+        self._add_to_sums(indices, y_c, o_c)
         return self._share(indices, (y_c, o_c))
 
     def _replica_per_sample(self, numbered: tuple) -> tuple:
@@ -317,17 +354,24 @@ class ReplicaLoop:
 
     # ----------------------------------------------------------------- the loop
     def _run(self, kind: str, dataset: tf.data.Dataset) -> list | None:
-        """Run the step of ``kind`` over the distributed batches; the gathered values, if any."""
+        """Run the step of ``kind`` over the distributed batches (numbered, and padded so that
+        no replica gets an empty one); the gathered values, if any."""
+        if kind == "state" and any(spec.shape.rank == 0 for spec in tf.nest.flatten(dataset.element_spec)):
+            # elements without a sample axis cannot be numbered: the step's checks name them
+            kind = "state_unnumbered"
+        else:
+            dataset = pad_to_replicas(with_sample_indices(dataset), self.strategy.num_replicas_in_sync)
         step = self._compiled.get(kind)
         if step is None:
             step = self._compiled[kind] = tf.function(self._step_graph(kind), reduce_retracing=True)
         distributed = self.strategy.experimental_distribute_dataset(dataset)
         gathered = [step(batch) for batch in distributed]
-        return None if kind == "state" else gathered
+        return None if kind in ("state", "state_unnumbered") else gathered
 
     def _step_graph(self, kind: str) -> Callable:
         replica_fn = {
             "state": self._replica_state,
+            "state_unnumbered": self._replica_state_unnumbered,
             "state_and_vectors": self._replica_state_and_vectors,
             "per_sample": self._replica_per_sample,
         }[kind]
@@ -335,7 +379,7 @@ class ReplicaLoop:
         def step(batch: Any) -> Any:
             self.trace_count += 1
             per_replica = self.strategy.run(replica_fn, args=(batch,))
-            if kind == "state":
+            if kind in ("state", "state_unnumbered"):
                 return tf.constant(0)  # the sums stay in the replicas' variables
             local = self.strategy.experimental_local_results(per_replica)
             if not self._single_host:

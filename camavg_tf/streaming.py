@@ -18,24 +18,54 @@ result equals ``AveragesCam`` on the concatenated data.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Callable, Iterable, Iterator
 
 import tensorflow as tf
 
+from camavg_core import validation
 from camavg_core.engine import Options
 from camavg_core.result import Result
-from camavg_core.stream import Checkpoint, evaluate_stream
+from camavg_core.stream import Checkpoint, check_first_batch, evaluate_stream, skip_counted
 from camavg_tf.averages import TensorFlowAdapter
 from camavg_tf.distribute import current_strategy
 
 
-def _skip(batches: Iterable, count: int) -> Iterator:
-    """Past the first ``count`` batches: ``Dataset.skip`` for a dataset (its elements are
-    not produced), read and dropped for any other iterable; a dataset is prefetched."""
-    if isinstance(batches, tf.data.Dataset):
-        return iter(batches.skip(count).prefetch(tf.data.AUTOTUNE))
-    return itertools.islice(iter(batches), count, None)
+def reshuffles(dataset: tf.data.Dataset) -> bool:
+    """Whether the dataset's graph holds a shuffle with ``reshuffle_each_iteration=True``: such
+    a pipeline gives another order on every pass, so no pass can skip the batches another one
+    counted. Read from the graph, so it is exact and costs no element."""
+    from tensorflow.core.framework import graph_pb2
+
+    serialized = dataset._as_serialized_graph(
+        external_state_policy=tf.data.experimental.ExternalStatePolicy.IGNORE
+    )
+    graph = graph_pb2.GraphDef.FromString(serialized.numpy())
+    nodes = list(graph.node) + [node for function in graph.library.function for node in function.node_def]
+    return any(
+        "Shuffle" in node.op
+        and "reshuffle_each_iteration" in node.attr
+        and node.attr["reshuffle_each_iteration"].b
+        for node in nodes
+    )
+
+
+def _skip(batches: Iterable, done: Checkpoint) -> Iterator:
+    """Past the checkpoint's batches: ``Dataset.skip`` for a dataset (not brought to the host),
+    read and dropped for any other iterable; a dataset is prefetched.
+
+    A dataset is checked first: no reshuffling in its graph, at least as many batches as were
+    counted (when its cardinality is known), and the same first batch (one batch read again)."""
+    if not isinstance(batches, tf.data.Dataset):
+        return skip_counted(iter(batches), done)
+    if done.batches:
+        if reshuffles(batches):
+            raise ValueError(validation.resume_reshuffling_dataset())
+        cardinality = int(batches.cardinality())
+        if 0 <= cardinality < done.batches:
+            raise ValueError(validation.resume_source_too_short(done.batches, cardinality))
+        for first in batches.take(1):
+            check_first_batch(first, done)
+    return iter(batches.skip(done.batches).prefetch(tf.data.AUTOTUNE))
 
 
 def _total(batches: Any) -> int | None:
@@ -84,7 +114,9 @@ def evaluate_dataset(
         strategy: a ``tf.distribute.Strategy`` to spread every batch over its replicas; by
             default the one whose ``scope()`` is open, if any.
         resume: ``error.camavg_checkpoint`` of a stream that stopped: its batches are skipped
-            (``Dataset.skip`` for a dataset) and its sums are the start.
+            (``Dataset.skip`` for a dataset) and its sums are the start. ``dataset`` must start
+            again from its first batch (a re-created generator, a dataset that does not
+            reshuffle); one that cannot is refused (see docs/streams.md).
 
     Returns:
         A :class:`~camavg_core.result.Result`; ``y_c`` and ``o_c`` are None unless

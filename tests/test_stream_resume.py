@@ -1,0 +1,273 @@
+"""A stopped stream resumes exactly or refuses (issue 20, item 4).
+
+Oracle: NumPy. The model is a softmax of the channel means times a known matrix, so NumPy
+computes every score, and tests/reference.py the three averages. The reproducers of the issue
+(the same live iterator, a finished generator, a reshuffling pipeline, a changed keep_vectors:
+each once gave a wrong count with no error) are refused; a source that starts again from its
+first batch resumes to the numbers of the whole data. The last test stops the stream with a
+KeyboardInterrupt at every line the batch loop runs, and every resume is exact.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from camavg_core import stream as core_stream  # noqa: E402
+from camavg_tf.streaming import evaluate_dataset  # noqa: E402
+from reference import reference_metrics  # noqa: E402
+
+N, BATCH, SIZE, CLASSES = 60, 10, 4, 3
+RNG = np.random.default_rng(20)
+IMAGES = RNG.uniform(0, 1, (N, SIZE, SIZE, 2)).astype(np.float32)
+CAMS = RNG.uniform(0, 1, (N, SIZE, SIZE)).astype(np.float32)
+LABELS = RNG.integers(0, CLASSES, N)
+WEIGHTS = RNG.normal(0, 2, (2, CLASSES)).astype(np.float32)
+METRICS = ("average_drop", "average_increase", "average_gain")
+
+
+def model(x, training=False):
+    return tf.nn.softmax(tf.reduce_mean(x, axis=[1, 2]) @ WEIGHTS)
+
+
+def numpy_scores(images, cams, labels):
+    def probabilities(x):
+        logits = x.astype(np.float64).mean(axis=(1, 2)) @ WEIGHTS.astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    rows = np.arange(len(labels))
+    return probabilities(images)[rows, labels], probabilities(images * cams[..., None])[rows, labels]
+
+
+EXPECTED = reference_metrics(*numpy_scores(IMAGES, CAMS, LABELS))
+
+
+def batch_list():
+    return [(IMAGES[i:i + BATCH], CAMS[i:i + BATCH], LABELS[i:i + BATCH]) for i in range(0, N, BATCH)]
+
+
+def generator(batches: int = N // BATCH):
+    yield from batch_list()[:batches]
+
+
+def failing_score(fail_at: int):
+    """A categorical score that raises on the ``fail_at``-th distinct batch it sees (from 0,
+    told apart by their targets): a stream that stops there, whatever the source and order."""
+    seen: list[bytes] = []
+
+    def score(outputs, targets):
+        key = np.asarray(targets).tobytes()
+        if key not in seen:
+            seen.append(key)
+        if seen.index(key) == fail_at:
+            raise OSError("lost the connection to the bucket")
+        return tf.gather(outputs, tf.cast(targets, tf.int32), batch_dims=1)
+
+    return score
+
+
+def stop_at_batch_3(source, **options):
+    with pytest.raises(OSError) as caught:
+        evaluate_dataset(model, source, score=failing_score(3), **options)
+    checkpoint = caught.value.camavg_checkpoint
+    assert checkpoint.batches == 3 and checkpoint.state.n == 30
+    return checkpoint
+
+
+def assert_whole(result, n=N, expected=EXPECTED):
+    assert result.n == n
+    for name in METRICS:
+        assert getattr(result, name) == pytest.approx(expected[name], abs=1e-4)
+
+
+# ------------------------------------------------------------------ sources that restart
+class Restarting:
+    """An iterable whose ``__iter__`` starts afresh (as a Keras PyDataset or a loader does)."""
+
+    def __iter__(self):
+        return iter(batch_list())
+
+
+@pytest.mark.parametrize(
+    "make_source",
+    [
+        pytest.param(generator, id="re-created generator"),
+        pytest.param(batch_list, id="list"),
+        pytest.param(Restarting, id="restarting iterable"),
+        pytest.param(lambda: tf.data.Dataset.from_tensor_slices((IMAGES, CAMS, LABELS)).batch(BATCH), id="dataset"),
+        pytest.param(
+            lambda: tf.data.Dataset.from_tensor_slices((IMAGES, CAMS, LABELS))
+            .shuffle(N, seed=5, reshuffle_each_iteration=False).batch(BATCH),
+            id="seeded dataset",
+        ),
+    ],
+)
+def test_a_source_that_starts_again_resumes_exactly(make_source):
+    checkpoint = stop_at_batch_3(make_source())
+    assert_whole(evaluate_dataset(model, make_source(), resume=checkpoint))
+
+
+def test_the_same_dataset_object_resumes_exactly_after_a_seeded_shuffle():
+    dataset = tf.data.Dataset.from_tensor_slices((IMAGES, CAMS, LABELS)).shuffle(N, seed=1, reshuffle_each_iteration=False).batch(BATCH)
+    checkpoint = stop_at_batch_3(dataset)
+    assert_whole(evaluate_dataset(model, dataset, resume=checkpoint, keep_vectors=False))
+
+
+# ------------------------------------------------------------------ the reproducers: refused
+def test_the_same_live_iterator_is_refused():
+    """Issue: passing the same live iterator again gave n = 30 of 60 with no error."""
+    iterator = iter(batch_list())
+    checkpoint = stop_at_batch_3(iterator)
+    with pytest.raises(ValueError, match="very iterator the stopped stream was reading.*re-create the generator"):
+        evaluate_dataset(model, iterator, resume=checkpoint)
+
+
+def test_the_finished_generator_is_refused():
+    """Issue: the generator, finished by its own error, passed again gave n = 30 of 60."""
+    reads = {"count": 0}
+
+    def flaky():
+        for batch in batch_list():
+            reads["count"] += 1
+            if reads["count"] == 4:
+                raise OSError("lost the connection to the bucket")
+            yield batch
+
+    source = flaky()
+    with pytest.raises(OSError) as caught:
+        evaluate_dataset(model, source)
+    checkpoint = caught.value.camavg_checkpoint
+    with pytest.raises(ValueError, match="generator that has already run.*re-create the generator"):
+        evaluate_dataset(model, source, resume=checkpoint)
+    assert_whole(evaluate_dataset(model, flaky(), resume=checkpoint))  # a fresh one goes on
+
+
+def test_a_consumed_iterator_of_another_object_is_refused_by_its_length():
+    checkpoint = stop_at_batch_3(batch_list())
+    consumed = iter(batch_list())
+    for _ in range(N // BATCH):
+        next(consumed)
+    with pytest.raises(ValueError, match="counted 3 batch\\(es\\) but dataset ended after 0"):
+        evaluate_dataset(model, consumed, resume=checkpoint)
+
+
+def test_a_reshuffling_dataset_is_refused():
+    """Issue: a shuffled pipeline (reshuffle_each_iteration) resumed on other samples."""
+    dataset = tf.data.Dataset.from_tensor_slices((IMAGES, CAMS, LABELS)).shuffle(N).batch(BATCH)
+    checkpoint = stop_at_batch_3(dataset)
+    with pytest.raises(ValueError, match="reshuffle_each_iteration=True.*reshuffle_each_iteration=False"):
+        evaluate_dataset(model, dataset, resume=checkpoint)
+
+
+def test_a_dataset_in_another_order_is_refused_by_its_first_batch():
+    """An unseeded shuffle, re-created: no reshuffle in the graph, but other batches."""
+    def make():
+        return tf.data.Dataset.from_tensor_slices((IMAGES, CAMS, LABELS)).shuffle(N, reshuffle_each_iteration=False).batch(BATCH)
+
+    checkpoint = stop_at_batch_3(make())
+    with pytest.raises(ValueError, match="first batch of dataset is not the first batch"):
+        evaluate_dataset(model, make(), resume=checkpoint)
+
+
+def test_a_shuffled_generator_is_refused_by_its_first_batch():
+    checkpoint = stop_at_batch_3(generator())
+    with pytest.raises(ValueError, match="first batch of dataset is not the first batch"):
+        evaluate_dataset(model, reversed(batch_list()), resume=checkpoint)
+
+
+@pytest.mark.parametrize("was", [False, True])
+def test_a_changed_keep_vectors_is_refused(was):
+    """Issue: keep_vectors changed on resume gave n = 60 with 30 vector entries."""
+    checkpoint = stop_at_batch_3(generator(), keep_vectors=was)
+    with pytest.raises(ValueError, match=f"keep_vectors={was}, this call has keep_vectors={not was}"):
+        evaluate_dataset(model, generator(), resume=checkpoint, keep_vectors=not was)
+    resumed = evaluate_dataset(model, generator(), resume=checkpoint, keep_vectors=was)
+    assert_whole(resumed)
+    if was:
+        y_c, o_c = numpy_scores(IMAGES, CAMS, LABELS)
+        np.testing.assert_allclose(resumed.y_c, y_c, atol=1e-6)
+        np.testing.assert_allclose(resumed.o_c, o_c, atol=1e-6)
+
+
+def test_a_checkpoint_pickles_without_its_source():
+    import pickle
+
+    checkpoint = stop_at_batch_3(iter(batch_list()))
+    restored = pickle.loads(pickle.dumps(checkpoint))
+    assert restored.batches == 3 and restored.source() is None
+    assert_whole(evaluate_dataset(model, batch_list(), resume=restored))
+
+
+# ------------------------------------------------------------------ an interrupt anywhere
+def _loop_lines() -> tuple[range, set]:
+    """The line numbers of evaluate_stream's try block, and the code objects of _Counted."""
+    import inspect
+
+    source, start = inspect.getsourcelines(core_stream.evaluate_stream)
+    first = start + 1 + next(i for i, line in enumerate(source) if line.strip() == "try:")
+    last = start + next(i for i, line in enumerate(source) if line.strip().startswith("except BaseException"))
+    # what the try block calls of _Counted (its constructor runs before, checkpoint() after)
+    members = vars(core_stream._Counted)
+    codes = {members["add"].__code__}
+    if isinstance(members.get("batches"), property):
+        codes.add(members["batches"].fget.__code__)
+    return range(first, last), codes
+
+
+def interrupted_at(k: int, keep_vectors: bool):
+    """Run the stream, raising KeyboardInterrupt at the k-th line event of its batch loop
+    (evaluate_stream's try block and _Counted's methods); the result if k is past the end."""
+    lines, counted_code = _loop_lines()
+    loop_code = core_stream.evaluate_stream.__code__
+    seen = {"events": 0}
+
+    def local(frame, event, arg):
+        if event == "line" and (frame.f_code in counted_code or (frame.f_code is loop_code and frame.f_lineno in lines)):
+            seen["events"] += 1
+            if seen["events"] == k:
+                raise KeyboardInterrupt(f"line event {k}")
+        return local
+
+    def global_trace(frame, event, arg):
+        if frame.f_code is loop_code or frame.f_code in counted_code:
+            return local
+        return None
+
+    sys.settrace(global_trace)
+    try:
+        return evaluate_dataset(model, generator(SHORT), keep_vectors=keep_vectors), None
+    except KeyboardInterrupt as error:
+        return None, error
+    finally:
+        sys.settrace(None)
+
+
+SHORT = 3  # batches: every line of the loop is reached with a batch counted before and after
+
+
+@pytest.mark.parametrize("keep_vectors", [False, True])
+def test_an_interrupt_at_every_line_of_the_loop_resumes_exactly(keep_vectors):
+    n = SHORT * BATCH
+    y_c, o_c = numpy_scores(IMAGES[:n], CAMS[:n], LABELS[:n])
+    expected = reference_metrics(y_c, o_c)
+    interrupted = 0
+    for k in range(1, 10_000):
+        result, error = interrupted_at(k, keep_vectors)
+        if result is not None:
+            break
+        interrupted += 1
+        assert hasattr(error, "camavg_checkpoint"), f"interrupt at line event {k}: {error!r} {error.__traceback__.tb_next}"
+        checkpoint = error.camavg_checkpoint
+        resumed = evaluate_dataset(model, generator(SHORT), resume=checkpoint, keep_vectors=keep_vectors)
+        assert_whole(resumed, n, expected)
+        if keep_vectors:
+            np.testing.assert_allclose(resumed.y_c, y_c, atol=1e-6, err_msg=f"interrupt at line event {k}")
+            np.testing.assert_allclose(resumed.o_c, o_c, atol=1e-6, err_msg=f"interrupt at line event {k}")
+    assert_whole(result, n, expected)
+    # every batch passes through several lines: the interrupts fell all through the loop
+    assert interrupted > 6 * SHORT
