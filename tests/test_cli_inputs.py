@@ -1,6 +1,6 @@
 """Every bad input to ``camavg evaluate``: exit 2 and one ``camavg: error:`` line naming it.
 
-The listed cases come from issue 15 (items 3 and 7); the Hypothesis test draws files and
+The listed cases are files and arguments a user gets wrong; the Hypothesis test draws files and
 arguments and checks that the outcome is exit 0 with correct files, or exit 2 with one error line,
 never another exception, a traceback, NaN in a result, or a half-written folder. ``main`` runs
 in-process on one tiny Keras model saved once per module.

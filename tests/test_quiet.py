@@ -52,7 +52,7 @@ def test_filtered_stderr_drops_known_lines_written_to_descriptor_2(capfd):
 
 def _run(args, env_level):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    env["CUDA_VISIBLE_DEVICES"] = ""  # a machine without GPU, as in the issue
+    env["CUDA_VISIBLE_DEVICES"] = ""  # a machine without GPU, where TensorFlow prints the most start-up lines
     if env_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = env_level
     return subprocess.run([sys.executable, "-m", "camavg_tf.app", *args], capture_output=True, text=True,

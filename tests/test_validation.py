@@ -1,4 +1,4 @@
-"""Each error DESIGN lists that the core raises: the type, and a message naming the problem."""
+"""Each error docs/bad-input.md lists that the core raises: the type, and a message naming the problem."""
 
 from __future__ import annotations
 
