@@ -92,6 +92,7 @@ def _evaluate_args(files, *extra):
 
 
 # ----------------------------------------------------------------------------- numbers
+@pytest.mark.slow
 def test_subprocess_json_matches_averagescam_and_numpy(files, tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "-m", "camavg_tf.app", *_evaluate_args(files, "--format", "json", "--out", str(out), "--quiet")]

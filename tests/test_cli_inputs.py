@@ -212,6 +212,7 @@ def _expected_drop(model, x, targets, cams):
     return reference_metrics(y_c, o_c)["average_drop"]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cams=ARRAYS, targets=TARGETS, policy=st.sampled_from(["raise", "omit"]), normalize=st.booleans(),
        batch=st.sampled_from([None, "1", "3", "0", "-2", "x"]))
@@ -256,7 +257,7 @@ def test_a_missing_framework_names_the_install_line(capsys, setup, monkeypatch):
         raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
 
     monkeypatch.setattr(quiet, "import_tensorflow", missing)
-    _one_error_line(*_run(capsys, setup), "tensorflow is not installed", "pip install 'camavg[tf]'")
+    _one_error_line(*_run(capsys, setup), "tensorflow is not installed", "pip install 'camavg[tf,cli]'")
 
 
 @pytest.mark.parametrize("argv, fragment", [([], "{demo,evaluate}"), (["demo", "--n-images", "x"], "--n-images"),

@@ -43,6 +43,7 @@ def data():
     return demo.demo_data(N_EVAL)
 
 
+@pytest.mark.slow
 def test_model_is_functional_with_named_conv_layers_and_softmax():
     model = demo.build_model()
     assert isinstance(model, keras.Model) and type(model).__name__ == "Functional"
@@ -51,6 +52,7 @@ def test_model_is_functional_with_named_conv_layers_and_softmax():
     assert type(model.get_layer("flatten")).__name__ == "Flatten"
 
 
+@pytest.mark.slow
 def test_model_beats_chance_on_unseen_images(trained, data):
     probabilities = trained.predict(data.images, verbose=0)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == data.labels))
@@ -58,12 +60,14 @@ def test_model_beats_chance_on_unseen_images(trained, data):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_is_reused(trained, demo_model, data):
     again, was_trained = demo.load_or_train(demo_model[2])
     assert not was_trained
     np.testing.assert_allclose(again.predict(data.images, verbose=0), trained.predict(data.images, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CAMAVG_CACHE", str(tmp_path))
     assert demo.default_cache_dir() == tmp_path
@@ -71,6 +75,7 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert demo.default_cache_dir().parts[-2:] == (".cache", "camavg")
 
 
+@pytest.mark.slow
 def test_true_mask_keeps_the_evidence_and_its_inverse_removes_it(trained, data):
     """The ground truth of the synthetic set: the object mask has the lower Average Drop."""
     maps = demo.reference_maps(data.masks)
@@ -90,6 +95,7 @@ def test_true_mask_keeps_the_evidence_and_its_inverse_removes_it(trained, data):
     assert drops["reference:inverse-mask"] == pytest.approx(inverse.average_drop, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_map_of_ones_changes_nothing(trained, data):
     ones = demo.reference_maps(data.masks)["reference:ones"]
     result = AveragesCam(trained, data.images).evaluate(ones, target_score(trained, data.labels))
@@ -97,6 +103,7 @@ def test_map_of_ones_changes_nothing(trained, data):
     assert (result.average_drop, result.average_increase, result.average_gain) == (0.0, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_reference_maps_are_what_they_say(data):
     maps = demo.reference_maps(data.masks, seed=5)
     assert list(maps) == list(demo.REFERENCE_MAPS)
@@ -107,6 +114,7 @@ def test_reference_maps_are_what_they_say(data):
     assert not np.array_equal(maps["reference:random"], demo.reference_maps(data.masks, seed=6)["reference:random"])
 
 
+@pytest.mark.slow
 def test_every_cam_method_gives_unit_range_maps(trained, data):
     images, labels = data.images[:8], data.labels[:8]
     cams = {method: make_cams(recipe, trained, images, labels) for method, recipe in demo.demo_recipes().items()}
@@ -122,6 +130,7 @@ def test_every_cam_method_gives_unit_range_maps(trained, data):
         assert np.abs(cams[first] - cams[second]).max() > 1e-2, (first, second)
 
 
+@pytest.mark.slow
 def test_each_recipe_is_the_tf_keras_vis_call_that_docs_command_line_describes(trained, data):
     """camavg's recipe for each method, against tf-keras-vis called directly as the table in
     docs/command-line.md says: ReplaceToLinear, penultimate_layer, CategoricalScore(targets),
@@ -146,6 +155,7 @@ def test_each_recipe_is_the_tf_keras_vis_call_that_docs_command_line_describes(t
         assert np.abs(cams - at_default).max() > 1e-2, method
 
 
+@pytest.mark.slow
 def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
     out = tmp_path / "report"
@@ -175,6 +185,7 @@ def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, caps
         assert row["p_adjusted"] >= row["p_value"] - 1e-12
 
 
+@pytest.mark.slow
 def test_demo_table_states_recipes_and_options_change_them(trained, cache_dir, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
     status = main(["demo", "--out", str(tmp_path / "r"), "--quiet", "--no-plot", "--n-images", "8",

@@ -114,6 +114,7 @@ def broken_links(path: Path) -> list[str]:
     return [t for t in targets if not (path.parent / t.split("#")[0]).resolve().exists()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(path, tmp_path):
     code = "\n".join(code for _, code in examples(path.read_text()))

@@ -73,6 +73,7 @@ def saved_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_the_command_prints_nothing_but_its_notes(saved_files):
     folder = saved_files
     finished = _run(["evaluate", "--model", str(folder / "m.keras"), "--inputs", str(folder / "x.npy"), "--top1",
@@ -86,6 +87,7 @@ def test_the_command_prints_nothing_but_its_notes(saved_files):
         assert noise not in finished.stderr, finished.stderr
 
 
+@pytest.mark.slow
 def test_a_users_own_level_0_shows_tensorflows_lines(saved_files):
     folder = saved_files
     finished = _run(["evaluate", "--model", str(folder / "m.keras"), "--inputs", str(folder / "x.npy"), "--top1",

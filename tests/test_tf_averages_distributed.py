@@ -142,21 +142,25 @@ def numpy_oracle(cams=None, targets=None):
     return y, o, reference_metrics(y, o)
 
 
+@pytest.mark.slow
 def test_two_replicas_and_the_scope_is_picked_up(child):
     assert child["replicas"] == 2
     assert child["found_scope"] is True
 
 
+@pytest.mark.slow
 def test_streamed_cams_outside_zero_one_are_refused_on_replicas_too(child):
     assert "[0, 1]" in child["range_error"] and "normalize=True" in child["range_error"]
 
 
+@pytest.mark.slow
 def test_distributed_numbers_follow_cams_changed_in_place_and_score_functions_that_changed(child):
     _, cams, targets, _, _ = make_data()
     np.testing.assert_allclose(child["in_place_o_c"], numpy_oracle(cams=cams[::-1])[1], atol=1e-5)
     np.testing.assert_allclose(child["new_targets_o_c"], numpy_oracle(targets=(targets + 1) % CLASSES)[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_threads_sharing_a_distributed_averagescam_get_their_own_numbers(child):
     _, cams, _, _, _ = make_data()
     for shift, runs in enumerate(child["threaded_o_c"]):
@@ -165,6 +169,7 @@ def test_threads_sharing_a_distributed_averagescam_get_their_own_numbers(child):
             np.testing.assert_allclose(o_c, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["given", "scoped", "streamed"])
 def test_mirrored_equals_single_device_and_numpy(child, name):
     y, o, metrics = numpy_oracle()

@@ -245,7 +245,7 @@ def _import_frameworks() -> None:
         import_tensorflow()
         import tf_keras_vis  # noqa: F401 - every CAM recipe and score function comes from it
     except ModuleNotFoundError as error:
-        raise CommandError(f"{error.name} is not installed, and camavg's command needs it: pip install 'camavg[tf]'.") from None
+        raise CommandError(f"{error.name} is not installed, and camavg's command needs it: pip install 'camavg[tf,cli]'.") from None
 
 
 def _load_model(path: str):
