@@ -53,6 +53,7 @@ def test_tracers_resolve_to_jax_and_are_not_concrete():
     assert BK.is_concrete(jnp.ones(2))
 
 
+@pytest.mark.slow
 def test_core_never_imports_jax_and_loads_the_backend_lazily():
     code = (
         "import sys, numpy as np, camavg_core\n"
