@@ -82,7 +82,7 @@ class TensorFlowAveragesCam:
 
 class StreamingPeakMemory:
     """``evaluate_dataset`` over a generator of 64 px batches, vectors not kept: the peak
-    memory must not grow with N (issue 4: N = 2,000 and 20,000 differ by < 100 MB)."""
+    memory must not grow with N (N = 2,000 and 20,000 differ by < 100 MB)."""
 
     params = [2000, 20000]
     param_names = ["n"]

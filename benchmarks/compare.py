@@ -11,7 +11,7 @@ order) so that the drift of a shared machine hits every row alike; the table giv
 the best times and of the median times.
 
 The floor: construction, ``evaluate`` and ``average_drop`` then ``average_increase`` each cost
-one forward pass (bound <= 1.10x, goal 1.05x, issue 14); ``evaluate_many`` with K CAM sets
+one forward pass (bound <= 1.10x, goal 1.05x); ``evaluate_many`` with K CAM sets
 costs K (bound <= 1.10 K x). The original behaviour predicts again for each metric.
 
 When ``camavg_jax.averages`` is importable, a JAX section compares ``camavg_jax.AveragesCam
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-TOLERANCE = 1.10  # the bound: at most 10% over the floor (issue 14; the goal is 5%)
+TOLERANCE = 1.10  # the bound: at most 10% over the floor (the goal is 5%)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Peak memory of a stream as N grows: each run in a fresh process, its peak resident set
-read from the kernel (``ru_maxrss``). Issue 14's bound: N = 20,000 peaks less than 100 MB above
+read from the kernel (``ru_maxrss``). The bound: N = 20,000 peaks less than 100 MB above
 N = 2,000, for both backends.
 
     python benchmarks/stream_memory.py

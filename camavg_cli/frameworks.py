@@ -22,7 +22,7 @@ from camavg_cli.loading import CommandError
 # name -> (module holding FRAMEWORK, the install line that brings it). A PyTorch adapter adds
 # "torch": ("camavg_torch.app.framework", "pip install 'camavg[torch]'") once it supplies one.
 FRAMEWORKS = {
-    "tf": ("camavg_tf.app.framework", "pip install 'camavg[tf]'"),
+    "tf": ("camavg_tf.app.framework", "pip install 'camavg[tf,cli]'"),
 }
 DEFAULT_FRAMEWORK = "tf"
 

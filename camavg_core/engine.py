@@ -27,7 +27,7 @@ across calls or lent out.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 

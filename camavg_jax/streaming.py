@@ -13,7 +13,7 @@ independent of N, through the same engine as ``AveragesCam`` (:mod:`camavg_core.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from camavg_core.engine import Options
 from camavg_core.result import Result

@@ -24,7 +24,7 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list, model_outputs
 from camavg_core.masking import mask_inputs
-from camavg_torch.scores import CategoricalScore, as_score_function
+from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
 

@@ -209,6 +209,7 @@ def numpy_terms(y: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return terms["average_drop"], terms["average_increase"], terms["average_gain"]
 
 
+@pytest.mark.slow
 @settings(deadline=None)
 @given(st.data())
 def test_averages_agree_with_numpy_float64(backend, points_tolerance, data):
@@ -239,6 +240,7 @@ def test_terms_agree_with_numpy_float64(backend, points_tolerance, data):
     np.testing.assert_array_equal(backend.to_numpy(increase_terms(y_b, o_b, backend=backend)), increase)
 
 
+@pytest.mark.slow
 @settings(deadline=None)
 @given(st.data())
 def test_state_agrees_with_numpy_float64(backend, points_tolerance, data):

@@ -212,6 +212,7 @@ def _check_accepted_scores(values: dict, arguments: dict) -> None:
         assert value == pytest.approx(expected[name], abs=1e-4), name
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("case", cases.SCORE_CASES + cases.CAM_CASES, ids=lambda case: case.id)
 def test_case_at_every_door(case, request):

@@ -92,6 +92,7 @@ def _evaluate_args(files, *extra):
 
 
 # ----------------------------------------------------------------------------- numbers
+@pytest.mark.slow
 def test_subprocess_json_matches_averagescam_and_numpy(files, tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "-m", "camavg_cli", *_evaluate_args(files, "--format", "json", "--out", str(out), "--quiet")]
@@ -127,6 +128,7 @@ def test_subprocess_json_matches_averagescam_and_numpy(files, tmp_path):
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_csv_and_table_hold_the_json_numbers(files, tmp_path, capsys):
     status, json_out, _ = _run_in_process(capsys, *_evaluate_args(files, "--format", "json", "--quiet", "--no-plot", "--out", str(tmp_path / "out")))
     assert status == 0
@@ -155,6 +157,7 @@ def test_csv_and_table_hold_the_json_numbers(files, tmp_path, capsys):
         assert float(rows[0]["average_drop_high"]) == pytest.approx(high)
 
 
+@pytest.mark.slow
 def test_top1_targets_the_argmax(files, tmp_path, capsys):
     paths = files["paths"]
     status, out, _ = _run_in_process(
@@ -183,6 +186,7 @@ def test_activation_softmax_on_a_logit_model(files, tmp_path, capsys):
     np.testing.assert_allclose(json.loads(out)[0]["y_c"], softmax[rows, files["targets"]], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_method_makes_tf_keras_vis_cams(files, tmp_path, capsys):
     paths = files["paths"]
     status, out, err = _run_in_process(
@@ -216,6 +220,7 @@ def test_compare_reports_every_pair(files, tmp_path, capsys):
     assert (tmp_path / "out" / "comparisons.json").exists()
 
 
+@pytest.mark.slow
 def test_compare_against_a_baseline(files, tmp_path, capsys):
     args = _evaluate_args(files, "--compare", "--baseline", "alpha", "--format", "json", "--quiet", "--no-plot",
                           "--out", str(tmp_path / "out"))
@@ -352,6 +357,7 @@ def test_usage_errors_exit_2(capsys):
     assert status == 2 and err.startswith("camavg: error: ") and "--model" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_nan_policy_omit_skips_and_says_so(files, tmp_path, capsys):
     broken = files["cams"]["alpha"].copy()
     broken[2] = np.nan  # a degenerate CAM (0/0 in its normalisation)

@@ -25,6 +25,7 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
 def test_the_python_recipe_gives_the_commands_number(tmp_path, monkeypatch):
     pytest.importorskip("keras")

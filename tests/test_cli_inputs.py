@@ -1,6 +1,6 @@
 """Every bad input to ``camavg evaluate``: exit 2 and one ``camavg: error:`` line naming it.
 
-The listed cases come from issue 15 (items 3 and 7); the Hypothesis test draws files and
+The listed cases are files and arguments a user gets wrong; the Hypothesis test draws files and
 arguments and checks that the outcome is exit 0 with correct files, or exit 2 with one error line,
 never another exception, a traceback, NaN in a result, or a half-written file. ``main`` runs
 in-process on one tiny Keras model saved once per module.
@@ -216,6 +216,7 @@ def _expected_drop(model, x, targets, cams):
     return reference_metrics(y_c, o_c)["average_drop"]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cams=ARRAYS, targets=TARGETS, policy=st.sampled_from(["raise", "omit"]), normalize=st.booleans(),
        batch=st.sampled_from([None, "1", "3", "0", "-2", "x"]))
@@ -260,7 +261,7 @@ def test_a_missing_framework_names_the_install_line(capsys, setup, monkeypatch):
         raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
 
     monkeypatch.setattr(quiet, "import_tensorflow", missing)
-    _one_error_line(*_run(capsys, setup), "tensorflow is not installed", "pip install 'camavg[tf]'")
+    _one_error_line(*_run(capsys, setup), "tensorflow is not installed", "pip install 'camavg[tf,cli]'")
 
 
 @pytest.mark.parametrize("argv, fragment", [([], "{demo,evaluate}"), (["demo", "--n-images", "x"], "--n-images"),

@@ -57,6 +57,7 @@ def test_importing_and_using_the_core_imports_no_framework():
     assert run_fresh(USE_THE_CORE) == []
 
 
+@pytest.mark.slow
 def test_the_check_would_see_a_framework():
     # the same probe, after the user imports a framework, does list it: the check is live
     pytest.importorskip("jax")

@@ -78,6 +78,7 @@ def _on_every_backend(function, dtype: str, *arrays: np.ndarray) -> dict[str, np
     return results
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(score_pairs())
 def test_terms_agree_across_backends(drawn):
@@ -100,6 +101,7 @@ def test_terms_agree_across_backends(drawn):
         np.testing.assert_array_equal(values, expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(score_pairs(), st.data())
 def test_streaming_state_agrees_across_backends(drawn, data):
@@ -144,6 +146,7 @@ def masking_cases(draw):
     return dtype, images, cams, data_format, normalize
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(masking_cases())
 def test_masked_inputs_agree_across_backends(case):

@@ -8,8 +8,8 @@ raises fails its file's test, and the traceback names the Markdown file and line
 A block that cannot run on this machine (it needs a GPU, several hosts, your own files) is fenced
 ```python no-run: <why>, and the reason is required, so that skipping stays rare and visible.
 
-Links. Every relative link in those files must point to an existing file. A guide that is linked
-but not yet written may be listed in PENDING below; empty it once every guide exists.
+Links. Every relative link in those files must point to an existing file, and every guide in
+docs/ is listed in docs/index.md.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Guides linked from the README that are still to be written (issue 17). Empty this set once they exist.
-PENDING: set[str] = set()
 
 RUNS = {"python", "py"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<ticks>```+)(?P<info>.*)$")
@@ -113,17 +110,11 @@ def relative_links(text: str) -> list[str]:
 
 
 def broken_links(path: Path) -> list[str]:
-    broken = []
-    for target in relative_links(path.read_text()):
-        resolved = (path.parent / target.split("#")[0]).resolve()
-        if resolved.exists():
-            continue
-        in_repo = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else None
-        if in_repo not in PENDING:
-            broken.append(target)
-    return broken
+    targets = relative_links(path.read_text())
+    return [t for t in targets if not (path.parent / t.split("#")[0]).resolve().exists()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(path, tmp_path):
     code = "\n".join(code for _, code in examples(path.read_text()))
@@ -146,9 +137,11 @@ def test_the_readme_has_an_example():
     assert examples((ROOT / "README.md").read_text())
 
 
-def test_pending_guides_are_not_yet_written():
-    # Once a guide exists its links are checked for real; this keeps PENDING from going stale.
-    assert sorted(p for p in PENDING if (ROOT / p).exists()) == []
+def test_every_guide_is_listed_in_the_index():
+    guides = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md")
+    listed = {target.split("#")[0] for target in relative_links((ROOT / "docs" / "index.md").read_text())}
+    assert len(guides) >= 10  # the ten guides the README's table links
+    assert [guide for guide in guides if guide not in listed] == []
 
 
 def test_readme_is_short():
@@ -191,15 +184,13 @@ def test_indented_blocks_are_dedented(tmp_path):
     assert examples(text) == [(4, "if True:\n    z = 1\n")]
 
 
-def test_links(tmp_path, monkeypatch):
+def test_links(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "there.md").write_text("x")
     page = tmp_path / "README.md"
     page.write_text(
         "[ok](docs/there.md) [anchor](docs/there.md#part) [web](https://example.org) [top](#x)\n"
-        "[missing](docs/gone.md) [later](docs/later.md) `[code](docs/nope.md)`\n"
+        "[missing](docs/gone.md) [later](docs/later.md#part) `[code](docs/nope.md)`\n"
         "```text\n[block](docs/nope.md)\n```\n"
     )
-    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    monkeypatch.setattr(sys.modules[__name__], "PENDING", {"docs/later.md"})
-    assert broken_links(page) == ["docs/gone.md"]
+    assert broken_links(page) == ["docs/gone.md", "docs/later.md#part"]

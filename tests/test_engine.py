@@ -100,20 +100,29 @@ def test_threads_sharing_one_averagescam_get_their_own_numbers(fw):
     expected = [metrics.evaluate(cams, score()).o_c for cams in cam_sets]  # one thread first
     for cams, o_c in zip(cam_sets, expected):
         np.testing.assert_allclose(o_c, reference_scores(cams)[1], atol=1e-5)
-    failures, barrier = [], threading.Barrier(8)
+    # pytest only warns about an exception raised in a thread: each worker records its own
+    failures, errors, finished, barrier = [], [None] * 8, [False] * 8, threading.Barrier(8)
 
     def worker(index: int) -> None:
-        barrier.wait()
-        for _ in range(10):
-            o_c = metrics.evaluate(cam_sets[index], score()).o_c
-            if not np.allclose(o_c, expected[index], atol=1e-6, rtol=0):
-                failures.append(index)
+        try:
+            barrier.wait()
+            for _ in range(10):
+                o_c = metrics.evaluate(cam_sets[index], score()).o_c
+                if not np.allclose(o_c, expected[index], atol=1e-6, rtol=0):
+                    failures.append(index)
+            finished[index] = True
+        except BaseException as exc:  # re-raised in the test's own thread below
+            errors[index] = exc
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    for index, error in enumerate(errors):
+        if error is not None:
+            raise AssertionError(f"worker {index} raised {error!r}") from error
+    assert all(finished), finished
     assert failures == []
 
 

@@ -1,6 +1,6 @@
 """The equations on hand-worked examples, and their properties under Hypothesis.
 
-Every hand-worked number is written out as arithmetic from DESIGN's definitions, with eps = 1e-7
+Every hand-worked number is written out as arithmetic from the README's definitions, with eps = 1e-7
 (the property tests compare with the shared NumPy reference in reference.py instead):
 
     drop_i = max(0, Y_i - O_i) / (Y_i + eps)

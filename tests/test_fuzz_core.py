@@ -1,7 +1,7 @@
 """Fuzzing camavg_core's public functions: a right number or a clear error, nothing in between.
 
 Every drawn input goes through ``avg_drop``, ``avg_increase``, ``avg_gain``, ``summarize`` and
-``MetricState``. An oracle written here from the contract (DESIGN.md, issue 8), not from the
+``MetricState``. An oracle written here from the contract (README.md, docs/bad-input.md), not from the
 code, says whether the input is valid: if it is, the returned number must equal the NumPy
 formula; if not, the call must raise ``ValueError`` or ``TypeError`` whose message names the
 argument at fault. Any other exception type, a NaN or an infinity in a returned metric, or a

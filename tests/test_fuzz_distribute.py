@@ -41,6 +41,7 @@ SHAPE, CLASSES = (4, 4, 2), 3
 KERNEL = np.random.default_rng(11).normal(0.0, 0.5, (int(np.prod(SHAPE)), CLASSES)).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_fuzzing_under_two_replicas_passes():
     if CHILD:
         pytest.skip("this is the child")

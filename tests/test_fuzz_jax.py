@@ -131,6 +131,7 @@ def cases(draw):
     return images, cams, labels, options, draw(st.booleans())
 
 
+@pytest.mark.slow
 @JAX_SETTINGS
 @given(case=cases())
 def test_evaluate_gives_the_numpy_numbers_or_a_clear_error(case):
@@ -192,6 +193,7 @@ def misfits(draw):
     return n, np.full((n, 4, 4, draw(st.integers(2, 3))), 0.5, np.float32)
 
 
+@pytest.mark.slow
 @settings(JAX_SETTINGS, max_examples=12)
 @given(case=misfits())
 def test_cams_that_do_not_fit_are_refused_by_name(case):
@@ -203,6 +205,7 @@ def test_cams_that_do_not_fit_are_refused_by_name(case):
 
 
 # --------------------------------------------------------------------------- bfloat16
+@pytest.mark.slow
 def test_bfloat16_images_work_and_stay_within_half_a_point_of_float32():
     rng = np.random.default_rng(3)
     images = rng.random((64, 6, 6, 3)).astype(ml_dtypes.bfloat16)  # the values both runs see
@@ -218,6 +221,7 @@ def test_bfloat16_images_work_and_stay_within_half_a_point_of_float32():
     assert all(math.isfinite(getattr(result, name)) for name in ("average_drop", "average_increase", "average_gain"))
 
 
+@pytest.mark.slow
 def test_bfloat16_cams_give_their_float32_values():
     rng = np.random.default_rng(4)
     images = rng.random((5, 6, 6, 3)).astype(np.float32)

@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_metrics
-from test_fuzz_core import Invalid, assert_names_argument, assert_unchanged, copies, oracle_vector, run_against_oracle, score_pairs
+from test_fuzz_core import Invalid, assert_unchanged, copies, oracle_vector, run_against_oracle, score_pairs
 
 from camavg_core import MetricState
 
@@ -112,6 +112,7 @@ def _keras_outcome(kind: str, y_c, o_c, nan_policy: str, traced: bool):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("kind", list(METRICS))
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=25)

@@ -136,6 +136,7 @@ def expected(drawn: list, nan_policy: str):
     return reference_metrics(y, o), increase, int(valid.sum()), int((~valid).sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
           deadline=None, max_examples=20)

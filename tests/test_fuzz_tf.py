@@ -153,6 +153,7 @@ def cases(draw):
 
 
 # --------------------------------------------------------------------------- fuzz: evaluate
+@pytest.mark.slow
 @TF_SETTINGS
 @given(case=cases())
 def test_evaluate_gives_the_seed_numbers_or_a_clear_error(case):

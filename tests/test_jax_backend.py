@@ -53,6 +53,7 @@ def test_tracers_resolve_to_jax_and_are_not_concrete():
     assert BK.is_concrete(jnp.ones(2))
 
 
+@pytest.mark.slow
 def test_core_never_imports_jax_and_loads_the_backend_lazily():
     code = (
         "import sys, numpy as np, camavg_core\n"
@@ -157,6 +158,7 @@ def _update_omit(y_c, o_c):
 _update_omit_jitted = jax.jit(_update_omit)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(score_vectors)
 def test_terms_jitted_equal_not_jitted_and_numpy(pair):
@@ -178,6 +180,7 @@ def test_terms_by_hand_under_jit():
     np.testing.assert_array_equal(jax.jit(increase_terms)(y, o), [0.0, 1.0, 0.0])
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(score_vectors, st.data())
 def test_state_update_omit_jitted_equals_not_jitted_and_numpy(pair, data):
@@ -233,6 +236,7 @@ def test_states_merge_under_jit_like_one_update():
 _mask_inputs_jitted = jax.jit(mask_inputs, static_argnames=("data_format", "normalize"))
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(
     st.sampled_from(["channels_last", "channels_first"]),

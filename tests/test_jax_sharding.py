@@ -75,6 +75,7 @@ def runs():
     return _run(4), _run(1)
 
 
+@pytest.mark.slow
 def test_four_devices_shard_every_batch(runs):
     sharded, _ = runs
     assert sharded["devices"] == 4
@@ -86,6 +87,7 @@ def test_four_devices_shard_every_batch(runs):
     assert sharded["traces"] == 3
 
 
+@pytest.mark.slow
 def test_sharded_scores_equal_single_device_scores(runs):
     sharded, single = runs
     assert single["devices"] == 1 and single["batch_size"] == 6

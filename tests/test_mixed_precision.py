@@ -85,6 +85,7 @@ def evaluate(model, data, cams):
     return AveragesCam(model, data.images, batch_size=64).evaluate(cams, score)
 
 
+@pytest.mark.slow
 def test_the_twins_really_compute_in_float16(twins):
     for name in ("float32 output", "float16 output"):
         conv = next(layer for layer in twins[name].layers if isinstance(layer, keras.layers.Conv2D))
@@ -93,6 +94,7 @@ def test_the_twins_really_compute_in_float16(twins):
     assert twins["float16 output"].outputs[0].dtype == "float16"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cams_name", ["object masks", "inverse masks", "random", "coarse"])
 def test_mixed_float16_model_is_within_half_a_point(twins, evaluation, cams_name):
     """Keras' recommended set-up: float16 compute, a float32 output layer."""
@@ -107,6 +109,7 @@ def test_mixed_float16_model_is_within_half_a_point(twins, evaluation, cams_name
     assert result.y_c.dtype == np.float64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cams_name", ["object masks", "inverse masks", "random", "coarse"])
 def test_float16_softmax_keeps_drop_and_gain_within_half_a_point(twins, evaluation, cams_name):
     """A float16 softmax rounds every score to about 3 digits. Drop and gain move by that
@@ -122,6 +125,7 @@ def test_float16_softmax_keeps_drop_and_gain_within_half_a_point(twins, evaluati
     assert np.all(np.abs(reference.o_c - reference.y_c)[flipped] <= 2 * float16_resolution)
 
 
+@pytest.mark.slow
 def test_mixed_float16_scores_are_not_kept_in_float16(twins, evaluation):
     """The score vectors of a float16 model are its float16 outputs widened, not rounded
     again: each one is a float16 value, and the averages are computed from them in float64."""

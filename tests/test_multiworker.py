@@ -264,6 +264,7 @@ def reports_of(commands: list[list[str]], envs: list[dict], logs: str) -> list[d
     return reports
 
 
+@pytest.mark.slow
 def test_jax_distributed_processes_sum_their_states_to_the_numpy_numbers(tmp_path):
     pytest.importorskip("jax")
     pytest.importorskip("camavg_jax.averages")
@@ -315,12 +316,14 @@ def test_workers_past_the_deadline_are_killed(tmp_path):
 
 
 # --------------------------------------------------------------------------- the checks
+@pytest.mark.slow
 def test_two_workers_one_replica_each(workers):
     assert [report["task"] for report in workers] == [0, 1]
     for report in workers:
         assert report["replicas"] == 2 and report["local_replicas"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_both_workers_see_every_sample_once_split_between_them(workers, n):
     for report in workers:
@@ -330,6 +333,7 @@ def test_both_workers_see_every_sample_once_split_between_them(workers, n):
     assert workers[0][str(n)]["replica_of_sample"] == workers[1][str(n)]["replica_of_sample"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("path", ["kept", "streamed"])
 def test_multiworker_metric_state_equals_numpy_on_both_workers(workers, n, path):
@@ -337,6 +341,7 @@ def test_multiworker_metric_state_equals_numpy_on_both_workers(workers, n, path)
         assert_matches_numpy(report[str(n)][path], n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_multiworker_vectors_come_back_in_dataset_order(workers, n):
     y, o, probabilities = numpy_scores(n)
@@ -347,6 +352,7 @@ def test_multiworker_vectors_come_back_in_dataset_order(workers, n):
         np.testing.assert_allclose(entry["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_keras_metrics_across_workers_equal_numpy(workers, n):
     y, o, _ = numpy_scores(n)
@@ -359,6 +365,7 @@ def test_keras_metrics_across_workers_equal_numpy(workers, n):
         assert report[str(n)]["keras_counts"] == [n, n, n]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_multiworker_equals_single_device(workers, n):
     single = ReplicaLoop(None, score_step(make_model())).metric_state(dataset(n), keep_vectors=True)

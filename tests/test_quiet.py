@@ -52,7 +52,7 @@ def test_filtered_stderr_drops_known_lines_written_to_descriptor_2(capfd):
 
 def _run(args, env_level):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    env["CUDA_VISIBLE_DEVICES"] = ""  # a machine without GPU, as in the issue
+    env["CUDA_VISIBLE_DEVICES"] = ""  # a machine without GPU, where TensorFlow prints the most start-up lines
     if env_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = env_level
     return subprocess.run([sys.executable, "-m", "camavg_cli", *args], capture_output=True, text=True,
@@ -73,6 +73,7 @@ def saved_files(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_the_command_prints_nothing_but_its_notes(saved_files):
     folder = saved_files
     finished = _run(["evaluate", "--model", str(folder / "m.keras"), "--inputs", str(folder / "x.npy"), "--top1",
@@ -86,6 +87,7 @@ def test_the_command_prints_nothing_but_its_notes(saved_files):
         assert noise not in finished.stderr, finished.stderr
 
 
+@pytest.mark.slow
 def test_a_users_own_level_0_shows_tensorflows_lines(saved_files):
     folder = saved_files
     finished = _run(["evaluate", "--model", str(folder / "m.keras"), "--inputs", str(folder / "x.npy"), "--top1",

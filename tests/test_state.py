@@ -201,7 +201,7 @@ def test_summarize_equals_state_result_and_numpy(pair):
         assert getattr(summary, name) == pytest.approx(numpy_value, rel=1e-12, abs=1e-12)
     assert summary.n == streamed.n == len(y)
     assert summary.skipped == 0
-    # the same default interval and calibration notes in memory and streamed (issue 16, item 4)
+    # the same default interval and calibration notes in memory and streamed
     for name in summary.ci:
         assert summary.ci[name] == pytest.approx(streamed.ci[name], abs=1e-9)
     assert summary.ci_method == streamed.ci_method and summary.notes == streamed.notes

@@ -19,9 +19,9 @@ N = 10**6
 RNG = np.random.default_rng(2026)
 # few distinct terms (drop 1/6, 1/3 or 0; gain 0.5, 0.6 or 0), so a float32 running sum rounds
 # the same way batch after batch and drifts far from the exact sum
-Y = RNG.choice(np.float32([0.6, 0.75]), N)
-O = RNG.choice(np.float32([0.5, 0.8, 0.9]), N)
-TERMS = reference_terms(Y, O)
+Y_C = RNG.choice(np.float32([0.6, 0.75]), N)
+O_C = RNG.choice(np.float32([0.5, 0.8, 0.9]), N)
+TERMS = reference_terms(Y_C, O_C)
 EXACT = {
     "drop_sum": TERMS["average_drop"].sum(),
     "drop_sq_sum": (TERMS["average_drop"] ** 2).sum(),
@@ -51,7 +51,7 @@ def assert_sums(state: MetricState, rtol: float) -> None:
     assert state.n == N and state.skipped == 0
     for name, exact in EXACT.items():
         assert getattr(state, name) == pytest.approx(exact, rel=rtol), name
-    assert state.increase_count == int((Y < O).sum())
+    assert state.increase_count == int((Y_C < O_C).sum())
 
 
 def test_a_float32_running_sum_is_visibly_off():
@@ -67,12 +67,12 @@ def updated(y_batches, o_batches):
 
 
 def test_numpy_float32_scores_sum_in_float64():
-    assert_sums(updated(Y.reshape(-1, 1000), O.reshape(-1, 1000)), FLOAT64_RTOL)
+    assert_sums(updated(Y_C.reshape(-1, 1000), O_C.reshape(-1, 1000)), FLOAT64_RTOL)
 
 
 def test_tensorflow_eager_and_traced_sum_in_float64():
     tf = pytest.importorskip("tensorflow")
-    y_batches, o_batches = tf.reshape(tf.constant(Y), (-1, 1000)), tf.reshape(tf.constant(O), (-1, 1000))
+    y_batches, o_batches = tf.reshape(tf.constant(Y_C), (-1, 1000)), tf.reshape(tf.constant(O_C), (-1, 1000))
     assert_sums(updated(y_batches, o_batches), FLOAT64_RTOL)
 
     @tf.function
@@ -96,7 +96,7 @@ def jnp():
 
 
 def test_jax_eager_without_x64_sums_on_the_host(jnp):
-    assert_sums(updated(jnp.asarray(Y).reshape(-1, 1000), jnp.asarray(O).reshape(-1, 1000)), FLOAT64_RTOL)
+    assert_sums(updated(jnp.asarray(Y_C).reshape(-1, 1000), jnp.asarray(O_C).reshape(-1, 1000)), FLOAT64_RTOL)
 
 
 def test_jax_jitted_without_x64_sums_compensated(jnp):
@@ -110,12 +110,12 @@ def test_jax_jitted_without_x64_sums_compensated(jnp):
         first = MetricState.empty().update(y_batches[0], o_batches[0], nan_policy="omit")
         return jax.lax.scan(step, first, (y_batches[1:], o_batches[1:]))[0]
 
-    state = run(jnp.asarray(Y).reshape(-1, 10), jnp.asarray(O).reshape(-1, 10))
+    state = run(jnp.asarray(Y_C).reshape(-1, 10), jnp.asarray(O_C).reshape(-1, 10))
     assert state.drop_sum.dtype == jnp.float32  # no float64 here: the pair carries the error
     assert_sums(state, COMPENSATED_RTOL)
     # a compensated state merges with a host one, and the whole stays exact
     half = N // 2
-    host = MetricState.empty().update(Y[:half], O[:half])
-    jitted = run(jnp.asarray(Y[half:]).reshape(-1, 10), jnp.asarray(O[half:]).reshape(-1, 10))
+    host = MetricState.empty().update(Y_C[:half], O_C[:half])
+    jitted = run(jnp.asarray(Y_C[half:]).reshape(-1, 10), jnp.asarray(O_C[half:]).reshape(-1, 10))
     assert_sums(host.merge(jitted), COMPENSATED_RTOL)
     assert_sums(jitted.merge(host), COMPENSATED_RTOL)

@@ -3,7 +3,7 @@
 Level 0.95 throughout. The terms are drawn like drop and gain terms: a share of zeros (the
 samples where the masked score moved the other way) and skewed values in (0, 1] for the rest;
 their true means are known in closed form (share * a / (a + b) for Beta(a, b) values).
-Targets (issue 16): drop and gain intervals cover 93-98% for n in {30, 100, 1000} with at least
+Targets: drop and gain intervals cover 93-98% for n in {30, 100, 1000} with at least
 15% non-zero terms; Wilson's coverage of the increase rate, averaged over rates 0.03-0.5, is in
 94-96% and at least 91% at every rate at n = 30 (computed exactly from the binomial law); the
 default paired test rejects 3-7% at n = 100 under the null; Holm keeps the family-wise error of
@@ -58,7 +58,7 @@ def test_drop_and_gain_intervals_cover_93_to_98_percent(kind, n):
     assert 0.93 <= coverage <= 0.98, f"{kind}, n={n}: coverage {coverage:.3f}"
 
 
-def test_the_terms_are_as_skewed_as_the_issue_describes():
+def test_the_simulated_terms_are_as_skewed_as_drop_and_gain_terms():
     rng = np.random.default_rng(0)
     skewness = {kind: scipy_stats.skew(zero_inflated(rng, 400_000, *TERMS[kind])[0]) for kind in TERMS}
     assert 0.7 < skewness["drop-like, 50% non-zero"] < 1.1

@@ -26,7 +26,7 @@ def _expected_better(row, margin):
 
 
 @pytest.mark.parametrize("margin", ["0", "100"])
-def test_compare_names_the_better_method_with_the_margin_given(files, tmp_path, capsys, margin):
+def test_compare_names_the_better_method_with_the_margin_given(files, tmp_path, capsys, margin):  # noqa: F811 - the fixture imported above
     args = _evaluate_args(files, "--compare", "--margin", margin, "--format", "json", "--quiet", "--no-plot",
                           "--out", str(tmp_path / "out"))
     status, out, err = _run_in_process(capsys, *args)
@@ -40,7 +40,7 @@ def test_compare_names_the_better_method_with_the_margin_given(files, tmp_path, 
         assert all(row["better"] is None for row in rows)
 
 
-def test_a_negative_margin_is_refused_in_one_line(files, tmp_path, capsys):
+def test_a_negative_margin_is_refused_in_one_line(files, tmp_path, capsys):  # noqa: F811 - the fixture imported above
     args = _evaluate_args(files, "--compare", "--margin", "-1", "--quiet", "--no-plot", "--out", str(tmp_path / "o"))
     status, out, err = _run_in_process(capsys, *args)
     assert status == 2 and "margin" in err and "Traceback" not in err

@@ -77,6 +77,7 @@ def mirrored() -> dict:
     return json.loads(lines[-1][len("CHILD-REPORT ") :])
 
 
+@pytest.mark.slow
 def test_two_replicas_give_the_in_memory_interval(mirrored):
     from camavg_core import summarize
 

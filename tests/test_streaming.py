@@ -131,6 +131,7 @@ def test_a_callable_score_and_a_multi_input_model():
     assert result.average_drop == pytest.approx(100 * (0 + 0.5 + 0.5 + 0.75) / 4, abs=1e-4)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(batch=st.integers(1, N), start=st.integers(0, 20))
 def test_any_batching_of_any_slice_gives_the_numbers_of_the_whole(small_cnn, data, batch, start):

@@ -60,6 +60,7 @@ def tfkv_cams(trained):
     return {name: np.asarray(cam, dtype=np.float32) for name, cam in cams.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
 def test_agrees_with_the_original_behaviour(trained, tfkv_cams, method):
     model, data = trained
@@ -392,6 +393,7 @@ def test_inputs_changed_after_construction_do_not_reach_the_numbers(trained, tfk
     np.testing.assert_allclose(result.o_c, o_c, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_averagescams_alive_together_keep_their_own_inputs(trained, tfkv_cams):
     """Each AveragesCam keeps its own copy of its inputs: a later one, or the death of an
     earlier one, changes nothing."""

@@ -30,7 +30,6 @@ from camavg_tf.distribute import (  # noqa: E402
     reduce_metric_state,
     with_sample_indices,
 )
-from camavg_core.state import MetricState  # noqa: E402
 from reference import EPS, reference_metrics, reference_terms  # noqa: E402
 
 BATCH = 8
@@ -209,12 +208,14 @@ def mirrored() -> dict:
 
 
 # --------------------------------------------------------------------------- two replicas
+@pytest.mark.slow
 def test_child_ran_on_two_replicas_and_found_the_strategy_in_scope(mirrored):
     assert mirrored["replicas"] == 2
     assert mirrored["strategy_in_scope"] is True
     assert mirrored["loop_replicas"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_last_batch_is_uneven_over_the_replicas(mirrored, n):
     split = mirrored[str(n)]["last_batch_split"]
@@ -222,6 +223,7 @@ def test_last_batch_is_uneven_over_the_replicas(mirrored, n):
     assert len(set(split)) == 2  # 3 + 2 for n=37, 1 + 0 for n=17
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_every_sample_is_handled_by_one_of_both_replicas(mirrored, n):
     replica_of = np.array(mirrored[str(n)]["replica_of_sample"])
@@ -232,12 +234,14 @@ def test_every_sample_is_handled_by_one_of_both_replicas(mirrored, n):
     np.testing.assert_array_equal(replica_of[:full], (np.arange(full) % BATCH) // (BATCH // 2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("path", ["kept", "streamed"])
 def test_mirrored_metric_state_equals_numpy(mirrored, n, path):
     assert_matches_numpy(mirrored[str(n)][path], n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_mirrored_vectors_come_back_in_dataset_order(mirrored, n):
     y, o, probabilities = numpy_scores(n)
@@ -247,6 +251,7 @@ def test_mirrored_vectors_come_back_in_dataset_order(mirrored, n):
     np.testing.assert_allclose(entry["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_keras_metrics_in_a_mirrored_custom_loop_equal_numpy(mirrored, n):
     y, o, _ = numpy_scores(n)
@@ -263,6 +268,7 @@ def test_keras_metrics_in_a_mirrored_custom_loop_equal_numpy(mirrored, n):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_mirrored_equals_single_device(mirrored, n):
     single = ReplicaLoop(None, score_step(make_model())).metric_state(dataset(n), keep_vectors=True)
@@ -282,6 +288,7 @@ def test_single_device_loop_equals_numpy():
     np.testing.assert_allclose(run.o_c, o, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_one_device_strategy_equals_numpy_and_loop_is_reusable():
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     loop = ReplicaLoop(strategy, score_step(make_model()))
@@ -309,6 +316,7 @@ def test_nested_per_sample_outputs_keep_their_structure():
     np.testing.assert_array_equal(out["total"].numpy(), [1, 5, 9])
 
 
+@pytest.mark.slow
 def test_nonfinite_scores_are_skipped_and_counted_then_checked():
     y = np.array([0.8, np.nan, 0.5, 0.4])
     o = np.array([0.2, 0.3, np.inf, 0.6])

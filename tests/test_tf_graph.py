@@ -141,6 +141,7 @@ def test_host_reads_per_evaluate_do_not_grow_with_the_batches(model, monkeypatch
 
 
 # --------------------------------------------------------------------------- evaluate_dataset
+@pytest.mark.slow
 @pytest.mark.parametrize("n, batch", [(7, 7), (50, 4)])
 def test_a_stream_runs_the_compiled_passes_once_per_batch_and_traces_them_once(model, monkeypatch, n, batch):
     """Each batch is one call of the plain and one of the masked compiled pass; the ragged

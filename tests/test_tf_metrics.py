@@ -251,7 +251,7 @@ def test_a_logit_in_the_masked_scores_is_refused_with_the_message_of_core():
     from camavg_core import validation
 
     with pytest.raises(ValueError) as caught:
-        AverageDrop().update_state([0.9, 0.5], [-0.4, 0.2])  # issue 15: was 102.2
+        AverageDrop().update_state([0.9, 0.5], [-0.4, 0.2])  # once read as a drop of 102.2%
     with pytest.raises(ValueError) as core:
         validation.check_probabilities(np.array([-0.4, 0.2]), "Average Drop", upper=False, argument="masked_scores")
     assert str(caught.value) == str(core.value)

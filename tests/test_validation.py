@@ -1,8 +1,7 @@
-"""Each error DESIGN lists that the core raises: the type, and a message naming the problem."""
+"""Each error docs/bad-input.md lists that the core raises: the type, and a message naming the problem."""
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pytest

@@ -59,7 +59,7 @@ def averages_cam(model, inputs, **options):
 
 FRAMEWORK = Framework(
     name="TensorFlow",
-    install="pip install 'camavg[tf]'",
+    install="pip install 'camavg[tf,cli]'",
     model_kind="Keras model",
     model_suffix=".keras",
     cam_library="tf-keras-vis",
