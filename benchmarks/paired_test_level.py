@@ -5,7 +5,7 @@ difference is symmetric about 0 and the mean difference is 0. For each kind of t
 ``trials`` samples of n paired differences are drawn (fixed seeds) and each is tested at level
 0.05 with:
 
-- sign flip: camavg's default (``camavg_core.sign_flip``), exact under exchangeability;
+- sign flip: camavg's default (``camavg_core.stats``), exact under exchangeability;
 - Hall t: the skewness-corrected t test from sums (what a merged ``PairState`` gives);
 - plain t: Student's paired t test (``scipy.stats.ttest_1samp``), for reference.
 
@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from camavg_core.sign_flip import sign_flip_p_values
+from camavg_core.stats import sign_flip_p_values
 from camavg_core.stats import _scipy_stats, hall_t_test
 
 LEVEL = 0.95

@@ -6,6 +6,7 @@
 - :mod:`camavg_cli.report`: the table, JSON, CSV and ``report.png``.
 - :mod:`camavg_cli.conclusion`: paired comparisons and the demo's conclusion in words.
 - :mod:`camavg_cli.progress`: the progress line on standard error.
+- :mod:`camavg_cli.synthetic`: the demo's seeded synthetic images (NumPy only).
 
 Importing this package imports neither a deep-learning framework nor matplotlib.
 """

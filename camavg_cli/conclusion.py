@@ -12,9 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camavg_core import DEFAULT_MARGIN, METRIC_INFO, compare_methods, ties
+from camavg_core import DEFAULT_MARGIN, METRICS, compare_methods, ties
 
-METRIC_TITLES = {name: info.title for name, info in METRIC_INFO.items()}
+METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
               "margin")
 TEST_WORDS = {"sign_flip": "sign-flip permutation", "t": "Hall t"}

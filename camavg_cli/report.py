@@ -14,16 +14,28 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 
 from camavg_core.compare import format_p
-from camavg_core.result import METRICS, Result
+from camavg_core.metrics import METRICS, metric_named
+from camavg_core.result import Result
 from camavg_cli.output import csv_text
 
-METRIC_TITLES = {
-    "average_drop": "Average Drop",
-    "average_increase": "Average Increase",
-    "average_gain": "Average Gain",
-}
-# Which way is better, for the plot titles: a faithful CAM keeps the evidence.
-METRIC_DIRECTIONS = {"average_drop": "lower is better", "average_increase": "higher is better", "average_gain": "higher is better"}
+
+def metrics_of(results: Mapping[str, Result]) -> list[str]:
+    """The metric names of the results, in their order (every result has the same metrics).
+
+    >>> metrics_of({"gradcam": Result({"average_gain": 3.0, "average_drop": 12.5}, n=4)})
+    ['average_gain', 'average_drop']
+    """
+    first = next(iter(results.values()), None)
+    return list(METRICS) if first is None else list(first.values)
+
+
+def title_of(name: str) -> str:
+    return metric_named(name).title
+
+
+def direction_of(name: str) -> str:
+    """Which way is better, for the plot titles: a faithful CAM keeps the evidence."""
+    return "higher is better" if metric_named(name).higher_is_better else "lower is better"
 
 
 # ----------------------------------------------------------------------------- records
@@ -44,27 +56,29 @@ def _with_interval(value: float, interval: Sequence[float] | None) -> str:
 def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
     """The results as an aligned text table, intervals in brackets once they exist.
 
-    >>> table = format_table({"gradcam": Result(12.5, 25.0, 3.0, n=4)})
+    >>> three = dict(zip(METRICS, (12.5, 25.0, 3.0)))
+    >>> table = format_table({"gradcam": Result(three, n=4)})
     >>> print(table)  # doctest: +NORMALIZE_WHITESPACE
     method   Average Drop  Average Increase  Average Gain  n
     gradcam         12.50             25.00          3.00  4
     """
+    metrics = metrics_of(results)
     any_ci = any(result.ci is not None for result in results.values())
     any_skipped = any(result.skipped for result in results.values())
-    header = ["method"] + [METRIC_TITLES[m] + (" [95% CI]" if any_ci else "") for m in METRICS] + ["n"]
+    header = ["method"] + [title_of(m) + (" [95% CI]" if any_ci else "") for m in metrics] + ["n"]
     if any_ci:
         levels = {result.level for result in results.values() if result.ci is not None}
         if levels != {0.95}:
-            header[1:4] = [
-                METRIC_TITLES[m] + f" [{', '.join(f'{level:.0%}' for level in sorted(levels))} CI]" for m in METRICS
+            header[1:1 + len(metrics)] = [
+                title_of(m) + f" [{', '.join(f'{level:.0%}' for level in sorted(levels))} CI]" for m in metrics
             ]
     if any_skipped:
         header.append("skipped")
     rows = []
     for method, result in results.items():
         row = [method] + [
-            _with_interval(getattr(result, metric), None if result.ci is None else result.ci.get(metric))
-            for metric in METRICS
+            _with_interval(result.values[metric], None if result.ci is None else result.ci.get(metric))
+            for metric in metrics
         ] + [str(result.n)]
         if any_skipped:
             row.append(str(result.skipped))
@@ -83,11 +97,12 @@ def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     pairs: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
     for row in rows:
         pairs.setdefault((row["a"], row["b"]), {})[row["metric"]] = row
-    header = ["method a - method b"] + [f"{METRIC_TITLES[m]} diff [CI] p (adjusted)" for m in METRICS]
+    metrics = list(dict.fromkeys(row["metric"] for row in rows))
+    header = ["method a - method b"] + [f"{title_of(m)} diff [CI] p (adjusted)" for m in metrics]
     lines = []
     for (method_a, method_b), by_metric in pairs.items():
         line = [f"{method_a} - {method_b}"]
-        for metric in METRICS:
+        for metric in metrics:
             entry = by_metric.get(metric)
             line.append("" if entry is None else
                         f"{_with_interval(entry['difference'], (entry['low'], entry['high']))} "
@@ -111,11 +126,16 @@ def format_json(records: Any) -> str:
     return json.dumps(records, indent=2, allow_nan=False)
 
 
-CSV_FIELDS = (
-    ["method"]
-    + [f"{metric}{suffix}" for metric in METRICS for suffix in ("", "_low", "_high")]
-    + ["n", "skipped", "level", "recipe"]
-)
+def csv_fields(metrics: Sequence[str]) -> list[str]:
+    """The columns of ``results.csv``: the method, each metric with its interval, the counts."""
+    return (
+        ["method"]
+        + [f"{metric}{suffix}" for metric in metrics for suffix in ("", "_low", "_high")]
+        + ["n", "skipped", "level", "recipe"]
+    )
+
+
+CSV_FIELDS = csv_fields(list(METRICS))
 COMPARISON_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
                      "margin")
 
@@ -123,21 +143,22 @@ COMPARISON_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value",
 def format_csv(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
     """One row per method; text quoted (formula-like text escaped), numbers bare.
 
-    >>> print(format_csv({"=ones": Result(0.0, 0.0, -1.0, n=3)}).splitlines()[1])
+    >>> print(format_csv({"=ones": Result(dict(zip(METRICS, (0.0, 0.0, -1.0))), n=3)}).splitlines()[1])
     "'=ones",0.0,"","",0.0,"","",-1.0,"","",3,0,0.95,""
     """
     recipes = recipes or {}
+    metrics = metrics_of(results)
     rows = []
     for method, result in results.items():
         row: dict[str, Any] = {"method": method, "n": int(result.n), "skipped": int(result.skipped),
                                "level": float(result.level), "recipe": recipes.get(method, "")}
-        for metric in METRICS:
-            row[metric] = float(getattr(result, metric))
+        for metric in metrics:
+            row[metric] = float(result.values[metric])
             interval = None if result.ci is None else result.ci.get(metric)
             row[f"{metric}_low"] = "" if interval is None else float(interval[0])
             row[f"{metric}_high"] = "" if interval is None else float(interval[1])
         rows.append(row)
-    return csv_text(CSV_FIELDS, rows)
+    return csv_text(csv_fields(metrics), rows)
 
 
 def text_outputs(
@@ -149,7 +170,7 @@ def text_outputs(
     """``{file name: content}``: ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``,
     ``conclusion.txt``), for :func:`camavg_cli.output.write_outputs`.
 
-    >>> sorted(text_outputs({"gradcam": Result(12.5, 25.0, 3.0, n=4)}, conclusion="In words."))
+    >>> sorted(text_outputs({"gradcam": Result(dict(zip(METRICS, (12.5, 25.0, 3.0))), n=4)}, conclusion="In words."))
     ['conclusion.txt', 'results.csv', 'results.json']
     """
     files = {"results.json": format_json(result_records(results, recipes)) + "\n",
@@ -206,7 +227,7 @@ def _resized(cam: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     methods = list(results)
-    values = np.array([getattr(results[m], metric) for m in methods])
+    values = np.array([results[m].values[metric] for m in methods])
     positions = np.arange(len(methods))
     colours = ["#8c8c8c" if m.startswith("reference:") else "#3b75af" for m in methods]
     errors = None
@@ -216,7 +237,8 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.barh(positions, values, xerr=errors, color=colours, capsize=3, error_kw={"elinewidth": 1})
     axes.set_yticks(positions, methods, fontsize=8)
     axes.invert_yaxis()  # first method on top, as in the table
-    axes.set_title(f"{METRIC_TITLES[metric]} (%), {METRIC_DIRECTIONS[metric]}", fontsize=9)
+    unit = " (%)" if metric_named(metric).unit == "percent" else ""
+    axes.set_title(f"{title_of(metric)}{unit}, {direction_of(metric)}", fontsize=9)
     axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", alpha=0.3)
     upper = float(np.max(values if errors is None else values + errors[1])) if len(values) else 0.0
@@ -263,8 +285,9 @@ def plot_report(
     figure.suptitle(title, fontsize=12)
     top, bottom = figure.subfigures(2, 1, height_ratios=[bar_height + 0.3, grid_height + 0.3])
 
-    bar_axes = top.subplots(1, len(METRICS))
-    for axes, metric in zip(bar_axes, METRICS):
+    metrics = metrics_of(results)
+    bar_axes = top.subplots(1, len(metrics), squeeze=False)[0]
+    for axes, metric in zip(bar_axes, metrics):
         _metric_bars(axes, results, metric)
     for axes in bar_axes[1:]:
         axes.set_yticklabels([])

@@ -1,13 +1,27 @@
-"""camavg_core: Average Drop, Average Increase and Average Gain on plain arrays.
+"""camavg_core: CAM faithfulness metrics (Average Drop, Increase and Gain) on plain arrays.
 
 Imports NumPy only (SciPy lazily, inside the statistics functions). Framework backends (TensorFlow, JAX) are loaded when an array of theirs is
 seen and the framework is already imported.
 """
 
 from camavg_core.backends import Backend, NumpyBackend, get_backend, resolve_backend
-from camavg_core.compare import DEFAULT_MARGIN, TIE_ULPS, Comparison, compare
-from camavg_core.equations import (
+from camavg_core.compare import (
+    DEFAULT_MARGIN,
+    TIE_ULPS,
+    Comparison,
+    ComparisonTable,
+    PairState,
+    compare,
+    compare_methods,
+    holm,
+    ties,
+)
+from camavg_core.masking import apply_cams, mask_inputs
+from camavg_core.metrics import (
+    AVERAGES,
     EPSILON,
+    METRICS,
+    Metric,
     avg_drop,
     avg_gain,
     avg_increase,
@@ -15,23 +29,23 @@ from camavg_core.equations import (
     gain_terms,
     increase_terms,
 )
-from camavg_core.masking import apply_cams, mask_inputs
-from camavg_core.result import METRICS, Result
-from camavg_core.state import MetricState
-from camavg_core.multiple import ComparisonTable, compare_methods, holm
-from camavg_core.metric_info import METRIC_INFO
-from camavg_core.pair_state import PairState, ties
-from camavg_core.sign_flip import sign_flip_interval, sign_flip_test
+from camavg_core.result import Result
+from camavg_core.state import MetricState, summarize
 from camavg_core.stats import (
     bootstrap_mean_intervals,
     hall_t_interval,
     hall_t_test,
+    sign_flip_interval,
+    sign_flip_test,
     t_interval,
     wilson_interval,
 )
-from camavg_core.summary import summarize
+
+#: the metric descriptions by name (the former ``METRIC_INFO``: title, unit, direction)
+METRIC_INFO = METRICS
 
 __all__ = [
+    "AVERAGES",
     "DEFAULT_MARGIN",
     "EPSILON",
     "METRICS",
@@ -40,6 +54,7 @@ __all__ = [
     "Backend",
     "Comparison",
     "ComparisonTable",
+    "Metric",
     "MetricState",
     "PairState",
     "NumpyBackend",

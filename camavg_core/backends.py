@@ -25,6 +25,17 @@ _LAZY_BACKENDS: dict[str, tuple[str, str]] = {
 _NAME_TO_FRAMEWORK = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax", "torch": "torch", "pytorch": "torch"}
 
 
+def work_dtype(*dtype_names: str, host: bool = False) -> str:
+    """The float dtype camavg computes in: float64 when any of the arrays is float64 (always on
+    the host, ``host=True``), else float32: never float16 or bfloat16, whose 3 significant
+    digits would round the averages and the CAMs.
+
+    >>> work_dtype("float16"), work_dtype("float32", "float64"), work_dtype("float32", host=True)
+    ('float32', 'float64', 'float64')
+    """
+    return "float64" if host or "float64" in dtype_names else "float32"
+
+
 class Backend:
     """The operations camavg needs from an array library.
 
@@ -61,7 +72,7 @@ class Backend:
 
         Never float16 or bfloat16: their 3 significant digits would round the averages.
         """
-        return "float64" if self.dtype_name(x) == "float64" else "float32"
+        return work_dtype(self.dtype_name(x))
 
     def shape(self, x: Any) -> tuple[int, ...]:
         return tuple(int(d) for d in x.shape)

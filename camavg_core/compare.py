@@ -1,10 +1,11 @@
-r"""Paired comparison of two CAM methods scored on the same samples.
+r"""Paired comparison of CAM methods scored on the same samples: two (:func:`compare`), from
+sums (:class:`PairState`), or many with adjusted p-values (:func:`compare_methods`).
 
 For each sample :math:`i` the two methods give terms :math:`a_i` and :math:`b_i` of the same
 metric:
 
-- difference: :math:`100 (\bar a - \bar b)`, in percentage points: exactly result a minus
-  result b, whatever the test;
+- difference: the metric's scale times :math:`\bar a - \bar b`, in the metric's unit (percentage
+  points for the averages): exactly result a minus result b, whatever the test;
 - p-value (default ``test="sign_flip"``): the sign-flip permutation test of Hall's studentised
   mean (:mod:`camavg_core.sign_flip`) on the paired differences :math:`d_i = a_i - b_i`, exact
   when the methods are exchangeable;
@@ -14,56 +15,90 @@ metric:
   McNemar's test (increase) are available by name; they test other hypotheses and are not dual
   to the interval.
 - better: the method whose test is significant at ``1 - level`` **and** whose whole interval
-  lies beyond ``margin`` points on its side (:func:`camavg_core.metric_info.better_method`).
+  lies beyond ``margin`` points on its side (:func:`camavg_core.metrics.better_method`).
 
 Float noise of the same maps is not a finding: where the two masked scores of a sample are within
-:data:`TIE_ULPS` float32 ulps of each other (:func:`camavg_core.pair_state.ties`), the sample's
+:data:`TIE_ULPS` float32 ulps of each other (:func:`ties`), the sample's
 differences are set to 0 for the test and the interval (never for the difference).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.equations import _checked_vectors, _to_numpy
-from camavg_core.backends import NumpyBackend
-from camavg_core.metric_info import better_method
-from camavg_core.pair_state import (
-    DEFAULT_MARGIN,
-    FLOAT32_EPS,
-    TIE_ULPS,
-    PairState,
-    method_terms,
-    paired_differences,
-    ties,
+from camavg_core.backends import Backend, NumpyBackend, resolve_backend
+from camavg_core.metrics import (
+    Metric,
+    as_float_pair,
+    better_method,
+    check_scores,
+    checked_vectors,
+    compute_terms,
+    metric_named,
+    resolve_metrics,
 )
-from camavg_core.result import METRICS
-from camavg_core.sign_flip import sign_flip_interval, sign_flip_test
+from camavg_core.state import (
+    add_sums,
+    float64_on,
+    host_or_traced,
+    named_part,
+    ordered,
+    power_sums_on,
+    valid_pairs,
+    _merged,
+)
 from camavg_core.stats import (
     BOOTSTRAP_BCA,
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
     HALL_T,
+    WILSON,
     _scipy_stats,
     approximate_notes,
-    as_percent,
     bootstrap_mean_intervals,
     check_level,
     hall_t_interval,
     hall_t_test,
-    power_sums,
+    in_unit,
+    sign_flip_interval,
+    sign_flip_test,
 )
 
 __all__ = [
-    "DEFAULT_MARGIN", "FLOAT32_EPS", "TIE_ULPS", "Comparison", "PairState", "compare", "mcnemar_p_value",
-    "ties", "wilcoxon_p_value",
+    "DEFAULT_MARGIN", "FLOAT32_EPS", "TIE_ULPS", "Comparison", "ComparisonRow", "ComparisonTable", "PairState",
+    "compare", "compare_methods", "holm", "mcnemar_p_value", "ties", "wilcoxon_p_value",
 ]
 SIGN_FLIP = "sign_flip"
+_HOST = NumpyBackend()
+
+#: the default margin of ``better``, in percentage points: a method is named better only when its
+#: whole interval lies this far beyond 0 (and its test is significant)
+DEFAULT_MARGIN = 0.5
+#: Masked scores of the two methods within this many float32 ulps of each other are a tie:
+#: float noise of the same maps, set to 0 for the test and the interval (never for the
+#: difference). One ulp is taken as FLOAT32_EPS times the larger magnitude (np.spacing of float32
+#: is between half of it and all of it). Measured, the same CAMs through two routes on a small
+#: conv softmax model (4, 10, 2 and 1000 classes, scores 9e-6 to 0.99): batch sizes 1, 5, 7, 32
+#: and 64, eager and predict() gave bit-identical scores; XLA (jit_compile=True) against not
+#: differed by up to 21.4 of these ulps (32 np.spacing ulps), and by 36.5 on a very confident
+#: 3-class model (score 7e-4): a route that changes the kernels can exceed the rule, and its tiny
+#: differences are then reported (never ``better``: the margin). 32 covers the first; a real
+#: difference smaller than that (at most 32 * 6e-8 = 1.9e-6 near Y = 1) is tied for the test only,
+#: and still counted in the difference (0.99999 against 0.999995 is 42 ulps apart: not a tie).
+TIE_ULPS = 32
+#: float32's machine epsilon, 2**-23: one ulp of a value in [1, 2)
+FLOAT32_EPS = 2.0**-23
+SUMS_ONLY_NOTE = (
+    "sums only: Hall t test and interval from the sums of the differences (approximate; the exact "
+    "sign-flip test needs the per-sample differences: compare in memory or keep the vectors)"
+)
+
 
 #: what each test tests, for ``Comparison.test``
 TEST_DESCRIPTIONS = {
@@ -81,14 +116,16 @@ TESTS = ("sign_flip", "t", "wilcoxon", "mcnemar")
 DUAL_TESTS = ("sign_flip", "t")
 
 
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Comparison:
-    """Method a against method b on the same samples, per metric.
+    """Method a against method b on the same samples, per metric (by name, in the metrics' order).
 
     Attributes:
-        difference: ``{"average_drop": a - b, ...}`` in percentage points.
+        difference: ``{"average_drop": a - b, ...}`` in each metric's unit (percentage points
+            for the averages).
         ci: ``{"average_drop": (low, high), ...}``, the paired interval of each difference at
-            ``level``, clipped to [-100, 100].
+            ``level``, clipped to the range of a difference (``[-100, 100]`` for the averages).
         p_value: ``{"average_drop": p, ...}``, two-sided, from the test in ``test``; a p-value
             below the smallest float is 0 (printed ``< 1e-300``).
         n: samples compared. skipped: samples left out as non-finite (``nan_policy='omit'``).
@@ -104,7 +141,7 @@ class Comparison:
             non-zero differences, sums only).
         better: ``{metric: name or None}``: the method that is better, named only when its test
             is significant at ``1 - level`` and the interval lies beyond ``margin`` on its side.
-        margin: the margin of ``better``, in percentage points.
+        margin: the margin of ``better``, in each metric's unit.
     """
 
     difference: dict[str, float]
@@ -114,26 +151,34 @@ class Comparison:
     level: float = 0.95
     names: tuple[str, str] = ("a", "b")
     skipped: int = 0
-    test: dict[str, str] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, SIGN_FLIP))
-    dual: dict[str, bool] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, True))
-    no_difference: dict[str, bool] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS, False))
+    test: dict[str, str] | None = None
+    dual: dict[str, bool] | None = None
+    no_difference: dict[str, bool] | None = None
     ci_method: str = SIGN_FLIP
     notes: tuple[str, ...] = ()
-    better: dict[str, str | None] = dataclasses.field(default_factory=lambda: dict.fromkeys(METRICS))
+    better: dict[str, str | None] | None = None
     margin: float = DEFAULT_MARGIN
+
+    def __post_init__(self) -> None:
+        # unset per-metric fields default over the compared metrics
+        defaults = {"test": SIGN_FLIP, "dual": True, "no_difference": False, "better": None}
+        for field, value in defaults.items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, dict.fromkeys(self.difference, value))
 
     def summary(self) -> str:
         """One line: every metric's difference, interval and p-value (and its test)."""
         parts = []
-        for name in METRICS:
+        for name in self.difference:
             if self.no_difference.get(name, False):
                 parts.append(f"{name} no difference (p=1)")
                 continue
             low, high = self.ci[name]
             test = "" if self.test.get(name, SIGN_FLIP) == SIGN_FLIP else f" ({self.test[name]})"
             better = self.better.get(name)
+            unit = difference_unit(name)
             parts.append(
-                f"{name} {self.difference[name]:+.2f} pp [{low:+.2f}, {high:+.2f}] "
+                f"{name} {self.difference[name]:+.2f}{unit} [{low:+.2f}, {high:+.2f}] "
                 f"p{format_p(self.p_value[name])}{test}" + (f", {better} better" if better else "")
             )
         skipped = f", {self.skipped} skipped" if self.skipped else ""
@@ -166,6 +211,11 @@ class Comparison:
         return self.summary()
 
 
+def difference_unit(name: str) -> str:
+    """`` pp`` after a difference of a percent metric; nothing for a fraction."""
+    return " pp" if metric_named(name).unit == "percent" else ""
+
+
 def format_p(p_value: float) -> str:
     """``=0.0312``, or ``< 1e-300`` where the p-value underflowed to 0.
 
@@ -176,13 +226,10 @@ def format_p(p_value: float) -> str:
 
 
 def check_margin(margin: Any) -> float:
-    """``margin`` as a float >= 0 (percentage points)."""
+    """``margin`` as a float >= 0 (in the metrics' unit)."""
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(margin)) or margin < 0:
-        raise ValueError(
-            f"margin must be a number of percentage points >= 0 (0.5 by default; 0 names the better "
-            f"method on significance alone), got {margin!r}."
-        )
+        raise ValueError(validation.bad_margin(margin))
     return float(margin)
 
 
@@ -219,30 +266,72 @@ def wilcoxon_p_value(differences: Any) -> float:
     return p_value if math.isfinite(p_value) else 1.0
 
 
-def check_test(test: Any) -> dict[str, str]:
+def rank_test(metric: Metric) -> str:
+    """The rank test of a metric: McNemar for a proportion (0/1 terms), else Wilcoxon."""
+    return "mcnemar" if metric.interval == WILSON else "wilcoxon"
+
+
+def check_test(test: Any, metrics: tuple[Metric, ...] | None = None) -> dict[str, str]:
     """``test`` as ``{metric: name}``: a name for every metric where it applies, or a dict.
 
-    ``"wilcoxon"`` applies to drop and gain and ``"mcnemar"`` to increase; other metrics keep
-    the default, ``"sign_flip"``. Both rank tests together: ``test="wilcoxon"`` gives McNemar
-    for increase too.
+    ``"wilcoxon"`` applies to the metrics of continuous terms (drop, gain) and ``"mcnemar"`` to
+    proportions (increase); other metrics keep the default, ``"sign_flip"``. Both rank tests
+    together: ``test="wilcoxon"`` gives McNemar for a proportion too.
     """
+    metrics = resolve_metrics(metrics)
+    names = [m.name for m in metrics]
     if isinstance(test, dict):
-        unknown = set(test) - set(METRICS)
+        unknown = set(test) - set(names)
         if unknown:
-            raise ValueError(f"test names unknown metrics {sorted(unknown)}; use {list(METRICS)}.")
-        chosen = {**dict.fromkeys(METRICS, SIGN_FLIP), **test}
+            raise ValueError(validation.test_unknown_metrics(sorted(unknown), names))
+        chosen = {**dict.fromkeys(names, SIGN_FLIP), **test}
     elif test in DUAL_TESTS:
-        chosen = dict.fromkeys(METRICS, test)
+        chosen = dict.fromkeys(names, test)
     elif test in TESTS:
-        rank = {"average_drop": "wilcoxon", "average_increase": "mcnemar", "average_gain": "wilcoxon"}
-        chosen = {m: (SIGN_FLIP if test == "mcnemar" and m != "average_increase" else rank[m]) for m in METRICS}
+        chosen = {
+            m.name: (SIGN_FLIP if test == "mcnemar" and rank_test(m) != "mcnemar" else rank_test(m)) for m in metrics
+        }
     else:
-        raise ValueError(f"test must be one of {TESTS} or a dict {{metric: test}}, got {test!r}.")
-    for metric, name in chosen.items():
-        allowed = DUAL_TESTS + (("mcnemar",) if metric == "average_increase" else ("wilcoxon",))
-        if name not in allowed:
-            raise ValueError(f"test {name!r} does not apply to {metric}; use one of {allowed}.")
+        raise ValueError(validation.bad_test(test, TESTS))
+    for metric in metrics:
+        allowed = DUAL_TESTS + (rank_test(metric),)
+        if chosen[metric.name] not in allowed:
+            raise ValueError(validation.test_does_not_apply(chosen[metric.name], metric.name, allowed))
     return chosen
+
+
+def ties(o_c_a: Any, o_c_b: Any, *, backend: str | Backend | None = None) -> Any:
+    """Where the two masked scores are within :data:`TIE_ULPS` float32 ulps of each other.
+
+    >>> ties([0.5, 0.5, 0.99999], [0.5 + 1e-7, 0.5 + 1e-5, 0.999995]).tolist()
+    [True, False, False]
+    """
+    bk = resolve_backend(backend, o_c_a, o_c_b)
+    a, b = as_float_pair(o_c_a, o_c_b, bk)
+    gap = bk.maximum(a - b, b - a)
+    larger = bk.maximum(bk.maximum(a, -a), bk.maximum(b, -b))
+    return gap <= (TIE_ULPS * FLOAT32_EPS) * larger
+
+
+
+
+def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, metrics: Any = None, backend: str | Backend | None = None,
+                       zero_ties: bool = True):
+    """Per-sample differences a - b of each metric's terms; ties (see :func:`ties`) set to
+    exactly 0 unless ``zero_ties=False``. Returns ``({metric: d}, terms_a, terms_b)``.
+
+    >>> d, _, _ = paired_differences([0.5, 0.5], [0.2, 0.3], [0.2 + 1e-9, 0.2])
+    >>> [round(float(v), 6) for v in d["average_drop"]]  # a tie, then (0.2 - 0.3) / 0.5
+    [0.0, -0.2]
+    """
+    described = resolve_metrics(metrics)
+    bk = resolve_backend(backend, y_c, o_c_a)
+    y, o_a = as_float_pair(y_c, o_c_a, bk)
+    _, o_b = as_float_pair(y_c, o_c_b, bk)
+    if zero_ties:
+        o_b = bk.where(ties(o_a, o_b, backend=bk), o_a, o_b)
+    terms_a, terms_b = compute_terms(described, y, o_a, bk), compute_terms(described, y, o_b, bk)
+    return {name: terms_a[name] - terms_b[name] for name in terms_a}, terms_a, terms_b
 
 
 def compare(
@@ -250,6 +339,7 @@ def compare(
     o_c_a: Any,
     o_c_b: Any,
     *,
+    metrics: Any = None,
     level: float = 0.95,
     names: tuple[str, str] = ("a", "b"),
     nan_policy: str = "raise",
@@ -265,6 +355,8 @@ def compare(
         y_c: (N,) scores of the target class on the inputs, probabilities.
         o_c_a: (N,) scores on the inputs masked by method a's CAMs.
         o_c_b: (N,) scores on the inputs masked by method b's CAMs, same samples and order.
+        metrics: metric names or :class:`~camavg_core.metrics.Metric` descriptions (default:
+            the three averages).
         level: confidence level of the intervals; ``better`` tests at ``1 - level``.
         names: the two methods' names, for the summary and ``better``.
         nan_policy: ``'raise'`` (default), or ``'omit'`` to leave out every sample with a
@@ -274,11 +366,11 @@ def compare(
             ``'mcnemar'`` (increase only), or ``{metric: test}``.
         ci_method: ``'default'`` (the interval dual to the test; the sign-flip one for the
             rank tests) or ``'bootstrap'``: a seeded BCa bootstrap (``scipy.stats.bootstrap``)
-            of the mean paired difference, the three metrics over the same resampled samples;
+            of the mean paired difference, every metric over the same resampled samples;
             its interval is then not dual to any p-value (``dual`` is all False).
         n_resamples, seed: of the bootstrap, when asked for.
-        margin: in percentage points (default 0.5): ``better`` names a method only when the
-            whole interval lies beyond it.
+        margin: in each metric's unit (default 0.5 percentage points): ``better`` names a
+            method only when the whole interval lies beyond it.
 
     >>> y = [0.9, 0.8, 0.7, 0.6, 0.9]
     >>> result = compare(y, [0.1, 0.2, 0.3, 0.2, 0.3], [0.8, 0.8, 0.7, 0.6, 0.9])
@@ -290,58 +382,64 @@ def compare(
     >>> result.no_difference["average_increase"], result.p_value["average_increase"], result.better["average_drop"]
     (True, 1.0, None)
     """
+    described = resolve_metrics(metrics)
     level = check_level(level)
-    tests = check_test(test)
+    tests = check_test(test, described)
     margin = check_margin(margin)
-    if ci_method not in ("default", "bootstrap"):
-        raise ValueError(f"ci_method must be 'default' or 'bootstrap', got {ci_method!r}.")
-    y, o_a = _checked_vectors(y_c, o_c_a, nan_policy, names=("y_c", "o_c_a"))
-    o_b = validation.as_score_vector(_to_numpy(o_c_b), "o_c_b")
-    validation.check_pair(y, o_b, ("y_c", "o_c_b"))
-    validation.check_finite(o_b, "o_c_b", nan_policy)
+    validation.check_ci_method(ci_method)
+    y, o_a, o_b = checked_vectors({"y_c": y_c, "o_c_a": o_c_a, "o_c_b": o_c_b}, nan_policy)
     for values, argument in ((y, "y_c"), (o_a, "o_c_a"), (o_b, "o_c_b")):
-        validation.check_probabilities(values, "Average Drop and Average Gain", upper=True, argument=argument)
+        check_scores(values, described, argument)
+    return compare_checked(y, o_a, o_b, described, tests=tests, level=level, names=names, ci_method=ci_method,
+                           n_resamples=n_resamples, seed=seed, margin=margin)
+
+
+def compare_checked(y: np.ndarray, o_a: np.ndarray, o_b: np.ndarray, metrics: tuple[Metric, ...], *,
+                    tests: dict[str, str], level: float, names: tuple[str, str], ci_method: str,
+                    n_resamples: int, seed: Any, margin: float) -> Comparison:
+    """:func:`compare` of host vectors checked at a door (and checked arguments): no check again."""
     valid = np.isfinite(y) & np.isfinite(o_a) & np.isfinite(o_b)
     n = int(np.count_nonzero(valid))
     if n == 0:
-        raise ValueError("Every sample was skipped as non-finite: there is nothing to compare.")
+        raise ValueError(validation.all_skipped("compare"))
     y, o_a, o_b = (v[valid].astype(np.float64) for v in (y, o_a, o_b))
-    differences, (a_increase, b_increase) = paired_differences(y, o_a, o_b)
-    terms_a, terms_b = method_terms(y, o_a, NumpyBackend()), method_terms(y, o_b, NumpyBackend())
+    differences, tied_a, tied_b = paired_differences(y, o_a, o_b, metrics=metrics, backend=_HOST)
+    terms_a, terms_b = compute_terms(metrics, y, o_a, _HOST), compute_terms(metrics, y, o_b, _HOST)
     difference, ci, p_value, no_difference, dual, nonzero = {}, {}, {}, {}, {}, {}
-    for metric in METRICS:
-        d = differences[metric]
+    for metric in metrics:
+        name, d, bounds = metric.name, differences[metric.name], metric.difference_bounds
         # the estimate is the results' difference: no tie rule touches it
-        difference[metric] = 100.0 * (float(terms_a[metric].mean()) - float(terms_b[metric].mean()))
-        nonzero[metric] = int(np.count_nonzero(d))
-        no_difference[metric] = nonzero[metric] == 0
-        dual[metric] = tests[metric] in DUAL_TESTS and ci_method == "default"
-        if no_difference[metric]:
-            ci[metric], p_value[metric] = (0.0, 0.0), 1.0
+        difference[name] = metric.scale * (float(terms_a[name].mean()) - float(terms_b[name].mean()))
+        nonzero[name] = int(np.count_nonzero(d))
+        no_difference[name] = nonzero[name] == 0
+        dual[name] = tests[name] in DUAL_TESTS and ci_method == "default"
+        if no_difference[name]:
+            ci[name], p_value[name] = (0.0, 0.0), 1.0
             continue
-        if tests[metric] == "t":
-            sums = power_sums(d)
-            p_value[metric] = hall_t_test(*sums)
-            ci[metric] = as_percent(hall_t_interval(*sums, level=level), -100.0, 100.0)
+        if tests[name] == "t":
+            sums = (n, *power_sums_on(d, _HOST)[:3])
+            p_value[name] = hall_t_test(*sums)
+            ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, bounds)
             continue
         flip_p = sign_flip_test(d)
-        ci[metric] = as_percent(sign_flip_interval(d, level=level, p_at_zero=flip_p), -100.0, 100.0)
-        if tests[metric] == "wilcoxon":
-            p_value[metric] = wilcoxon_p_value(d)
-        elif tests[metric] == "mcnemar":
-            p_value[metric] = mcnemar_p_value(a_increase, b_increase)
+        ci[name] = in_unit(sign_flip_interval(d, level=level, p_at_zero=flip_p), metric.scale, bounds)
+        if tests[name] == "wilcoxon":
+            p_value[name] = wilcoxon_p_value(d)
+        elif tests[name] == "mcnemar":
+            p_value[name] = mcnemar_p_value(tied_a[name], tied_b[name])
         else:
-            p_value[metric] = flip_p
+            p_value[name] = flip_p
     if ci_method == "bootstrap":
-        columns = np.stack([differences[m] for m in METRICS], axis=1)
-        bounds = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
+        columns = np.stack([differences[m.name] for m in metrics], axis=1)
+        resampled = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
         ci = {
-            m: ci[m] if no_difference[m] else as_percent(bounds[j], -100.0, 100.0)
-            for j, m in enumerate(METRICS)
+            m.name: ci[m.name] if no_difference[m.name] else in_unit(resampled[j], m.scale, m.difference_bounds)
+            for j, m in enumerate(metrics)
         }
     pair = (str(names[0]), str(names[1]))
     better = {
-        m: better_method(m, *ci[m], p_value[m], alpha=1.0 - level, margin=margin, names=pair) for m in METRICS
+        m.name: better_method(m, *ci[m.name], p_value[m.name], alpha=1.0 - level, margin=margin, names=pair)
+        for m in metrics
     }
     hall_only = all(name == "t" for name in tests.values())
     return Comparison(
@@ -350,6 +448,361 @@ def compare(
         ci_method=BOOTSTRAP_BCA if ci_method == "bootstrap" else (HALL_T if hall_only else SIGN_FLIP),
         notes=approximate_notes(n, nonzero), better=better, margin=margin,
     )
+
+
+# --------------------------------------------------------------------------- from sums
+#: what a pair state keeps of each metric's paired differences (the count last)
+PAIR_PARTS = ("sum", "sq_sum", "cube_sum", "estimate_sum", "nonzero")
+
+
+class PairState(NamedTuple):
+    r"""The mergeable state of a paired comparison: for each metric, sums of powers 1-3 and the
+    non-zero count of the paired differences :math:`d_i = a_i - b_i` with ties set to 0 (see
+    :func:`ties`: the test and the interval), and the plain sum of the differences (the
+    estimate); :math:`n` and ``skipped`` count samples. Every field is summed on merge, so any
+    split of the data (batches, replicas, hosts) merges back to the state of the whole.
+
+    :meth:`result` has sums only, so its test is Hall's skewness-corrected t from the sums,
+    flagged approximate in ``notes``; :func:`compare`, which has the per-sample differences,
+    runs the exact sign-flip test. The difference is the same in both: mean of a's terms minus
+    mean of b's.
+
+    >>> y, o_a, o_b = np.array([0.8, 0.6]), np.array([0.2, 0.6]), np.array([0.4, 0.3])
+    >>> whole = PairState.empty().update(y, o_a, o_b)
+    >>> halves = PairState.empty().update(y[:1], o_a[:1], o_b[:1]).merge(
+    ...     PairState.empty().update(y[1:], o_a[1:], o_b[1:]))
+    >>> whole.to_numpy() == halves.to_numpy()
+    True
+    """
+
+    n: Any = 0
+    skipped: Any = 0
+    sums: Any = None
+
+    @classmethod
+    def empty(cls, metrics: Any = None) -> "PairState":
+        return cls(0, 0, {m.name: (0.0, 0.0, 0.0, 0.0, 0) for m in resolve_metrics(metrics)})
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        return tuple(metric_named(name) for name in ordered(self.sums or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        # the three averages' fields by their old names: drop_sum, gain_estimate_sum
+        return named_part(self.sums, name, lambda metric: PAIR_PARTS)
+
+    def update(
+        self,
+        y_c: Any,
+        o_c_a: Any,
+        o_c_b: Any,
+        *,
+        nan_policy: str = "raise",
+        backend: str | Backend | None = None,
+    ) -> "PairState":
+        """The state after also seeing these samples; ``self`` is unchanged.
+
+        The door: the checks are those of ``compare`` (under ``'raise'`` they need concrete
+        values); traced values under ``'omit'`` go to :meth:`add` unchecked, where a sample with a
+        non-finite score is counted in ``skipped`` without a Python branch on the values, so
+        that path runs inside ``jax.jit`` and ``tf.function``.
+        """
+        validation.check_nan_policy(nan_policy)
+        bk = resolve_backend(backend, y_c, o_c_a, o_c_b)
+        if host_or_traced(bk, [y_c, o_c_a, o_c_b], nan_policy):
+            vectors = checked_vectors({"y_c": y_c, "o_c_a": o_c_a, "o_c_b": o_c_b}, nan_policy, allow_empty=True)
+            for values, argument in zip(vectors, ("y_c", "o_c_a", "o_c_b")):
+                check_scores(values, self.metrics, argument)
+            return self.add(*vectors, backend=_HOST)
+        return self.add(y_c, o_c_a, o_c_b, backend=bk)
+
+    def add(self, y_c: Any, o_c_a: Any, o_c_b: Any, *, backend: Backend) -> "PairState":
+        """The pure update: checked scores' paired differences added to the sums."""
+        bk = backend
+        y, o_a = as_float_pair(y_c, o_c_a, bk)
+        _, o_b = as_float_pair(y_c, o_c_b, bk)
+        (y, o_a, o_b), compensate = float64_on(bk, [y, o_a, o_b])
+        # skipped samples become zeros before the equations, so no NaN reaches a sum
+        (y, o_a, o_b), valid, zero = valid_pairs([y, o_a, o_b], bk)
+        metrics = self.metrics
+        differences, _, _ = paired_differences(y, o_a, o_b, metrics=metrics, backend=bk)
+        estimates, _, _ = paired_differences(y, o_a, o_b, metrics=metrics, backend=bk, zero_ties=False)
+        n_valid = bk.sum(bk.astype(valid, "int32"))
+        sums = {}
+        for metric in metrics:
+            s1, s2, s3, nonzero = power_sums_on(bk.where(valid, differences[metric.name], zero), bk)
+            estimate = bk.sum(bk.where(valid, estimates[metric.name], zero))
+            sums[metric.name] = add_sums(self.sums[metric.name], (s1, s2, s3, estimate, nonzero), bk, compensate)
+        return PairState(self.n + n_valid, self.skipped + (bk.shape(y)[0] - n_valid), sums)
+
+    def merge(self, other: "PairState") -> "PairState":
+        """The state of both parts of the data together: a field-wise sum."""
+        if not isinstance(other, PairState):
+            raise TypeError(validation.merge_other(type(self).__name__, other))
+        if set(self.sums) != set(other.sums):
+            raise ValueError(validation.merge_other_metrics(sorted(self.sums), sorted(other.sums)))
+        sums = {name: tuple(_merged(a, b) for a, b in zip(mine, other.sums[name])) for name, mine in self.sums.items()}
+        return PairState(self.n + other.n, self.skipped + other.skipped, sums)
+
+    def to_numpy(self) -> "PairState":
+        """Concrete Python numbers (int counts, float64 sums)."""
+        sums = {}
+        for name in ordered(self.sums):
+            *totals, count = self.sums[name]
+            sums[name] = (*(float(np.asarray(t).astype(np.float64).sum()) for t in totals), int(np.asarray(count)))
+        return PairState(int(np.asarray(self.n)), int(np.asarray(self.skipped)), sums)
+
+    def result(self, *, level: float = 0.95, names: tuple[str, str] = ("a", "b"), margin: float = DEFAULT_MARGIN):
+        """The :class:`Comparison` of the samples seen, from the sums: the difference of the
+        means, Hall's t test and interval (approximate, said in ``notes``)."""
+        level = check_level(level)
+        margin = check_margin(margin)
+        state = self.to_numpy()
+        if state.n == 0:
+            raise ValueError(validation.nothing_seen("compare"))
+        difference, ci, p_value, no_difference, nonzero, better = {}, {}, {}, {}, {}, {}
+        pair = (str(names[0]), str(names[1]))
+        for metric in state.metrics:
+            name = metric.name
+            total, sq_total, cube_total, estimate, nonzero[name] = state.sums[name]
+            no_difference[name] = nonzero[name] == 0
+            difference[name] = metric.scale * estimate / state.n
+            if no_difference[name]:
+                ci[name], p_value[name] = (0.0, 0.0), 1.0
+            else:
+                sums = (state.n, total, sq_total, cube_total)
+                ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, metric.difference_bounds)
+                p_value[name] = hall_t_test(*sums)
+            better[name] = better_method(metric, *ci[name], p_value[name], alpha=1.0 - level, margin=margin,
+                                         names=pair)
+        return Comparison(
+            difference=difference, ci=ci, p_value=p_value, n=state.n, level=level, names=pair,
+            skipped=state.skipped, test=dict.fromkeys(difference, "t"), no_difference=no_difference,
+            ci_method=HALL_T, notes=(SUMS_ONLY_NOTE,) + approximate_notes(state.n, nonzero), better=better,
+            margin=margin,
+        )
+
+
+# --------------------------------------------------------------------------- many methods
+# Many CAM methods at once: every pair (or each against a baseline), p-values adjusted.
+# 
+# :func:`compare_methods` runs :func:`~camavg_core.compare.compare` on each pair and adjusts the
+# p-values of each metric over the pairs (Holm's step-down by default), so that the chance of any
+# false "differs" among the pairs of one metric stays at most ``alpha``. Each row names the
+# ``better`` method only when its adjusted p-value is below ``1 - level`` **and** its interval lies
+# beyond ``margin`` points on its side: significance is not size.
+# 
+ADJUSTMENTS = ("holm", "none")
+
+
+def holm(p_values: Any) -> np.ndarray:
+    r"""Holm's step-down adjusted p-values.
+
+    Written here because SciPy has no Holm adjustment (``scipy.stats.false_discovery_control``
+    does Benjamini-Hochberg and Benjamini-Yekutieli only). With the :math:`m` p-values sorted,
+    :math:`p_{(1)} \le \dots \le p_{(m)}`:
+
+    .. math::
+
+        \tilde p_{(i)} = \min\Big(1, \max_{j \le i} (m - j + 1)\, p_{(j)}\Big)
+
+    >>> holm([0.01, 0.04, 0.03]).tolist()  # sorted 0.01, 0.03, 0.04: 3*0.01, 2*0.03, 1*0.04 -> 0.06
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = (m - np.arange(m)) * p[order]
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonRow:
+    """One pair and one metric of a :class:`ComparisonTable`."""
+
+    a: str
+    b: str
+    metric: str
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    p_adjusted: float
+    test: str
+    adjust: str
+    #: the better method's name, or None: adjusted p below 1 - level and the interval beyond the
+    #: margin on its side (:func:`camavg_core.metrics.better_method`)
+    better: str | None = None
+    margin: float = DEFAULT_MARGIN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ComparisonTable:
+    """Every comparison of :func:`compare_methods`, one row per pair and metric.
+
+    Attributes:
+        rows: the :class:`ComparisonRow` list, pairs in order, metrics in the comparisons' order.
+        comparisons: ``{(a, b): Comparison}``, with the unadjusted p-values.
+        level: confidence level of the intervals. adjust: ``'holm'`` or ``'none'``; the
+            family of an adjustment is the pairs of one metric. margin: of ``better``, in points.
+    """
+
+    rows: list[ComparisonRow]
+    comparisons: dict[tuple[str, str], Comparison]
+    level: float
+    adjust: str
+    margin: float = DEFAULT_MARGIN
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Plain dicts, one per row, for JSON or CSV."""
+        return [row.to_dict() for row in self.rows]
+
+    def significant(self, alpha: float = 0.05) -> list[ComparisonRow]:
+        """The rows whose adjusted p-value is below ``alpha``: the pairs that differ."""
+        if not 0.0 < float(alpha) < 1.0:
+            raise ValueError(validation.bad_alpha(alpha))
+        return [row for row in self.rows if row.p_adjusted < alpha]
+
+    def __str__(self) -> str:
+        header = (
+            f"{'a':>14} {'b':>14} {'metric':>17} {'diff pp':>8} "
+            f"{f'{100 * self.level:g}% CI':>18} {'p':>9} {'p ' + self.adjust:>9} {'better':>14}  test"
+        )
+        lines = [header]
+        for row in self.rows:
+            lines.append(
+                f"{row.a:>14} {row.b:>14} {row.metric:>17} {row.difference:+8.2f} "
+                f"{f'[{row.low:+.2f}, {row.high:+.2f}]':>18} {_p_cell(row.p_value)} "
+                f"{_p_cell(row.p_adjusted)} {row.better or '-':>14}  {row.test}"
+            )
+        return "\n".join(lines)
+
+
+def _p_cell(p_value: float) -> str:
+    return f"{p_value:9.3g}" if p_value > 0.0 else f"{format_p(p_value):>9}"
+
+
+def _pairs(names: list[str], baseline: str | None) -> list[tuple[str, str]]:
+    if baseline is None:
+        return list(itertools.combinations(names, 2))
+    return [(name, baseline) for name in names if name != baseline]
+
+
+def check_adjust(adjust: Any) -> None:
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(validation.bad_choice("adjust", adjust, ADJUSTMENTS))
+
+
+def compare_methods(
+    y_c: Any,
+    masked_scores: dict[str, Any],
+    *,
+    baseline: str | None = None,
+    methods: Any = None,
+    level: float = 0.95,
+    adjust: str = "holm",
+    test: Any = SIGN_FLIP,
+    nan_policy: str = "raise",
+    ci_method: str = "default",
+    margin: float = DEFAULT_MARGIN,
+    metrics: Any = None,
+) -> ComparisonTable:
+    """Compare several CAM methods on the same samples, with adjusted p-values.
+
+    Args:
+        y_c: (N,) scores of the target class on the inputs, probabilities.
+        masked_scores: ``{name: o_c}``, each method's (N,) scores on the masked inputs.
+        baseline: compare each method against this one (a - baseline) instead of every pair.
+        methods: compare only these names (the baseline is kept).
+        level: confidence level of the intervals.
+        adjust: ``'holm'`` (default) or ``'none'``.
+        test: as in :func:`~camavg_core.compare.compare`.
+        nan_policy, ci_method: as in :func:`~camavg_core.compare.compare`, pair by pair.
+        margin: in each metric's unit (default 0.5 percentage points): a row names the ``better``
+            method only when its adjusted p-value is below ``1 - level`` and its interval lies
+            beyond the margin.
+        metrics: as in :func:`~camavg_core.compare.compare`.
+
+    Every vector is checked once, here, whatever the number of pairs.
+
+    >>> y = [0.9, 0.8, 0.7, 0.6]
+    >>> table = compare_methods(y, {"a": [0.1, 0.2, 0.3, 0.2], "b": y, "c": y}, baseline="b")
+    >>> [(row.a, row.b, row.metric) for row in table.rows][:2]
+    [('a', 'b', 'average_drop'), ('a', 'b', 'average_increase')]
+    >>> table.rows[0].better is None  # four samples: the smallest sign-flip p is 2 / 2**4
+    True
+    """
+    if not isinstance(masked_scores, dict) or len(masked_scores) < 2:
+        raise ValueError(validation.too_few_methods(masked_scores))
+    check_adjust(adjust)
+    described = resolve_metrics(metrics)
+    level, margin, tests = check_level(level), check_margin(margin), check_test(test, described)
+    validation.check_ci_method(ci_method)
+    names = [str(name) for name in masked_scores]
+    if methods is not None:
+        unknown = [name for name in methods if name not in masked_scores]
+        if unknown:
+            raise ValueError(validation.unknown_methods(unknown, names))
+        names = [name for name in names if name in set(methods) or name == baseline]
+    if baseline is not None and baseline not in masked_scores:
+        raise ValueError(validation.unknown_baseline(baseline, names))
+    pairs = _pairs(names, baseline)
+    if not pairs:
+        raise ValueError(validation.no_pair(names))
+    used = sorted({name for pair in pairs for name in pair}, key=names.index)
+    vectors = checked_vectors({"y_c": y_c, **{name: masked_scores[name] for name in used}}, nan_policy)
+    for values, argument in zip(vectors, ["y_c", *used]):
+        check_scores(values, described, argument)
+    y, masked = vectors[0], dict(zip(used, vectors[1:]))
+    comparisons = {
+        (a, b): compare_checked(
+            y, masked[a], masked[b], described, tests=tests, level=level, names=(a, b), ci_method=ci_method,
+            n_resamples=DEFAULT_RESAMPLES, seed=DEFAULT_SEED, margin=margin,
+        )
+        for a, b in pairs
+    }
+    return comparison_table(comparisons, level=level, adjust=adjust, margin=margin)
+
+
+def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: float = 0.95, adjust: str = "holm",
+                     margin: float = DEFAULT_MARGIN) -> ComparisonTable:
+    """The table of pairwise comparisons, each metric's p-values adjusted over the pairs, and
+    each row's ``better`` decided on the adjusted p-value and the margin.
+
+    ``comparisons`` maps ``(a, b)`` to a :class:`~camavg_core.compare.Comparison`, computed
+    in memory (:func:`compare_methods`) or from sums (:meth:`PairState.result`).
+    """
+    check_adjust(adjust)
+    level, margin = check_level(level), check_margin(margin)
+    pairs = list(comparisons)
+    metrics = list(next(iter(comparisons.values())).difference) if comparisons else []
+    adjusted = {}
+    for metric in metrics:
+        raw = [comparisons[pair].p_value[metric] for pair in pairs]
+        values = holm(raw) if adjust == "holm" else np.asarray(raw)
+        adjusted.update({(pair, metric): float(v) for pair, v in zip(pairs, values)})
+    rows = [
+        ComparisonRow(
+            a=a, b=b, metric=metric,
+            difference=comparison.difference[metric],
+            low=comparison.ci[metric][0], high=comparison.ci[metric][1],
+            p_value=comparison.p_value[metric], p_adjusted=adjusted[((a, b), metric)],
+            test=comparison.test[metric], adjust=adjust,
+            better=better_method(metric, *comparison.ci[metric], adjusted[((a, b), metric)], alpha=1.0 - level,
+                                 margin=margin, names=(a, b)),
+            margin=margin,
+        )
+        for (a, b), comparison in comparisons.items()
+        for metric in metrics
+    ]
+    return ComparisonTable(rows=rows, comparisons=comparisons, level=level, adjust=adjust, margin=margin)
 
 
 # ``import camavg_core.compare`` finds the function ``compare`` (the package exports it under the

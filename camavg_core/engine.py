@@ -8,7 +8,8 @@ steps, in this order, with these checks and messages:
 3. run the model on the masked inputs (one compiled pass: mask, ``preprocess``, model,
    activation), or reuse the masked outputs of the same CAM values;
 4. apply the score functions, afresh, to the plain and the masked outputs;
-5. the equations (:mod:`camavg_core.equations`) and the result (:func:`summarize`).
+5. the checks of the scores against what the metrics need (once per vector), the metrics'
+   terms and sums (:mod:`camavg_core.metrics`, :mod:`camavg_core.state`) and the result.
 
 An adapter supplies only framework work (:class:`Adapter`): copying arrays into its own
 framework, the compiled pass, and bringing the (N,) scores back to the host.
@@ -33,11 +34,19 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend
-from camavg_core.equations import avg_drop, avg_gain, avg_increase
 from camavg_core.masking import check_cam_maps, check_cam_shapes, finite_rows
+from camavg_core.metrics import (
+    AVERAGE_DROP,
+    AVERAGE_GAIN,
+    AVERAGE_INCREASE,
+    Metric,
+    check_scores,
+    resolve_metrics,
+    score_requirement,
+)
 from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import as_score_list, summed_scores
-from camavg_core.summary import summarize
+from camavg_core.state import summarize_checked
 
 #: Samples per forward pass when the user gives none (Keras' ``predict`` default).
 DEFAULT_BATCH_SIZE = 32
@@ -142,13 +151,13 @@ def as_host_array(array: Any, name: str) -> np.ndarray:
     with a ``TypeError`` naming the argument.
     """
     if array is None or isinstance(array, (str, bytes, dict, set)):
-        raise TypeError(f"{name} must be an array, got {type(array).__name__}.")
+        raise TypeError(validation.not_an_array(name, array))
     try:
         host = np.asarray(array)
     except (TypeError, ValueError) as error:  # ragged lists, objects NumPy cannot read
-        raise TypeError(f"{name} could not be read as an array of numbers: {error}") from None
+        raise TypeError(validation.unreadable_array(name, error)) from None
     if not validation.is_real_dtype(host.dtype):
-        raise TypeError(f"{name} must hold numbers, got dtype {host.dtype}.")
+        raise TypeError(validation.not_numbers(name, host.dtype))
     return host
 
 
@@ -229,16 +238,25 @@ class Engine:
         validation.check_scores_finite(scores, where, self.nan_policy)
         return scores
 
-    def result(self, y_c: np.ndarray, o_c: np.ndarray) -> Result:
-        return summarize(y_c, o_c, nan_policy=self.nan_policy, level=self.level)
+    def check_scores(self, y_c: np.ndarray, o_c: np.ndarray, metrics: tuple[Metric, ...]) -> None:
+        """The door's one check of the scores against what ``metrics`` need of them (the
+        engine's scores are (N,) float64 vectors, their finiteness checked in :meth:`score`)."""
+        check_scores(y_c, metrics, "Y_c")
+        check_scores(o_c, metrics, "O_c")
 
-    def check_summed_scores(self, score_function: Any, y_c: np.ndarray, o_c: np.ndarray, metric: str) -> None:
+    def result(self, y_c: np.ndarray, o_c: np.ndarray, metrics: tuple[Metric, ...]) -> Result:
+        """Scores checked by :meth:`check_scores`, summed: no check again."""
+        return summarize_checked(y_c, o_c, metrics, level=self.level)
+
+    def check_summed_scores(self, score_function: Any, y_c: np.ndarray, o_c: np.ndarray,
+                            metrics: tuple[Metric, ...]) -> None:
         """A sum of several outputs' scores may exceed 1 although each output is a
         probability: say that, not "logits"."""
-        if isinstance(score_function, (list, tuple)) and len(score_function) > 1:
+        needing, _ = score_requirement(metrics)
+        if needing and isinstance(score_function, (list, tuple)) and len(score_function) > 1:
             high = float(np.nanmax(np.concatenate([y_c, o_c]), initial=-np.inf))
             if high > 1.0:
-                raise ValueError(validation.summed_scores_above_one(metric, len(score_function), high))
+                raise ValueError(validation.summed_scores_above_one(needing, len(score_function), high))
 
     # ----------------------------------------------------------------- inputs and CAMs
     def own_inputs(self, inputs: Any) -> tuple[list, np.ndarray]:
@@ -246,7 +264,7 @@ class Engine:
         the samples that hold NaN or infinity (an error under ``nan_policy='raise'``)."""
         arrays = list(inputs) if self.options.multi_input else [inputs]
         if not arrays:
-            raise ValueError("inputs is an empty list: pass one array per model input.")
+            raise ValueError(validation.empty_input_list())
         owned, flags_per_input = [], []
         for index, array in enumerate(arrays):
             name = f"inputs[{index}]" if self.options.multi_input else "inputs"
@@ -254,7 +272,7 @@ class Engine:
             host = None if native else as_host_array(array, name)
             shape = tuple(self.backend.shape(array)) if native else host.shape
             if len(shape) < 2:
-                raise ValueError(f"{name} must have a batch axis, shape (N, H, W, C), got shape {shape}.")
+                raise ValueError(validation.no_batch_axis(name, shape))
             validation.check_nonempty(shape[0], name)
             dtype = self.adapter.input_dtype(index, np.dtype(self.backend.to_numpy_dtype(array)) if native else host.dtype)
             tensor = self.adapter.own(array if native else host, dtype, name)
@@ -269,13 +287,13 @@ class Engine:
     def own_cams(self, cams: Any, normalize: bool) -> CamSet:
         """The engine's copy of the CAMs, one array per model input, checked."""
         if not isinstance(normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True or False, got {normalize!r}.")
+            raise TypeError(validation.bad_normalize(normalize))
         cam_list = validation.cams_per_input(cams, len(self.inputs), self.options.multi_input)
         arrays, nonfinite = [], np.zeros(self.n, dtype=bool)
         for cam, x in zip(cam_list, self.inputs):
             native = self.backend.is_appropriate_type(cam)
             host = None if native else as_host_array(cam, "cams")
-            work = "float64" if self.backend.dtype_name(x) == "float64" else "float32"
+            work = self.backend.compute_dtype(x)
             owned = self.adapter.own(cam if native else host, work, "cams")
             maps = check_cam_shapes(x, owned, self.options.data_format, self.backend)
             check = check_cam_maps(maps, self.backend, normalize=normalize, nan_policy=self.nan_policy)
@@ -296,12 +314,13 @@ class Engine:
         )
 
     # ----------------------------------------------------------------- logits
-    def check_probability_outputs(self, metric: str) -> None:
+    def check_probability_outputs(self, metrics: tuple[Metric, ...]) -> None:
         """Drop and gain need probabilities: refuse a model whose own output layer says it
         returns logits, unless the user named an activation (values may look like
         probabilities by chance; the layer does not lie)."""
-        if self.options.activation is None and self.adapter.output_kind() == "logits":
-            raise ValueError(validation.linear_output_layer(metric))
+        needing, _ = score_requirement(metrics)
+        if needing and self.options.activation is None and self.adapter.output_kind() == "logits":
+            raise ValueError(validation.linear_output_layer(needing))
 
     def warn_if_logits(self) -> None:
         """Average Increase is defined for any score, but its value depends on the activation:
@@ -333,68 +352,69 @@ class AveragesCamBase:
 
         Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
         """
-        return self._on_probabilities("Average Drop", avg_drop, cams, score_function, return_vector, normalize)
+        return self._one_metric(AVERAGE_DROP, cams, score_function, return_vector, normalize)
 
     def average_increase(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
         r"""Average Increase in percent, :math:`100 \frac{1}{N}\sum_i [Y_i < O_i]`.
 
         Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
         """
-        self.engine.warn_if_logits()
-        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
-        value = avg_increase(y_c, o_c, nan_policy=self.engine.nan_policy)
-        return (value, y_c, o_c) if return_vector else value
+        return self._one_metric(AVERAGE_INCREASE, cams, score_function, return_vector, normalize)
 
     def average_gain(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
         r"""Average Gain in percent, :math:`100 \frac{1}{N}\sum_i \frac{\max(0, O_i - Y_i)}{1 - Y_i + \epsilon}`.
 
         Returns ``value``, or ``(value, Y_c, O_c)`` with ``return_vector=True``.
         """
-        return self._on_probabilities("Average Gain", avg_gain, cams, score_function, return_vector, normalize)
+        return self._one_metric(AVERAGE_GAIN, cams, score_function, return_vector, normalize)
 
-    def _on_probabilities(self, metric: str, equation: Callable, cams: Any, score_function: Any,
-                          return_vector: bool, normalize: bool | None) -> Any:
-        """A metric that needs probabilities: the model's layers and the summed scores are
-        checked, then the equation (which checks the values)."""
-        self.engine.check_probability_outputs(metric)
+    def _one_metric(self, metric: Metric, cams: Any, score_function: Any, return_vector: bool,
+                    normalize: bool | None) -> Any:
+        result = self.evaluate(cams, score_function, metrics=(metric,), normalize=normalize)
+        value = result.values[metric.name]
+        return (value, result.y_c, result.o_c) if return_vector else value
+
+    def evaluate(self, cams: Any, score_function: Callable, metrics: Any = None, *,
+                 normalize: bool | None = None) -> Result:
+        """Each metric (names or :class:`~camavg_core.metrics.Metric` descriptions; default
+        the three averages), its interval, n and the score vectors: one masked pass.
+
+        The door of the path: the model's layers are checked against what the metrics need
+        of the scores, then each score vector once (:meth:`Engine.check_scores`)."""
+        described = resolve_metrics(metrics)
+        if not score_requirement(described)[0]:  # the metrics take any score, logits too
+            self.engine.warn_if_logits()
+        self.engine.check_probability_outputs(described)
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
-        self.engine.check_summed_scores(score_function, y_c, o_c, metric)
-        value = equation(y_c, o_c, nan_policy=self.engine.nan_policy)
-        return (value, y_c, o_c) if return_vector else value
+        self.engine.check_summed_scores(score_function, y_c, o_c, described)
+        self.engine.check_scores(y_c, o_c, described)
+        return self.engine.result(y_c, o_c, described)
 
-    def evaluate(self, cams: Any, score_function: Callable, *, normalize: bool | None = None) -> Result:
-        """All three metrics, their intervals, n and the score vectors: one masked pass."""
-        self.engine.check_probability_outputs("Average Drop and Average Gain")
-        y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
-        self.engine.check_summed_scores(score_function, y_c, o_c, "Average Drop and Average Gain")
-        return self.engine.result(y_c, o_c)
-
-    def evaluate_many(self, cams_sets: Any, score_function: Callable, *, normalize: bool | None = None) -> Any:
+    def evaluate_many(self, cams_sets: Any, score_function: Callable, metrics: Any = None, *,
+                      normalize: bool | None = None) -> Any:
         """One :class:`Result` per CAM set, for comparing CAM methods on the same inputs.
 
         ``cams_sets`` is ``{name: cams}`` (results by name, in the same order) or a list of
         CAM sets (a list of results). Each CAM set costs one masked pass.
         """
         if isinstance(cams_sets, dict):
-            return {name: self.evaluate(cams, score_function, normalize=normalize) for name, cams in cams_sets.items()}
+            return {name: self.evaluate(cams, score_function, metrics, normalize=normalize)
+                    for name, cams in cams_sets.items()}
         if not isinstance(cams_sets, (list, tuple)):
-            raise TypeError(
-                "evaluate_many takes {name: cams} or a list of CAM sets, one per method, got "
-                f"{type(cams_sets).__name__}; for one CAM set use evaluate(cams, score_function)."
-            )
-        return [self.evaluate(cams, score_function, normalize=normalize) for cams in cams_sets]
+            raise TypeError(validation.bad_cam_sets(cams_sets))
+        return [self.evaluate(cams, score_function, metrics, normalize=normalize) for cams in cams_sets]
 
-    def compare(self, cams_sets: dict, score_function: Callable, **options: Any) -> MethodResults:
+    def compare(self, cams_sets: dict, score_function: Callable, metrics: Any = None, **options: Any) -> MethodResults:
         """Evaluate ``{name: cams}`` and compare the methods on the same samples: one
         :class:`Result` per method and the pairwise table (paired interval and test, Holm-
         adjusted); ``options`` go to :func:`~camavg_core.multiple.compare_methods`."""
-        from camavg_core.multiple import compare_methods
+        from camavg_core.compare import compare_methods
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
-            raise TypeError("compare takes {name: cams} with at least two CAM methods.")
-        results = self.evaluate_many(cams_sets, score_function)
+            raise TypeError(validation.too_few_cam_sets())
+        results = self.evaluate_many(cams_sets, score_function, metrics)
         y_c = next(iter(results.values())).y_c
         options.setdefault("nan_policy", self.engine.nan_policy)
         options.setdefault("level", self.engine.level)
-        table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, **options)
+        table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, metrics=metrics, **options)
         return MethodResults(results, table)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.backends import Backend, resolve_backend
+from camavg_core.backends import Backend, resolve_backend, work_dtype
 
 DATA_FORMATS = validation.DATA_FORMATS
 
@@ -90,8 +90,7 @@ def mask_inputs(
     x = bk.astype(x, out_dtype)
     maps = cams_as_maps(bk.asarray(cams), len(spatial), data_format, bk)
     # CAM arithmetic in at least float32, so resizing and normalising do not round in float16
-    work_dtype = "float64" if out_dtype == "float64" else "float32"
-    maps = bk.astype(maps, work_dtype)
+    maps = bk.astype(maps, work_dtype(out_dtype))
     if normalize:
         axes = tuple(range(1, len(spatial) + 1))
         # scale-free, so divide by the largest magnitude first: max - min cannot overflow
@@ -124,8 +123,7 @@ def finite_rows(array: Any, backend: Backend) -> tuple[np.ndarray, Any]:
     infinity propagate through addition). Only otherwise are the samples looked at one by one.
     """
     n = backend.shape(array)[0]
-    work = "float64" if backend.dtype_name(array) == "float64" else "float32"
-    flat = backend.reshape(backend.astype(array, work), (n, -1))
+    flat = backend.reshape(backend.astype(array, backend.compute_dtype(array)), (n, -1))
     if np.isfinite(float(backend.to_numpy(backend.sum(flat)))):
         return np.ones(n, dtype=bool), flat
     finite = backend.isfinite(flat)
@@ -153,10 +151,6 @@ class CamCheck(NamedTuple):
     nonfinite: np.ndarray
     low: float
     high: float
-
-    @property
-    def in_unit_range(self) -> bool:
-        return 0.0 <= self.low and self.high <= 1.0
 
 
 def check_cam_values(

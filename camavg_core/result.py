@@ -8,15 +8,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-METRICS = ("average_drop", "average_increase", "average_gain")
+from camavg_core import validation
+from camavg_core.metrics import metric_named
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Result:
-    """Average Drop, Average Increase and Average Gain of one CAM set, in percent.
+    """Each metric's value of one CAM set, in its unit (percent for the three averages).
 
     Attributes:
-        average_drop, average_increase, average_gain: the metrics, in percent.
+        values: ``{"average_drop": value, ...}``, by metric name, in the metrics' order.
+        average_drop, average_increase, average_gain: the three averages, read from ``values``.
         n: samples that entered the averages.
         skipped: samples left out as non-finite under ``nan_policy='omit'``.
         y_c, o_c: the (N,) score vectors on the inputs and on the masked inputs (all N
@@ -27,11 +29,13 @@ class Result:
             (see :mod:`camavg_core.stats`), or None without intervals.
         notes: why an interval is only approximate (n < 30, few non-zero terms); empty when
             every interval is within its calibrated conditions.
+
+    >>> result = Result({"average_drop": 12.5, "average_gain": 3.0}, n=4)
+    >>> result.average_drop, list(result.values)
+    (12.5, ['average_drop', 'average_gain'])
     """
 
-    average_drop: float
-    average_increase: float
-    average_gain: float
+    values: dict[str, float]
     n: int
     skipped: int = 0
     y_c: np.ndarray | None = None
@@ -41,6 +45,13 @@ class Result:
     ci_method: dict[str, str] | None = None
     notes: tuple[str, ...] = ()
 
+    def __getattr__(self, name: str) -> Any:
+        # result.average_drop and any other metric's value by its name
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(validation.no_such_metric(type(self).__name__, name, list(values or ())))
+
     @property
     def approximate(self) -> bool:
         """True when some interval is outside the conditions it was calibrated for."""
@@ -48,7 +59,7 @@ class Result:
 
     def to_dict(self, *, vectors: bool = True) -> dict[str, Any]:
         """Plain Python types only, ready for ``json.dumps`` (NaN-free by construction)."""
-        out: dict[str, Any] = {name: float(getattr(self, name)) for name in METRICS}
+        out: dict[str, Any] = {name: float(value) for name, value in self.values.items()}
         out["n"] = int(self.n)
         out["skipped"] = int(self.skipped)
         out["level"] = float(self.level)
@@ -66,8 +77,8 @@ class Result:
 
     def __str__(self) -> str:
         parts = []
-        for name in METRICS:
-            text = f"{name} {getattr(self, name):.2f}%"
+        for name, value in self.values.items():
+            text = f"{name} {value:.2f}{_unit_label(name)}"
             if self.ci is not None and name in self.ci:
                 low, high = self.ci[name]
                 text += f" [{low:.2f}, {high:.2f}]"
@@ -78,6 +89,10 @@ class Result:
 
     def __repr__(self) -> str:
         return f"Result({self})"
+
+
+def _unit_label(name: str) -> str:
+    return metric_named(name).unit_label
 
 
 def _json_float(value: Any) -> float | None:

@@ -1,8 +1,15 @@
 """The streaming state: sums and counts only, so any split of the data merges back exactly.
 
-Like torchmetrics' ``_update`` / ``_compute`` pairs, the state holds sufficient statistics and
-nothing derived. Every field is reduced by summation, which makes the same state the reduction
-across batches, replicas and hosts (``strategy.reduce(SUM)``, ``jax.lax.psum``, ``merge``).
+Like torchmetrics' ``update`` / ``compute`` pairs, the state holds sufficient statistics and
+nothing derived, for each metric of its :class:`~camavg_core.metrics.Metric` descriptions: the
+sums of powers 1-3 of the per-sample terms and their non-zero count (a ``"hall_t"`` metric), or
+the count of non-zero terms (a ``"wilson"`` proportion). Every field is reduced by summation,
+which makes the same state the reduction across batches, replicas and hosts
+(``strategy.reduce(SUM)``, ``jax.lax.psum``, ``merge``).
+
+:meth:`MetricState.add` is the pure update (terms and sums, no checks: it runs inside
+``jax.jit`` and ``tf.function``); :meth:`MetricState.update` is the door that checks concrete
+scores once and then adds them; :meth:`MetricState.result` is the pure compute.
 
 >>> import numpy as np
 >>> state = MetricState.empty()
@@ -11,6 +18,8 @@ across batches, replicas and hosts (``strategy.reduce(SUM)``, ``jax.lax.psum``, 
 >>> result = state.result()
 >>> round(result.average_drop, 6), round(result.average_increase, 6), result.n
 (25.0, 33.333333, 3)
+>>> round(float(state.drop_sum), 6), int(state.increase_count)  # the three averages' fields, by name
+(0.75, 1)
 
 Sums accumulate in float64: on the host (NumPy) whenever the scores are concrete values,
 float64 tensors when traced by a backend that has them (TensorFlow, JAX with x64). A traced
@@ -21,33 +30,57 @@ with the number of batches; ``to_numpy`` adds the pair in float64.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, NumpyBackend, resolve_backend
-from camavg_core.equations import (
-    _as_float_pair,
-    _checked_vectors,
-    drop_terms,
-    gain_terms,
+from camavg_core.metrics import (
+    METRICS,
+    Metric,
+    as_float_pair,
+    check_scores,
+    checked_vectors,
+    compute_terms,
+    metric_named,
+    resolve_metrics,
 )
 from camavg_core.result import Result
 from camavg_core.stats import (
+    BOOTSTRAP_BCA,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
     approximate_notes,
+    bootstrap_mean_intervals,
     check_level,
-    default_ci_methods,
-    intervals_from_sums,
+    in_unit,
+    interval_of,
 )
 
-#: the fields that count samples (Python ints in ``to_numpy``)
-COUNT_FIELDS = ("n", "increase_count", "skipped", "drop_nonzero", "gain_nonzero")
+#: the parts a ``"hall_t"`` metric keeps (the last one counts); a ``"wilson"`` one keeps a count
+HALL_PARTS = ("sum", "sq_sum", "cube_sum", "nonzero")
+WILSON_PARTS = ("count",)
+
+_HOST = NumpyBackend()
+
+
+def parts_of(metric: Metric) -> tuple[str, ...]:
+    """The names of the sums a state keeps for ``metric``; the last one is a count."""
+    return WILSON_PARTS if metric.interval == "wilson" else HALL_PARTS
+
+
+def ordered(names: Any) -> list[str]:
+    """Metric names in the registry's order, then any others in the order given (a traced
+    dict comes back with sorted keys)."""
+    names = list(names)
+    return [name for name in METRICS if name in names] + [name for name in names if name not in METRICS]
 
 
 def power_sums_on(values: Any, backend: Backend) -> tuple[Any, Any, Any, Any]:
     """Sum, sum of squares, sum of cubes and count of non-zero entries of a vector, on its
-    backend (tracers included): what a state keeps of each metric's terms."""
+    backend (tracers included): the one place camavg's sums are written."""
     return (
         backend.sum(values),
         backend.sum(values * values),
@@ -56,7 +89,25 @@ def power_sums_on(values: Any, backend: Backend) -> tuple[Any, Any, Any, Any]:
     )
 
 
-_HOST = NumpyBackend()
+def sums_of(terms: Any, metric: Metric, backend: Backend) -> tuple:
+    """What a state keeps of one metric's (N,) terms: its power sums, or for a proportion the
+    count of its non-zero (1) terms."""
+    sums = power_sums_on(terms, backend)
+    return sums[-1:] if metric.interval == "wilson" else sums
+
+
+def named_part(sums: Any, name: str, parts: Any) -> Any:
+    """``drop_sum`` -> ``sums["average_drop"][0]``: a part of a metric's sums by its field name
+    (``parts(metric)`` names the parts); an AttributeError otherwise."""
+    if not name.startswith("_"):
+        for metric, values in (sums or {}).items():
+            prefix = metric[len("average_"):] if metric.startswith("average_") else metric
+            if name.startswith(prefix + "_"):
+                part = name[len(prefix) + 1:]
+                names = parts(metric)
+                if part in names:
+                    return values[names.index(part)]
+    raise AttributeError(name)
 
 
 def _has_float64(backend: Backend) -> bool:
@@ -92,37 +143,80 @@ def _neumaier_add(total: Any, value: Any, backend: Backend) -> Any:
     return backend.stack([result, total[1] + value[1] + error])
 
 
-def _concrete(backend: Backend, values: Any) -> bool:
+def concrete(backend: Backend, values: Any) -> bool:
     """Python and NumPy values, eager tensors: True; values traced by jit or tf.function: False."""
     if values is None or isinstance(values, (list, tuple, str, bytes, int, float, np.ndarray, np.generic)):
         return True  # host values (or junk, which the checks then name)
     return backend.is_concrete(values)
 
 
-class MetricState(NamedTuple):
-    """Sufficient statistics of the three metrics over the samples seen so far.
+def add_sums(old: tuple, new: tuple, backend: Backend, compensate: bool) -> tuple:
+    """Sums of one metric added part by part; counts (the last part) as they are."""
+    *totals, count = old
+    *added, new_count = new
+    if compensate or any(_compensated(t) for t in totals):
+        totals = [_neumaier_add(t, a, backend) for t, a in zip(totals, added)]
+    else:
+        totals = [t + a for t, a in zip(totals, added)]
+    return (*totals, count + new_count)
 
-    A ``NamedTuple`` of scalars, so it is a JAX pytree and a ``tf.nest`` structure as it is.
-    The sums of cubes and the non-zero counts (appended last, so positional use of the first
-    seven fields is unchanged) are what the skewness-corrected interval and its calibration
-    note need (:mod:`camavg_core.stats`).
+
+def valid_pairs(vectors: list, backend: Backend) -> tuple[list, Any, Any]:
+    """The vectors with the samples where any is non-finite set to 0 (so no NaN reaches a sum),
+    the (N,) valid mask, and a zero of their dtype shaped like them."""
+    valid = backend.isfinite(vectors[0])
+    for vector in vectors[1:]:
+        valid = valid & backend.isfinite(vector)
+    zero = backend.astype(valid, backend.dtype_name(vectors[0])) * 0.0
+    return [backend.where(valid, v, zero) for v in vectors], valid, zero
+
+
+def host_or_traced(backend: Backend, vectors: list, nan_policy: str) -> bool:
+    """True when every vector is concrete (checked on the host at the door); refuses a traced
+    vector under ``'raise'``, which cannot be checked."""
+    if all(concrete(backend, v) for v in vectors):
+        return True
+    if nan_policy == "raise":
+        raise ValueError(validation.traced_check("y_c"))
+    return False
+
+
+def float64_on(backend: Backend, vectors: list) -> tuple[list, bool]:
+    """Vectors in float64 where the backend has it; else as they are, with ``True``: sums are
+    then compensated float32 pairs."""
+    if backend is _HOST or not _has_float64(backend):
+        return vectors, backend is not _HOST
+    return [backend.astype(v, "float64") for v in vectors], False
+
+
+class MetricState(NamedTuple):
+    """Sufficient statistics of each metric over the samples seen so far.
+
+    A ``NamedTuple`` of scalars and a dict of tuples of scalars, so it is a JAX pytree and a
+    ``tf.nest`` structure as it is. ``sums[name]`` holds, for a ``"hall_t"`` metric,
+    ``(sum, sum of squares, sum of cubes, non-zero count)`` of its terms, and for a
+    ``"wilson"`` metric ``(count,)``: what the intervals need (:mod:`camavg_core.stats`). The
+    three averages' sums read as fields too: ``drop_sum``, ``gain_cube_sum``, ``increase_count``.
     """
 
     n: Any = 0
-    drop_sum: Any = 0.0
-    drop_sq_sum: Any = 0.0
-    gain_sum: Any = 0.0
-    gain_sq_sum: Any = 0.0
-    increase_count: Any = 0
     skipped: Any = 0
-    drop_cube_sum: Any = 0.0
-    gain_cube_sum: Any = 0.0
-    drop_nonzero: Any = 0
-    gain_nonzero: Any = 0
+    sums: Any = None
 
     @classmethod
-    def empty(cls) -> "MetricState":
-        return cls()
+    def empty(cls, metrics: Any = None) -> "MetricState":
+        """No sample seen, for ``metrics`` (names or descriptions; default the three averages)."""
+        described = resolve_metrics(metrics)
+        return cls(0, 0, {m.name: (0.0,) * (len(parts_of(m)) - 1) + (0,) for m in described})
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """The descriptions of the metrics this state sums, in the registry's order."""
+        return tuple(metric_named(name) for name in ordered(self.sums or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        # the three averages' fields by their old names: drop_sum, gain_nonzero, increase_count
+        return named_part(self.sums, name, lambda metric: parts_of(metric_named(metric)))
 
     def update(
         self,
@@ -134,109 +228,108 @@ class MetricState(NamedTuple):
     ) -> "MetricState":
         """The state after also seeing the samples (y_c, o_c); ``self`` is unchanged.
 
-        Under ``nan_policy='raise'`` the values are checked first (they must be concrete). Under
-        ``'omit'`` a pair with a non-finite score is counted in ``skipped`` instead; that path
-        has no Python branch on the values, so it runs inside ``jax.jit`` and ``tf.function``.
+        The door: concrete scores are read, checked once (shape, finiteness under
+        ``nan_policy='raise'``, what the metrics need of them) and summed on the host in
+        float64. Traced scores are not checked (a traced value cannot be): under ``'omit'``
+        they go to :meth:`add`, which has no Python branch on the values and so runs inside
+        ``jax.jit`` and ``tf.function``.
         """
         validation.check_nan_policy(nan_policy)
         bk = resolve_backend(backend, y_c, o_c)
-        if _concrete(bk, y_c) and _concrete(bk, o_c):
-            # the same checks as summarize; the policy only decides what happens to NaN
-            y_np, o_np = _checked_vectors(y_c, o_c, nan_policy, allow_empty=True, names=("y_c", "o_c"))
-            validation.check_probabilities(y_np, "Average Drop and Average Gain", upper=True, argument="y_c")
-            validation.check_probabilities(o_np, "Average Drop and Average Gain", upper=True, argument="o_c")
-            # concrete scores are summed on the host, in float64, whatever their framework
-            bk, y_c, o_c = _HOST, y_np, o_np
-        elif nan_policy == "raise":
-            raise ValueError(validation.traced_check("y_c"))
-        y, o = _as_float_pair(y_c, o_c, bk)
-        compensate = bk is not _HOST and not _has_float64(bk)
-        if bk is not _HOST and not compensate:
-            y, o = bk.astype(y, "float64"), bk.astype(o, "float64")
+        if host_or_traced(bk, [y_c, o_c], nan_policy):
+            y, o = checked_vectors({"y_c": y_c, "o_c": o_c}, nan_policy, allow_empty=True)
+            check_scores(y, self.metrics, "y_c")
+            check_scores(o, self.metrics, "o_c")
+            return self.add(y, o, backend=_HOST)
+        return self.add(y_c, o_c, backend=bk)
+
+    def add(self, y_c: Any, o_c: Any, *, backend: Backend) -> "MetricState":
+        """The pure update: the terms of already-checked scores added to the sums. A sample
+        with a non-finite score is counted in ``skipped``."""
+        bk = backend
+        y, o = bk.asarray(y_c), bk.asarray(o_c)
         y_shape, o_shape = bk.shape(y), bk.shape(o)
         # a dimension unknown while tracing is a tensor: compare only the static ones
         static_mismatch = isinstance(y_shape[0] if y_shape else 0, int) and isinstance(
             o_shape[0] if o_shape else 0, int
         ) and y_shape != o_shape
         if len(y_shape) != 1 or len(o_shape) != 1 or static_mismatch:
-            raise ValueError(
-                f"y_c and o_c must be score vectors of one shape (N,), got y_c of shape "
-                f"{y_shape} and o_c of shape {o_shape}."
-            )
-        valid = bk.isfinite(y) & bk.isfinite(o)
-        zero = bk.astype(valid, bk.dtype_name(y)) * 0.0
-        y_safe = bk.where(valid, y, zero)
-        o_safe = bk.where(valid, o, zero)
-        drop = bk.where(valid, drop_terms(y_safe, o_safe, backend=bk), zero)
-        gain = bk.where(valid, gain_terms(y_safe, o_safe, backend=bk), zero)
-        increase = bk.where(valid, bk.astype(y_safe < o_safe, bk.dtype_name(y)), zero)
+            raise ValueError(validation.score_vector_shapes(y_shape, o_shape))
+        (y, o), compensate = float64_on(bk, list(as_float_pair(y, o, bk)))
+        (y, o), valid, zero = valid_pairs([y, o], bk)
         n_valid = bk.sum(bk.astype(valid, "int32"))
-        drop_s, drop_sq, drop_cube, drop_nonzero = power_sums_on(drop, bk)
-        gain_s, gain_sq, gain_cube, gain_nonzero = power_sums_on(gain, bk)
-        n = self.n + n_valid
-        increase_count = self.increase_count + bk.sum(bk.astype(increase, "int32"))
-        skipped = self.skipped + (y_shape[0] - n_valid)
-        sums = {"drop_sum": drop_s, "drop_sq_sum": drop_sq, "gain_sum": gain_s, "gain_sq_sum": gain_sq,
-                "drop_cube_sum": drop_cube, "gain_cube_sum": gain_cube}
-        if compensate or any(_compensated(getattr(self, name)) for name in sums):
-            sums = {name: _neumaier_add(getattr(self, name), value, bk) for name, value in sums.items()}
-        else:
-            sums = {name: getattr(self, name) + value for name, value in sums.items()}
-        return MetricState(
-            n=n,
-            increase_count=increase_count,
-            skipped=skipped,
-            drop_nonzero=self.drop_nonzero + drop_nonzero,
-            gain_nonzero=self.gain_nonzero + gain_nonzero,
-            **sums,
-        )
+        metrics = self.metrics
+        terms = compute_terms(metrics, y, o, bk)
+        sums = {
+            m.name: add_sums(self.sums[m.name], sums_of(bk.where(valid, terms[m.name], zero), m, bk), bk, compensate)
+            for m in metrics
+        }
+        return MetricState(self.n + n_valid, self.skipped + (y_shape[0] - n_valid), sums)
+
+    def fields(self) -> list[str]:
+        """The names of :meth:`flat`'s entries: ``n``, ``skipped``, then each metric's parts
+        (``drop_sum``, ..., ``increase_count``, ...)."""
+        names = ["n", "skipped"]
+        for name in ordered(self.sums):
+            prefix = name[len("average_"):] if name.startswith("average_") else name
+            names += [f"{prefix}_{part}" for part in parts_of(metric_named(name))]
+        return names
+
+    def flat(self) -> list:
+        """Every field as one list, in :meth:`fields` order: what a reduction sums (a Keras
+        metric's variables, a replica's float64 vector)."""
+        return [self.n, self.skipped, *(value for name in ordered(self.sums) for value in self.sums[name])]
+
+    def from_flat(self, values: Any) -> "MetricState":
+        """A state of the same metrics from :meth:`flat`'s values (counts rounded to ints)."""
+        values = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+        n, skipped, rest = round(values[0]), round(values[1]), values[2:]
+        sums = {}
+        for name in ordered(self.sums):
+            size = len(parts_of(metric_named(name)))
+            part, rest = rest[:size], rest[size:]
+            sums[name] = (*part[:-1], round(part[-1]))
+        return MetricState(n, skipped, sums)
 
     def merge(self, other: "MetricState") -> "MetricState":
         """The state of both halves of the data together: a field-wise sum."""
         if not isinstance(other, MetricState):
-            raise TypeError(f"MetricState.merge takes another MetricState, got {type(other).__name__}.")
-        return MetricState(*(_merged(mine, theirs) for mine, theirs in zip(self, other)))
+            raise TypeError(validation.merge_other(type(self).__name__, other))
+        if set(self.sums) != set(other.sums):
+            raise ValueError(validation.merge_other_metrics(sorted(self.sums), sorted(other.sums)))
+        sums = {name: tuple(_merged(a, b) for a, b in zip(mine, other.sums[name])) for name, mine in self.sums.items()}
+        return MetricState(self.n + other.n, self.skipped + other.skipped, sums)
 
     def to_numpy(self) -> "MetricState":
         """Concrete Python numbers (int counts, float64 sums; a compensated pair added)."""
-        values = {}
-        for name, value in self._asdict().items():
-            array = np.asarray(value)
-            values[name] = int(array) if name in COUNT_FIELDS else float(array.astype(np.float64).sum())
-        return MetricState(**values)
+        sums = {}
+        for name in ordered(self.sums):
+            *totals, count = self.sums[name]
+            sums[name] = (*(float(np.asarray(t).astype(np.float64).sum()) for t in totals), int(np.asarray(count)))
+        return MetricState(int(np.asarray(self.n)), int(np.asarray(self.skipped)), sums)
 
     def result(self, *, level: float = 0.95) -> Result:
-        """The three averages in percent, with their intervals (a stream keeps no vectors).
+        """Each metric's value in its unit, with its interval (a stream keeps no vectors).
 
-        ``ci`` holds the skewness-corrected t intervals (Hall) of drop and gain from their sums
-        of powers 1-3, and the Wilson interval of increase from its count (see
-        :mod:`camavg_core.stats`): the same numbers ``summarize`` gives for the same samples.
+        ``ci`` holds each metric's interval by its rule: Hall's skewness-corrected t from the
+        sums of powers 1-3, or Wilson's from the count (see :mod:`camavg_core.stats`): the same
+        numbers ``summarize`` gives for the same samples.
         """
         level = check_level(level)
         state = self.to_numpy()
         if state.n == 0:
-            raise ValueError(
-                "No sample has been seen (or every one was skipped as non-finite): there is "
-                "nothing to average."
-            )
+            raise ValueError(validation.nothing_seen("average"))
+        values, ci, methods, nonzero = {}, {}, {}, {}
+        for metric in state.metrics:
+            sums = state.sums[metric.name]
+            values[metric.name] = metric.scale * sums[0] / state.n
+            ci[metric.name] = interval_of(metric, state.n, sums, level=level)
+            methods[metric.name] = metric.interval
+            if metric.interval == "hall_t":
+                nonzero[metric.name] = sums[-1]
         return Result(
-            average_drop=100.0 * state.drop_sum / state.n,
-            average_increase=100.0 * state.increase_count / state.n,
-            average_gain=100.0 * state.gain_sum / state.n,
-            n=state.n,
-            skipped=state.skipped,
-            ci=intervals_from_sums(
-                state.n,
-                (state.drop_sum, state.drop_sq_sum, state.drop_cube_sum),
-                (state.gain_sum, state.gain_sq_sum, state.gain_cube_sum),
-                state.increase_count,
-                level=level,
-            ),
-            ci_method=default_ci_methods(),
-            notes=approximate_notes(
-                state.n, {"average_drop": state.drop_nonzero, "average_gain": state.gain_nonzero}
-            ),
-            level=level,
+            values=values, n=state.n, skipped=state.skipped, ci=ci, ci_method=methods,
+            notes=approximate_notes(state.n, nonzero), level=level,
         )
 
 
@@ -244,6 +337,81 @@ def _merged(mine: Any, theirs: Any) -> Any:
     """One field of two states added; compensated pairs stay pairs (see the module's doc)."""
     if not (_compensated(mine) or _compensated(theirs)):
         return mine + theirs
-    if _concrete(_HOST, mine) and _concrete(_HOST, theirs):
+    host = (int, float, np.ndarray, np.generic)
+    if isinstance(mine, host) and isinstance(theirs, host):
         return float(np.asarray(mine, np.float64).sum() + np.asarray(theirs, np.float64).sum())
     return _neumaier_add(mine, theirs, resolve_backend(None, *(x for x in (mine, theirs) if _compensated(x))))
+
+
+# --------------------------------------------------------------------------- in memory
+CI_METHODS = ("default", "bootstrap")
+
+
+def summarize(
+    y_c: Any,
+    o_c: Any,
+    *,
+    metrics: Any = None,
+    nan_policy: str = "raise",
+    level: float = 0.95,
+    ci_method: str = "default",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: Any = DEFAULT_SEED,
+) -> Result:
+    """Each metric of one CAM set (default: the three averages), with its score vectors.
+
+    The numbers and the default intervals come from :class:`MetricState`, so a stream, a
+    merge of splits or a distributed run over the same samples gives the same result.
+
+    Args:
+        y_c: (N,) scores of the target class on the inputs, probabilities.
+        o_c: (N,) scores of the same class on the inputs masked by their CAMs.
+        metrics: metric names or :class:`~camavg_core.metrics.Metric` descriptions.
+        nan_policy: ``'raise'`` (default) names the first non-finite score; ``'omit'`` leaves
+            such samples out of the averages and counts them in ``skipped``.
+        level: confidence level of the intervals in ``result.ci``.
+        ci_method: ``'default'``: each metric's own interval (``result.ci_method`` names
+            them: Hall's t for drop and gain, Wilson for increase); ``'bootstrap'``: a seeded
+            BCa bootstrap (``scipy.stats.bootstrap``) for the ``"hall_t"`` metrics instead.
+        n_resamples, seed: of the bootstrap, when asked for.
+
+    >>> result = summarize([0.8, 0.5, 0.5, 0.1], [0.2, 0.6, 0.5, 0.3])
+    >>> round(result.average_drop, 4), result.average_increase, result.n
+    (18.75, 50.0, 4)
+    >>> result.ci_method["average_drop"], result.approximate  # n = 4 < 30
+    ('hall_t', True)
+    """
+    validation.check_ci_method(ci_method)
+    described = resolve_metrics(metrics)
+    y, o = checked_vectors({"Y_c": y_c, "O_c": o_c}, nan_policy)
+    check_scores(y, described, "Y_c")
+    check_scores(o, described, "O_c")
+    return summarize_checked(y, o, described, level=level, ci_method=ci_method, n_resamples=n_resamples, seed=seed)
+
+
+def summarize_checked(
+    y: np.ndarray,
+    o: np.ndarray,
+    metrics: tuple[Metric, ...],
+    *,
+    level: float = 0.95,
+    ci_method: str = "default",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: Any = DEFAULT_SEED,
+) -> Result:
+    """:func:`summarize` of host vectors already checked at a door: no check again."""
+    result = MetricState.empty(metrics).add(y, o, backend=_HOST).result(level=level)
+    vectors = {"y_c": np.array(y, dtype=np.float64), "o_c": np.array(o, dtype=np.float64)}
+    resampled = [m for m in metrics if m.interval == "hall_t"]
+    if ci_method == "default" or not resampled:
+        return dataclasses.replace(result, **vectors)
+    valid = np.isfinite(y) & np.isfinite(o)
+    y_valid, o_valid = y[valid].astype(np.float64), o[valid].astype(np.float64)
+    terms = compute_terms(tuple(resampled), y_valid, o_valid, _HOST)
+    columns = np.stack([np.asarray(terms[m.name], np.float64) for m in resampled], axis=1)
+    bounds = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
+    ci, methods = dict(result.ci), dict(result.ci_method)
+    for metric, interval in zip(resampled, bounds):
+        ci[metric.name] = in_unit(interval, metric.scale, metric.bounds)
+        methods[metric.name] = BOOTSTRAP_BCA
+    return dataclasses.replace(result, ci=ci, ci_method=methods, **vectors)

@@ -25,11 +25,13 @@ SciPy is imported inside the functions, so ``import camavg_core`` stays light.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
 
+from camavg_core import validation
 from camavg_core.validation import check_level
 
 #: bootstrap resamples of ``ci_method="bootstrap"`` unless told otherwise
@@ -51,20 +53,8 @@ def _scipy_stats() -> Any:
     try:
         import scipy.stats  # a plain import, so a missing or blocked scipy.stats is an ImportError
     except ImportError as exc:
-        raise ImportError(
-            "camavg's confidence intervals and tests need SciPy: pip install scipy"
-        ) from exc
+        raise ImportError(validation.needs_scipy()) from exc
     return scipy.stats
-
-
-def power_sums(terms: Any) -> tuple[int, float, float, float]:
-    r"""``(n, sum x, sum x^2, sum x^3)`` of a vector, in float64: what the intervals need.
-
-    >>> power_sums([0.0, 0.5, 1.0])
-    (3, 1.5, 1.25, 1.125)
-    """
-    x = np.asarray(terms, dtype=np.float64).ravel()
-    return int(x.size), float(x.sum()), float((x * x).sum()), float((x * x * x).sum())
 
 
 def _moments(n: int, total: float, sq_total: float, cube_total: float) -> tuple[float, float, float]:
@@ -187,9 +177,7 @@ def wilson_interval(count: int, n: int, *, level: float = 0.95) -> tuple[float, 
     level = check_level(level)
     count, n = int(count), int(n)
     if n < 1 or not 0 <= count <= n:
-        raise ValueError(
-            f"wilson_interval needs 0 <= count <= n and n >= 1, got count={count}, n={n}."
-        )
+        raise ValueError(validation.bad_proportion(count, n))
     interval = _scipy_stats().binomtest(count, n).proportion_ci(level, method="wilson")
     return (max(0.0, float(interval.low)), min(1.0, float(interval.high)))
 
@@ -226,16 +214,16 @@ def bootstrap_mean_intervals(
     """
     level = check_level(level)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive int such as 2000, got {n_resamples!r}.")
+        raise ValueError(validation.bad_resamples(n_resamples))
     if not isinstance(method, str) or method.lower() not in ("bca", "percentile", "basic"):
-        raise ValueError(f"method must be 'BCa', 'percentile' or 'basic', got {method!r}.")
+        raise ValueError(validation.bad_bootstrap_method(method))
     values = np.asarray(columns, dtype=np.float64)
     vector = values.ndim == 1
     values = values[:, None] if vector else values
     if values.ndim != 2 or values.shape[0] == 0:
-        raise ValueError(f"columns must have shape (n,) or (n, k) with n >= 1, got {np.shape(columns)}.")
+        raise ValueError(validation.bad_columns(np.shape(columns)))
     if not np.all(np.isfinite(values)):
-        raise ValueError("columns holds non-finite values; drop those samples first.")
+        raise ValueError(validation.nonfinite_columns())
     bounds = np.empty((values.shape[1], 2))
     for j, column in enumerate(values.T):
         if column.size == 1:
@@ -255,37 +243,30 @@ def bootstrap_mean_intervals(
 
 
 # --------------------------------------------------------------------------- result.ci
-def as_percent(interval: Any, lower: float = 0.0, upper: float = 100.0) -> tuple[float, float]:
-    """An interval of a mean of terms, in percent, clipped to ``[lower, upper]``."""
-    low, high = (float(np.clip(100.0 * float(bound), lower, upper)) for bound in interval)
+def in_unit(interval: Any, scale: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """An interval of a mean of terms in a metric's unit (times ``scale``), clipped to ``bounds``.
+
+    >>> in_unit((-0.1, 0.25), 100.0, (0.0, 100.0))
+    (0.0, 25.0)
+    """
+    low, high = (float(np.clip(scale * float(bound), *bounds)) for bound in interval)
     return (low, high)
 
 
-def default_ci_methods() -> dict[str, str]:
-    return {"average_drop": HALL_T, "average_increase": WILSON, "average_gain": HALL_T}
+def interval_of(metric: Any, n: int, sums: tuple, *, level: float = 0.95) -> tuple[float, float]:
+    """A metric's default interval in its unit, from what a state keeps of its terms: Hall's t
+    from ``(sum, sum of squares, sum of cubes, ...)``, or Wilson's from ``(count,)``.
 
-
-def intervals_from_sums(
-    n: int,
-    drop_sums: tuple[float, float, float],
-    gain_sums: tuple[float, float, float],
-    increase_count: int,
-    *,
-    level: float = 0.95,
-) -> dict[str, tuple[float, float]]:
-    """The default ``result.ci``, in percent: Hall t for drop and gain from their
-    ``(sum, sum of squares, sum of cubes)``, Wilson for increase from its count.
-
-    >>> ci = intervals_from_sums(4, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), 2)  # drop 0, 1, 0, 1
-    >>> ci["average_gain"], [round(v, 2) for v in ci["average_drop"]]
-    ((0.0, 0.0), [0.0, 100.0])
+    >>> from camavg_core.metrics import METRICS
+    >>> [round(v, 2) for v in interval_of(METRICS["average_drop"], 4, (2.0, 2.0, 2.0, 2))]  # 0, 1, 0, 1
+    [0.0, 100.0]
     """
     _check_n(n)
-    return {
-        "average_drop": as_percent(hall_t_interval(n, *drop_sums, level=level)),
-        "average_increase": as_percent(wilson_interval(increase_count, n, level=level)),
-        "average_gain": as_percent(hall_t_interval(n, *gain_sums, level=level)),
-    }
+    if metric.interval == WILSON:
+        interval = wilson_interval(sums[0], n, level=level)
+    else:
+        interval = hall_t_interval(n, *sums[:3], level=level)
+    return in_unit(interval, metric.scale, metric.bounds)
 
 
 def approximate_notes(n: int, nonzero: dict[str, int]) -> tuple[str, ...]:
@@ -313,4 +294,301 @@ def approximate_notes(n: int, nonzero: dict[str, int]) -> tuple[str, ...]:
 
 def _check_n(n: int) -> None:
     if n < 1:
-        raise ValueError(f"n must be at least 1 to form an interval, got {n}.")
+        raise ValueError(validation.too_few_for_interval(n))
+
+
+# --------------------------------------------------------------------------- the paired test
+# The paired test of camavg and its interval: a sign-flip permutation test of Hall's statistic.
+#
+# For paired differences :math:`d_1, \dots, d_n` and a hypothesised mean :math:`\delta`, let
+# :math:`x_i = d_i - \delta`. The statistic is Hall's skewness-corrected studentised mean
+# (:func:`camavg_core.stats.hall_t_interval`):
+#
+# .. math::
+#
+#     G(x) = g(T), \quad T = \frac{\sqrt n\, \bar x}{s}, \quad
+#     g(T) = T + a T^2 + \frac{a^2}{3} T^3 + \frac a2, \quad a = \frac{\hat\gamma}{3\sqrt n}.
+#
+# Its reference distribution is that of :math:`G(\epsilon_1 x_1, \dots, \epsilon_n x_n)` over
+# independent random signs :math:`\epsilon_i = \pm 1`, and the two-sided p-value is the share of
+# sign patterns with :math:`|G| \ge |G(x)|`. When two CAM methods are exchangeable (equally good)
+# each :math:`d_i` is symmetric about 0, every sign pattern is equally likely, and the test is
+# exact at any n: it never rejects more often than its level. Under a skewed alternative the
+# observed :math:`g(T)` is close to Student's t (Hall's correction), so the interval covers about
+# as well as Hall's (benchmarks/paired_test_level.py). Increase differences (-1, 0, 1) give an exact McNemar-like test.
+#
+# - At most :data:`MAX_EXACT_NONZERO` non-zero :math:`x_i`: all :math:`2^k` sign patterns of the
+#   non-zero ones (exact p-value, at least :math:`2 / 2^k`).
+# - Otherwise :data:`FLIP_SAMPLES` seeded random patterns (``seed`` :data:`FLIP_SEED`), applied to
+#   the *sorted* :math:`|x_i|` (under the null :math:`\epsilon_i \operatorname{sign}(x_i)` is as
+#   random as :math:`\epsilon_i`), so that the p-value depends neither on the order of the
+#   samples (the same in memory, streamed or merged) nor on which method is a:
+#   :math:`p = (1 + \#\{|G^*| \ge |G|\}) / (B + 1)`. When no
+#   random pattern reaches the observed statistic, the p-value is below :math:`1/(B+1)` and is
+#   read from Hall's t approximation (as :func:`camavg_core.stats.hall_t_test`), capped at
+#   :math:`1/(B+1)`; a decision at any level :math:`\alpha \ge 1/(B+1)` is the permutation test's.
+#
+# The interval at ``level`` is the set of :math:`\delta` that the same test does not reject at
+# :math:`\alpha = 1 - \text{level}` (:func:`sign_flip_interval`), so ``p < 1 - level`` exactly when
+# the interval excludes 0.
+#: at most this many non-zero differences: every sign pattern is enumerated (exact p-value)
+MAX_EXACT_NONZERO = 12
+#: random sign patterns of the Monte Carlo test, above :data:`MAX_EXACT_NONZERO` non-zero
+FLIP_SAMPLES = 4000
+#: seed of the sign patterns, fixed so the same differences always give the same p-value
+FLIP_SEED = 0
+#: sign patterns are kept in blocks of at most this many entries: a small matrix product runs on
+#: one thread, where a large one on a loaded machine spends 10-100x longer waiting for the others
+_BLOCK = 1 << 15
+#: a statistic within this distance (relative and absolute) of the observed one reaches it: float
+#: rounding of the same value (a balanced pattern sums to 1e-17, not 0) is not a larger statistic
+_SAME = 1e-9
+
+
+def hall_statistic(n: int, total: Any, sq_total: Any, cube_total: Any) -> np.ndarray:
+    r""":math:`g(T)` of the hypothesis mean 0, from power sums (arrays broadcast).
+
+    Zero spread gives :math:`\pm\infty` (0 when the values are all 0).
+
+    >>> float(hall_statistic(4, 2.0, 1.5, 1.25))  # x = 0, .5, .5, 1: symmetric, g = T = sqrt(6)
+    2.449489742783178
+    """
+    total, sq_total, cube_total = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (total, sq_total, cube_total)))
+    mean = total / n
+    centred_sq = sq_total - total * mean
+    flat = centred_sq <= _ZERO_SPREAD * np.abs(sq_total)
+    safe_sq = np.where(flat, 1.0, centred_sq)
+    centred_cube = cube_total - mean * (3.0 * sq_total - 2.0 * n * mean * mean)
+    root_sq = np.sqrt(safe_sq)
+    # skewness m3 / m2^1.5 (ddof 0) over 3 sqrt(n): Hall's a; T = sqrt(n) mean / s (ddof 1)
+    a = np.where(flat, 0.0, centred_cube / (3.0 * safe_sq * root_sq))
+    t = mean * math.sqrt(n * (n - 1)) / root_sq
+    g = t * (1.0 + a * t * (1.0 + a * t / 3.0)) + a / 2.0
+    infinite = np.where(mean > 0, np.inf, np.where(mean < 0, -np.inf, 0.0))
+    return np.where(flat, infinite, g)
+
+
+@functools.lru_cache(maxsize=1)
+def _all_patterns(k: int) -> np.ndarray:
+    """Every sign pattern of k values, (2**k, k), read-only."""
+    bits = (np.arange(2**k)[:, None] >> np.arange(k)) & 1
+    signs = (1.0 - 2.0 * bits)
+    signs.flags.writeable = False
+    return signs
+
+
+@functools.lru_cache(maxsize=4)
+def _random_patterns(n: int) -> tuple[np.ndarray, ...]:
+    """:data:`FLIP_SAMPLES` seeded sign patterns of n values, in read-only blocks."""
+    rng = np.random.default_rng(FLIP_SEED)
+    rows = max(1, _BLOCK // n)
+    blocks, left = [], FLIP_SAMPLES
+    while left:
+        block = np.where(rng.random((min(rows, left), n)) < 0.5, -1.0, 1.0)
+        block.flags.writeable = False
+        blocks.append(block)
+        left -= block.shape[0]
+    return tuple(blocks)
+
+
+def _flipped(x: np.ndarray, n: int, blocks: Any) -> np.ndarray:
+    """|G| of every sign pattern (rows of the blocks) of every column of x: (patterns, m)."""
+    m = x.shape[1]
+    powers, sq_total = np.concatenate([x, x**3], axis=1), (x * x).sum(axis=0)
+    both = np.concatenate([block @ powers for block in blocks])
+    return np.abs(hall_statistic(n, both[:, :m], sq_total, both[:, m:]))
+
+
+def _critical(flipped: np.ndarray, needed: float) -> np.ndarray:
+    """Per column, the ``needed``-th largest |G*|: the observed |G| is kept at most there."""
+    count = flipped.shape[0]
+    k = math.ceil(needed - 1e-9)
+    if k <= 0:
+        return np.full(flipped.shape[1], np.inf)
+    if k > count:
+        return np.full(flipped.shape[1], -np.inf)
+    return -np.partition(-flipped, k - 1, axis=0)[k - 1]
+
+
+def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """p-values of mean 0 of each column; with ``alpha`` also ``|G| - critical``, which is <= 0
+    where the column is kept at ``alpha`` (a continuous function of a shift of the column, for
+    the interval's root search)."""
+    x = np.sort(np.asarray(columns, dtype=np.float64), axis=0)
+    n, m = x.shape
+    gap = None if alpha is None else np.full(m, -np.inf)
+    if n < 2:
+        return np.ones(m), gap
+    observed = np.abs(hall_statistic(n, x.sum(axis=0), (x * x).sum(axis=0), (x**3).sum(axis=0)))
+    # the patterns flip the sorted magnitudes: under the null eps * sign(x) is as random as eps,
+    # and the reference then depends on neither the samples' order nor the sign of x (a - b
+    # and b - a get the same p-value)
+    x = np.sort(np.abs(x), axis=0)
+    reach = observed * (1.0 - _SAME) - _SAME
+    p_values = np.ones(m)
+    nonzero = np.count_nonzero(x, axis=0)
+    random = nonzero > MAX_EXACT_NONZERO
+    for j in np.flatnonzero(~random & (nonzero > 0)):
+        values = x[x[:, j] != 0, j][:, None]
+        signs = _all_patterns(values.shape[0])
+        # the zeros still count in n: they are samples where the methods agree
+        flipped = _flipped(values, n, [signs])
+        p_values[j] = np.count_nonzero(flipped[:, 0] >= reach[j]) / signs.shape[0]
+        if alpha is not None:
+            with np.errstate(invalid="ignore"):  # inf - inf: no slope to follow, the search bisects
+                gap[j] = observed[j] - _critical(flipped, alpha * signs.shape[0])[0]
+    if np.any(random):
+        x_random = x[:, random]
+        flipped = _flipped(x_random, n, _random_patterns(n))
+        reached = np.count_nonzero(flipped >= reach[random], axis=0)
+        p_random = (1.0 + reached) / (FLIP_SAMPLES + 1.0)
+        # beyond every random pattern: Hall's t tail (stats.hall_t_test of the same statistic),
+        # below the Monte Carlo floor 1 / (B + 1)
+        beyond = reached == 0
+        if np.any(beyond):
+            tail = 2.0 * _scipy_stats().t.sf(observed[random][beyond], n - 1)
+            p_random[beyond] = np.minimum(p_random[beyond], tail)
+        p_values[random] = p_random
+        if alpha is not None:
+            with np.errstate(invalid="ignore"):
+                gap[random] = observed[random] - _critical(flipped, alpha * (FLIP_SAMPLES + 1.0) - 1.0)
+    return np.minimum(p_values, 1.0), gap
+
+
+def sign_flip_p_values(columns: Any) -> np.ndarray:
+    """Two-sided p-values of mean 0, one per column of an (n, m) array (see the module).
+
+    >>> x = np.array([[1.0, 1.0], [-1.0, 1.0], [1.0, 1.0], [-1.0, 1.0]])
+    >>> sign_flip_p_values(x).tolist()  # balanced: every pattern reaches 0; all +1: 2 of 16
+    [1.0, 0.125]
+    """
+    return _flip(columns)[0]
+
+
+def sign_flip_test(differences: Any, *, null: float = 0.0) -> float:
+    """Two-sided p-value of :math:`H_0: E[d] = \\text{null}` (see the module).
+
+    >>> sign_flip_test([0.2, -0.1, 0.1, -0.2])  # symmetric about 0
+    1.0
+    """
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    return float(sign_flip_p_values((d - null)[:, None])[0])
+
+
+def sign_flip_interval(
+    differences: Any,
+    *,
+    level: float = 0.95,
+    bounds: tuple[float, float] = (-1.0, 1.0),
+    p_at_zero: float | None = None,
+    tolerance: float = 1e-6,
+) -> tuple[float, float]:
+    r"""The :math:`\delta` in ``bounds`` that :func:`sign_flip_test` does not reject at
+    :math:`1 - \text{level}`: the interval dual to the test.
+
+    Each end is bracketed between a :math:`\delta` the test keeps (the mean, or 0 when 0 is
+    kept and lies on that side) and one it rejects (0 when 0 is rejected and lies on that side;
+    else the first rejected of a few points around Hall's end, or the bound), then narrowed by
+    regula falsi on the test's continuous gap :math:`|G| - G_{crit}` with a bisection safeguard,
+    both ends in one matrix product per step, until the bracket is narrower than ``tolerance``
+    (1e-4 points); the end is the last kept point.
+    Since 0 starts on the right side of every bracket, the interval contains 0 exactly when
+    ``p(0) >= 1 - level``, whatever the shape of :math:`p(\delta)` elsewhere. An end that no
+    :math:`\delta` in ``bounds`` rejects is the bound.
+
+    >>> d = [0.3, 0.1, 0.2, 0.4, 0.25, 0.35, 0.15, 0.3]
+    >>> low, high = sign_flip_interval(d)
+    >>> bool(0.0 < low < 0.2575 < high < 0.4), sign_flip_test(d) < 0.05
+    (True, True)
+    """
+    alpha = 1.0 - check_level(level)
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    if d.size < 2:
+        return (float(bounds[0]), float(bounds[1]))
+    centre = float(d.mean())
+    keeps_zero = (sign_flip_test(d) if p_at_zero is None else p_at_zero) >= alpha
+    if not np.any(d != d[0]) and not keeps_zero:  # every difference the same, and 0 rejected
+        return (centre, centre)
+    sides = (-1.0, 1.0)
+    # the centre (T = 0, |g| = |a|/2 < 1/6) is kept at any usual level; 0 joins the bracket of
+    # the side it lies on, kept or rejected as the test says
+    kept, rejected = [centre, centre], [None, None]
+    for i, side in enumerate(sides):
+        if side * (0.0 - centre) >= 0:
+            if keeps_zero:
+                kept[i] = 0.0
+            elif centre != 0.0:
+                rejected[i] = 0.0
+    hall = hall_t_interval(d.size, float(d.sum()), float((d * d).sum()), float((d**3).sum()), level=level)
+    width = max(hall[1] - hall[0], tolerance)
+    search = _Search(d, alpha, kept, rejected)
+    candidates = {}
+    for i in (0, 1):
+        if rejected[i] is None:
+            side = sides[i]
+            points = [hall[i] + side * width * step for step in (-0.05, 0.0, 0.05, 0.25)] + [float(bounds[i])]
+            # only points beyond the kept one: 0, when kept, stays inside the interval
+            candidates[i] = [c for c in (min(max(c, bounds[0]), bounds[1]) for c in points)
+                             if side * (c - kept[i]) > 0]
+    search.try_points(candidates)
+    for _ in range(100):
+        active = [i for i in (0, 1) if search.rejected[i] is not None
+                  and abs(search.rejected[i] - search.kept[i]) > tolerance]
+        if not active:
+            break
+        search.try_points({i: search.proposals(i, tolerance) for i in active})
+    return (min(search.kept), max(search.kept))
+
+
+class _Search:
+    """Both ends' brackets: a kept and a rejected delta each, and the test's gap |G| - critical
+    at them (<= 0 kept), narrowed by regula falsi (Illinois) with a safeguard bisection."""
+
+    def __init__(self, d: np.ndarray, alpha: float, kept: list, rejected: list) -> None:
+        self.d, self.alpha = d, alpha
+        self.kept, self.rejected = list(kept), list(rejected)
+        self.kept_gap, self.rejected_gap = [-1.0, -1.0], [1.0, 1.0]
+        # rounds in a row in which only the kept (or only the rejected) point moved
+        self.kept_moves, self.rejected_moves = [0, 0], [0, 0]
+
+    def proposals(self, i: int, tolerance: float) -> list[float]:
+        """Where the gap crosses 0 by linear interpolation, a step to either side of it, and
+        the midpoint: one call then either brackets the crossing tightly or halves the bracket."""
+        kept, rejected = self.kept[i], self.rejected[i]
+        weight_kept, weight_rejected = abs(self.rejected_gap[i]), abs(self.kept_gap[i])
+        # Illinois: the point that stays put round after round counts half each time
+        weight_kept /= 2.0 ** max(0, self.kept_moves[i] - 1)
+        weight_rejected /= 2.0 ** max(0, self.rejected_moves[i] - 1)
+        if not (math.isfinite(weight_kept) and math.isfinite(weight_rejected)) or weight_kept + weight_rejected == 0:
+            guess = 0.5 * (kept + rejected)
+        else:
+            guess = (weight_kept * kept + weight_rejected * rejected) / (weight_kept + weight_rejected)
+        step = 0.25 * tolerance * (1.0 if rejected > kept else -1.0)
+        points = [guess - step, guess + step, 0.5 * (kept + rejected)]
+        inside = [p for p in points if min(kept, rejected) < p < max(kept, rejected)]
+        return sorted(set(inside), key=lambda p: abs(p - kept))
+
+    def try_points(self, candidates: dict) -> None:
+        """Test every candidate of both ends in one call; each end's bracket moves to the first
+        rejected candidate (ordered outward from its kept point) and the last kept one before
+        it. An end with no rejected candidate and no rejected point yet is done at its last."""
+        order = [(i, c) for i in sorted(candidates) for c in sorted(candidates[i], key=lambda c: abs(c - self.kept[i]))]
+        if not order:
+            return
+        deltas = np.array([c for _, c in order], dtype=np.float64)
+        p_values, gaps = _flip(self.d[:, None] - deltas[None, :], self.alpha)
+        for i in sorted(candidates):
+            moved_kept = moved_rejected = False
+            for (end, point), p, gap in zip(order, p_values, gaps):
+                if end != i:
+                    continue
+                if p >= self.alpha:
+                    if self.rejected[i] is None or abs(point - self.kept[i]) < abs(self.rejected[i] - self.kept[i]):
+                        self.kept[i], self.kept_gap[i] = point, float(gap)
+                        moved_kept = True
+                else:
+                    self.rejected[i], self.rejected_gap[i] = point, float(gap)
+                    moved_rejected = True
+                    break
+            self.kept_moves[i] = self.kept_moves[i] + 1 if moved_kept and not moved_rejected else 0
+            self.rejected_moves[i] = self.rejected_moves[i] + 1 if moved_rejected and not moved_kept else 0

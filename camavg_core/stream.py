@@ -36,12 +36,18 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.engine import Adapter, Engine, Options
-from camavg_core.pair_state import PairState
+from camavg_core.backends import NumpyBackend
+from camavg_core.compare import PairState, compare_methods, comparison_table
+from camavg_core.metrics import resolve_metrics
 from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import stream_score
 from camavg_core.state import MetricState
 
 SCORES = ("categorical", "binary")
+
+
+#: a stream's scores are (N,) float64 host vectors, checked by the engine: summed on the host
+_HOST = NumpyBackend()
 
 
 class Checkpoint(NamedTuple):
@@ -148,24 +154,14 @@ def check_first_batch(batch: Any, done: Checkpoint) -> None:
 
 def check_stream_options(score: Any, resume: Any) -> None:
     if not (callable(score) or score in SCORES):
-        raise ValueError(
-            f"score must be one of {SCORES} or a callable score(outputs, targets) -> (B,), got "
-            f"{score!r}."
-        )
+        raise ValueError(validation.bad_stream_score(score, SCORES))
     if resume is not None and not isinstance(resume, Checkpoint):
-        raise TypeError(
-            f"resume must be the Checkpoint a stopped stream left on its exception "
-            f"(error.camavg_checkpoint), got {type(resume).__name__}."
-        )
+        raise TypeError(validation.bad_resume(resume))
 
 
 def _unpack(batch: Any) -> tuple[Any, Any, Any]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 3:
-        raise TypeError(
-            f"Each batch must be a tuple (inputs, cams, targets), got {type(batch).__name__}"
-            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-            + ". Zip them: tf.data.Dataset.zip((images, cams, labels)), or yield (x, c, t)."
-        )
+        raise TypeError(validation.bad_batch(batch))
     inputs, cams, targets = batch
     if validation.is_array_list(inputs):  # tf.data gives a multi-input model's inputs as a tuple
         inputs = list(inputs)
@@ -188,10 +184,7 @@ def _rows(inputs: Any) -> int | None:
 def _check_target_count(targets: Any, n: int) -> None:
     count = int(np.shape(targets)[0]) if np.ndim(targets) else 0
     if count != n:
-        raise ValueError(
-            f"A batch holds {n} input samples but {count} targets: each batch needs one CAM "
-            f"and one target per input sample."
-        )
+        raise ValueError(validation.target_count(n, count))
 
 
 def _progress_bar(enabled: bool, total: int | None) -> tuple[Callable, Callable]:
@@ -200,7 +193,7 @@ def _progress_bar(enabled: bool, total: int | None) -> tuple[Callable, Callable]
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        raise ImportError("progress=True needs tqdm: pip install tqdm (or camavg[progress]).") from None
+        raise ImportError(validation.needs_tqdm()) from None
     bar = tqdm(total=total, unit="batch", desc="camavg")
     return (lambda: bar.update(1)), bar.close
 
@@ -218,8 +211,9 @@ def evaluate_stream(
     resume: Checkpoint | None = None,
     total: int | None = None,
     skip: Callable[[Any, int], Iterator] | None = None,
+    metrics: Any = None,
 ) -> Result | MethodResults:
-    """The three metrics over a stream of ``(inputs, cams, targets)`` batches.
+    """Each metric (default: the three averages) over a stream of ``(inputs, cams, targets)`` batches.
 
     A batch's ``cams`` may be ``{name: cams}`` (the same names in every batch): the stream then
     returns a :class:`~camavg_core.result.MethodResults`, one result per method and the
@@ -240,17 +234,16 @@ def evaluate_stream(
         skip: ``skip(batches, checkpoint)`` -> an iterator past the checkpoint's batches, having
             checked that it can skip them exactly (:func:`check_first_batch`); by default they
             are read and dropped (:func:`skip_counted`).
+        metrics: metric names or :class:`~camavg_core.metrics.Metric` descriptions.
     """
+    described = resolve_metrics(metrics)
     validation.check_options(
         activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
         level=level, normalize=options.normalize, preprocess=options.preprocess,
     )
     check_stream_options(score, resume)
     if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
-        raise TypeError(
-            f"dataset must be an iterable of (inputs, cams, targets) batches (a tf.data.Dataset, "
-            f"a generator, a list), got {type(batches).__name__}."
-        )
+        raise TypeError(validation.not_batches(batches))
     done = resume or Checkpoint(None, 0)
     check_resume(batches, done, keep_vectors)
     if skip is not None:
@@ -259,7 +252,7 @@ def evaluate_stream(
         iterator = skip_counted(iter(batches), done)
     if isinstance(batches, IteratorABC):
         done = done._replace(source=_Seen(batches))
-    counted = _Counted(done, keep_vectors)
+    counted = _Counted(done, keep_vectors, described)
     advance, close = _progress_bar(progress, total)
     try:
         for batch in iterator:
@@ -270,15 +263,15 @@ def evaluate_stream(
             # a stream batch is one step of the compiled passes, plain and masked alike
             engine = Engine(adapter, inputs, batch_size=_rows(inputs), nan_policy=nan_policy, level=level,
                             options=batch_options)
-            engine.check_probability_outputs("Average Drop and Average Gain")
+            engine.check_probability_outputs(described)
             _check_target_count(targets, engine.n)
             if isinstance(cams, dict):
                 scores = {name: engine.scores(method_cams, score_function) for name, method_cams in cams.items()}
                 for y_c, o_c in scores.values():
-                    validation.check_pair_probabilities(y_c, o_c)
+                    engine.check_scores(y_c, o_c, described)
             else:
                 scores = engine.scores(cams, score_function)
-                validation.check_pair_probabilities(*scores)
+                engine.check_scores(*scores, described)
             counted.add(scores, first_batch)
             advance()
     except BaseException as error:
@@ -307,8 +300,9 @@ class _Counted:
     Everything counted is one immutable :class:`Checkpoint`, replaced whole once per batch,
     so there is no statement between "the sums include the batch" and "the count does"."""
 
-    def __init__(self, done: Checkpoint, keep_vectors: bool) -> None:
+    def __init__(self, done: Checkpoint, keep_vectors: bool, metrics: tuple) -> None:
         self.keep_vectors = keep_vectors
+        self.metrics = metrics
         self.done = done._replace(keep_vectors=keep_vectors)
 
     @property
@@ -337,28 +331,25 @@ class _Counted:
         if state is None:  # the first batch decides: one CAM method, or several by name
             names = list(scores) if several else None
             if several and len(names) < 2:
-                raise ValueError("cams is a dict of one CAM method: pass the array, or two or more methods to compare.")
-            state = {name: MetricState.empty() for name in names} if several else MetricState.empty()
-            pairs = {pair: PairState.empty() for pair in itertools.combinations(names, 2)} if several else None
+                raise ValueError(validation.one_method_dict())
+            state = {name: MetricState.empty(self.metrics) for name in names} if several else MetricState.empty(self.metrics)
+            pairs = {pair: PairState.empty(self.metrics) for pair in itertools.combinations(names, 2)} if several else None
             o_c = {name: () for name in names} if several else ()
         if several != isinstance(state, dict) or (several and list(scores) != list(state)):
             expected = list(state) if isinstance(state, dict) else "one array"
-            raise ValueError(
-                f"Every batch must carry the same CAM methods: the stream began with {expected}, "
-                f"this batch has {list(scores) if several else 'one array'}."
-            )
+            raise ValueError(validation.other_methods(expected, list(scores) if several else "one array"))
         y_c = self.done.y_c
         if several:
             batch_y = next(iter(scores.values()))[0]
             pairs = {
-                (a, b): pair.update(batch_y, scores[a][1], scores[b][1], nan_policy="omit")
+                (a, b): pair.add(batch_y, scores[a][1], scores[b][1], backend=_HOST)
                 for (a, b), pair in pairs.items()
             }
-            state = {name: state[name].update(y, o, nan_policy="omit") for name, (y, o) in scores.items()}
+            state = {name: state[name].add(y, o, backend=_HOST) for name, (y, o) in scores.items()}
             o_c = {name: o_c[name] + (scores[name][1],) for name in o_c}
         else:
             batch_y = scores[0]
-            state = state.update(*scores, nan_policy="omit")
+            state = state.add(*scores, backend=_HOST)
             if self.keep_vectors:
                 o_c = o_c + (scores[1],)
         # a stream of several methods keeps its (N,) scores (small) for the exact paired test
@@ -375,24 +366,22 @@ class _Counted:
 
     def result(self, level: float) -> Any:
         if self.state is None:
-            raise ValueError("dataset is empty: there is no sample to evaluate.")
+            raise ValueError(validation.empty_dataset())
         if not isinstance(self.state, dict):
             return self._one(self.state, self.o_c, level)
-        from camavg_core.multiple import compare_methods, comparison_table
-
         results = {name: self._one(state, self.o_c[name], level) for name, state in self.state.items()}
         seen = sum(len(part) for part in self.y_c)
         first = next(iter(self.state.values())).to_numpy()
         if seen == first.n + first.skipped:  # every batch's scores kept: the in-memory comparison
             y_c = np.concatenate(self.y_c)
             o_c = {name: np.concatenate(parts) for name, parts in self.o_c.items()}
-            return MethodResults(results, compare_methods(y_c, o_c, level=level, nan_policy="omit"))
+            return MethodResults(results, compare_methods(y_c, o_c, level=level, nan_policy="omit", metrics=self.metrics))
         comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
         return MethodResults(results, comparison_table(comparisons, level=level))
 
     def _one(self, state: MetricState, o_c: list, level: float) -> Result:
         if state.to_numpy().n == 0:
-            raise ValueError("Every sample was skipped as non-finite: there is nothing to average.")
+            raise ValueError(validation.all_skipped("average"))
         result = state.result(level=level)
         if not self.keep_vectors:
             return result

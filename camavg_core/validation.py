@@ -210,8 +210,21 @@ def check_finite_samples(finite_rows: Any, argument: str, nan_policy: str, *, hi
     return nonfinite
 
 
-def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argument: str = "Y_c") -> None:
+def metrics_phrase(metrics: Any) -> tuple[str, str]:
+    """The titles of ``metrics`` (descriptions with a ``title``, or one title as a string) as
+    one phrase, and the verb that agrees with it.
+
+    >>> metrics_phrase("Average Gain")
+    ('Average Gain', 'needs')
+    """
+    titles = [metrics] if isinstance(metrics, str) else [m.title for m in metrics]
+    phrase = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+    return phrase, "needs" if len(titles) == 1 else "need"
+
+
+def check_probabilities(scores: np.ndarray, metrics: Any, *, upper: bool, argument: str = "Y_c") -> None:
     """Drop needs scores >= 0, gain needs 0 <= score <= 1: otherwise the model returns logits.
+    ``metrics``: the descriptions that need it (or one metric's title).
 
     Exact bounds, no tolerance: a softmax or sigmoid in any float format never leaves [0, 1].
     """
@@ -222,19 +235,7 @@ def check_probabilities(scores: np.ndarray, metric: str, *, upper: bool, argumen
     if low < 0 or (upper and high > 1):
         # enough digits that a value a hair above 1 does not read as 1
         seen = f"{low:.8g}" if low < 0 else f"{high:.8g}"
-        bound = "[0, 1]" if upper else ">= 0"
-        verb = "need" if " and " in metric else "needs"
-        raise ValueError(
-            f"{metric} {verb} scores that are probabilities, but {argument} holds {seen} (must be "
-            f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
-            f"'sigmoid' for a single binary output), or add that activation to the model."
-        )
-
-
-def check_pair_probabilities(y_c: np.ndarray, o_c: np.ndarray) -> None:
-    """Drop and gain need probabilities, on the inputs (Y_c) and on the masked inputs (O_c)."""
-    check_probabilities(y_c, "Average Drop and Average Gain", upper=True)
-    check_probabilities(o_c, "Average Drop and Average Gain", upper=True, argument="O_c")
+        raise ValueError(probabilities_message(metrics, argument, seen, upper=upper))
 
 
 def check_cam_range(low: float, high: float, argument: str = "cams") -> None:
@@ -342,8 +343,8 @@ def cams_per_input(cams: Any, n_inputs: int, multi_input: bool) -> list:
     return cam_list
 
 
-def linear_output_layer(metric: str) -> str:
-    verb = "need" if " and " in metric else "needs"
+def linear_output_layer(metrics: Any) -> str:
+    metric, verb = metrics_phrase(metrics)
     return (
         f"{metric} {verb} scores that are probabilities, but the model's output layer has a "
         f"linear activation: its outputs are logits, whatever values they take. Pass "
@@ -352,8 +353,8 @@ def linear_output_layer(metric: str) -> str:
     )
 
 
-def summed_scores_above_one(metric: str, n_functions: int, high: float) -> str:
-    verb = "need" if " and " in metric else "needs"
+def summed_scores_above_one(metrics: Any, n_functions: int, high: float) -> str:
+    metric, verb = metrics_phrase(metrics)
     return (
         f"{metric} {verb} scores that are probabilities, but score_function is a list of "
         f"{n_functions} score functions, one per model output, whose scores camavg sums (as "
@@ -399,7 +400,7 @@ def check_scores_finite(scores: np.ndarray, where: str, nan_policy: str) -> None
 
 
 # --------------------------------------------------------------------------- messages for traced checks
-def probabilities_message(metric: str, argument: str, seen: str, *, upper: bool) -> str:
+def probabilities_message(metrics: Any, argument: str, seen: str, *, upper: bool) -> str:
     """The text of :func:`check_probabilities`'s error, for checks that cannot format the value
     they saw (graph assertions inside ``tf.function``): ``seen`` says what was found.
 
@@ -407,7 +408,7 @@ def probabilities_message(metric: str, argument: str, seen: str, *, upper: bool)
     'Average Gain needs scores that are probabilities, but O_c ho'
     """
     bound = "[0, 1]" if upper else ">= 0"
-    verb = "need" if " and " in metric else "needs"
+    metric, verb = metrics_phrase(metrics)
     return (
         f"{metric} {verb} scores that are probabilities, but {argument} holds {seen} (must be "
         f"{bound}): the model seems to return logits. Pass activation='softmax' (or "
@@ -473,9 +474,9 @@ def outputs_are_a_dict(argument: str, keys: list) -> str:
 
 
 # --------------------------------------------------------------------------- PyTorch (camavg_torch)
-def torch_logits(metric: str, layer: str) -> str:
+def torch_logits(metrics: Any, layer: str) -> str:
     """Drop or gain on an ``nn.Module`` whose output is its last ``nn.Linear``'s output."""
-    verb = "need" if " and " in metric else "needs"
+    metric, verb = metrics_phrase(metrics)
     return (
         f"{metric} {verb} scores that are probabilities, but the model's output comes straight "
         f"from its last layer, {layer}, with no softmax or sigmoid after it: its outputs are "
@@ -574,3 +575,223 @@ def resume_reshuffling_dataset() -> str:
         "pipeline with shuffle(..., seed=S, reshuffle_each_iteration=False) (list_files(..., "
         "shuffle=False)), or start again without resume=."
     )
+
+
+# --------------------------------------------------------------------------- metrics, states, comparisons
+CI_METHODS = ("default", "bootstrap")
+
+
+def check_ci_method(ci_method: Any) -> None:
+    if ci_method not in CI_METHODS:
+        raise ValueError(bad_choice("ci_method", ci_method, CI_METHODS))
+
+
+def bad_choice(argument: str, value: Any, choices: tuple) -> str:
+    return f"{argument} must be one of {choices}, got {value!r}."
+
+
+def bad_metric_field(name: str, field: str, value: Any, choices: tuple) -> str:
+    return f"Metric {name!r}: {field} must be one of {choices}, got {value!r}."
+
+
+def bad_metrics(seen: Any, known: list) -> str:
+    return (
+        f"metrics must be metric names from {known} or Metric descriptions, each once, got {seen!r}."
+    )
+
+
+def metric_name_taken(name: str) -> str:
+    return f"A Metric named {name!r} differs from camavg's own {name}: give your metric another name."
+
+
+def all_skipped(verb: str) -> str:
+    return f"Every sample was skipped as non-finite: there is nothing to {verb}."
+
+
+def nothing_seen(verb: str) -> str:
+    return f"No sample has been seen (or every one was skipped as non-finite): there is nothing to {verb}."
+
+
+def score_vector_shapes(y_shape: tuple, o_shape: tuple) -> str:
+    return (
+        f"y_c and o_c must be score vectors of one shape (N,), got y_c of shape {y_shape} and o_c "
+        f"of shape {o_shape}."
+    )
+
+
+def merge_other(kind: str, other: Any) -> str:
+    return f"{kind}.merge takes another {kind}, got {type(other).__name__}."
+
+
+def merge_other_metrics(mine: list, theirs: list) -> str:
+    return f"Cannot merge states of different metrics: {mine} and {theirs}. Merge states made for the same metrics."
+
+
+def bad_margin(margin: Any) -> str:
+    return (
+        f"margin must be a number >= 0 in the metrics' unit (0.5 percentage points by default; 0 names "
+        f"the better method on significance alone), got {margin!r}."
+    )
+
+
+def test_unknown_metrics(unknown: list, known: list) -> str:
+    return f"test names unknown metrics {unknown}; use {known}."
+
+
+def bad_test(test: Any, tests: tuple) -> str:
+    return f"test must be one of {tests} or a dict {{metric: test}}, got {test!r}."
+
+
+def test_does_not_apply(test: str, metric: str, allowed: tuple) -> str:
+    return f"test {test!r} does not apply to {metric}; use one of {allowed}."
+
+
+def too_few_methods(masked_scores: Any) -> str:
+    count = len(masked_scores) if hasattr(masked_scores, "__len__") else "?"
+    return (
+        f"masked_scores must be a dict {{name: o_c}} of at least two methods, got "
+        f"{type(masked_scores).__name__} of {count}."
+    )
+
+
+def unknown_methods(unknown: list, names: list) -> str:
+    return f"methods names {unknown}, not in masked_scores ({names})."
+
+
+def unknown_baseline(baseline: Any, names: list) -> str:
+    return f"baseline={baseline!r} is not in masked_scores ({names})."
+
+
+def no_pair(names: list) -> str:
+    return f"No pair of methods to compare among {names}."
+
+
+def bad_alpha(alpha: Any) -> str:
+    return f"alpha must lie strictly between 0 and 1 (0.05 is usual), got {alpha!r}."
+
+
+def no_sample_weight(kind: str, sample_weight: Any) -> str:
+    return (
+        f"{kind} takes no sample_weight (got {describe(sample_weight)}): the average weights every "
+        f"sample alike. To leave samples out, pass only the samples you want; to count them twice, "
+        f"pass them twice."
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+def needs_scipy() -> str:
+    return "camavg's confidence intervals and tests need SciPy: pip install scipy"
+
+
+def bad_proportion(count: int, n: int) -> str:
+    return f"wilson_interval needs 0 <= count <= n and n >= 1, got count={count}, n={n}."
+
+
+def bad_resamples(n_resamples: Any) -> str:
+    return f"n_resamples must be a positive int such as 2000, got {n_resamples!r}."
+
+
+def bad_bootstrap_method(method: Any) -> str:
+    return f"method must be 'BCa', 'percentile' or 'basic', got {method!r}."
+
+
+def bad_columns(shape: tuple) -> str:
+    return f"columns must have shape (n,) or (n, k) with n >= 1, got {shape}."
+
+
+def nonfinite_columns() -> str:
+    return "columns holds non-finite values; drop those samples first."
+
+
+def too_few_for_interval(n: int) -> str:
+    return f"n must be at least 1 to form an interval, got {n}."
+
+
+def no_such_metric(kind: str, name: str, metrics: list) -> str:
+    return f"{kind} has no attribute {name!r} (its metrics: {metrics})"
+
+
+# --------------------------------------------------------------------------- the engine's doors
+def not_an_array(name: str, array: Any) -> str:
+    return f"{name} must be an array, got {type(array).__name__}."
+
+
+def unreadable_array(name: str, error: Exception) -> str:
+    return f"{name} could not be read as an array of numbers: {error}"
+
+
+def not_numbers(name: str, dtype: Any) -> str:
+    return f"{name} must hold numbers, got dtype {dtype}."
+
+
+def empty_input_list() -> str:
+    return "inputs is an empty list: pass one array per model input."
+
+
+def no_batch_axis(name: str, shape: tuple) -> str:
+    return f"{name} must have a batch axis, shape (N, H, W, C), got shape {shape}."
+
+
+def bad_normalize(normalize: Any) -> str:
+    return f"normalize must be True or False, got {normalize!r}."
+
+
+def bad_cam_sets(cams_sets: Any) -> str:
+    return (
+        "evaluate_many takes {name: cams} or a list of CAM sets, one per method, got "
+        f"{type(cams_sets).__name__}; for one CAM set use evaluate(cams, score_function)."
+    )
+
+
+def too_few_cam_sets() -> str:
+    return "compare takes {name: cams} with at least two CAM methods."
+
+
+# --------------------------------------------------------------------------- streams
+def bad_stream_score(score: Any, scores: tuple) -> str:
+    return f"score must be one of {scores} or a callable score(outputs, targets) -> (B,), got {score!r}."
+
+
+def bad_resume(resume: Any) -> str:
+    return (
+        f"resume must be the Checkpoint a stopped stream left on its exception "
+        f"(error.camavg_checkpoint), got {type(resume).__name__}."
+    )
+
+
+def bad_batch(batch: Any) -> str:
+    return (
+        f"Each batch must be a tuple (inputs, cams, targets), got {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        + ". Zip them: tf.data.Dataset.zip((images, cams, labels)), or yield (x, c, t)."
+    )
+
+
+def target_count(n: int, count: int) -> str:
+    return (
+        f"A batch holds {n} input samples but {count} targets: each batch needs one CAM "
+        f"and one target per input sample."
+    )
+
+
+def needs_tqdm() -> str:
+    return "progress=True needs tqdm: pip install tqdm (or camavg[progress])."
+
+
+def not_batches(batches: Any) -> str:
+    return (
+        f"dataset must be an iterable of (inputs, cams, targets) batches (a tf.data.Dataset, "
+        f"a generator, a list), got {type(batches).__name__}."
+    )
+
+
+def one_method_dict() -> str:
+    return "cams is a dict of one CAM method: pass the array, or two or more methods to compare."
+
+
+def other_methods(expected: Any, seen: Any) -> str:
+    return f"Every batch must carry the same CAM methods: the stream began with {expected}, this batch has {seen}."
+
+
+def empty_dataset() -> str:
+    return "dataset is empty: there is no sample to evaluate."

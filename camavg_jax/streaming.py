@@ -13,7 +13,7 @@ independent of N, through the same engine as ``AveragesCam`` (:mod:`camavg_core.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from camavg_core.engine import Options
 from camavg_core.result import Result
@@ -35,8 +35,10 @@ def evaluate_dataset(
     normalize: bool = False,
     preprocess: Callable | None = None,
     resume: Checkpoint | None = None,
+    metrics: Any = None,
 ) -> Result:
-    """Average Drop, Average Increase and Average Gain over ``(inputs, cams, targets)`` batches.
+    """Each metric (default: Average Drop, Average Increase and Average Gain; names or
+    :class:`~camavg_core.metrics.Metric` descriptions) over ``(inputs, cams, targets)`` batches.
 
     The arguments are those of ``camavg_tf.evaluate_dataset``, with ``apply_fn`` (as for
     ``camavg_jax.AveragesCam``) in place of the Keras model; ``batches`` is any iterable
@@ -55,5 +57,5 @@ def evaluate_dataset(
         JaxAdapter(apply_fn), batches, score=score,
         options=Options(activation, data_format, normalize, False, preprocess),
         nan_policy=nan_policy, level=level, keep_vectors=keep_vectors, progress=progress,
-        resume=resume, total=total,
+        resume=resume, total=total, metrics=metrics,
     )

@@ -11,11 +11,12 @@ one's scope):
   outputs) from every replica and host, in the dataset's order.
 - :func:`reduce_metric_state` and :func:`gather_per_sample` do the same in one call.
 
-Why the reduction is exact: the state holds sums and counts only (n, the sums of powers
-1-3 and the non-zero counts of the drop and gain terms, the increase count, the skipped count), so the state of the
-whole data is the sum of the states of any split of it. Each replica adds its batches to its
-own copy of a float64 sum (a ``SyncOnRead`` variable with ``aggregation=SUM``, as Keras metrics
-keep theirs); the copies are summed once, when the result is read, which for
+Why the reduction is exact: the state holds sums and counts only (n, the skipped count, and
+each metric's sums of powers 1-3 and non-zero count, or its count), so the state of the whole
+data is the sum of the states of any split of it. Each replica adds its batches to its own copy
+of the state's fields: the variables of a :class:`~camavg_tf.metrics.StateMetric` (``SyncOnRead``,
+``aggregation=SUM``), updated by the state's own pure update, so the distributed run, the Keras
+metrics and a stream share one reduction; the copies are summed once, when the result is read, which for
 ``MultiWorkerMirroredStrategy`` is one all-reduce across the hosts. A sample is counted by the
 replica that receives it, so each is counted once, whatever the batch split, the uneven last
 batch included.
@@ -52,13 +53,13 @@ import numpy as np
 import tensorflow as tf
 
 from camavg_core import validation
-from camavg_core.state import COUNT_FIELDS, MetricState
-from camavg_tf.metrics import as_score_vectors, batch_sums
+from camavg_core.metrics import score_requirement
+from camavg_core.state import MetricState
+from camavg_tf.metrics import StateMetric, as_score_vectors
 
-#: MetricState's fields, then the two score-range counts the checks need; all summed
+#: the score-range counts the checks need, summed beside the state (whose reduction is the Keras
+#: metric's: camavg_tf.metrics.StateMetric)
 _RANGE_FIELDS = ("below_zero", "above_one", "masked_below_zero", "masked_above_one", "nonfinite", "masked_nonfinite")
-_SUM_FIELDS = MetricState._fields + _RANGE_FIELDS
-_COUNT_FIELDS = COUNT_FIELDS + _RANGE_FIELDS
 _PADDING_INDEX = -1
 
 
@@ -129,7 +130,7 @@ def check_distributed_run(run: DistributedRun, nan_policy: str) -> None:
     the messages of ``summarize`` (:mod:`camavg_core.validation`).
     """
     validation.check_nan_policy(nan_policy)
-    metric = "Average Drop and Average Gain"
+    metric = score_requirement(run.state.metrics)[0]
     if run.y_c is not None:
         validation.check_finite(run.y_c, "Y_c", nan_policy)
         validation.check_finite(run.o_c, "O_c", nan_policy)
@@ -241,12 +242,14 @@ class ReplicaLoop:
             len(chosen.extended.worker_devices) == chosen.num_replicas_in_sync
         )
         with self.strategy.scope():
-            self._sums = tf.Variable(
-                tf.zeros([len(_SUM_FIELDS)], tf.float64),
+            # the state's fields: the Keras metric's sum-aggregated variables, the one reduction
+            self._state = StateMetric(nan_policy="omit")
+            self._ranges = tf.Variable(
+                tf.zeros([len(_RANGE_FIELDS)], tf.float64),
                 trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM,
-                name="camavg_sums",
+                name="camavg_score_ranges",
             )
         self._compiled: dict[str, Any] = {}
         self.trace_count = 0  # traces of the compiled steps, for tests and curious users
@@ -260,7 +263,8 @@ class ReplicaLoop:
         ``nan_policy``. Only the vectors (when kept) and one reduction come back to the host.
         """
         _check_dataset(dataset)
-        self._sums.assign(tf.zeros_like(self._sums))
+        self._state.reset_state()
+        self._ranges.assign(tf.zeros_like(self._ranges))
         if keep_vectors:
             gathered = self._run("state_and_vectors", dataset)
             if gathered:
@@ -270,11 +274,8 @@ class ReplicaLoop:
         else:
             self._run("state", dataset)
             y_c = o_c = None
-        totals = dict(zip(_SUM_FIELDS, self._sums.read_value().numpy().tolist()))
-        for name in _COUNT_FIELDS:
-            totals[name] = int(round(totals[name]))
-        state = MetricState(**{name: totals[name] for name in MetricState._fields})
-        return DistributedRun(state, y_c, o_c, *(totals[name] for name in _RANGE_FIELDS))
+        ranges = [int(round(v)) for v in self._ranges.read_value().numpy().tolist()]
+        return DistributedRun(self._state.state(), y_c, o_c, *ranges)
 
     def per_sample(self, dataset: tf.data.Dataset) -> Any:
         """``step_fn``'s per-sample outputs over the whole dataset, in the dataset's order.
@@ -294,7 +295,7 @@ class ReplicaLoop:
         if indices is not None:
             real = indices != _PADDING_INDEX
             y_c, o_c = tf.boolean_mask(y_c, real), tf.boolean_mask(o_c, real)
-        state = batch_sums(y_c, o_c)
+        self._state.add(y_c, o_c)
         out_of_range = []
         nonfinite = []
         for scores in (y_c, o_c):
@@ -303,7 +304,7 @@ class ReplicaLoop:
             out_of_range.append(tf.reduce_sum(tf.cast(finite < 0.0, tf.float64)))
             out_of_range.append(tf.reduce_sum(tf.cast(finite > 1.0, tf.float64)))
             nonfinite.append(tf.reduce_sum(tf.cast(~is_finite, tf.float64)))
-        self._sums.assign_add(tf.stack([*state, *out_of_range, *nonfinite]))
+        self._ranges.assign_add(tf.stack([*out_of_range, *nonfinite]))
 
     def _replica_state(self, numbered: tuple) -> None:
         indices, batch = numbered

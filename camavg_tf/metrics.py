@@ -1,8 +1,11 @@
-r"""Average Drop, Average Increase and Average Gain as Keras metrics.
+r"""Average Drop, Average Increase and Average Gain (and any described metric) as Keras metrics.
 
-Each metric keeps sums and counts only, in variables made with ``aggregation="sum"``: under a
-``tf.distribute`` strategy every replica adds its own samples to its own copy, and reading the
-result in cross-replica context sums the copies, which is exact for any split of the data.
+A Keras metric here *is* a :class:`~camavg_core.state.MetricState`: one float64 variable per field
+of the state (``n``, ``skipped``, each metric's sums), made with ``aggregation="sum"``, and
+updated by the state's own pure update (:meth:`MetricState.add`). Under a ``tf.distribute``
+strategy every replica adds its own samples to its own copy, and reading the result in
+cross-replica context sums the copies, which is exact for any split of the data: the one
+reduction of camavg (the JAX and host paths sum the same fields, :meth:`MetricState.merge`).
 
 .. math::
 
@@ -10,12 +13,12 @@ result in cross-replica context sums the copies, which is exact for any split of
     \text{Average Increase} = \frac{100}{n} \sum_i [Y_i < O_i], \quad
     \text{Average Gain} = \frac{100}{n} \sum_i \frac{\max(0, O_i - Y_i)}{1 - Y_i + \epsilon}
 
-The per-sample terms come from :mod:`camavg_core.equations` run on the TensorFlow backend, so
-the numbers are the ones every other camavg path gives.
+The per-sample terms are the descriptions' (:mod:`camavg_core.metrics`) run on the TensorFlow
+backend, so the numbers are the ones every other camavg path gives.
 
 Like ``keras.metrics.Mean``, ``result()`` is 0.0 before any sample, ``count`` holds the
 samples seen, and ``reset_state()`` starts over. The metrics keep the sums of powers 1-3 of the
-terms, so :meth:`~_AverageOfTerms.interval` is the default interval that ``summarize`` and a
+terms, so :meth:`~StateMetric.interval` is the default interval that ``summarize`` and a
 stream give for the same samples (see :mod:`camavg_core.stats`).
 
 >>> import numpy as np
@@ -31,14 +34,20 @@ stream give for the same samples (see :mod:`camavg_core.stats`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np  # noqa: F401 - the doctests' namespace
 import tensorflow as tf
 
-from camavg_core import stats, validation
-from camavg_core.equations import drop_terms, gain_terms, increase_terms
+from camavg_core import validation
+from camavg_core.metrics import (
+    AVERAGE_DROP,
+    AVERAGE_GAIN,
+    AVERAGE_INCREASE,
+    resolve_metrics,
+    score_requirement,
+)
 from camavg_core.state import MetricState
 from camavg_tf.backend import TensorFlowBackend
 
@@ -81,95 +90,34 @@ def as_score_vectors(scores: Any, masked_scores: Any) -> tuple[tf.Tensor, tf.Ten
     return y_c, o_c
 
 
-def finite_terms(terms_fn: Callable, y_c: tf.Tensor, o_c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``terms_fn(y_c, o_c)`` with 0 for every pair that holds a non-finite score, and the
-    boolean mask of the finite pairs.
+class StateMetric(keras.metrics.Metric):
+    """The sum-only state of ``metrics`` (names or descriptions; default the three averages) as
+    a Keras metric: its variables are the state's fields, summed across replicas.
 
-    >>> terms, valid = finite_terms(drop_terms, tf.constant([0.8, np.nan]), tf.constant([0.2, 0.1]))
-    >>> np.round(terms.numpy(), 4).tolist(), valid.numpy().tolist()
-    ([0.75, 0.0], [True, False])
-    """
-    valid = tf.math.is_finite(y_c) & tf.math.is_finite(o_c)
-    zeros = tf.zeros_like(y_c)
-    # zeros stand in for skipped pairs before the equation, so no NaN reaches a sum even as 0 * NaN
-    y_safe, o_safe = tf.where(valid, y_c, zeros), tf.where(valid, o_c, zeros)
-    terms = terms_fn(y_safe, o_safe, backend=_BACKEND)
-    return tf.where(valid, terms, tf.zeros_like(terms)), valid
+    ``update_state(scores, masked_scores)`` is the door (the checks, once) and then the state's
+    pure update; :meth:`state` reads the variables back as a :class:`MetricState` (outside
+    ``strategy.run`` the replicas' copies are added), whose ``result()`` is the
+    :class:`~camavg_core.result.Result` a stream gives for the same samples.
 
-
-def batch_sums(y_c: tf.Tensor, o_c: tf.Tensor) -> MetricState:
-    """The :class:`~camavg_core.state.MetricState` of one batch, as float64 scalar tensors.
-
-    Runs inside ``tf.function`` and ``strategy.run`` (no Python branch on values). A pair with
-    a non-finite score enters no sum and is counted in ``skipped``; whether that is allowed is
-    the caller's decision (check ``skipped`` afterwards under ``nan_policy='raise'``).
-
-    Args:
-        y_c: (B,) scores on the inputs, float64.
-        o_c: (B,) scores on the masked inputs, float64.
-
-    >>> y_c = tf.constant([0.8, 0.5, np.nan], tf.float64)
-    >>> state = batch_sums(y_c, tf.constant([0.2, 0.6, 0.1], tf.float64))
-    >>> [round(float(value), 4) for value in state][:7]  # n, drop, drop², gain, gain², increase, skipped
-    [2.0, 0.75, 0.5625, 0.2, 0.04, 1.0, 1.0]
-    >>> [round(float(value), 4) for value in state][7:]  # drop³, gain³, non-zero drops and gains
-    [0.4219, 0.008, 1.0, 1.0]
-    """
-    drop, valid = finite_terms(drop_terms, y_c, o_c)
-    gain, _ = finite_terms(gain_terms, y_c, o_c)
-    increase, _ = finite_terms(increase_terms, y_c, o_c)
-    n_valid = tf.reduce_sum(tf.cast(valid, _SUM_DTYPE))
-    return MetricState(
-        n=n_valid,
-        drop_sum=tf.reduce_sum(drop),
-        drop_sq_sum=tf.reduce_sum(drop * drop),
-        gain_sum=tf.reduce_sum(gain),
-        gain_sq_sum=tf.reduce_sum(gain * gain),
-        increase_count=tf.reduce_sum(increase),
-        skipped=tf.cast(tf.size(y_c), _SUM_DTYPE) - n_valid,
-        drop_cube_sum=tf.reduce_sum(drop * drop * drop),
-        gain_cube_sum=tf.reduce_sum(gain * gain * gain),
-        drop_nonzero=tf.reduce_sum(tf.cast(drop > 0.0, _SUM_DTYPE)),
-        gain_nonzero=tf.reduce_sum(tf.cast(gain > 0.0, _SUM_DTYPE)),
-    )
-
-
-class _AverageOfTerms(keras.metrics.Metric):
-    """A mean of per-sample terms, in percent, kept as sums so that replicas add up exactly.
-
-    Like ``keras.metrics.Mean``: ``result()`` is 0.0 before any sample and after
-    ``reset_state()``, and ``count`` holds the samples seen. The variables (count, sums of
-    powers 1-3 of the terms, non-zero terms, skipped samples) are the ones
-    :class:`~camavg_core.state.MetricState` keeps, so :meth:`interval` is the interval
-    ``summarize`` and a stream give for the same samples.
-
-    Subclasses set ``_terms`` (a ``camavg_core.equations`` ``*_terms`` function), ``_label``,
-    what the scores must satisfy (``_needs_probabilities``: >= 0, ``_needs_upper_bound``: <= 1,
-    both for the scores and the masked scores, as ``avg_drop``/``avg_gain`` check them) and
-    ``_ci_method``.
+    >>> metric = StateMetric()
+    >>> metric.update_state([0.8, 0.5], [0.2, 0.6])
+    >>> [variable.name for variable in metric.variables][:4]
+    ['n', 'skipped', 'drop_sum', 'drop_sq_sum']
+    >>> round(metric.state().result().average_drop, 4)
+    37.5
     """
 
-    _terms: Callable = staticmethod(drop_terms)
-    _label = "Average Drop"
-    _needs_probabilities = True
-    _needs_upper_bound = False
-    _ci_method = stats.HALL_T
-
-    def __init__(self, name: str | None = None, dtype: Any = None, *, nan_policy: str = "raise") -> None:
+    def __init__(self, metrics: Any = None, name: str = "camavg_state", dtype: Any = None, *,
+                 nan_policy: str = "raise") -> None:
         validation.check_nan_policy(nan_policy)
         super().__init__(name=name, dtype=dtype)
         self.nan_policy = nan_policy
-        self._count = self._sum_variable("count")
-        self.term_sum = self._sum_variable("term_sum")
-        self.term_sq_sum = self._sum_variable("term_sq_sum")
-        self.term_cube_sum = self._sum_variable("term_cube_sum")
-        self.nonzero = self._sum_variable("nonzero")
-        self.skipped = self._sum_variable("skipped")
-
-    def _sum_variable(self, name: str) -> Any:
-        return self.add_variable(
-            shape=(), initializer="zeros", dtype=_SUM_DTYPE, aggregation="sum", name=name
-        )
+        self.described = resolve_metrics(metrics)
+        self._template = MetricState.empty(self.described)
+        self._fields = {
+            field: self.add_variable(shape=(), initializer="zeros", dtype=_SUM_DTYPE, aggregation="sum", name=field)
+            for field in self._template.fields()
+        }
 
     def update_state(self, scores: Any, masked_scores: Any, sample_weight: Any = None) -> None:
         """Add a batch of samples.
@@ -182,106 +130,83 @@ class _AverageOfTerms(keras.metrics.Metric):
                 define them.
 
         The checks are those of ``avg_drop``/``avg_gain`` with the same messages
-        (:mod:`camavg_core.validation`): a score or masked score outside the range the metric
-        needs (drop: >= 0, gain: in [0, 1]), or under ``nan_policy='raise'`` a non-finite
+        (:mod:`camavg_core.validation`): a score or masked score outside the range the metrics
+        need (drop: >= 0, gain: in [0, 1]), or under ``nan_policy='raise'`` a non-finite
         one, raises ``ValueError`` when run eagerly and ``tf.errors.InvalidArgumentError``
         carrying the same text inside ``tf.function``. Under ``'omit'`` a pair with a
         non-finite score is left out and counted in ``skipped``.
         """
         if sample_weight is not None:
-            raise ValueError(
-                f"{type(self).__name__} takes no sample_weight (got {validation.describe(sample_weight)}): "
-                f"the average weights every sample alike. To leave samples out, pass only the "
-                f"samples you want; to count them twice, pass them twice."
-            )
+            raise ValueError(validation.no_sample_weight(type(self).__name__, sample_weight))
         y_c, o_c = as_score_vectors(scores, masked_scores)
         self._check(y_c, o_c)
-        terms, valid = finite_terms(self._terms, y_c, o_c)
-        n_valid = tf.reduce_sum(tf.cast(valid, _SUM_DTYPE))
-        self._count.assign_add(n_valid)
-        self.term_sum.assign_add(tf.reduce_sum(terms))
-        self.term_sq_sum.assign_add(tf.reduce_sum(terms * terms))
-        self.term_cube_sum.assign_add(tf.reduce_sum(terms * terms * terms))
-        self.nonzero.assign_add(tf.reduce_sum(tf.cast(terms != 0.0, _SUM_DTYPE)))
-        self.skipped.assign_add(tf.cast(tf.size(y_c), _SUM_DTYPE) - n_valid)
+        self.add(y_c, o_c)
+
+    def add(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
+        """The pure update, no check: (B,) float64 score vectors' state added to the variables
+        (a pair with a non-finite score counted in ``skipped``). Runs inside ``tf.function``
+        and ``strategy.run``."""
+        batch = self._template.add(y_c, o_c, backend=_BACKEND)
+        for variable, value in zip(self._fields.values(), batch.flat()):
+            variable.assign_add(tf.cast(value, _SUM_DTYPE))
 
     def _check(self, y_c: tf.Tensor, o_c: tf.Tensor) -> None:
-        """Finite scores under nan_policy='raise'; probabilities where the metric needs them."""
+        """Finite scores under nan_policy='raise'; probabilities where the metrics need them."""
+        needing, upper = score_requirement(self.described)
         arguments = ((y_c, "scores"), (o_c, "masked_scores"))
         if tf.executing_eagerly():
             for tensor, argument in arguments:
                 values = tensor.numpy()
                 validation.check_finite(values, argument, self.nan_policy)
-                if self._needs_probabilities:
-                    validation.check_probabilities(
-                        values, self._label, upper=self._needs_upper_bound, argument=argument
-                    )
+                if needing:
+                    validation.check_probabilities(values, needing, upper=upper, argument=argument)
             return
         # traced: the same conditions as graph assertions, raised as InvalidArgumentError at run
         # time with the text of camavg_core.validation (TensorFlow appends the values it saw)
         for tensor, argument in arguments:
             if self.nan_policy == "raise":
                 tf.debugging.assert_all_finite(tensor, validation.nonfinite_message(argument))
-            if not self._needs_probabilities:
+            if not needing:
                 continue
             finite = tf.where(tf.math.is_finite(tensor), tensor, tf.zeros_like(tensor))
-            upper = self._needs_upper_bound
             tf.debugging.assert_non_negative(
-                finite,
-                message=validation.probabilities_message(self._label, argument, "a value < 0", upper=upper),
+                finite, message=validation.probabilities_message(needing, argument, "a value < 0", upper=upper),
             )
             if upper:
                 tf.debugging.assert_less_equal(
-                    finite,
-                    tf.ones_like(finite),
-                    message=validation.probabilities_message(self._label, argument, "a value > 1", upper=upper),
+                    finite, tf.ones_like(finite),
+                    message=validation.probabilities_message(needing, argument, "a value > 1", upper=upper),
                 )
 
-    def result(self) -> tf.Tensor:
-        """The average in percent; 0.0 before any sample has been seen (as ``keras.metrics.Mean``)."""
-        return tf.cast(100.0 * tf.math.divide_no_nan(self.term_sum, self._count), self.dtype)
+    def state(self) -> MetricState:
+        """The variables as a :class:`MetricState` of Python numbers; read it outside
+        ``strategy.run`` (the replicas' copies are added then)."""
+        return self._template.from_flat([float(tf.convert_to_tensor(v)) for v in self._fields.values()])
+
+    def result(self) -> dict:
+        """``{metric: value}`` in each metric's unit; 0.0 before any sample."""
+        return {m.name: self._value(m) for m in self.described}
+
+    def _value(self, metric: Any) -> tf.Tensor:
+        total = self._fields[self._template.fields()[2 + self._offset(metric)]]
+        return tf.cast(metric.scale * tf.math.divide_no_nan(total, self._fields["n"]), self.dtype)
+
+    def _offset(self, metric: Any) -> int:
+        """Where ``metric``'s first sum sits among the fields after ``n`` and ``skipped``."""
+        names = self._template.fields()[2:]
+        prefix = metric.name[len("average_"):] if metric.name.startswith("average_") else metric.name
+        return next(i for i, field in enumerate(names) if field.startswith(prefix + "_"))
 
     @property
     def count(self) -> tf.Tensor:
-        """Samples that entered the average (non-finite ones skipped under ``'omit'`` are not
+        """Samples that entered the averages (non-finite ones skipped under ``'omit'`` are not
         counted), an int64 scalar; read outside ``strategy.run`` it sums the replicas."""
-        return tf.cast(tf.convert_to_tensor(self._count), tf.int64)
-
-    def interval(self, level: float = 0.95) -> tuple[float, float]:
-        """The default confidence interval of the average, in percent, from the sums kept.
-
-        The interval ``MetricState.result().ci`` and ``summarize`` give for the same samples:
-        Hall's skewness-corrected t interval for drop and gain, Wilson for increase (see
-        :mod:`camavg_core.stats`). Read it outside ``strategy.run`` (the replicas' sums are
-        added then). Before any sample it is the whole range ``(0.0, 100.0)``.
-        """
-        level = validation.check_level(level)
-        # reading a sum-aggregated variable outside strategy.run adds the replicas' copies
-        total, sq_total, cube_total, count = (
-            float(tf.convert_to_tensor(v)) for v in (self.term_sum, self.term_sq_sum, self.term_cube_sum, self._count)
-        )
-        n = round(count)
-        if n == 0:
-            return (0.0, 100.0)
-        if self._ci_method == stats.WILSON:
-            return stats.as_percent(stats.wilson_interval(round(total), n, level=level))
-        return stats.as_percent(stats.hall_t_interval(n, total, sq_total, cube_total, level=level))
+        return tf.cast(tf.convert_to_tensor(self._fields["n"]), tf.int64)
 
     @property
-    def ci_method(self) -> str:
-        """The name of :meth:`interval`'s method (``'hall_t'`` or ``'wilson'``)."""
-        return self._ci_method
-
-    def standard_error(self) -> tf.Tensor:
-        r"""The standard error of the average, in percent: :math:`100\, s / \sqrt{n}`.
-
-        :math:`s` is the sample standard deviation of the terms (``ddof=1``), computed from the
-        sums: :math:`s^2 = (\sum t^2 - n \bar t^2) / (n - 1)`. NaN for fewer than 2 samples.
-        """
-        count = tf.convert_to_tensor(self._count)
-        mean = self.term_sum / count
-        variance = tf.maximum(self.term_sq_sum - count * mean * mean, 0.0) / (count - 1.0)
-        return tf.cast(100.0 * tf.sqrt(variance / count), self.dtype)
+    def skipped(self) -> tf.Tensor:
+        """Samples left out as non-finite under ``'omit'``, a float64 scalar."""
+        return tf.convert_to_tensor(self._fields["skipped"])
 
     def reset_state(self) -> None:
         for variable in self.variables:
@@ -291,7 +216,56 @@ class _AverageOfTerms(keras.metrics.Metric):
         return {**super().get_config(), "nan_policy": self.nan_policy}
 
 
-class AverageDrop(_AverageOfTerms):
+class _OneMetric(StateMetric):
+    """One metric's state as a Keras metric whose ``result()`` is its value (a scalar tensor),
+    as ``keras.metrics.Mean``: 0.0 before any sample and after ``reset_state()``."""
+
+    _metric = AVERAGE_DROP
+
+    def __init__(self, name: str | None = None, dtype: Any = None, *, nan_policy: str = "raise") -> None:
+        super().__init__((self._metric,), name=name or self._metric.name, dtype=dtype, nan_policy=nan_policy)
+
+    def result(self) -> tf.Tensor:
+        """The average in its unit; 0.0 before any sample has been seen (as ``keras.metrics.Mean``)."""
+        return self._value(self._metric)
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The default confidence interval of the average, in its unit, from the sums kept.
+
+        The interval ``MetricState.result().ci`` and ``summarize`` give for the same samples:
+        Hall's skewness-corrected t interval for drop and gain, Wilson for increase (see
+        :mod:`camavg_core.stats`). Read it outside ``strategy.run`` (the replicas' sums are
+        added then). Before any sample it is the whole range ``(0.0, 100.0)``.
+        """
+        level = validation.check_level(level)
+        state = self.state()
+        if state.n == 0:
+            return tuple(self._metric.bounds)
+        return state.result(level=level).ci[self._metric.name]
+
+    @property
+    def ci_method(self) -> str:
+        """The name of :meth:`interval`'s method (``'hall_t'`` or ``'wilson'``)."""
+        return self._metric.interval
+
+    def standard_error(self) -> tf.Tensor:
+        r"""The standard error of the average, in its unit: :math:`\mathrm{scale}\, s / \sqrt{n}`.
+
+        :math:`s` is the sample standard deviation of the terms (``ddof=1``), computed from the
+        sums: :math:`s^2 = (\sum t^2 - n \bar t^2) / (n - 1)` (for 0/1 terms
+        :math:`\sum t^2 = \sum t`). NaN for fewer than 2 samples.
+        """
+        count = tf.convert_to_tensor(self._fields["n"])
+        names = self._template.fields()
+        first = 2 + self._offset(self._metric)
+        total = self._fields[names[first]]
+        squares = total if self._metric.interval == "wilson" else self._fields[names[first + 1]]
+        mean = total / count
+        variance = tf.maximum(squares - count * mean * mean, 0.0) / (count - 1.0)
+        return tf.cast(self._metric.scale * tf.sqrt(variance / count), self.dtype)
+
+
+class AverageDrop(_OneMetric):
     r"""Average Drop in percent: :math:`\frac{100}{n}\sum_i \max(0, Y_i - O_i) / (Y_i + \epsilon)`.
 
     ``update_state(scores, masked_scores)`` takes the (B,) target-class probabilities on the
@@ -306,15 +280,13 @@ class AverageDrop(_AverageOfTerms):
     41.6667
     """
 
-    _terms = staticmethod(drop_terms)
-    _label = "Average Drop"
-    _needs_upper_bound = False
+    _metric = AVERAGE_DROP
 
     def __init__(self, name: str = "average_drop", dtype: Any = None, *, nan_policy: str = "raise") -> None:
         super().__init__(name=name, dtype=dtype, nan_policy=nan_policy)
 
 
-class AverageIncrease(_AverageOfTerms):
+class AverageIncrease(_OneMetric):
     r"""Average Increase in percent: :math:`\frac{100}{n}\sum_i [Y_i < O_i]`.
 
     Defined for any score, logits included.
@@ -325,16 +297,13 @@ class AverageIncrease(_AverageOfTerms):
     50.0
     """
 
-    _terms = staticmethod(increase_terms)
-    _label = "Average Increase"
-    _needs_probabilities = False
-    _ci_method = stats.WILSON
+    _metric = AVERAGE_INCREASE
 
     def __init__(self, name: str = "average_increase", dtype: Any = None, *, nan_policy: str = "raise") -> None:
         super().__init__(name=name, dtype=dtype, nan_policy=nan_policy)
 
 
-class AverageGain(_AverageOfTerms):
+class AverageGain(_OneMetric):
     r"""Average Gain in percent: :math:`\frac{100}{n}\sum_i \max(0, O_i - Y_i) / (1 - Y_i + \epsilon)`.
 
     >>> metric = AverageGain()
@@ -343,9 +312,7 @@ class AverageGain(_AverageOfTerms):
     25.0
     """
 
-    _terms = staticmethod(gain_terms)
-    _label = "Average Gain"
-    _needs_upper_bound = True
+    _metric = AVERAGE_GAIN
 
     def __init__(self, name: str = "average_gain", dtype: Any = None, *, nan_policy: str = "raise") -> None:
         super().__init__(name=name, dtype=dtype, nan_policy=nan_policy)

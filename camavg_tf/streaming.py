@@ -93,6 +93,7 @@ def evaluate_dataset(
     preprocess: Callable | None = None,
     strategy: Any = None,
     resume: Checkpoint | None = None,
+    metrics: Any = None,
 ) -> Result:
     """Average Drop, Average Increase and Average Gain over a stream of batches.
 
@@ -140,5 +141,5 @@ def evaluate_dataset(
     return evaluate_stream(
         adapter, dataset,
         score=score, options=options, nan_policy=nan_policy, level=level, keep_vectors=keep_vectors,
-        progress=progress, resume=resume, total=_total(dataset), skip=_skip,
+        progress=progress, resume=resume, total=_total(dataset), skip=_skip, metrics=metrics,
     )

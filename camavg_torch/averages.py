@@ -22,6 +22,7 @@ from torch import nn
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
+from camavg_core.metrics import score_requirement
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list, model_outputs
 from camavg_core.masking import mask_inputs
 from camavg_torch.scores import as_score_function
@@ -216,9 +217,10 @@ def _check_output_rows(outputs: list, batch_size: int) -> None:
 class _TorchEngine(Engine):
     """The engine, with PyTorch's logits message and torchcam's list of CAMs."""
 
-    def check_probability_outputs(self, metric: str) -> None:
-        if self.options.activation is None and self.adapter.output_kind() == "logits":
-            raise ValueError(validation.torch_logits(metric, self.adapter.last_layer))
+    def check_probability_outputs(self, metrics: tuple) -> None:
+        needing, _ = score_requirement(metrics)
+        if needing and self.options.activation is None and self.adapter.output_kind() == "logits":
+            raise ValueError(validation.torch_logits(needing, self.adapter.last_layer))
 
     def own_cams(self, cams: Any, normalize: bool):
         # torchcam returns one (N, h, w) tensor per target layer: one is the CAM set
@@ -307,8 +309,5 @@ class AveragesCam(AveragesCamBase):
     def _get_scores(self, cams: Any, score_function: Any, *, normalize: bool | None = None):
         return super()._get_scores(cams, self._score(score_function), normalize=normalize)
 
-    def _on_probabilities(self, metric, equation, cams, score_function, return_vector, normalize):
-        return super()._on_probabilities(metric, equation, cams, self._score(score_function), return_vector, normalize)
-
-    def evaluate(self, cams: Any, score_function: Any, *, normalize: bool | None = None):
-        return super().evaluate(cams, self._score(score_function), normalize=normalize)
+    def evaluate(self, cams: Any, score_function: Any, metrics: Any = None, *, normalize: bool | None = None):
+        return super().evaluate(cams, self._score(score_function), metrics, normalize=normalize)

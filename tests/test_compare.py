@@ -24,7 +24,7 @@ import itertools
 
 from camavg_core import PairState, avg_drop, avg_gain, avg_increase, compare, stats
 from camavg_core.compare import Comparison, mcnemar_p_value, wilcoxon_p_value
-from camavg_core.sign_flip import sign_flip_test
+from camavg_core.stats import sign_flip_test
 from reference import reference_terms
 
 scipy_stats = pytest.importorskip("scipy.stats")

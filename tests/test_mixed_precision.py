@@ -19,7 +19,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from camavg_core.synthetic import make_images  # noqa: E402
+from camavg_cli.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
 from reference import reference_metrics  # noqa: E402
 

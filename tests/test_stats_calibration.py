@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from camavg_core import stats
-from camavg_core.multiple import holm
+from camavg_core.compare import holm
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.paired_test_level import KINDS, level_table, skewed_alternative
-from camavg_core.sign_flip import sign_flip_interval, sign_flip_test
+from camavg_core.stats import sign_flip_interval, sign_flip_test
 
 pytest.importorskip("scipy.stats")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from camavg_core.synthetic import class_colour, make_images
+from camavg_cli.synthetic import class_colour, make_images
 
 
 def test_shapes_dtypes_and_ranges():

@@ -23,7 +23,7 @@ from tf_keras_vis.scorecam import Scorecam  # noqa: E402
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear  # noqa: E402
 from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore  # noqa: E402
 
-from camavg_core.synthetic import make_images  # noqa: E402
+from camavg_cli.synthetic import make_images  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf import avg_drop, avg_gain, avg_increase  # noqa: E402
 from reference import EPS, reference_metrics  # noqa: E402

@@ -21,8 +21,7 @@ from camavg_tf.metrics import (  # noqa: E402
     AverageDrop,
     AverageGain,
     AverageIncrease,
-    as_score_vectors,
-    batch_sums,
+    StateMetric,
 )
 from reference import EPS, reference_terms  # noqa: E402
 
@@ -99,16 +98,19 @@ def test_any_split_gives_the_numpy_average(data, split):
         assert float(metric.result()) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
-def test_batch_sums_equal_numpy_sums():
+def test_the_state_metrics_variables_are_the_states_fields_and_equal_numpy_sums():
     y, o = scores(33, seed=3)
-    state = batch_sums(*as_score_vectors(y, o))
+    metric = StateMetric()
+    tf.function(metric.update_state)(tf.constant(y), tf.constant(o))
+    state = metric.state()
+    assert [v.name for v in metric.variables] == state.fields()
     terms = reference_terms(y, o)
     drop, gain = terms["average_drop"], terms["average_gain"]
     expected = [
-        33, drop.sum(), (drop**2).sum(), gain.sum(), (gain**2).sum(), (y < o).sum(), 0,
-        (drop**3).sum(), (gain**3).sum(), np.count_nonzero(drop), np.count_nonzero(gain),
+        33, 0, drop.sum(), (drop**2).sum(), (drop**3).sum(), np.count_nonzero(drop), (y < o).sum(),
+        gain.sum(), (gain**2).sum(), (gain**3).sum(), np.count_nonzero(gain),
     ]
-    np.testing.assert_allclose([float(value) for value in state], expected, rtol=1e-12)
+    np.testing.assert_allclose([float(value) for value in state.flat()], expected, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- state handling
@@ -125,8 +127,10 @@ def test_variables_sum_across_replicas():
     metric = AverageGain()
     assert {v.aggregation for v in metric.variables} == {"sum"}
     assert {v.dtype for v in metric.variables} == {"float64"}
-    assert [v.name for v in AverageIncrease().variables] == [
-        "count", "term_sum", "term_sq_sum", "term_cube_sum", "nonzero", "skipped"
+    # the variables are the fields of the metric's MetricState
+    assert [v.name for v in AverageIncrease().variables] == ["n", "skipped", "increase_count"]
+    assert [v.name for v in AverageGain().variables] == [
+        "n", "skipped", "gain_sum", "gain_sq_sum", "gain_cube_sum", "gain_nonzero"
     ]
 
 
@@ -274,7 +278,7 @@ def test_traced_checks_carry_the_text_of_core(metric_class, y, o, seen):
     metric = metric_class()
     argument = "masked_scores" if metric_class is not AverageGain or y[0] <= 1 else "scores"
     expected = validation.probabilities_message(
-        metric._label, argument, seen, upper=metric_class is AverageGain
+        metric.described[0].title, argument, seen, upper=metric_class is AverageGain
     )
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
         tf.function(metric.update_state)(tf.constant(y), tf.constant(o))

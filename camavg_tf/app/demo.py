@@ -1,6 +1,6 @@
 """The embedded demo: a tiny CNN on seeded synthetic images, its CAMs, and reference maps.
 
-The images come from :func:`camavg_core.synthetic.make_images`: the class is the colour of one
+The images come from :func:`camavg_cli.synthetic.make_images`: the class is the colour of one
 blob whose location is known, so the true object mask is a ground-truth explanation. The demo
 trains a small functional CNN on them (seconds on two CPU cores), caches it as a ``.keras`` file,
 makes CAMs with tf-keras-vis (Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM) and adds reference
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from camavg_core import synthetic
-from camavg_core.synthetic import SyntheticImages, make_images
+from camavg_cli import synthetic
+from camavg_cli.synthetic import SyntheticImages, make_images
 from camavg_tf.app.recipes import CAM_METHODS, Recipe
 
 __all__ = ["CAM_METHODS", "REFERENCE_MAPS", "build_model", "demo_data", "load_or_train", "reference_maps", "train_model"]

@@ -1,0 +1,343 @@
+r"""What each metric is, said once: a :class:`Metric` description per metric.
+
+Everything after the scores derives from these descriptions: the sums a state keeps, the
+result's values and intervals, the comparisons and their direction, the reports, the checks
+of the scores and their messages. A metric not in :data:`METRICS` works when passed as an
+object (``evaluate(cams, score, metrics=[my_metric])``).
+
+For N samples, :math:`Y_i` is the model's score for the target class on input :math:`x_i`, and
+:math:`O_i` the same score on the masked input :math:`x_i \odot L_i`:
+
+.. math::
+
+    \mathrm{drop}_i = \frac{\max(0, Y_i - O_i)}{Y_i + \epsilon}, \qquad
+    \mathrm{increase}_i = [Y_i < O_i], \qquad
+    \mathrm{gain}_i = \frac{\max(0, O_i - Y_i)}{1 - Y_i + \epsilon}
+
+with :math:`\epsilon = 10^{-7}` (Keras' epsilon, also used by torchcam and xplique). Each average
+is ``100 * mean(terms)``, a percentage.
+
+The ``*_terms`` functions are pure and run unchanged under ``jax.jit`` and ``tf.function``; the
+``avg_*`` functions check their input and return a Python float.
+
+>>> METRICS["average_drop"].higher_is_better, METRICS["average_gain"].title
+(False, 'Average Gain')
+>>> [metric.name for metric in AVERAGES]
+['average_drop', 'average_increase', 'average_gain']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import Backend, resolve_backend, work_dtype
+
+EPSILON = 1e-7
+
+#: what a metric's scores must be: probabilities in [0, 1], scores >= 0, or any real score
+SCORE_KINDS = ("probabilities", "nonnegative", "any")
+INTERVALS = ("hall_t", "wilson")
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One metric, described once.
+
+    Attributes:
+        name: the key of results, comparisons and reports (``"average_drop"``).
+        title: for people (``"Average Drop"``).
+        unit: ``"percent"`` or ``"fraction"``: values, intervals, differences and margins are
+            reported in it.
+        scale: the mean of the terms times ``scale`` is the value (100 for percent).
+        higher_is_better: True where a higher value means a more faithful CAM.
+        scores: ``"probabilities"`` (in [0, 1]), ``"nonnegative"`` (>= 0) or ``"any"``.
+        perturbation: what the masked pass does to the inputs; None is the CAM mask (x * cam).
+        terms: ``terms(y, curve, backend) -> (N,)``: per-sample terms from the (N,) scores on
+            the inputs and the (K, N) scores on the K perturbed inputs (K = 1 for the CAM mask).
+        interval: ``"hall_t"`` (skewness-corrected t from sums of powers 1-3) or ``"wilson"``
+            (a proportion of 0/1 terms, from its count).
+        bounds: the range of the value in its unit; a difference lies in ``[lo - hi, hi - lo]``.
+        return_vector: ``"scores"``: ``return_vector=True`` gives ``(value, Y_c, O_c)``;
+            ``"curves"``: ``(value, terms, curves)``.
+    """
+
+    name: str
+    title: str
+    unit: str
+    scale: float
+    higher_is_better: bool
+    scores: str
+    terms: Callable = dataclasses.field(repr=False)
+    interval: str = "hall_t"
+    bounds: tuple[float, float] = (0.0, 100.0)
+    perturbation: Any = None
+    return_vector: str = "scores"
+
+    def __post_init__(self) -> None:
+        if self.scores not in SCORE_KINDS:
+            raise ValueError(validation.bad_metric_field(self.name, "scores", self.scores, SCORE_KINDS))
+        if self.interval not in INTERVALS:
+            raise ValueError(validation.bad_metric_field(self.name, "interval", self.interval, INTERVALS))
+
+    @property
+    def difference_bounds(self) -> tuple[float, float]:
+        """The range of a difference of two values of this metric."""
+        low, high = self.bounds
+        return (low - high, high - low)
+
+    @property
+    def unit_label(self) -> str:
+        """The unit of a value (``%``) and of a difference (``pp``)."""
+        return "%" if self.unit == "percent" else ""
+
+
+def _curve_row(curve: Any, backend: Backend) -> Any:
+    """The one step of a (1, N) curve, or an (N,) vector as it is (the pre-curve form)."""
+    return curve[0] if len(backend.shape(curve)) == 2 else curve
+
+
+def as_float_pair(y_c: Any, o_c: Any, backend: Backend) -> tuple[Any, Any]:
+    """Both vectors as arrays of the backend in one float dtype: float64 if either is (always
+    on NumPy), else float32."""
+    y = backend.asarray(y_c)
+    o = backend.asarray(o_c)
+    dtype = work_dtype(backend.dtype_name(y), backend.dtype_name(o), host=backend.name == "numpy")
+    return backend.astype(y, dtype), backend.astype(o, dtype)
+
+
+def drop_terms(y_c: Any, o_c: Any, *, backend: str | Backend | None = None) -> Any:
+    r"""Per-sample drop, :math:`\max(0, Y_i - O_i) / (Y_i + \epsilon)`.
+
+    >>> drop_terms([0.8, 0.5], [0.2, 0.6]).round(6)
+    array([0.75, 0.  ])
+    """
+    bk = resolve_backend(backend, y_c, o_c)
+    y, o = as_float_pair(y_c, o_c, bk)
+    return bk.maximum(y - o, 0.0) / (y + EPSILON)
+
+
+def increase_terms(y_c: Any, o_c: Any, *, backend: str | Backend | None = None) -> Any:
+    r"""Per-sample increase, :math:`[Y_i < O_i]`, as 0.0 or 1.0.
+
+    >>> increase_terms([0.8, 0.5, 0.5], [0.2, 0.6, 0.5])
+    array([0., 1., 0.])
+    """
+    bk = resolve_backend(backend, y_c, o_c)
+    y, o = as_float_pair(y_c, o_c, bk)
+    return bk.astype(y < o, bk.dtype_name(y))
+
+
+def gain_terms(y_c: Any, o_c: Any, *, backend: str | Backend | None = None) -> Any:
+    r"""Per-sample gain, :math:`\max(0, O_i - Y_i) / (1 - Y_i + \epsilon)`.
+
+    >>> gain_terms([0.8, 0.5], [0.9, 0.4]).round(6)
+    array([0.5, 0. ])
+    """
+    bk = resolve_backend(backend, y_c, o_c)
+    y, o = as_float_pair(y_c, o_c, bk)
+    return bk.maximum(o - y, 0.0) / (1.0 - y + EPSILON)
+
+
+def _on_mask(function: Callable) -> Callable:
+    """A metric's ``terms`` from a (Y, O) equation: the CAM mask's curve has one step."""
+
+    def terms(y: Any, curve: Any, backend: Backend) -> Any:
+        return function(y, _curve_row(curve, backend), backend=backend)
+
+    terms.__name__ = function.__name__
+    terms.__doc__ = function.__doc__
+    return terms
+
+
+AVERAGE_DROP = Metric("average_drop", "Average Drop", "percent", 100.0, False, "nonnegative", _on_mask(drop_terms))
+AVERAGE_INCREASE = Metric(
+    "average_increase", "Average Increase", "percent", 100.0, True, "any", _on_mask(increase_terms),
+    interval="wilson",
+)
+AVERAGE_GAIN = Metric("average_gain", "Average Gain", "percent", 100.0, True, "probabilities", _on_mask(gain_terms))
+
+#: every metric camavg knows, in the order of results and reports
+METRICS: dict[str, Metric] = {m.name: m for m in (AVERAGE_DROP, AVERAGE_INCREASE, AVERAGE_GAIN)}
+#: the three averages: what ``evaluate`` measures unless told otherwise
+AVERAGES: tuple[Metric, ...] = (AVERAGE_DROP, AVERAGE_INCREASE, AVERAGE_GAIN)
+
+
+#: metrics passed as objects that are not in :data:`METRICS`, by name, so that a state or a
+#: comparison that keeps only names finds their descriptions again (the latest of a name wins)
+_DESCRIBED: dict[str, Metric] = {}
+
+
+def resolve_metrics(metrics: Any = None) -> tuple[Metric, ...]:
+    """Metric names or :class:`Metric` objects as a tuple of descriptions (default: the three
+    averages). Names must be in :data:`METRICS`; objects need not be.
+
+    >>> [m.title for m in resolve_metrics(["average_gain", AVERAGE_DROP])]
+    ['Average Gain', 'Average Drop']
+    """
+    if metrics is None:
+        return AVERAGES
+    if isinstance(metrics, (str, Metric)):
+        metrics = [metrics]
+    try:
+        items = list(metrics)
+    except TypeError:
+        raise TypeError(validation.bad_metrics(metrics, list(METRICS))) from None
+    resolved = []
+    for item in items:
+        if isinstance(item, Metric):
+            if item.name in METRICS and METRICS[item.name] != item:
+                raise ValueError(validation.metric_name_taken(item.name))
+            if item.name not in METRICS:
+                _DESCRIBED[item.name] = item
+            resolved.append(item)
+        elif isinstance(item, str) and item in METRICS:
+            resolved.append(METRICS[item])
+        else:
+            raise ValueError(validation.bad_metrics(item, list(METRICS)))
+    names = [m.name for m in resolved]
+    if not resolved or len(set(names)) != len(names):
+        raise ValueError(validation.bad_metrics(names, list(METRICS)))
+    return tuple(resolved)
+
+
+def metric_named(name: str, metrics: tuple[Metric, ...] = ()) -> Metric:
+    """The description of ``name``: among ``metrics`` first, then :data:`METRICS`."""
+    for metric in metrics:
+        if metric.name == name:
+            return metric
+    if name in METRICS:
+        return METRICS[name]
+    if name in _DESCRIBED:
+        return _DESCRIBED[name]
+    raise ValueError(validation.bad_metrics(name, list(METRICS)))
+
+
+def score_requirement(metrics: tuple[Metric, ...]) -> tuple[tuple[Metric, ...], bool]:
+    """The metrics that restrict the scores, and whether the bound is [0, 1] (else >= 0)."""
+    needing = tuple(m for m in metrics if m.scores != "any")
+    return needing, any(m.scores == "probabilities" for m in needing)
+
+
+def check_scores(values: np.ndarray, metrics: tuple[Metric, ...], argument: str) -> None:
+    """Host scores checked against what ``metrics`` need (one check per vector)."""
+    needing, upper = score_requirement(metrics)
+    if needing:
+        validation.check_probabilities(values, needing, upper=upper, argument=argument)
+
+
+def compute_terms(metrics: tuple[Metric, ...], y: Any, o: Any, backend: Backend) -> dict[str, Any]:
+    """Each metric's per-sample terms from the scores on the inputs and on the CAM-masked
+    inputs (a one-step curve, (1, N)), on the backend's arrays."""
+    curve = backend.reshape(o, (1, -1))
+    return {metric.name: metric.terms(y, curve, backend) for metric in metrics}
+
+
+def better_method(
+    metric: str | Metric, low: float, high: float, p_value: float, *, alpha: float, margin: float,
+    names: tuple[str, str],
+) -> str | None:
+    """The method of the pair (a, b) that is better on ``metric``, or None.
+
+    A method is named only when the test is significant (``p_value < alpha``) **and** the whole
+    interval of a - b lies beyond ``margin`` (in the metric's unit) on that method's side: for
+    a metric where lower is better, ``high < -margin`` names a and ``low > margin`` names b.
+    Significance is not size: a tiny but certain difference names no method.
+
+    >>> better_method("average_drop", -3.0, -1.0, 1e-4, alpha=0.05, margin=0.5, names=("a", "b"))
+    'a'
+    >>> better_method("average_gain", 0.1, 0.4, 1e-9, alpha=0.05, margin=0.5, names=("a", "b")) is None
+    True
+    """
+    if not p_value < alpha:
+        return None
+    description = metric if isinstance(metric, Metric) else metric_named(metric)
+    sign = 1.0 if description.higher_is_better else -1.0
+    # in "better" units: positive when a is better
+    a_low, a_high = sorted((sign * low, sign * high))
+    if a_low > margin:
+        return names[0]
+    if a_high < -margin:
+        return names[1]
+    return None
+
+
+# --------------------------------------------------------------------------- the seed's functions
+def to_numpy(values: Any) -> Any:
+    """Host values as they are; a framework's array as NumPy (anything else is left for
+    :func:`~camavg_core.validation.as_score_vector` to name)."""
+    if isinstance(values, (list, tuple, int, float, bool, np.ndarray, np.generic)) or values is None:
+        return values
+    from camavg_core.backends import get_backend
+
+    try:
+        backend = get_backend(values)
+    except TypeError:
+        return values  # not an array of any backend: as_score_vector's error names the argument
+    return backend.to_numpy(values)
+
+
+def checked_vectors(vectors: dict[str, Any], nan_policy: str, *, allow_empty: bool = False) -> list[np.ndarray]:
+    """The door of the public functions: concrete NumPy copies of ``{argument: scores}``,
+    each read, paired with the first and checked for non-finite values once."""
+    validation.check_nan_policy(nan_policy)
+    arrays = [validation.as_score_vector(to_numpy(values), name) for name, values in vectors.items()]
+    names = list(vectors)
+    if not (allow_empty and all(a.size == 0 for a in arrays)):
+        for name, array in zip(names[1:], arrays[1:]):
+            validation.check_pair(arrays[0], array, (names[0], name))
+    for name, array in zip(names, arrays):
+        validation.check_finite(array, name, nan_policy)
+    return arrays
+
+
+def _average(metric: Metric, y_c: Any, o_c: Any, backend: Any, nan_policy: str) -> float:
+    bk = resolve_backend(backend, y_c, o_c)
+    y, o = checked_vectors({"Y_c": y_c, "O_c": o_c}, nan_policy)
+    valid = np.isfinite(y) & np.isfinite(o)
+    # left-out pairs enter the terms as zeros, so inf - inf raises no warning on the way
+    y, o = np.where(valid, y, 0.0), np.where(valid, o, 0.0)
+    check_scores(y, (metric,), "Y_c")
+    check_scores(o, (metric,), "O_c")
+    terms = bk.to_numpy(metric.terms(bk.asarray(y), bk.asarray(o), bk)).astype(np.float64)[valid]
+    if terms.size == 0:
+        raise ValueError(validation.all_skipped("average"))
+    return float(metric.scale * terms.mean())
+
+
+def avg_drop(Y_c: Any, O_c: Any, *, nan_policy: str = "raise", backend=None) -> float:
+    r"""Average Drop in percent: :math:`100 \cdot \frac{1}{N}\sum_i \mathrm{drop}_i`.
+
+    Args:
+        Y_c: scores of the target class on the inputs, shape (N,), probabilities.
+        O_c: scores of the same class on the masked inputs, shape (N,).
+        nan_policy: ``'raise'`` (default) on a non-finite score, or ``'omit'`` to leave it out.
+        backend: ``'numpy'``, ``'tensorflow'``, ``'jax'`` or a Backend; by default the arrays'.
+
+    >>> avg_drop([0.8, 0.5], [0.2, 0.6])  # (0.6 / 0.8 + 0) / 2 = 0.375
+    37.49999...
+    """
+    return _average(AVERAGE_DROP, Y_c, O_c, backend, nan_policy)
+
+
+def avg_increase(Y_c: Any, O_c: Any, *, nan_policy: str = "raise", backend=None) -> float:
+    r"""Average Increase in percent: :math:`100 \cdot \frac{1}{N}\sum_i [Y_i < O_i]`.
+
+    Defined for any score, logits included.
+
+    >>> avg_increase([0.8, 0.5, 0.5, 0.1], [0.2, 0.6, 0.5, 0.3])  # 2 of 4 increase
+    50.0
+    """
+    return _average(AVERAGE_INCREASE, Y_c, O_c, backend, nan_policy)
+
+
+def avg_gain(Y_c: Any, O_c: Any, *, nan_policy: str = "raise", backend=None) -> float:
+    r"""Average Gain in percent: :math:`100 \cdot \frac{1}{N}\sum_i \mathrm{gain}_i`.
+
+    >>> avg_gain([0.8, 0.5], [0.9, 0.4])  # (0.1 / 0.2 + 0) / 2 = 0.25
+    24.99999...
+    """
+    return _average(AVERAGE_GAIN, Y_c, O_c, backend, nan_policy)
