@@ -244,6 +244,6 @@ def _merged(mine: Any, theirs: Any) -> Any:
     """One field of two states added; compensated pairs stay pairs (see the module's doc)."""
     if not (_compensated(mine) or _compensated(theirs)):
         return mine + theirs
-    if _concrete(_HOST, mine) and _concrete(_HOST, theirs):
+    if all(isinstance(x, (int, float, np.ndarray, np.generic)) for x in (mine, theirs)):  # host values
         return float(np.asarray(mine, np.float64).sum() + np.asarray(theirs, np.float64).sum())
     return _neumaier_add(mine, theirs, resolve_backend(None, *(x for x in (mine, theirs) if _compensated(x))))
