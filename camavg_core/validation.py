@@ -516,3 +516,20 @@ def torchcam_layers(n: int) -> str:
         f"camavg measures one CAM per sample: fuse them (cam_extractor.fuse_cams(cams)) or pick "
         f"one layer's (cams[0])."
     )
+
+
+# --------------------------------------------------------------------------- perturbations
+def bad_perturbation_steps(perturbation: Any, steps: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} has steps={steps!r}: a perturbation's steps must be an "
+        f"integer K >= 1 (1 for a single perturbed pass, such as the CAM mask)."
+    )
+
+
+def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.ndarray) -> str:
+    return (
+        f"perturbation {perturbation!r}.parameters() returned shape {parameters.shape}"
+        + ("" if np.isfinite(parameters).all() else " holding non-finite values")
+        + f": it must return a (K, P) array of finite numbers, one row per step (K = steps = "
+        f"{steps}) and P >= 1 parameters (np.zeros((K, 1)) when the steps take none)."
+    )

@@ -95,6 +95,10 @@ class JaxBackend(Backend):
     def stack(self, arrays):
         return self.jnp.stack([self.jnp.asarray(a) for a in arrays])
 
+    def argsort(self, x, axis=-1, descending=False):
+        x = self.jnp.asarray(x)
+        return self.jnp.argsort(-x if descending else x, axis=axis, stable=True)
+
     def select_class(self, outputs, indices):
         jnp = self.jnp
         outputs = jnp.asarray(outputs)

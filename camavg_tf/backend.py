@@ -89,6 +89,10 @@ class TensorFlowBackend(Backend):
     def stack(self, arrays):
         return self.tf.stack([self.tf.convert_to_tensor(a) for a in arrays])
 
+    def argsort(self, x, axis=-1, descending=False):
+        # descending as the negated values ascending, the rule of every backend: ties in index order
+        return self.tf.argsort(-x if descending else x, axis=axis, stable=True)
+
     def select_class(self, outputs, indices):
         tf = self.tf
         indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))
