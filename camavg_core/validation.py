@@ -533,3 +533,11 @@ def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.nd
         + f": it must return a (K, P) array of finite numbers, one row per step (K = steps = "
         f"{steps}) and P >= 1 parameters (np.zeros((K, 1)) when the steps take none)."
     )
+
+
+def distributed_perturbation(perturbation: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} cannot run under a tf.distribute strategy yet: only the "
+        f"CAM mask of the three averages does. Evaluate it without the strategy (outside its "
+        f"scope, strategy=None)."
+    )
