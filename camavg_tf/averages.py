@@ -108,7 +108,9 @@ class TensorFlowAdapter:
         passes = self.passes(options, inputs)
         if cams is None:
             return passes.plain(inputs, batch_size)
-        perturbation = CAM_MASK if perturbation is None else perturbation
+        if perturbation is None or perturbation.key == CAM_MASK.key:
+            # the averages' mask: one step, so a pass with no step loop in its graph
+            return [out[None] for out in passes.masked(inputs, cams, batch_size)]
         parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
         return passes.perturbed(inputs, cams, batch_size, perturbation, parameters)
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, model_outputs
-from camavg_core.masking import cam_maps, mask_inputs
+from camavg_core.masking import cam_maps
 from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
@@ -65,38 +65,33 @@ class BatchStep:
         return self.run_model(list(batch))
 
     def masked(self, batch: tuple) -> list:
-        batch_inputs, batch_cams = batch
-        masked = [
-            mask_inputs(
-                x,
-                c,
-                data_format=self.options.data_format,
-                normalize=self.options.normalize,
-                dtype=x.dtype.name,
-                backend=_BACKEND,
-            )
-            for x, c in zip(batch_inputs, batch_cams)
-        ]
-        return self.run_model(masked)
+        """The one step of :data:`CAM_MASK`, (B, ...) per output."""
+        prepared = self.prepare(batch, CAM_MASK)
+        return self.step(batch[0], prepared, CAM_MASK, tf.zeros([1], tf.float32))
 
-    def perturbed(self, batch: tuple, perturbation: Perturbation, parameters: tf.Tensor, output_dtypes: list) -> list:
-        """The K steps of ``perturbation`` on one batch: (B, K, ...) per output (the sample
-        axis first, so the batches concatenate along it)."""
+    def prepare(self, batch: tuple, perturbation: Perturbation) -> list:
         batch_inputs, batch_cams = batch
-        prepared = [
+        return [
             perturbation.prepare(_BACKEND, x, cam_maps(x, c, data_format=self.options.data_format,
                                                       normalize=self.options.normalize, backend=_BACKEND))
             for x, c in zip(batch_inputs, batch_cams)
         ]
+
+    def step(self, batch_inputs: tuple, prepared: list, perturbation: Perturbation, parameter: tf.Tensor) -> list:
+        """One step: ``apply``, ``preprocess``, the model and the activation."""
+        return self.run_model([
+            perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
+        ])
+
+    def perturbed(self, batch: tuple, perturbation: Perturbation, parameters: tf.Tensor, output_dtypes: list) -> list:
+        """The K steps of ``perturbation`` on one batch, in a graph loop: (B, K, ...) per
+        output (the sample axis first, so the batches concatenate along it)."""
+        prepared = self.prepare(batch, perturbation)
         steps = tf.shape(parameters)[0]
         arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False) for dtype in output_dtypes)
 
         def body(step, arrays):
-            perturbed = [
-                perturbation.apply(_BACKEND, x, ready, parameters[step])
-                for x, ready in zip(batch_inputs, prepared)
-            ]
-            outputs = self.run_model(perturbed)
+            outputs = self.step(batch[0], prepared, perturbation, parameters[step])
             return step + 1, tuple(ta.write(step, out) for ta, out in zip(arrays, outputs))
 
         _, arrays = tf.while_loop(lambda step, _: step < steps, body, (tf.constant(0), arrays))
@@ -173,6 +168,11 @@ class CompiledPasses:
     def plain(self, inputs: list, batch_size: int) -> list:
         return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
 
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+        """(N, ...) per output: the one step of :data:`CAM_MASK` (no step loop in the graph)."""
+        arguments = (tuple(inputs), tuple(cams))
+        return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
+
     def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any) -> list:
         """(K, N, ...) per output: the perturbation's K steps on every batch."""
         arguments = (tuple(inputs), tuple(cams))
@@ -192,21 +192,29 @@ class CompiledPasses:
         if function is None:
             extra = [] if perturbation is None else [tf.TensorSpec((None, None), tf.float32)]
             function = self._compiled.setdefault(
-                key, tf.function(self._graph(perturbation), input_signature=[*signature, *extra, tf.TensorSpec((), tf.int64)])
+                key, tf.function(self._graph(kind, perturbation), input_signature=[*signature, *extra, tf.TensorSpec((), tf.int64)])
             )
         return function
 
-    def _graph(self, perturbation: Perturbation | None) -> Callable:
+    def _graph(self, kind: Any, perturbation: Perturbation | None) -> Callable:
         """A function of this pass alone. TensorFlow counts traces per code object (a closure
         shares its code with every other) but per object for a ``functools.partial``: each
         ``AveragesCam`` traces its own passes once, which is no retracing to warn about."""
-        if perturbation is None:
+        if kind == "plain":
 
             def plain_pass(inputs: tuple, batch_size: tf.Tensor) -> list:
                 self.trace_count += 1
                 return self._loop(batch_slices(inputs, batch_size), self.steps.plain)
 
             return functools.partial(plain_pass)
+
+        if kind == "masked":
+
+            def masked_pass(inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
+                self.trace_count += 1
+                return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
+
+            return functools.partial(masked_pass)
 
         def perturbed_pass(inputs: tuple, cams: tuple, parameters: tf.Tensor, batch_size: tf.Tensor) -> list:
             self.trace_count += 1
@@ -249,9 +257,9 @@ class DistributedPasses:
     def plain(self, inputs: list, batch_size: int) -> list:
         return list(self._plain.per_sample(batches(tuple(inputs), batch_size)))
 
+    def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+        return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
+
     def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any) -> list:
-        """The mask only, for now: a K-step schedule on replicas is not written yet."""
-        if perturbation.key != CAM_MASK.key:
-            raise ValueError(validation.distributed_perturbation(perturbation))
-        masked = self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size))
-        return [out[None] for out in masked]
+        """Not written yet on replicas: only the mask (:meth:`masked`) runs distributed."""
+        raise ValueError(validation.distributed_perturbation(perturbation))
