@@ -121,7 +121,7 @@ def salience_ranks(backend: Backend, cams: Any) -> Any:
     shape = backend.shape(cams)
     flat = backend.reshape(cams, (shape[0], -1))
     order = backend.argsort(flat, axis=-1, descending=True)
-    ranks = backend.argsort(order, axis=-1)  # the inverse permutation: each pixel's place
+    ranks = backend.invert_permutation(order)  # each pixel's place in the order
     return backend.reshape(backend.astype(ranks, "float32"), shape)
 
 

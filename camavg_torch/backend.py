@@ -122,6 +122,10 @@ class TorchBackend(Backend):
     def argsort(self, x, axis=-1, descending=False):
         return self.torch.sort(-x if descending else x, dim=axis, stable=True).indices
 
+    def invert_permutation(self, order):
+        places = self.torch.arange(order.shape[1], device=order.device, dtype=order.dtype).expand_as(order)
+        return self.torch.empty_like(order).scatter_(1, order, places)
+
     def select_class(self, outputs, indices):
         torch = self.torch
         classes = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)

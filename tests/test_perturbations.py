@@ -208,7 +208,7 @@ BACKENDS = ["numpy", "tensorflow", "jax", "torch"]
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_stable_argsort_and_ranks_match_numpy(name):
+def test_stable_argsort_inverse_permutation_and_ranks_match_numpy(name):
     if name != "numpy":
         pytest.importorskip(name)
     backend = resolve_backend(name)
@@ -217,6 +217,9 @@ def test_stable_argsort_and_ranks_match_numpy(name):
     for descending in (False, True):
         expected = np.argsort(-values if descending else values, axis=1, kind="stable")
         np.testing.assert_array_equal(backend.to_numpy(backend.argsort(array, descending=descending)), expected)
+    order = np.stack([np.random.default_rng(row).permutation(30) for row in range(4)])
+    inverse = backend.to_numpy(backend.invert_permutation(backend.asarray(order)))
+    np.testing.assert_array_equal(np.take_along_axis(inverse, order, axis=1), np.broadcast_to(np.arange(30), (4, 30)))
     maps = values.reshape(4, 5, 6, 1)
     np.testing.assert_array_equal(backend.to_numpy(salience_ranks(backend, backend.asarray(maps))), reference_ranks(maps))
 
