@@ -5,9 +5,11 @@ steps, in this order, with these checks and messages:
 
 1. check the arguments (options at construction; CAMs and score functions at each call);
 2. copy the CAMs into arrays the engine owns and check their shapes and values;
-3. run the model on the masked inputs (one compiled pass: mask, ``preprocess``, model,
-   activation), or reuse the masked outputs of the same CAM values;
-4. apply the score functions, afresh, to the plain and the masked outputs;
+3. run the model on the perturbed inputs (one compiled pass over the batches and the K steps
+   of a :mod:`~camavg_core.perturbations` schedule: ``apply``, ``preprocess``, model,
+   activation; the CAM mask of the averages is the one-step case), or reuse the outputs of the
+   same CAM values and perturbation;
+4. apply the score functions, afresh, to the plain and the perturbed outputs;
 5. the equations (:mod:`camavg_core.equations`) and the result (:func:`summarize`).
 
 An adapter supplies only framework work (:class:`Adapter`): copying arrays into its own

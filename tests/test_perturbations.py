@@ -243,3 +243,14 @@ def test_the_removal_metric_works_in_evaluate_compare_and_a_stream(problem):
         assert result.values["top_half_drop"] == pytest.approx(expected, abs=1e-5)
         compared = metrics.compare({"a": cams, "b": cams[::-1].copy()}, CategoricalScore(labels), metrics=[metric])
         assert compared.results["a"].values["top_half_drop"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_strategy_runs_the_mask_and_refuses_other_perturbations_by_name(problem):
+    tf = pytest.importorskip("tensorflow")
+    images, cams, weights, bias, labels = problem
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        metrics = tf_metrics(images, weights, bias)
+    _, o_c = removal_drop(metrics, cams, CategoricalScore(labels), CAM_MASK)
+    np.testing.assert_array_equal(o_c[0], metrics.evaluate(cams, CategoricalScore(labels)).o_c)
+    with pytest.raises(ValueError, match="cannot run under a tf.distribute strategy yet.*strategy=None"):
+        removal_drop(metrics, cams, CategoricalScore(labels), RemoveMostSalient([0.5]))
