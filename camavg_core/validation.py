@@ -574,3 +574,28 @@ def resume_reshuffling_dataset() -> str:
         "pipeline with shuffle(..., seed=S, reshuffle_each_iteration=False) (list_files(..., "
         "shuffle=False)), or start again without resume=."
     )
+
+
+# --------------------------------------------------------------------------- perturbations
+def bad_perturbation_steps(perturbation: Any, steps: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} has steps={steps!r}: a perturbation's steps must be an "
+        f"integer K >= 1 (1 for a single perturbed pass, such as the CAM mask)."
+    )
+
+
+def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.ndarray) -> str:
+    return (
+        f"perturbation {perturbation!r}.parameters() returned shape {parameters.shape}"
+        + ("" if np.isfinite(parameters).all() else " holding non-finite values")
+        + f": it must return a (K, P) array of finite numbers, one row per step (K = steps = "
+        f"{steps}) and P >= 1 parameters (np.zeros((K, 1)) when the steps take none)."
+    )
+
+
+def distributed_perturbation(perturbation: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} cannot run under a tf.distribute strategy yet: only the "
+        f"CAM mask of the three averages does. Evaluate it without the strategy (outside its "
+        f"scope, strategy=None)."
+    )
