@@ -281,6 +281,7 @@ class AveragesCam(AveragesCamBase):
     layer when it holds one (fuse several with ``cam_extractor.fuse_cams(cams)``).
 
     >>> import numpy as np, torch
+    >>> from camavg_torch import CategoricalScore
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
     >>> with torch.no_grad():
     ...     _ = model[1].weight.copy_(torch.tensor([[1.0, 1, 1, 1], [-1, -1, -1, -1]]))
