@@ -186,10 +186,14 @@ class CompiledPasses:
     def _function(self, kind: Any, arguments: tuple, perturbation: Perturbation | None = None) -> Any:
         """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
         the sample axis left unknown in its signature (any N, any batch size) and, for a
-        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace."""
+        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace. A
+        perturbation's per-sample extra (the third argument) has every axis unknown: its shape
+        follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
+        if len(signature) == 3:
+            signature = (*signature[:2], tf.TensorSpec([None] * signature[2].shape.rank, signature[2].dtype))
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:
