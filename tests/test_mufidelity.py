@@ -311,3 +311,40 @@ def test_a_bad_per_sample_array_is_refused_by_name(problem):
     engine = jax_metrics(images, weights, bias).engine
     with pytest.raises(ValueError, match=r"per_sample\(indices, x_shape\) returned an array of shape \(6, 10, 8\).*one row per sample \(N = 7\)"):
         engine.perturbed_outputs(engine.own_cams(cams, False), Short([1.0], HEIGHT, WIDTH))
+
+
+# --------------------------------------------------------------------------- streams pass their offset
+def test_a_stream_gives_each_batch_the_global_index_of_its_first_sample(monkeypatch):
+    jnp = pytest.importorskip("jax.numpy")
+    import camavg_core.stream as stream
+    from camavg_jax.streaming import evaluate_dataset
+
+    offsets = []
+
+    class Recording(stream.Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            offsets.append(self.offset)
+
+    monkeypatch.setattr(stream, "Engine", Recording)
+    sizes = (2, 3, 1, 2)
+
+    def batches(fail_at=None):
+        for index, size in enumerate(sizes):
+            if index == fail_at:
+                raise RuntimeError("the source stopped")
+            images = np.ones((size, 4, 4, 1), np.float32)
+            images[0, 0, 0, 0] = np.nan if index == 1 else 1.0  # a skipped sample still counts
+            yield images, np.full((size, 4, 4), 0.5, np.float32), np.zeros(size, int)
+
+    def apply_fn(x):
+        return jnp.concatenate([x.mean((1, 2)) * 0.5, 1 - x.mean((1, 2)) * 0.5], axis=-1)
+
+    evaluate_dataset(apply_fn, batches(), nan_policy="omit")
+    assert offsets == [0, 2, 5, 6]
+    offsets.clear()
+    with pytest.raises(RuntimeError) as stopped:
+        evaluate_dataset(apply_fn, batches(fail_at=2), nan_policy="omit")
+    offsets.clear()
+    evaluate_dataset(apply_fn, batches(), nan_policy="omit", resume=stopped.value.camavg_checkpoint)
+    assert offsets == [5, 6]  # the two counted batches are skipped, not run
