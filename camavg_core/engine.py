@@ -28,6 +28,7 @@ across calls or lent out.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any, Callable, NamedTuple, Protocol
 
@@ -74,10 +75,15 @@ class Adapter(Protocol):
         """The dtype model input ``index`` takes, for inputs that came as ``dtype``."""
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
-            perturbation: Perturbation | None = None) -> list:
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         """The model's outputs (one array per model output, on the device): without ``cams``,
         on the inputs, (N, ...) each; with ``cams``, on the inputs perturbed by ``perturbation``
         (:data:`~camavg_core.perturbations.CAM_MASK` when None), (K, N, ...) each.
+
+        ``extra``: the perturbation's per-sample data (:meth:`Engine.per_sample`), an (N, ...)
+        array of the framework, batched with the inputs and the CAMs and given to
+        ``prepare(backend, x, cams, extra)`` as the batch's rows; None: ``prepare(backend, x,
+        cams)``.
 
         One compiled pass: for each batch, ``prepare`` once, then the K steps (``apply``,
         ``preprocess``, the model, the activation), one perturbed batch at a time. The step
@@ -123,6 +129,7 @@ class _PerturbedOutputs(NamedTuple):
     cams: CamSet
     key: Any
     parameters: bytes
+    extra: bytes
     outputs: list
 
 
@@ -172,9 +179,11 @@ class Engine:
     """One model, its inputs and their outputs; every evaluation of CAMs goes through here."""
 
     def __init__(self, adapter: Adapter, inputs: Any, *, batch_size: int | None, nan_policy: str,
-                 level: float, options: Options, watch_model: bool = True) -> None:
+                 level: float, options: Options, watch_model: bool = True, offset: int = 0) -> None:
         """``watch_model=False`` skips :meth:`Adapter.model_version` for an engine that answers
-        one call right after it is built (a stream's batch): nothing can have changed."""
+        one call right after it is built (a stream's batch): nothing can have changed.
+        ``offset``: the global index of the first sample (a stream's count of samples already
+        seen), from which a perturbation draws its per-sample randomness."""
         validation.check_options(
             activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
             level=level, normalize=options.normalize, batch_size=batch_size,
@@ -189,6 +198,7 @@ class Engine:
         self.inputs, self.bad_inputs = self.own_inputs(inputs)
         self.n = int(self.backend.shape(self.inputs[0])[0])
         self.watch_model = watch_model
+        self.offset = int(offset)
         self._plain = self._run_plain(self._model_version())  # replaced whole, as is _last
         self._last: _PerturbedOutputs | None = None
         self._warned = threading.Event()
@@ -231,22 +241,46 @@ class Engine:
     def perturbed_outputs(self, cam_set: CamSet, perturbation: Perturbation = CAM_MASK, *, version: Any = _ASK) -> list:
         """The model's outputs on the inputs perturbed by ``perturbation`` with ``cam_set``:
         (K, N, ...) per model output. From the cache when the last call had the same CAM
-        values, normalisation, perturbation key and parameters under the same model version
-        (``version``: the model version the caller just read; by default asked afresh), else
-        one compiled pass."""
+        values, normalisation, perturbation key, parameters and per-sample data under the same
+        model version (``version``: the model version the caller just read; by default asked
+        afresh), else one compiled pass."""
         if version is _ASK:
             version = self.plain_outputs().version
         parameters = self.step_parameters(perturbation).tobytes()
+        extra = self.per_sample(perturbation)
+        # the seed is no part of the key (it changes no trace), so the data itself is compared
+        digest = b"" if extra is None else hashlib.blake2b(
+            f"{extra.dtype.str}{extra.shape}".encode() + np.ascontiguousarray(extra).tobytes(), digest_size=16
+        ).digest()
         last = self._last
         if (last is not None and last.version == version and last.key == perturbation.key
-                and last.parameters == parameters and self._same_cams(last.cams, cam_set)):
+                and last.parameters == parameters and last.extra == digest and self._same_cams(last.cams, cam_set)):
             return last.outputs
         options = self.options._replace(normalize=cam_set.normalize)
         # the mask goes as run's default: the four-argument call that wrappers of run know
-        extra = () if perturbation is CAM_MASK else (perturbation,)
-        outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size, *extra)
-        self._last = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, outputs)
+        arguments = () if perturbation is CAM_MASK else (perturbation,)
+        if extra is not None:
+            arguments += (self.adapter.own(extra, extra.dtype.name, "the perturbation's per-sample data"),)
+        outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size, *arguments)
+        self._last = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, digest, outputs)
         return outputs
+
+    def per_sample(self, perturbation: Perturbation) -> np.ndarray | None:
+        """``perturbation.per_sample(indices, x_shape)`` (None when it has no such method): host
+        data drawn per sample from its global index, ``offset`` .. ``offset + N - 1``, so that
+        a sample gets the same data in memory, in a stream and in any batch size; checked to
+        be an (N, ...) array of numbers."""
+        per_sample = getattr(perturbation, "per_sample", None)
+        if per_sample is None:
+            return None
+        indices = np.arange(self.offset, self.offset + self.n, dtype=np.int64)
+        extra = per_sample(indices, tuple(self.backend.shape(self.inputs[0])))
+        if extra is None:
+            return None
+        extra = np.asarray(extra)
+        if extra.ndim < 1 or extra.shape[0] != self.n or not validation.is_real_dtype(extra.dtype):
+            raise ValueError(validation.bad_per_sample(perturbation, self.n, extra))
+        return extra
 
     def step_parameters(self, perturbation: Perturbation) -> np.ndarray:
         """The (K, P) parameters of ``perturbation`` for these inputs (H * W of the first)."""

@@ -52,6 +52,10 @@ class Perturbation(Protocol):
         key: what a compiled pass is keyed by (e.g. ``("cam_mask",)``); never the step values.
             Equal keys promise the same ``prepare`` and ``apply``.
         steps: K >= 1.
+
+    Optionally ``per_sample(indices, x_shape) -> (N, ...) | None``: host data drawn from each
+    sample's global index (e.g. :class:`camavg_core.mufidelity.MuFidelity`'s masks), batched
+    with the inputs and given to ``prepare(backend, x, cams, extra)`` as the batch's rows.
     """
 
     key: Hashable

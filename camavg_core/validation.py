@@ -599,3 +599,22 @@ def distributed_perturbation(perturbation: Any) -> str:
         f"CAM mask of the three averages does. Evaluate it without the strategy (outside its "
         f"scope, strategy=None)."
     )
+
+
+def bad_per_sample(perturbation: Any, n: int, extra: np.ndarray) -> str:
+    return (
+        f"perturbation {perturbation!r}: per_sample(indices, x_shape) returned an array of shape "
+        f"{extra.shape} and dtype {extra.dtype} for {n} samples; it must return an (N, ...) array "
+        f"of numbers, one row per sample (N = {n}), or None."
+    )
+
+
+def mufidelity_argument(name: str, value: Any, expected: str) -> str:
+    return f"MuFidelity: {name} must be {expected}, got {value!r}."
+
+
+def mufidelity_spatial(shape: tuple) -> str:
+    return (
+        f"MuFidelity masks a grid of cells over two spatial axes, but the CAMs at the input's size "
+        f"have shape {shape}: use it on images ((N, H, W, C) or (N, C, H, W))."
+    )

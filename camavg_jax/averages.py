@@ -70,7 +70,7 @@ class JaxAdapter:
         return "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
-            perturbation: Perturbation | None = None) -> list:
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         n = int(inputs[0].shape[0])
         size = self.rows_per_batch(n, batch_size)
         if cams is None:
@@ -89,7 +89,8 @@ class JaxAdapter:
         batch_outputs = []  # per batch: (K, B, ...) per output
         for start in range(0, n, size):
             batch_inputs = tuple(self.batch(x, start, size) for x in inputs)
-            outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), first_row)
+            batch_extra = None if extra is None else self.batch(extra, start, size)
+            outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_row)
             steps = [outputs, *(later(batch_inputs, prepared, row) for row in later_rows)]
             if start == 0:
                 _check_output_rows(steps[0], size)
@@ -154,11 +155,12 @@ class JaxAdapter:
                         perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
                     ])
 
-                def first(batch_inputs: tuple, batch_cams: tuple, parameter: jax.Array) -> tuple:
+                def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, parameter: jax.Array) -> tuple:
                     self.trace_count += 1
+                    extra = () if batch_extra is None else (batch_extra,)  # the per-sample data's rows
                     prepared = [
                         perturbation.prepare(_BACKEND, x, cam_maps(x, cam, data_format=options.data_format,
-                                                                   normalize=options.normalize, backend=_BACKEND))
+                                                                   normalize=options.normalize, backend=_BACKEND), *extra)
                         for x, cam in zip(batch_inputs, batch_cams)
                     ]
                     return step(batch_inputs, prepared, parameter), prepared

@@ -103,16 +103,16 @@ class TensorFlowAdapter:
         return "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
-            perturbation: Perturbation | None = None) -> list:
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         check_activation(self.model, options.activation)  # here: the structure may change
         passes = self.passes(options, inputs)
         if cams is None:
             return passes.plain(inputs, batch_size)
-        if perturbation is None or perturbation.key == CAM_MASK.key:
+        if extra is None and (perturbation is None or perturbation.key == CAM_MASK.key):
             # the averages' mask: one step, so a pass with no step loop in its graph
             return [out[None] for out in passes.masked(inputs, cams, batch_size)]
         parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
-        return passes.perturbed(inputs, cams, batch_size, perturbation, parameters)
+        return passes.perturbed(inputs, cams, batch_size, perturbation, parameters, extra)
 
     def passes(self, options: Options, inputs: list) -> CompiledPasses | DistributedPasses:
         """This adapter's compiled passes for ``options`` and the model's structure as it is

@@ -70,10 +70,11 @@ class BatchStep:
         return self.step(batch[0], prepared, CAM_MASK, tf.zeros([1], tf.float32))
 
     def prepare(self, batch: tuple, perturbation: Perturbation) -> list:
-        batch_inputs, batch_cams = batch
+        """``prepare`` per model input; a batch of three holds the per-sample extra's rows."""
+        batch_inputs, batch_cams, *extra = batch
         return [
             perturbation.prepare(_BACKEND, x, cam_maps(x, c, data_format=self.options.data_format,
-                                                      normalize=self.options.normalize, backend=_BACKEND))
+                                                      normalize=self.options.normalize, backend=_BACKEND), *extra)
             for x, c in zip(batch_inputs, batch_cams)
         ]
 
@@ -173,20 +174,26 @@ class CompiledPasses:
         arguments = (tuple(inputs), tuple(cams))
         return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
 
-    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any) -> list:
-        """(K, N, ...) per output: the perturbation's K steps on every batch."""
-        arguments = (tuple(inputs), tuple(cams))
-        function = self._function(("perturbed", perturbation.key), arguments, perturbation)
+    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any,
+                  extra: Any = None) -> list:
+        """(K, N, ...) per output: the perturbation's K steps on every batch; ``extra``, the
+        per-sample data, is sliced into batches with the inputs and the CAMs."""
+        arguments = (tuple(inputs), tuple(cams)) + (() if extra is None else (extra,))
+        function = self._function(("perturbed", perturbation.key, extra is not None), arguments, perturbation)
         outputs = function(*arguments, tf.constant(parameters, tf.float32), _batch_tensor(batch_size))
         return [_swap_leading_axes(out) for out in outputs]
 
     def _function(self, kind: Any, arguments: tuple, perturbation: Perturbation | None = None) -> Any:
         """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
         the sample axis left unknown in its signature (any N, any batch size) and, for a
-        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace."""
+        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace. A
+        perturbation's per-sample extra (the third argument) has every axis unknown: its shape
+        follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
+        if len(signature) == 3:
+            signature = (*signature[:2], tf.TensorSpec([None] * signature[2].shape.rank, signature[2].dtype))
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:
@@ -216,14 +223,20 @@ class CompiledPasses:
 
             return functools.partial(masked_pass)
 
-        def perturbed_pass(inputs: tuple, cams: tuple, parameters: tf.Tensor, batch_size: tf.Tensor) -> list:
+        def perturbed_pass(inputs: tuple, cams: tuple, parameters: tf.Tensor, batch_size: tf.Tensor, *extra: tf.Tensor) -> list:
             self.trace_count += 1
 
             def step(batch: tuple) -> list:
                 return self.steps.perturbed(batch, perturbation, parameters, self.output_dtypes)
 
-            return self._loop(batch_slices((inputs, cams), batch_size), step)
+            return self._loop(batch_slices((inputs, cams, *extra), batch_size), step)
 
+        if kind[2]:  # with the per-sample extra: (inputs, cams, extra, parameters, batch_size)
+
+            def with_extra(inputs: tuple, cams: tuple, extra: tf.Tensor, parameters: tf.Tensor, batch_size: tf.Tensor) -> list:
+                return perturbed_pass(inputs, cams, parameters, batch_size, extra)
+
+            return functools.partial(with_extra)
         return functools.partial(perturbed_pass)
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
@@ -260,6 +273,7 @@ class DistributedPasses:
     def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
 
-    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any) -> list:
+    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any,
+                  extra: Any = None) -> list:
         """Not written yet on replicas: only the mask (:meth:`masked`) runs distributed."""
         raise ValueError(validation.distributed_perturbation(perturbation))

@@ -108,7 +108,7 @@ class TorchAdapter:
         return np.dtype(dtype).name if np.issubdtype(dtype, np.floating) else "float32"
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
-            perturbation: Perturbation | None = None) -> list:
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         n, parts = int(inputs[0].shape[0]), []
         if cams is None:
             with eval_mode(self.model), torch.inference_mode():
@@ -124,15 +124,16 @@ class TorchAdapter:
         parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
         step = self._step(options, perturbation)
         with eval_mode(self.model), torch.inference_mode():
-            rows = torch.from_numpy(parameters).to(self.device)
+            parameter_rows = torch.from_numpy(parameters).to(self.device)
             for start in range(0, n, batch_size):
                 batch = [x[start : start + batch_size] for x in inputs]
+                rows = () if extra is None else (extra[start : start + batch_size],)  # the per-sample data's rows
                 prepared = [
                     perturbation.prepare(_BACKEND, x, cam_maps(x, c[start : start + batch_size], data_format=options.data_format,
-                                                              normalize=options.normalize, backend=_BACKEND))
+                                                              normalize=options.normalize, backend=_BACKEND), *rows)
                     for x, c in zip(batch, cams)
                 ]
-                steps = [step(batch, prepared, row) for row in rows]  # one perturbed batch at a time
+                steps = [step(batch, prepared, row) for row in parameter_rows]  # one perturbed batch at a time
                 if start == 0:
                     _check_output_rows(steps[0], len(batch[0]))
                 parts.append([torch.stack(outputs) for outputs in zip(*steps)])

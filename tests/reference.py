@@ -31,3 +31,51 @@ def reference_terms(y_c, o_c) -> dict[str, np.ndarray]:
 def reference_metrics(y_c, o_c) -> dict[str, float]:
     """The three averages in percent."""
     return {name: 100.0 * float(np.mean(terms)) for name, terms in reference_terms(y_c, o_c).items()}
+
+
+# --------------------------------------------------------------------------- MuFidelity
+def reference_average_ranks(values) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties given the mean of the ranks they share, by counting:
+    rank_j = 1 + #{v < v_j} + (#{v == v_j} - 1) / 2."""
+    v = np.asarray(values, dtype=np.float64)
+    less = (v[None, :] < v[:, None]).sum(axis=1)
+    equal = (v[None, :] == v[:, None]).sum(axis=1)
+    return 1.0 + less + (equal - 1) / 2.0
+
+
+def reference_correlation(a, b, correlation: str) -> float:
+    """Pearson's r (of the ranks for Spearman's rho) of two 1-D arrays; NaN when either is constant."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    if correlation == "spearman":
+        a, b = reference_average_ranks(a), reference_average_ranks(b)
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def reference_mufidelity(images, cams, score, *, grid_size=9, subset_fraction=0.2, n_samples=200,
+                         baseline=0.0, seed=0, correlation="spearman", first_index=0) -> dict:
+    """MuFidelity from its definition (Bhatt et al. 2020, def. 3), one sample at a time, in float64.
+
+    images: (N, H, W, C) channels last; cams: (N, H, W) already at the input's size in [0, 1];
+    score: a function of a (M, H, W, C) batch -> (M,) scores. Sample i's subsets come from
+    ``np.random.default_rng([seed, first_index + i])``: a (K, g, g) array of uniforms, a cell
+    removed where its uniform is below ``subset_fraction``; pixel row r lies in cell row
+    floor((r + 0.5) * g / H) (nearest neighbour, half-pixel centres), columns alike. Returns the
+    (N,) terms (NaN when undefined), the (K, N) perturbed scores and the (K, N) CAM sums."""
+    images = np.asarray(images, dtype=np.float64)
+    n, height, width = images.shape[:3]
+    row_cells = np.floor((np.arange(height) + 0.5) * grid_size / height).astype(int)
+    col_cells = np.floor((np.arange(width) + 0.5) * grid_size / width).astype(int)
+    terms, curve, sums = [], [], []
+    for i in range(n):
+        cells = np.random.default_rng([seed, first_index + i]).random((n_samples, grid_size, grid_size)) < subset_fraction
+        removed = cells[:, row_cells][:, :, col_cells]  # (K, H, W)
+        perturbed = np.where(removed[..., None], baseline, images[i][None])
+        scores = np.asarray(score(perturbed), dtype=np.float64)
+        drops = float(score(images[i][None])[0]) - scores
+        cam_sums = (np.asarray(cams[i], dtype=np.float64)[None] * removed).sum(axis=(1, 2))
+        terms.append(reference_correlation(cam_sums, drops, correlation))
+        curve.append(scores)
+        sums.append(cam_sums)
+    return {"terms": np.array(terms), "curve": np.stack(curve, axis=1), "cam_sums": np.stack(sums, axis=1)}
