@@ -1,6 +1,6 @@
 """camavg beside xplique 2.0.2 on the same model, inputs and maps (docs/comparison.md).
 
-    CAMAVG_XPLIQUE_DIR=/tmp/xplique_dir python benchmarks/peer_xplique.py
+    CAMAVG_XPLIQUE_DIR=/tmp/xplique_dir python -m benchmarks.peer_xplique   # from the repository root
 
 Runs xplique's ``AverageDropMetric``, ``AverageIncreaseMetric`` and ``AverageGainMetric`` and
 camavg's ``AveragesCam.evaluate``, then xplique's ``Deletion`` and ``Insertion`` beside camavg's
