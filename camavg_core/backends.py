@@ -112,6 +112,11 @@ class Backend:
         = i`` (a scatter, which costs less than sorting ``order`` again)."""
         raise NotImplementedError
 
+    def einsum(self, subscripts: str, *operands: Any) -> Any:
+        """NumPy's ``einsum`` (explicit ``->`` form, lower-case letters). NumPy operands become
+        the backend's arrays on the device of the first array that is not NumPy's."""
+        raise NotImplementedError
+
     def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
         raise NotImplementedError
@@ -185,6 +190,9 @@ class NumpyBackend(Backend):
         inverse = np.empty_like(order)
         np.put_along_axis(inverse, order, np.broadcast_to(np.arange(order.shape[1], dtype=order.dtype), order.shape), axis=1)
         return inverse
+
+    def einsum(self, subscripts, *operands):
+        return np.einsum(subscripts, *operands)
 
     def select_class(self, outputs, indices):
         outputs = np.asarray(outputs)

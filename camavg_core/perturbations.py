@@ -42,6 +42,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend
+from camavg_core.curves import full_curve, gaussian_blur, pixel_counts
 
 
 @runtime_checkable
@@ -145,3 +146,135 @@ def step_parameters(perturbation: Perturbation, n_pixels: int) -> np.ndarray:
     if parameters.ndim != 2 or parameters.shape[0] != steps or parameters.shape[1] < 1 or not np.isfinite(parameters).all():
         raise ValueError(validation.bad_perturbation_parameters(perturbation, steps, parameters))
     return parameters
+
+
+# --------------------------------------------------------------------------- deletion, insertion
+class _PixelCurve:
+    """What Deletion and Insertion share: the pixel counts of the steps, the baseline, the
+    ranking. ``steps`` is the number of rows the compiled pass runs; ``curve_steps`` the
+    curve's K (it has K + 1 points); the point of ``reuses_plain`` ("first", "last" or None) is
+    the plain input, whose score Y_c the caller already has (:func:`camavg_core.curves.full_curve`
+    puts it in place)."""
+
+    name = "curve"
+
+    def __init__(self, steps: int = 10, baseline: float | str | Any = 0.0, max_fraction: float = 1.0) -> None:
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(validation.bad_curve_steps(self.name, steps))
+        if (not isinstance(max_fraction, (int, float, np.integer, np.floating)) or isinstance(max_fraction, bool)
+                or not 0.0 < float(max_fraction) <= 1.0):
+            raise ValueError(validation.bad_curve_max_fraction(self.name, max_fraction))
+        if isinstance(baseline, str):
+            if baseline != "blur":
+                raise ValueError(validation.bad_curve_baseline(self.name, baseline))
+            kind: Hashable = "blur"
+        elif callable(baseline):
+            kind = baseline
+        elif (isinstance(baseline, (int, float, np.integer, np.floating)) and not isinstance(baseline, bool)
+              and math.isfinite(baseline)):
+            kind, baseline = "number", float(baseline)
+        else:
+            raise TypeError(validation.bad_curve_baseline(self.name, baseline))
+        self.curve_steps = int(steps)
+        self.baseline = baseline
+        self.max_fraction = float(max_fraction)
+        self.reuses_plain = self._reused_point()
+        self.steps = self.curve_steps + (self.reuses_plain is None)
+        # a number travels as a parameter: one trace for every value, steps and max_fraction
+        self.key = (self.name, kind)
+
+    def _reused_point(self) -> str | None:
+        raise NotImplementedError
+
+    def counts(self, n_pixels: int) -> np.ndarray:
+        """(K + 1,) pixel counts :math:`k_i` of the whole curve (:func:`camavg_core.curves.pixel_counts`)."""
+        return pixel_counts(n_pixels, self.curve_steps, self.max_fraction)
+
+    def parameters(self, n_pixels: int) -> np.ndarray:
+        """One row per step run: (k_i, the baseline number or 0), float32 (exact to 2**24 pixels)."""
+        counts = self.counts(n_pixels)
+        counts = counts[1:] if self.reuses_plain == "first" else counts[:-1] if self.reuses_plain == "last" else counts
+        number = self.baseline if isinstance(self.baseline, float) else 0.0
+        return np.stack([counts, np.full(len(counts), number)], axis=1).astype(np.float32)
+
+    def prepare(self, backend: Backend, x: Any, cams: Any) -> Any:
+        ranks = salience_ranks(backend, cams)
+        if isinstance(self.baseline, float):
+            return (ranks,)
+        if self.baseline == "blur":
+            # the spatial axes are those where the maps are not 1 (the maps' channel axis is 1)
+            shape = backend.shape(cams)
+            return ranks, gaussian_blur(backend, x, tuple(a for a in range(1, len(shape)) if shape[a] != 1))
+        return ranks, backend.astype(backend.asarray(self.baseline(x)), backend.dtype_name(x))
+
+    def _baseline(self, backend: Backend, x: Any, prepared: Any, parameter: Any) -> Any:
+        return backend.astype(parameter[1], backend.dtype_name(x)) if len(prepared) == 1 else prepared[1]
+
+    def curve(self, y_c: Any, step_scores: Any, *, backend: str | Backend | None = None) -> Any:
+        """(N, K + 1) curves: the (rows, N) scores of the steps with ``y_c`` put in the reused
+        point's place (:func:`camavg_core.curves.full_curve`)."""
+        return full_curve(y_c, step_scores, self.reuses_plain, backend=backend)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(steps={self.curve_steps}, baseline={self.baseline!r}, "
+                f"max_fraction={self.max_fraction})")
+
+
+class Deletion(_PixelCurve):
+    r"""RISE's deletion curve: step :math:`i` sets the :math:`k_i` most salient pixels (all
+    their channels) to the baseline, :math:`k_i = \lfloor i \lfloor P f \rfloor / K \rfloor`
+    for :math:`i = 0..K` (:mod:`camavg_core.curves`). Its first point (:math:`k_0 = 0`) is the
+    plain input: the pass runs the K others (``reuses_plain = "first"``) and
+    :meth:`curve` puts Y_c first.
+
+    Args:
+        steps: K, the curve's intervals (K + 1 points).
+        baseline: a finite number; ``"blur"`` (the inputs blurred per channel by a Gaussian of
+            11 taps and sigma 5 with the reflect border, :func:`camavg_core.curves.gaussian_blur`);
+            or a callable of the batch (the framework's array, in its layout) returning the
+            baseline batch, traced with the pass. A number is rounded to float32.
+        max_fraction: f, the share of the P = H x W pixels the last step reaches.
+
+    >>> from camavg_core.backends import resolve_backend
+    >>> bk, deletion = resolve_backend("numpy"), Deletion(steps=2, baseline=-1.0)
+    >>> x, cams = np.ones((1, 2, 2, 1)), np.array([[[0.1, 0.9], [0.5, 0.7]]])[..., None]
+    >>> deletion.parameters(4).tolist()
+    [[2.0, -1.0], [4.0, -1.0]]
+    >>> prepared = deletion.prepare(bk, x, cams)
+    >>> deletion.apply(bk, x, prepared, deletion.parameters(4)[0])[0, ..., 0].tolist()
+    [[1.0, -1.0], [1.0, -1.0]]
+    """
+
+    name = "deletion"
+
+    def _reused_point(self) -> str | None:
+        return "first"
+
+    def apply(self, backend: Backend, x: Any, prepared: Any, parameter: Any) -> Any:
+        return backend.where(prepared[0] >= parameter[0], x, self._baseline(backend, x, prepared, parameter))
+
+
+class Insertion(_PixelCurve):
+    r"""RISE's insertion curve: step :math:`i` starts from the baseline everywhere and restores
+    the :math:`k_i` most salient pixels of the input (see :class:`Deletion` for the counts and
+    the arguments). With ``max_fraction=1`` its last point (:math:`k_K = P`) is the plain input:
+    the pass runs the K others (``reuses_plain = "last"``) and :meth:`curve` puts Y_c last;
+    otherwise it runs all K + 1 (``reuses_plain = None``, ``steps = K + 1``).
+
+    >>> from camavg_core.backends import resolve_backend
+    >>> bk, insertion = resolve_backend("numpy"), Insertion(steps=2)
+    >>> x, cams = np.ones((1, 2, 2, 1)), np.array([[[0.1, 0.9], [0.5, 0.7]]])[..., None]
+    >>> insertion.parameters(4).tolist()
+    [[0.0, 0.0], [2.0, 0.0]]
+    >>> prepared = insertion.prepare(bk, x, cams)
+    >>> insertion.apply(bk, x, prepared, insertion.parameters(4)[1])[0, ..., 0].tolist()
+    [[0.0, 1.0], [0.0, 1.0]]
+    """
+
+    name = "insertion"
+
+    def _reused_point(self) -> str | None:
+        return "last" if self.max_fraction == 1.0 else None
+
+    def apply(self, backend: Backend, x: Any, prepared: Any, parameter: Any) -> Any:
+        return backend.where(prepared[0] < parameter[0], x, self._baseline(backend, x, prepared, parameter))

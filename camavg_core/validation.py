@@ -618,3 +618,25 @@ def mufidelity_spatial(shape: tuple) -> str:
         f"MuFidelity masks a grid of cells over two spatial axes, but the CAMs at the input's size "
         f"have shape {shape}: use it on images ((N, H, W, C) or (N, C, H, W))."
     )
+
+
+def bad_curve_steps(name: str, steps: Any) -> str:
+    return (
+        f"{name}: steps must be an integer >= 1 (the curve's intervals; it has steps + 1 points), "
+        f"got {steps!r}. Pass e.g. steps=10 (the default) or steps=H * W for one pixel per step."
+    )
+
+
+def bad_curve_max_fraction(name: str, max_fraction: Any) -> str:
+    return (
+        f"{name}: max_fraction must be a number in (0, 1] (the share of the pixels the curve "
+        f"reaches), got {max_fraction!r}. Pass e.g. max_fraction=1.0 (the default: every pixel)."
+    )
+
+
+def bad_curve_baseline(name: str, baseline: Any) -> str:
+    return (
+        f"{name}: baseline must be a finite number (e.g. 0.0), \"blur\" (a Gaussian blur of the "
+        f"inputs, kernel 11, sigma 5) or a callable of the inputs' batch returning the baseline "
+        f"batch, got {baseline!r}."
+    )

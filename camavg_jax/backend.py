@@ -104,6 +104,9 @@ class JaxBackend(Backend):
         rows = jnp.arange(order.shape[0])[:, None]
         return jnp.zeros_like(order).at[rows, order].set(jnp.broadcast_to(jnp.arange(order.shape[1], dtype=order.dtype), order.shape))
 
+    def einsum(self, subscripts, *operands):
+        return self.jnp.einsum(subscripts, *operands)
+
     def select_class(self, outputs, indices):
         jnp = self.jnp
         outputs = jnp.asarray(outputs)

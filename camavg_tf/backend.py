@@ -100,6 +100,9 @@ class TensorFlowBackend(Backend):
         places = tf.broadcast_to(tf.range(shape[1], dtype=order.dtype)[None, :], shape)
         return tf.scatter_nd(tf.stack([rows, order], axis=-1), places, tf.cast(shape, order.dtype))
 
+    def einsum(self, subscripts, *operands):
+        return self.tf.einsum(subscripts, *[self.tf.convert_to_tensor(o) for o in operands])
+
     def select_class(self, outputs, indices):
         tf = self.tf
         indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))

@@ -126,6 +126,11 @@ class TorchBackend(Backend):
         places = self.torch.arange(order.shape[1], device=order.device, dtype=order.dtype).expand_as(order)
         return self.torch.empty_like(order).scatter_(1, order, places)
 
+    def einsum(self, subscripts, *operands):
+        torch = self.torch
+        device = next((o.device for o in operands if isinstance(o, torch.Tensor)), None)
+        return torch.einsum(subscripts, *[torch.as_tensor(o, device=device) for o in operands])
+
     def select_class(self, outputs, indices):
         torch = self.torch
         classes = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
