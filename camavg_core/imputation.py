@@ -224,8 +224,8 @@ class Road:
     >>> morf, lerf = (road.apply(bk, x, prepared, row) for row in road.parameters(16))
     >>> np.round(morf[0, ..., 0], 6).tolist()[1]       # the centre removed and imputed
     [4.0, 5.0, 6.0, 7.0]
-    >>> np.round(lerf[0, ..., 0], 6).tolist()[0]       # the first 4 of the zeros removed
-    [5.0, 5.0, 5.0, 5.0]
+    >>> np.round(lerf[0, ..., 0], 3).tolist()[3]       # the last 4 zeros (row-major) removed
+    [8.652, 9.13, 9.87, 10.348]
     """
 
     def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = 0.01, seed: int = 0,
