@@ -61,12 +61,13 @@ def _slice(v: Any, axis: int, start: int, stop: int) -> Any:
     return v[tuple(index)]
 
 
-def _pad(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
-    """Zero padding of 1 on both sides of the two spatial axes. Backends have no pad operation
-    (the one op this module would add: ``Backend.pad(x, widths)``), so it branches here."""
+def _pad(backend: Backend, v: Any, axes: tuple[int, int], pads: tuple = ((1, 1), (1, 1))) -> Any:
+    """Zero padding of the two spatial axes, ``pads`` (before, after) per axis. Backends have no
+    pad operation (the one op this module would add: ``Backend.pad(x, widths)``), so it branches
+    here."""
     widths = [(0, 0)] * len(v.shape)
-    for axis in axes:
-        widths[axis] = (1, 1)
+    for axis, pair in zip(axes, pads):
+        widths[axis] = tuple(pair)
     if backend.name == "tensorflow":
         import tensorflow as tf
 
@@ -81,6 +82,12 @@ def _pad(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
         flat = [w for pair in reversed(widths) for w in pair]  # torch lists the last axis first
         return torch.nn.functional.pad(v, flat)
     return np.pad(v, widths)
+
+
+def _take(v: Any, axes: tuple[int, int], rows: slice, cols: slice) -> Any:
+    index = [slice(None)] * len(v.shape)
+    index[axes[0]], index[axes[1]] = rows, cols
+    return v[tuple(index)]
 
 
 def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
@@ -119,12 +126,121 @@ def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     return backend.reshape(total, tuple(shape))
 
 
+# the 8 neighbour offsets and the centre, and the weight of each neighbour
+_OFFSETS = tuple((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+_WEIGHT = {d: (1.0 / 6.0 if abs(d[0]) + abs(d[1]) == 1 else 1.0 / 12.0) for d in _OFFSETS if d != (0, 0)}
+
+
+def _hw(v: Any, axes: tuple[int, int]) -> tuple[int, int]:
+    return int(v.shape[axes[0]]), int(v.shape[axes[1]])
+
+
+def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: int) -> Any:
+    """v_{i + d} for every pixel i, from v zero-padded by one on each side."""
+    return _take(padded, axes, slice(1 + d[0], 1 + d[0] + h), slice(1 + d[1], 1 + d[1] + w))
+
+
+def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
+    """sum_d c_d(i) v_{i + d}: a 9-point operator whose coefficients vary per pixel."""
+    h, w = _hw(v, axes)
+    padded = _pad(backend, v, axes)
+    out = coefficients[(0, 0)] * v
+    for d in _OFFSETS:
+        if d != (0, 0):
+            out = out + coefficients[d] * _shift(padded, axes, d, h, w)
+    return out
+
+
+def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    h, w = _hw(v, axes)
+    return _pad(backend, v, axes, ((0, h % 2), (0, w % 2))) if h % 2 or w % 2 else v
+
+
+def _restrict(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    """R: the sum of each 2 x 2 block (an odd size zero-padded)."""
+    v = _even(backend, v, axes)
+    parts = [_take(v, axes, slice(a, None, 2), slice(b, None, 2)) for a in (0, 1) for b in (0, 1)]
+    return parts[0] + parts[1] + parts[2] + parts[3]
+
+
+def _prolong(backend: Backend, v: Any, axes: tuple[int, int], h: int, w: int) -> Any:
+    """P = R^T: each coarse value copied to its 2 x 2 block, cropped to (h, w)."""
+    expanded, tile, out = [-1], [1], [-1]
+    for k in range(1, len(v.shape)):
+        size = int(v.shape[k])
+        expanded.append(size)
+        tile.append(1)
+        out.append(2 * size if k in axes else size)
+        if k in axes:
+            expanded.append(1)
+            tile.append(2)
+    ones = backend.astype(backend.asarray(np.ones(tile, np.float32)), backend.dtype_name(v))
+    fine = backend.reshape(backend.reshape(v, tuple(expanded)) * ones, tuple(out))
+    return _take(fine, axes, slice(0, h), slice(0, w))
+
+
+def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dict:
+    """The Galerkin operator R A P of a 9-point operator for the piecewise-constant P: entry
+    (I, I + D) sums A_ij over the children i of I and j of I + D, again 9 points."""
+    out: dict = {}
+    for d, c in coefficients.items():
+        c = _even(backend, c, axes)
+        for a in (0, 1):
+            for b in (0, 1):
+                target = ((a + d[0]) // 2, (b + d[1]) // 2)
+                part = _take(c, axes, slice(a, None, 2), slice(b, None, 2))
+                out[target] = part if target not in out else out[target] + part
+    return out
+
+
+def _inverse(backend: Backend, diagonal: Any) -> Any:
+    """1 / diagonal, 0 where a coarse cell holds no unknown (its row and column are 0)."""
+    positive = diagonal > 0.0
+    return backend.where(positive, 1.0 / backend.where(positive, diagonal, 1.0), 0.0)
+
+
+def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
+               omega: float = 0.8, coarsest: int = 3, coarse_sweeps: int = 4,
+               overcorrect: float = 1.7) -> Any:
+    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
+    before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
+    Symmetric and positive definite on the removed pixels, so it preconditions CG."""
+    h, w = _hw(m, axes)
+    padded = _pad(backend, m, axes)
+    fine = {(0, 0): m * s}
+    for d, weight in _WEIGHT.items():
+        fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
+    levels = [(operator, m / s, (h, w))]
+    coefficients = fine
+    while min(h, w) > coarsest:
+        coefficients = _coarsen(backend, coefficients, axes)
+        h, w = (h + 1) // 2, (w + 1) // 2
+        levels.append((lambda v, c=coefficients: _stencil(backend, c, v, axes),
+                       _inverse(backend, coefficients[(0, 0)]), (h, w)))
+
+    def cycle(level: int, r: Any) -> Any:
+        apply, inv, _ = levels[level]
+        e = omega * inv * r
+        if level == len(levels) - 1:
+            for _ in range(coarse_sweeps):
+                e = e + omega * inv * (r - apply(e))
+            return e
+        coarse = cycle(level + 1, _restrict(backend, r - apply(e), axes))
+        correction = overcorrect * _prolong(backend, coarse, axes, *levels[level][2])
+        e = e + (m * correction if level == 0 else correction)
+        return e + omega * inv * (r - apply(e))
+
+    return lambda r: cycle(0, r)
+
+
 def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
-           axes: tuple[int, int] | None = None, return_iterations: bool = False) -> Any:
+           axes: tuple[int, int] | None = None, return_iterations: bool = False,
+           preconditioner: str = "multigrid") -> Any:
     """``x`` with the pixels where ``removed`` is 1 replaced by the solution of the linear
     imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
-    (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). With
-    ``return_iterations``, also the number of conjugate-gradient iterations taken."""
+    (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
+    ``"multigrid"`` (a V-cycle) or ``"jacobi"``. With ``return_iterations``, also the number of
+    conjugate-gradient iterations taken."""
     axes = _layout(x, removed) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
@@ -132,37 +248,42 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     known = 1.0 - m
     s = neighbour_sum(backend, known + m, axes)  # each pixel's in-image weight sum (the diagonal)
 
-    def operator(v):
-        return m * (s * v - neighbour_sum(backend, m * v, axes))
+    def operator(v):  # v is 0 at the known pixels
+        return m * (s * v - neighbour_sum(backend, v, axes))
 
+    if preconditioner == "multigrid":
+        precondition = _multigrid(backend, m, s, operator, axes)
+    else:
+        precondition = lambda r: r / s  # noqa: E731
     rhs = m * neighbour_sum(backend, known * x, axes)
     # start from each channel's mean of the known pixels: a constant image is then solved
     known_count = _per_channel(backend, known, axes)
     mean_known = _per_channel(backend, known * x, axes) / backend.maximum(known_count, 1.0)
     u = m * mean_known
     r = rhs - operator(u)
-    z = r / s
+    z = precondition(r)
     p = z
     rz = _per_channel(backend, r * z, axes)
-    scale = _per_channel(backend, rhs * rhs / s, axes) + 1e-30
-    limit = (tol * tol) * scale
+    # the stopping rule does not depend on the preconditioner: the Jacobi-scaled residual
+    limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
+    res = _per_channel(backend, r * r / s, axes)
 
-    def cond(i, u, r, p, rz):
-        return (i < max_iter) & (backend.max(rz - limit) > 0.0)
+    def cond(i, u, r, p, rz, res):
+        return (i < max_iter) & (backend.max(res - limit) > 0.0)
 
-    def body(i, u, r, p, rz):
+    def body(i, u, r, p, rz, res):
         ap = operator(p)
         pap = _per_channel(backend, p * ap, axes)
         alpha = backend.where(pap > 0.0, rz / backend.where(pap > 0.0, pap, 1.0), 0.0)
         u = u + alpha * p
         r = r - alpha * ap
-        z = r / s
+        z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
         beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
-        return i + 1, u, r, z + beta * p, rz_new
+        return i + 1, u, r, z + beta * p, rz_new, _per_channel(backend, r * r / s, axes)
 
     zero = backend.astype(backend.asarray(0), "int32")
-    iterations, u, _, _, _ = _while_loop(backend, cond, body, (zero, u, r, p, rz))
+    iterations, u, _, _, _, _ = _while_loop(backend, cond, body, (zero, u, r, p, rz, res))
     # nothing known (every pixel removed): the system is singular; each channel's mean instead
     mean_all = _per_channel(backend, x, axes) / float(int(x.shape[axes[0]]) * int(x.shape[axes[1]]))
     u = backend.where(known_count > 0.0, u, mean_all)
