@@ -90,6 +90,23 @@ def _take(v: Any, axes: tuple[int, int], rows: slice, cols: slice) -> Any:
     return v[tuple(index)]
 
 
+def _materialise(backend: Backend, v: Any) -> Any:
+    """``v`` itself, computed once: XLA would otherwise fuse the slices and sums that make a
+    coarse level's coefficients into every use, recomputing each level's from the level
+    below at every use (JAX compiled for 9 s and ran 100x slower). TF runs ops as given."""
+    if backend.name == "jax":
+        import jax
+
+        return jax.lax.optimization_barrier(v)
+    return v
+
+
+def _jax_on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
     """``while cond(*state): state = body(*state)``, traced where the framework traces (one
     graph loop, not ``max_iter`` unrolled copies). The other op this module would add:
@@ -111,7 +128,7 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
     separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12."""
     h, w = (int(v.shape[a]) for a in axes)
-    padded = _pad(backend, v, axes)
+    padded = _materialise(backend, _pad(backend, v, axes))
     rows = _slice(padded, axes[0], 0, h) + 2.0 * _slice(padded, axes[0], 1, h + 1) + _slice(padded, axes[0], 2, h + 2)
     both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1) + _slice(rows, axes[1], 2, w + 2)
     return (both - 4.0 * v) / 12.0
@@ -143,7 +160,7 @@ def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: in
 def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
     """sum_d c_d(i) v_{i + d}: a 9-point operator whose coefficients vary per pixel."""
     h, w = _hw(v, axes)
-    padded = _pad(backend, v, axes)
+    padded = _materialise(backend, _pad(backend, v, axes))
     out = coefficients[(0, 0)] * v
     for d in _OFFSETS:
         if d != (0, 0):
@@ -156,10 +173,28 @@ def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     return _pad(backend, v, axes, ((0, h % 2), (0, w % 2))) if h % 2 or w % 2 else v
 
 
+def _children(backend: Backend, v: Any, axes: tuple[int, int]) -> dict:
+    """The four children (a, b) of each 2 x 2 block (an odd size zero-padded), by a reshape
+    that splits each spatial axis in (n, 2) and an index (XLA's CPU code for stride-2 slices
+    was several times slower)."""
+    v = _even(backend, v, axes)
+    shape = [-1]
+    for k in range(1, len(v.shape)):
+        shape += [int(v.shape[k]) // 2, 2] if k in axes else [int(v.shape[k])]
+    blocks = backend.reshape(v, tuple(shape))
+    first, second = axes[0] + 1, axes[1] + 2  # the two axes of 2 in ``blocks``
+    out = {}
+    for a in (0, 1):
+        for b in (0, 1):
+            index = [slice(None)] * len(shape)
+            index[first], index[second] = a, b
+            out[(a, b)] = blocks[tuple(index)]
+    return out
+
+
 def _restrict(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     """R: the sum of each 2 x 2 block (an odd size zero-padded)."""
-    v = _even(backend, v, axes)
-    parts = [_take(v, axes, slice(a, None, 2), slice(b, None, 2)) for a in (0, 1) for b in (0, 1)]
+    parts = list(_children(backend, v, axes).values())
     return parts[0] + parts[1] + parts[2] + parts[3]
 
 
@@ -184,13 +219,10 @@ def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dic
     (I, I + D) sums A_ij over the children i of I and j of I + D, again 9 points."""
     out: dict = {}
     for d, c in coefficients.items():
-        c = _even(backend, c, axes)
-        for a in (0, 1):
-            for b in (0, 1):
-                target = ((a + d[0]) // 2, (b + d[1]) // 2)
-                part = _take(c, axes, slice(a, None, 2), slice(b, None, 2))
-                out[target] = part if target not in out else out[target] + part
-    return out
+        for (a, b), part in _children(backend, c, axes).items():
+            target = ((a + d[0]) // 2, (b + d[1]) // 2)
+            out[target] = part if target not in out else out[target] + part
+    return {d: _materialise(backend, c) for d, c in out.items()}
 
 
 def _inverse(backend: Backend, diagonal: Any) -> Any:
@@ -235,12 +267,14 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
 
 def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
            axes: tuple[int, int] | None = None, return_iterations: bool = False,
-           preconditioner: str = "multigrid") -> Any:
+           preconditioner: str | None = None) -> Any:
     """``x`` with the pixels where ``removed`` is 1 replaced by the solution of the linear
     imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
     (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
-    ``"multigrid"`` (a V-cycle) or ``"jacobi"``. With ``return_iterations``, also the number of
-    conjugate-gradient iterations taken."""
+    ``"multigrid"`` (a V-cycle, 9-11 iterations at 96 px) or ``"jacobi"`` (75-265); None picks
+    multigrid, except JAX on the CPU (XLA's CPU code ran the V-cycle's ~300 small ops 50x
+    slower than their sum; the plain Jacobi loop is faster there). With ``return_iterations``,
+    also the number of conjugate-gradient iterations taken."""
     axes = _layout(x, removed) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
@@ -251,6 +285,10 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     def operator(v):  # v is 0 at the known pixels
         return m * (s * v - neighbour_sum(backend, v, axes))
 
+    if preconditioner is None:
+        preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
+    if preconditioner not in ("multigrid", "jacobi"):
+        raise ValueError(validation.bad_road_preconditioner(preconditioner))
     if preconditioner == "multigrid":
         precondition = _multigrid(backend, m, s, operator, axes)
     else:

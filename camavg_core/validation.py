@@ -628,6 +628,13 @@ def bad_road_selection(selection: Any) -> str:
     )
 
 
+def bad_road_preconditioner(preconditioner: Any) -> str:
+    return (
+        f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' and 'jacobi' "
+        f"(or None for the backend's default)."
+    )
+
+
 def bad_road_solver(tol: Any, max_iter: Any) -> str:
     return (
         f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
