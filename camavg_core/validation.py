@@ -640,3 +640,44 @@ def bad_curve_baseline(name: str, baseline: Any) -> str:
         f"inputs, kernel 11, sigma 5) or a callable of the inputs' batch returning the baseline "
         f"batch, got {baseline!r}."
     )
+
+
+# --------------------------------------------------------------------------- ROAD (camavg_core/imputation.py)
+def bad_road_fractions(fractions: Any) -> str:
+    return (
+        f"fractions={fractions!r}: ROAD's fractions must be a non-empty sequence of numbers in "
+        f"[0, 1], the share of pixels removed at each step, e.g. (0.1, 0.2, ..., 0.9)."
+    )
+
+
+def bad_road_noise(noise: Any) -> str:
+    return (
+        f"noise={noise!r}: ROAD's noise must be a finite number >= 0, the standard deviation of "
+        f"the noise on imputed pixels in the units of the inputs (0.01 for [0, 1] pixels, 2.55 "
+        f"for [0, 255] pixels, 0 for none)."
+    )
+
+
+def bad_road_seed(seed: Any) -> str:
+    return f"seed={seed!r}: ROAD's seed must be an integer >= 0 (it seeds each sample's noise)."
+
+
+def bad_road_selection(selection: Any) -> str:
+    return (
+        f"selection={selection!r} is not known: use 'rank' (floor(f * P) pixels in the stable "
+        f"order of Deletion) or 'percentile' (pytorch-grad-cam's cam >= np.percentile rule)."
+    )
+
+
+def bad_road_preconditioner(preconditioner: Any) -> str:
+    return (
+        f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' and 'jacobi' "
+        f"(or None for the backend's default)."
+    )
+
+
+def bad_road_solver(tol: Any, max_iter: Any) -> str:
+    return (
+        f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
+        f"relative residual at which it stops, e.g. 1e-5) and an integer max_iter >= 1."
+    )
