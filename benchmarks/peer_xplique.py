@@ -1,9 +1,10 @@
 """camavg beside xplique 2.0.2 on the same model, inputs and maps (docs/comparison.md).
 
-    PYTHONPATH=/tmp/xpl python benchmarks/peer_xplique.py
+    CAMAVG_XPLIQUE_DIR=/tmp/xplique_dir python -m benchmarks.peer_xplique   # from the repository root
 
 Runs xplique's ``AverageDropMetric``, ``AverageIncreaseMetric`` and ``AverageGainMetric`` and
-camavg's ``AveragesCam.evaluate`` on one small seeded Keras model (functional API, softmax head,
+camavg's ``AveragesCam.evaluate``, then xplique's ``Deletion`` and ``Insertion`` beside camavg's
+(docs/faithfulness-curves.md), on one small seeded Keras model (functional API, softmax head,
 trained for a few seconds on synthetic images) and prints the largest differences, in percent.
 
 The maps come in two kinds:
@@ -84,6 +85,8 @@ def xplique_terms(metric_class, model, images, one_hot, maps):
 
 
 def main() -> int:
+    if os.environ.get("CAMAVG_XPLIQUE_DIR"):
+        sys.path.append(os.environ["CAMAVG_XPLIQUE_DIR"])  # after site-packages: never its TF or SciPy
     if importlib.util.find_spec("xplique") is None:
         print("xplique is not installed; skipped")
         return 0
@@ -150,7 +153,35 @@ def main() -> int:
                 largest[metric] = max(largest.get(metric, 0.0), gap)
     print("largest |diff| of the averages over the [0, 1]-spanning maps: "
           + ", ".join(f"{metric} {gap:.2e}" for metric, gap in largest.items()))
+    curves_side_by_side(metrics, model, images, labels, one_hot, {k: maps[k] for k in ("gradcam", "gradcam++", "random")})
     return 0
+
+
+def curves_side_by_side(metrics, model, images, labels, one_hot, maps):
+    """xplique's Deletion and Insertion (steps 10, baseline 0) beside camavg's mean AUC. Equal
+    CAM values are ranked in reversed index order by xplique, in row-major order by camavg: a
+    map with ties (Grad-CAM's zeros) may differ by that alone, a map without ties should not."""
+    import numpy as np
+    from tf_keras_vis.utils.scores import CategoricalScore
+    from xplique.metrics import Deletion as XpliqueDeletion
+    from xplique.metrics import Insertion as XpliqueInsertion
+
+    from camavg_core.curves import auc_terms
+    from camavg_core.perturbations import Deletion, Insertion
+    from camavg_core.scoring import as_score_list
+
+    engine = metrics.engine
+    functions = as_score_list(CategoricalScore(list(labels)), 1)
+    y_c = engine.score(functions, engine.plain_outputs().outputs, "score_function")
+    print("\nDeletion and Insertion AUC (fractions in [0, 1]; steps 10, baseline 0)")
+    print(f"{'maps':<10} {'tied pixels':>11} {'metric':<10} {'xplique':>9} {'camavg':>9} {'|diff|':>9}")
+    for name, cams in maps.items():
+        tied = sum(cam.size - np.unique(cam).size for cam in cams)
+        for perturbation, peer in ((Deletion(), XpliqueDeletion), (Insertion(), XpliqueInsertion)):
+            steps = engine.step_scores(functions, engine.perturbed_outputs(engine.own_cams(cams, False), perturbation))
+            ours = float(auc_terms(perturbation.curve(y_c, steps)).mean())
+            theirs = float(peer(model, images, one_hot, batch_size=N_EVAL, steps=10).evaluate(cams))
+            print(f"{name:<10} {tied:>11} {perturbation.name:<10} {theirs:9.5f} {ours:9.5f} {abs(theirs - ours):9.2e}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,22 @@ class Backend:
     def stack(self, arrays: list) -> Any:
         raise NotImplementedError
 
+    def argsort(self, x: Any, axis: int = -1, descending: bool = False) -> Any:
+        """Indices that sort ``x`` along ``axis``, stable: equal values keep their index order
+        (also when ``descending``), so a ranking of CAM values breaks ties the same way on
+        every backend."""
+        raise NotImplementedError
+
+    def invert_permutation(self, order: Any) -> Any:
+        """For (B, n) rows of permutations of 0..n-1, each row's inverse: ``out[b, order[b, i]]
+        = i`` (a scatter, which costs less than sorting ``order`` again)."""
+        raise NotImplementedError
+
+    def einsum(self, subscripts: str, *operands: Any) -> Any:
+        """NumPy's ``einsum`` (explicit ``->`` form, lower-case letters). NumPy operands become
+        the backend's arrays on the device of the first array that is not NumPy's."""
+        raise NotImplementedError
+
     def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
         raise NotImplementedError
@@ -175,6 +191,19 @@ class NumpyBackend(Backend):
 
     def stack(self, arrays):
         return np.stack([np.asarray(a) for a in arrays])
+
+    def argsort(self, x, axis=-1, descending=False):
+        # descending by sorting the negated values: ties then keep their index order too
+        return np.argsort(-np.asarray(x) if descending else x, axis=axis, kind="stable")
+
+    def invert_permutation(self, order):
+        order = np.asarray(order)
+        inverse = np.empty_like(order)
+        np.put_along_axis(inverse, order, np.broadcast_to(np.arange(order.shape[1], dtype=order.dtype), order.shape), axis=1)
+        return inverse
+
+    def einsum(self, subscripts, *operands):
+        return np.einsum(subscripts, *operands)
 
     def select_class(self, outputs, indices):
         outputs = np.asarray(outputs)

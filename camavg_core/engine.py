@@ -5,9 +5,11 @@ steps, in this order, with these checks and messages:
 
 1. check the arguments (options at construction; CAMs and score functions at each call);
 2. copy the CAMs into arrays the engine owns and check their shapes and values;
-3. run the model on the masked inputs (one compiled pass: mask, ``preprocess``, model,
-   activation), or reuse the masked outputs of the same CAM values;
-4. apply the score functions, afresh, to the plain and the masked outputs;
+3. run the model on the perturbed inputs (one compiled pass over the batches and the K steps
+   of a :mod:`~camavg_core.perturbations` schedule: ``apply``, ``preprocess``, model,
+   activation; the CAM mask of the averages is the one-step case), or reuse the outputs of the
+   same CAM values and perturbation;
+4. apply the score functions, afresh, to the plain and the perturbed outputs;
 5. the checks of the scores against what the metrics need (once per vector), the metrics'
    terms and sums (:mod:`camavg_core.metrics`, :mod:`camavg_core.state`) and the result.
 
@@ -27,6 +29,7 @@ across calls or lent out.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any, Callable, NamedTuple, Protocol
 
@@ -44,6 +47,7 @@ from camavg_core.metrics import (
     resolve_metrics,
     score_requirement,
 )
+from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import as_score_list, summed_scores
 from camavg_core.state import summarize_checked
@@ -79,9 +83,21 @@ class Adapter(Protocol):
     def input_dtype(self, index: int, dtype: np.dtype) -> str:
         """The dtype model input ``index`` takes, for inputs that came as ``dtype``."""
 
-    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        """The model's outputs (one array per model output, N rows, on the device) on the
-        inputs, or, with ``cams``, on the inputs masked by them: one compiled pass."""
+    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
+        """The model's outputs (one array per model output, on the device): without ``cams``,
+        on the inputs, (N, ...) each; with ``cams``, on the inputs perturbed by ``perturbation``
+        (:data:`~camavg_core.perturbations.CAM_MASK` when None), (K, N, ...) each.
+
+        ``extra``: the perturbation's per-sample data (:meth:`Engine.per_sample`), an (N, ...)
+        array of the framework, batched with the inputs and the CAMs and given to
+        ``prepare(backend, x, cams, extra)`` as the batch's rows; None: ``prepare(backend, x,
+        cams)``.
+
+        One compiled pass: for each batch, ``prepare`` once, then the K steps (``apply``,
+        ``preprocess``, the model, the activation), one perturbed batch at a time. The step
+        parameters (:func:`~camavg_core.perturbations.step_parameters`) enter as a tensor: one
+        trace per ``(perturbation.key, options, per-sample shapes)``, whatever K and the values."""
 
     def to_host(self, scores: Any) -> np.ndarray:
         """(N,) scores as a float64 NumPy array."""
@@ -114,13 +130,20 @@ class CamSet(NamedTuple):
     normalize: bool
 
 
-class _MaskedOutputs(NamedTuple):
-    """The cache's one entry: the masked outputs of a CAM set, keyed by that CAM set and the
-    model version they were computed with."""
+class _PerturbedOutputs(NamedTuple):
+    """The cache's one entry: the (K, N, ...) outputs of a CAM set under a perturbation, keyed
+    by that CAM set, the perturbation's key and parameters, and the model version."""
 
     version: Any
     cams: CamSet
+    key: Any
+    parameters: bytes
+    extra: bytes
     outputs: list
+
+
+#: ``perturbed_outputs``' default version: ask the adapter (callers that just did pass theirs)
+_ASK = object()
 
 
 class _PlainOutputs(NamedTuple):
@@ -165,9 +188,11 @@ class Engine:
     """One model, its inputs and their outputs; every evaluation of CAMs goes through here."""
 
     def __init__(self, adapter: Adapter, inputs: Any, *, batch_size: int | None, nan_policy: str,
-                 level: float, options: Options, watch_model: bool = True) -> None:
+                 level: float, options: Options, watch_model: bool = True, offset: int = 0) -> None:
         """``watch_model=False`` skips :meth:`Adapter.model_version` for an engine that answers
-        one call right after it is built (a stream's batch): nothing can have changed."""
+        one call right after it is built (a stream's batch): nothing can have changed.
+        ``offset``: the global index of the first sample (a stream's count of samples already
+        seen), from which a perturbation draws its per-sample randomness."""
         validation.check_options(
             activation=options.activation, nan_policy=nan_policy, data_format=options.data_format,
             level=level, normalize=options.normalize, batch_size=batch_size,
@@ -182,8 +207,9 @@ class Engine:
         self.inputs, self.bad_inputs = self.own_inputs(inputs)
         self.n = int(self.backend.shape(self.inputs[0])[0])
         self.watch_model = watch_model
+        self.offset = int(offset)
         self._plain = self._run_plain(self._model_version())  # replaced whole, as is _last
-        self._last: _MaskedOutputs | None = None
+        self._last: _PerturbedOutputs | None = None
         self._warned = threading.Event()
 
     @property
@@ -212,25 +238,73 @@ class Engine:
         plain = self.plain_outputs()
         functions = as_score_list(score_function, len(plain.outputs))
         cam_set = self.own_cams(cams, self.options.normalize if normalize is None else normalize)
-        masked = self.masked_outputs(cam_set, plain.version)
+        masked = self.perturbed_outputs(cam_set, CAM_MASK, version=plain.version)
         y_c = self.score(functions, plain.outputs, "score_function on the model's outputs")
-        o_c = self.score(functions, masked, "score_function on the masked inputs")
+        o_c = self.step_scores(functions, masked, "score_function on the masked inputs")[0]
         # a NaN input may hide behind max pooling or a ReLU: its scores are NaN all the same;
         # a non-finite CAM spoils only the masked score
         y_c[self.bad_inputs] = np.nan
         o_c[self.bad_inputs | cam_set.nonfinite] = np.nan
         return y_c, o_c
 
-    def masked_outputs(self, cam_set: CamSet, version: Any) -> list:
-        """The model's outputs on the inputs masked by ``cam_set``: from the cache when the
-        last CAM set had the same values under the same model version, else one compiled pass."""
+    def perturbed_outputs(self, cam_set: CamSet, perturbation: Perturbation = CAM_MASK, *, version: Any = _ASK) -> list:
+        """The model's outputs on the inputs perturbed by ``perturbation`` with ``cam_set``:
+        (K, N, ...) per model output. From the cache when the last call had the same CAM
+        values, normalisation, perturbation key, parameters and per-sample data under the same
+        model version (``version``: the model version the caller just read; by default asked
+        afresh), else one compiled pass."""
+        if version is _ASK:
+            version = self.plain_outputs().version
+        parameters = self.step_parameters(perturbation).tobytes()
+        extra = self.per_sample(perturbation)
+        # the seed is no part of the key (it changes no trace), so the data itself is compared
+        digest = b"" if extra is None else hashlib.blake2b(
+            f"{extra.dtype.str}{extra.shape}".encode() + np.ascontiguousarray(extra).tobytes(), digest_size=16
+        ).digest()
         last = self._last
-        if last is not None and last.version == version and self._same_cams(last.cams, cam_set):
+        if (last is not None and last.version == version and last.key == perturbation.key
+                and last.parameters == parameters and last.extra == digest and self._same_cams(last.cams, cam_set)):
             return last.outputs
         options = self.options._replace(normalize=cam_set.normalize)
-        outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size)
-        self._last = _MaskedOutputs(version, cam_set, outputs)
+        # the mask goes as run's default: the four-argument call that wrappers of run know
+        arguments = () if perturbation is CAM_MASK else (perturbation,)
+        if extra is not None:
+            arguments += (self.adapter.own(extra, extra.dtype.name, "the perturbation's per-sample data"),)
+        outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size, *arguments)
+        self._last = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, digest, outputs)
         return outputs
+
+    def per_sample(self, perturbation: Perturbation) -> np.ndarray | None:
+        """``perturbation.per_sample(indices, x_shape)`` (None when it has no such method): host
+        data drawn per sample from its global index, ``offset`` .. ``offset + N - 1``, so that
+        a sample gets the same data in memory, in a stream and in any batch size; checked to
+        be an (N, ...) array of numbers."""
+        per_sample = getattr(perturbation, "per_sample", None)
+        if per_sample is None:
+            return None
+        indices = np.arange(self.offset, self.offset + self.n, dtype=np.int64)
+        extra = per_sample(indices, tuple(self.backend.shape(self.inputs[0])))
+        if extra is None:
+            return None
+        extra = np.asarray(extra)
+        if extra.ndim < 1 or extra.shape[0] != self.n or not validation.is_real_dtype(extra.dtype):
+            raise ValueError(validation.bad_per_sample(perturbation, self.n, extra))
+        return extra
+
+    def step_parameters(self, perturbation: Perturbation) -> np.ndarray:
+        """The (K, P) parameters of ``perturbation`` for these inputs (H * W of the first)."""
+        shape = self.backend.shape(self.inputs[0])
+        return step_parameters(perturbation, pixel_count(shape, self.options.data_format))
+
+    def step_scores(self, functions: list, outputs: list, where: str = "score_function on the perturbed inputs") -> np.ndarray:
+        """(K, N) float64 scores of (K, N, ...) outputs: the score functions applied to each
+        step's outputs on the device; only the scores reach the host."""
+        steps = int(self.backend.shape(outputs[0])[0])
+        rows = [summed_scores(functions, [out[step] for out in outputs], self.n, self.backend) for step in range(steps)]
+        scores = self.adapter.to_host(rows[0] if steps == 1 else self.backend.stack(rows)).reshape(steps, self.n)
+        for row in scores:
+            validation.check_scores_finite(row, where, self.nan_policy)
+        return scores
 
     def score(self, functions: list, outputs: list, where: str) -> np.ndarray:
         """Score functions applied to outputs on the device; only (N,) scores reach the host."""

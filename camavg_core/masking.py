@@ -84,13 +84,32 @@ def mask_inputs(
     """
     bk = resolve_backend(backend, inputs, cams)
     x = bk.asarray(inputs)
-    x_shape = bk.shape(x)
-    spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
     out_dtype = _float_dtype(bk, x, dtype)
     x = bk.astype(x, out_dtype)
-    maps = cams_as_maps(bk.asarray(cams), len(spatial), data_format, bk)
+    maps = cam_maps(x, bk.asarray(cams), data_format=data_format, normalize=normalize, backend=bk)
+    return x * bk.astype(maps, out_dtype)
+
+
+def cam_maps(x: Any, cams: Any, *, data_format: str, normalize: bool, backend: Backend) -> Any:
+    """The CAMs as a perturbation receives them: resized to ``x``'s spatial size, normalised
+    when asked, clipped to [0, 1], in float32 (float64 for float64 inputs), with a channel axis
+    of 1 where ``x`` has its channels, so that they broadcast against ``x``: (N, H, W, 1) for
+    ``channels_last``, (N, 1, H, W) for ``channels_first``. Flattening a sample's map reads its
+    pixels in row-major order in both layouts.
+
+    >>> import numpy as np
+    >>> from camavg_core.backends import resolve_backend
+    >>> maps = cam_maps(np.ones((1, 3, 2, 2)), np.array([[[0.0, 2.0], [1.0, 4.0]]]),
+    ...                 data_format="channels_first", normalize=True, backend=resolve_backend("numpy"))
+    >>> maps.shape, maps.ravel().tolist()
+    ((1, 1, 2, 2), [0.0, 0.5, 0.25, 1.0])
+    """
+    bk = backend
+    x_shape = bk.shape(x)
+    spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
+    maps = cams_as_maps(cams, len(spatial), data_format, bk)
     # CAM arithmetic in at least float32, so resizing and normalising do not round in float16
-    maps = bk.astype(maps, work_dtype(out_dtype))
+    maps = bk.astype(maps, work_dtype(bk.dtype_name(x)))
     if normalize:
         axes = tuple(range(1, len(spatial) + 1))
         # scale-free, so divide by the largest magnitude first: max - min cannot overflow
@@ -105,10 +124,9 @@ def mask_inputs(
     if tuple(map_spatial) != tuple(spatial):
         maps = bk.resize_bilinear(bk.reshape(maps, (*bk.shape(maps), 1)), tuple(spatial))
         maps = bk.reshape(maps, bk.shape(maps)[:-1])
-    maps = bk.astype(maps, out_dtype)
     if data_format == "channels_last":
-        return x * bk.reshape(maps, (*bk.shape(maps), 1))
-    return x * bk.reshape(maps, (bk.shape(maps)[0], 1, *bk.shape(maps)[1:]))
+        return bk.reshape(maps, (*bk.shape(maps), 1))
+    return bk.reshape(maps, (bk.shape(maps)[0], 1, *bk.shape(maps)[1:]))
 
 
 _NUMERIC_DTYPES = {"bool", "float16", "bfloat16", "float32", "float64"} | {

@@ -181,6 +181,15 @@ def _rows(inputs: Any) -> int | None:
     return rows if rows > 0 else None
 
 
+def _samples_seen(state: Any) -> int:
+    """Samples counted so far, skipped ones included: the global index of the next batch's first
+    sample, from which a perturbation draws its per-sample randomness (resumes included)."""
+    if state is None:
+        return 0
+    one = next(iter(state.values())) if isinstance(state, dict) else state
+    return int(np.asarray(one.n)) + int(np.asarray(one.skipped))
+
+
 def _check_target_count(targets: Any, n: int) -> None:
     count = int(np.shape(targets)[0]) if np.ndim(targets) else 0
     if count != n:
@@ -262,7 +271,7 @@ def evaluate_stream(
             batch_options = options._replace(multi_input=validation.is_array_list(inputs))
             # a stream batch is one step of the compiled passes, plain and masked alike
             engine = Engine(adapter, inputs, batch_size=_rows(inputs), nan_policy=nan_policy, level=level,
-                            options=batch_options)
+                            options=batch_options, offset=_samples_seen(counted.state))
             engine.check_probability_outputs(described)
             _check_target_count(targets, engine.n)
             if isinstance(cams, dict):

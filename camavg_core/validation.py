@@ -795,3 +795,110 @@ def other_methods(expected: Any, seen: Any) -> str:
 
 def empty_dataset() -> str:
     return "dataset is empty: there is no sample to evaluate."
+
+
+# --------------------------------------------------------------------------- perturbations
+def bad_perturbation_steps(perturbation: Any, steps: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} has steps={steps!r}: a perturbation's steps must be an "
+        f"integer K >= 1 (1 for a single perturbed pass, such as the CAM mask)."
+    )
+
+
+def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.ndarray) -> str:
+    return (
+        f"perturbation {perturbation!r}.parameters() returned shape {parameters.shape}"
+        + ("" if np.isfinite(parameters).all() else " holding non-finite values")
+        + f": it must return a (K, P) array of finite numbers, one row per step (K = steps = "
+        f"{steps}) and P >= 1 parameters (np.zeros((K, 1)) when the steps take none)."
+    )
+
+
+def distributed_perturbation(perturbation: Any) -> str:
+    return (
+        f"perturbation {perturbation!r} cannot run under a tf.distribute strategy yet: only the "
+        f"CAM mask of the three averages does. Evaluate it without the strategy (outside its "
+        f"scope, strategy=None)."
+    )
+
+
+def bad_per_sample(perturbation: Any, n: int, extra: np.ndarray) -> str:
+    return (
+        f"perturbation {perturbation!r}: per_sample(indices, x_shape) returned an array of shape "
+        f"{extra.shape} and dtype {extra.dtype} for {n} samples; it must return an (N, ...) array "
+        f"of numbers, one row per sample (N = {n}), or None."
+    )
+
+
+def mufidelity_argument(name: str, value: Any, expected: str) -> str:
+    return f"MuFidelity: {name} must be {expected}, got {value!r}."
+
+
+def mufidelity_spatial(shape: tuple) -> str:
+    return (
+        f"MuFidelity masks a grid of cells over two spatial axes, but the CAMs at the input's size "
+        f"have shape {shape}: use it on images ((N, H, W, C) or (N, C, H, W))."
+    )
+
+
+def bad_curve_steps(name: str, steps: Any) -> str:
+    return (
+        f"{name}: steps must be an integer >= 1 (the curve's intervals; it has steps + 1 points), "
+        f"got {steps!r}. Pass e.g. steps=10 (the default) or steps=H * W for one pixel per step."
+    )
+
+
+def bad_curve_max_fraction(name: str, max_fraction: Any) -> str:
+    return (
+        f"{name}: max_fraction must be a number in (0, 1] (the share of the pixels the curve "
+        f"reaches), got {max_fraction!r}. Pass e.g. max_fraction=1.0 (the default: every pixel)."
+    )
+
+
+def bad_curve_baseline(name: str, baseline: Any) -> str:
+    return (
+        f"{name}: baseline must be a finite number (e.g. 0.0), \"blur\" (a Gaussian blur of the "
+        f"inputs, kernel 11, sigma 5) or a callable of the inputs' batch returning the baseline "
+        f"batch, got {baseline!r}."
+    )
+
+
+# --------------------------------------------------------------------------- ROAD (camavg_core/imputation.py)
+def bad_road_fractions(fractions: Any) -> str:
+    return (
+        f"fractions={fractions!r}: ROAD's fractions must be a non-empty sequence of numbers in "
+        f"[0, 1], the share of pixels removed at each step, e.g. (0.1, 0.2, ..., 0.9)."
+    )
+
+
+def bad_road_noise(noise: Any) -> str:
+    return (
+        f"noise={noise!r}: ROAD's noise must be a finite number >= 0, the standard deviation of "
+        f"the noise on imputed pixels in the units of the inputs (0.01 for [0, 1] pixels, 2.55 "
+        f"for [0, 255] pixels, 0 for none)."
+    )
+
+
+def bad_road_seed(seed: Any) -> str:
+    return f"seed={seed!r}: ROAD's seed must be an integer >= 0 (it seeds each sample's noise)."
+
+
+def bad_road_selection(selection: Any) -> str:
+    return (
+        f"selection={selection!r} is not known: use 'rank' (floor(f * P) pixels in the stable "
+        f"order of Deletion) or 'percentile' (pytorch-grad-cam's cam >= np.percentile rule)."
+    )
+
+
+def bad_road_preconditioner(preconditioner: Any) -> str:
+    return (
+        f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' and 'jacobi' "
+        f"(or None for the backend's default)."
+    )
+
+
+def bad_road_solver(tol: Any, max_iter: Any) -> str:
+    return (
+        f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
+        f"relative residual at which it stops, e.g. 1e-5) and an integer max_iter >= 1."
+    )

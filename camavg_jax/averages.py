@@ -2,11 +2,16 @@
 JAX adapter.
 
 The engine (:mod:`camavg_core.engine`) owns the steps and the checks; this module supplies
-JAX's part: copies onto the device, the compiled pass (masking, ``preprocess``, ``apply_fn``
-and the activation in one ``jax.jit`` function per batch shape) and the (N,) scores back to
-the host. The last batch is padded to the batch size (its padding dropped from the outputs),
-so any N compiles one shape; batches are dispatched asynchronously, and with several local
-devices each is split over them (:mod:`camavg_jax.sharding`).
+JAX's part: copies onto the device, the compiled passes and the scores back to the host. The
+plain pass is one ``jax.jit`` function per batch shape (``preprocess``, ``apply_fn``, the
+activation). A perturbed pass is two: the first step, which also prepares (the CAMs resized
+and normalised, then the perturbation's shared work) and returns what it prepared, and the
+later steps, which reuse it; each step is ``apply``, ``preprocess``, ``apply_fn`` and the
+activation, called with that step's parameter row: a traced (P,) array, so neither K nor the
+values re-trace (a ``lax.scan`` over the steps would fix K in the trace), and the one-step
+mask of the averages stays one function per batch. The last batch is padded to the batch size (its padding dropped from the
+outputs), so any N compiles one shape; batches and steps are dispatched asynchronously, and with
+several local devices each batch is split over them (:mod:`camavg_jax.sharding`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import AveragesCamBase, Engine, Options, model_outputs
-from camavg_core.masking import mask_inputs
+from camavg_core.masking import cam_maps
+from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
@@ -47,7 +53,8 @@ class JaxAdapter:
         self.apply_fn = apply_fn
         self.placement = DataPlacement.local()
         self.trace_count = 0  # traces of the compiled steps, for tests and curious users
-        self._steps: dict[Options, tuple[Callable, Callable]] = {}
+        self._plain: dict[Options, Callable] = {}
+        self._perturbed: dict[tuple, tuple[Callable, Callable]] = {}
         self._lock = threading.Lock()
 
     def own(self, array: Any, dtype: str, name: str) -> jax.Array:
@@ -62,21 +69,33 @@ class JaxAdapter:
             return jnp.dtype(jax.dtypes.canonicalize_dtype(dtype)).name
         return "float32"
 
-    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        plain, masked = self._compiled(options)
+    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         n = int(inputs[0].shape[0])
         size = self.rows_per_batch(n, batch_size)
-        batch_outputs = []
+        if cams is None:
+            plain = self._plain_step(options)
+            batch_outputs = []
+            for start in range(0, n, size):
+                outputs = plain(tuple(self.batch(x, start, size) for x in inputs))
+                if start == 0:
+                    _check_output_rows(outputs, size)
+                batch_outputs.append(outputs)
+            return [jnp.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n] for parts in zip(*batch_outputs)]
+        perturbation = CAM_MASK if perturbation is None else perturbation
+        parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
+        first_row, *later_rows = [jnp.asarray(row) for row in parameters]
+        first, later = self._perturbed_steps(options, perturbation)
+        batch_outputs = []  # per batch: (K, B, ...) per output
         for start in range(0, n, size):
             batch_inputs = tuple(self.batch(x, start, size) for x in inputs)
-            if cams is None:
-                outputs = plain(batch_inputs)
-            else:
-                outputs = masked(batch_inputs, tuple(self.batch(c, start, size) for c in cams))
+            batch_extra = None if extra is None else self.batch(extra, start, size)
+            outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_row)
+            steps = [outputs, *(later(batch_inputs, prepared, row) for row in later_rows)]
             if start == 0:
-                _check_output_rows(outputs, size)
-            batch_outputs.append(outputs)
-        return [jnp.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n] for parts in zip(*batch_outputs)]
+                _check_output_rows(steps[0], size)
+            batch_outputs.append([jnp.stack(parts) for parts in zip(*steps)])
+        return [jnp.concatenate(parts, axis=1)[:, :n] if len(parts) > 1 else parts[0][:, :n] for parts in zip(*batch_outputs)]
 
     def to_host(self, scores: Any) -> np.ndarray:
         scores = jnp.asarray(scores)
@@ -107,32 +126,51 @@ class JaxAdapter:
             batch = jnp.concatenate([batch, padding])
         return self.placement.put(batch)
 
-    def _compiled(self, options: Options) -> tuple[Callable, Callable]:
+    def _forward(self, options: Options, batch_inputs: list) -> list:
+        if options.preprocess is not None:
+            batch_inputs = [options.preprocess(x) for x in batch_inputs]
+        outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
+        return apply_activation(model_outputs(outputs, "apply_fn"), options.activation)
+
+    def _plain_step(self, options: Options) -> Callable:
         with self._lock:
-            if options not in self._steps:
-                self._steps[options] = self._make_steps(options)
-            return self._steps[options]
+            if options not in self._plain:
 
-    def _make_steps(self, options: Options) -> tuple[Callable, Callable]:
-        def forward(batch_inputs: list) -> list:
-            if options.preprocess is not None:
-                batch_inputs = [options.preprocess(x) for x in batch_inputs]
-            outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
-            return apply_activation(model_outputs(outputs, "apply_fn"), options.activation)
+                def plain(batch_inputs: tuple) -> list:
+                    self.trace_count += 1
+                    return self._forward(options, list(batch_inputs))
 
-        def plain(batch_inputs: tuple) -> list:
-            self.trace_count += 1
-            return forward(list(batch_inputs))
+                self._plain[options] = jax.jit(plain)
+            return self._plain[options]
 
-        def masked(batch_inputs: tuple, batch_cams: tuple) -> list:
-            self.trace_count += 1
-            return forward([
-                mask_inputs(x, cam, data_format=options.data_format, normalize=options.normalize,
-                            dtype=x.dtype.name, backend=_BACKEND)
-                for x, cam in zip(batch_inputs, batch_cams)
-            ])
+    def _perturbed_steps(self, options: Options, perturbation: Perturbation) -> tuple[Callable, Callable]:
+        """The first step (with ``prepare``) and a later step of ``perturbation``, jitted once
+        per key and options (each traced at its first call)."""
+        with self._lock:
+            key = (options, perturbation.key)
+            if key not in self._perturbed:
 
-        return jax.jit(plain), jax.jit(masked)
+                def step(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
+                    return self._forward(options, [
+                        perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
+                    ])
+
+                def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, parameter: jax.Array) -> tuple:
+                    self.trace_count += 1
+                    extra = () if batch_extra is None else (batch_extra,)  # the per-sample data's rows
+                    prepared = [
+                        perturbation.prepare(_BACKEND, x, cam_maps(x, cam, data_format=options.data_format,
+                                                                   normalize=options.normalize, backend=_BACKEND), *extra)
+                        for x, cam in zip(batch_inputs, batch_cams)
+                    ]
+                    return step(batch_inputs, prepared, parameter), prepared
+
+                def later(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
+                    self.trace_count += 1
+                    return step(batch_inputs, prepared, parameter)
+
+                self._perturbed[key] = (jax.jit(first), jax.jit(later))
+            return self._perturbed[key]
 
 
 def _check_output_rows(outputs: list, batch_size: int) -> None:

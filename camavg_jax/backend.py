@@ -95,6 +95,18 @@ class JaxBackend(Backend):
     def stack(self, arrays):
         return self.jnp.stack([self.jnp.asarray(a) for a in arrays])
 
+    def argsort(self, x, axis=-1, descending=False):
+        x = self.jnp.asarray(x)
+        return self.jnp.argsort(-x if descending else x, axis=axis, stable=True)
+
+    def invert_permutation(self, order):
+        jnp = self.jnp
+        rows = jnp.arange(order.shape[0])[:, None]
+        return jnp.zeros_like(order).at[rows, order].set(jnp.broadcast_to(jnp.arange(order.shape[1], dtype=order.dtype), order.shape))
+
+    def einsum(self, subscripts, *operands):
+        return self.jnp.einsum(subscripts, *operands)
+
     def select_class(self, outputs, indices):
         jnp = self.jnp
         outputs = jnp.asarray(outputs)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from camavg_core import validation
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.backends import resolve_backend
+from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_tf.distribute import current_strategy
 from camavg_tf.fingerprint import ModelWatch
 from camavg_tf.passes import BatchStep, CompiledPasses, DistributedPasses
@@ -101,12 +102,17 @@ class TensorFlowAdapter:
             return self._input_dtypes[index].name
         return "float32"
 
-    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
+    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         check_activation(self.model, options.activation)  # here: the structure may change
         passes = self.passes(options, inputs)
         if cams is None:
             return passes.plain(inputs, batch_size)
-        return passes.masked(inputs, cams, batch_size)
+        if extra is None and (perturbation is None or perturbation.key == CAM_MASK.key):
+            # the averages' mask: one step, so a pass with no step loop in its graph
+            return [out[None] for out in passes.masked(inputs, cams, batch_size)]
+        parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
+        return passes.perturbed(inputs, cams, batch_size, perturbation, parameters, extra)
 
     def passes(self, options: Options, inputs: list) -> CompiledPasses | DistributedPasses:
         """This adapter's compiled passes for ``options`` and the model's structure as it is

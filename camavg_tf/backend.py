@@ -89,6 +89,20 @@ class TensorFlowBackend(Backend):
     def stack(self, arrays):
         return self.tf.stack([self.tf.convert_to_tensor(a) for a in arrays])
 
+    def argsort(self, x, axis=-1, descending=False):
+        # descending as the negated values ascending, the rule of every backend: ties in index order
+        return self.tf.argsort(-x if descending else x, axis=axis, stable=True)
+
+    def invert_permutation(self, order):
+        tf = self.tf
+        shape = tf.shape(order)
+        rows = tf.broadcast_to(tf.range(shape[0], dtype=order.dtype)[:, None], shape)
+        places = tf.broadcast_to(tf.range(shape[1], dtype=order.dtype)[None, :], shape)
+        return tf.scatter_nd(tf.stack([rows, order], axis=-1), places, tf.cast(shape, order.dtype))
+
+    def einsum(self, subscripts, *operands):
+        return self.tf.einsum(subscripts, *[self.tf.convert_to_tensor(o) for o in operands])
+
     def select_class(self, outputs, indices):
         tf = self.tf
         indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))

@@ -1,9 +1,11 @@
-"""The compiled forward passes behind ``AveragesCam``: plain and masked.
+"""The compiled forward passes behind ``AveragesCam``: plain and perturbed.
 
 A pass is one ``tf.function`` that loops over the batches of a prefetched ``tf.data`` pipeline
 inside the graph (an iterator and a ``tf.while_loop``), so no batch goes back to the host and
-the model stays in the function's own graph. Masking, the model and the activation run in it;
-the outputs of all N samples are concatenated on the device.
+the model stays in the function's own graph. A perturbed pass runs a perturbation's K steps in
+an inner ``tf.while_loop`` per batch (``prepare`` once, then ``apply``, the model and the
+activation per step), its parameters a tensor argument: K and the parameter values never
+re-trace. The outputs of all N samples are concatenated on the device, (K, N, ...).
 
 The passes belong to the adapter (the ``AveragesCam`` or the stream) that traced them, never to
 the model: a trace fixes what the model's Python code did at that moment (its activations, its
@@ -22,7 +24,9 @@ import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, model_outputs
-from camavg_core.masking import mask_inputs
+from camavg_core.masking import cam_maps
+from camavg_core import validation
+from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
 
 _BACKEND = resolve_backend("tensorflow")
@@ -61,19 +65,38 @@ class BatchStep:
         return self.run_model(list(batch))
 
     def masked(self, batch: tuple) -> list:
-        batch_inputs, batch_cams = batch
-        masked = [
-            mask_inputs(
-                x,
-                c,
-                data_format=self.options.data_format,
-                normalize=self.options.normalize,
-                dtype=x.dtype.name,
-                backend=_BACKEND,
-            )
+        """The one step of :data:`CAM_MASK`, (B, ...) per output."""
+        prepared = self.prepare(batch, CAM_MASK)
+        return self.step(batch[0], prepared, CAM_MASK, tf.zeros([1], tf.float32))
+
+    def prepare(self, batch: tuple, perturbation: Perturbation) -> list:
+        """``prepare`` per model input; a batch of three holds the per-sample extra's rows."""
+        batch_inputs, batch_cams, *extra = batch
+        return [
+            perturbation.prepare(_BACKEND, x, cam_maps(x, c, data_format=self.options.data_format,
+                                                      normalize=self.options.normalize, backend=_BACKEND), *extra)
             for x, c in zip(batch_inputs, batch_cams)
         ]
-        return self.run_model(masked)
+
+    def step(self, batch_inputs: tuple, prepared: list, perturbation: Perturbation, parameter: tf.Tensor) -> list:
+        """One step: ``apply``, ``preprocess``, the model and the activation."""
+        return self.run_model([
+            perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
+        ])
+
+    def perturbed(self, batch: tuple, perturbation: Perturbation, parameters: tf.Tensor, output_dtypes: list) -> list:
+        """The K steps of ``perturbation`` on one batch, in a graph loop: (B, K, ...) per
+        output (the sample axis first, so the batches concatenate along it)."""
+        prepared = self.prepare(batch, perturbation)
+        steps = tf.shape(parameters)[0]
+        arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False) for dtype in output_dtypes)
+
+        def body(step, arrays):
+            outputs = self.step(batch[0], prepared, perturbation, parameters[step])
+            return step + 1, tuple(ta.write(step, out) for ta, out in zip(arrays, outputs))
+
+        _, arrays = tf.while_loop(lambda step, _: step < steps, body, (tf.constant(0), arrays))
+        return [_swap_leading_axes(ta.stack()) for ta in arrays]
 
     def output_dtypes(self, inputs: list) -> list[tf.DType]:
         """From the model's symbolic outputs when it has them (functional and Sequential
@@ -82,6 +105,11 @@ class BatchStep:
         if symbolic:
             return [score_dtype(getattr(out, "dtype", "float32")) for out in symbolic]
         return [out.dtype for out in self.run_model([x[:1] for x in inputs])]
+
+
+def _swap_leading_axes(tensor: tf.Tensor) -> tf.Tensor:
+    """(A, B, ...) -> (B, A, ...)."""
+    return tf.transpose(tensor, tf.concat([[1, 0], tf.range(2, tf.rank(tensor))], axis=0))
 
 
 def takes_training(model: Any) -> bool:
@@ -142,24 +170,40 @@ class CompiledPasses:
         return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
 
     def masked(self, inputs: list, cams: list, batch_size: int) -> list:
+        """(N, ...) per output: the one step of :data:`CAM_MASK` (no step loop in the graph)."""
         arguments = (tuple(inputs), tuple(cams))
         return self._function("masked", arguments)(*arguments, _batch_tensor(batch_size))
 
-    def _function(self, kind: str, arguments: tuple) -> Any:
-        """One ``tf.function`` per kind and per per-sample shape, with the sample axis left
-        unknown in its signature: any N, any batch size, one trace."""
+    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any,
+                  extra: Any = None) -> list:
+        """(K, N, ...) per output: the perturbation's K steps on every batch; ``extra``, the
+        per-sample data, is sliced into batches with the inputs and the CAMs."""
+        arguments = (tuple(inputs), tuple(cams)) + (() if extra is None else (extra,))
+        function = self._function(("perturbed", perturbation.key, extra is not None), arguments, perturbation)
+        outputs = function(*arguments, tf.constant(parameters, tf.float32), _batch_tensor(batch_size))
+        return [_swap_leading_axes(out) for out in outputs]
+
+    def _function(self, kind: Any, arguments: tuple, perturbation: Perturbation | None = None) -> Any:
+        """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
+        the sample axis left unknown in its signature (any N, any batch size) and, for a
+        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace. A
+        perturbation's per-sample extra (the third argument) has every axis unknown: its shape
+        follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
+        if len(signature) == 3:
+            signature = (*signature[:2], tf.TensorSpec([None] * signature[2].shape.rank, signature[2].dtype))
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:
+            extra = [] if perturbation is None else [tf.TensorSpec((None, None), tf.float32)]
             function = self._compiled.setdefault(
-                key, tf.function(self._graph(kind), input_signature=[*signature, tf.TensorSpec((), tf.int64)])
+                key, tf.function(self._graph(kind, perturbation), input_signature=[*signature, *extra, tf.TensorSpec((), tf.int64)])
             )
         return function
 
-    def _graph(self, kind: str) -> Callable:
+    def _graph(self, kind: Any, perturbation: Perturbation | None) -> Callable:
         """A function of this pass alone. TensorFlow counts traces per code object (a closure
         shares its code with every other) but per object for a ``functools.partial``: each
         ``AveragesCam`` traces its own passes once, which is no retracing to warn about."""
@@ -171,11 +215,29 @@ class CompiledPasses:
 
             return functools.partial(plain_pass)
 
-        def masked_pass(inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
-            self.trace_count += 1
-            return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
+        if kind == "masked":
 
-        return functools.partial(masked_pass)
+            def masked_pass(inputs: tuple, cams: tuple, batch_size: tf.Tensor) -> list:
+                self.trace_count += 1
+                return self._loop(batch_slices((inputs, cams), batch_size), self.steps.masked)
+
+            return functools.partial(masked_pass)
+
+        def perturbed_pass(inputs: tuple, cams: tuple, parameters: tf.Tensor, batch_size: tf.Tensor, *extra: tf.Tensor) -> list:
+            self.trace_count += 1
+
+            def step(batch: tuple) -> list:
+                return self.steps.perturbed(batch, perturbation, parameters, self.output_dtypes)
+
+            return self._loop(batch_slices((inputs, cams, *extra), batch_size), step)
+
+        if kind[2]:  # with the per-sample extra: (inputs, cams, extra, parameters, batch_size)
+
+            def with_extra(inputs: tuple, cams: tuple, extra: tf.Tensor, parameters: tf.Tensor, batch_size: tf.Tensor) -> list:
+                return perturbed_pass(inputs, cams, parameters, batch_size, extra)
+
+            return functools.partial(with_extra)
+        return functools.partial(perturbed_pass)
 
     def _loop(self, dataset: tf.data.Dataset, step: Callable) -> list:
         """Every batch through ``step`` in a graph loop; outputs concatenated on the device."""
@@ -210,3 +272,8 @@ class DistributedPasses:
 
     def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         return list(self._masked.per_sample(batches((tuple(inputs), tuple(cams)), batch_size)))
+
+    def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any,
+                  extra: Any = None) -> list:
+        """Not written yet on replicas: only the mask (:meth:`masked`) runs distributed."""
+        raise ValueError(validation.distributed_perturbation(perturbation))

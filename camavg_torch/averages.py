@@ -24,7 +24,8 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.metrics import score_requirement
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list, model_outputs
-from camavg_core.masking import mask_inputs
+from camavg_core.masking import cam_maps
+from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -86,7 +87,7 @@ class TorchAdapter:
         self.model, self.device, self.compile = model, device, compile
         floats = [t.dtype for t in _tensors_of(model) if t.is_floating_point()]
         self._model_dtype = str(floats[0]).removeprefix("torch.") if floats else None
-        self._compiled: dict[Options, Callable] = {}
+        self._compiled: dict[tuple, Callable] = {}
         self._lock = threading.Lock()
         self._kind: str | None = None
         self.last_layer: str | None = None  # the last leaf module of the first pass, named
@@ -107,20 +108,37 @@ class TorchAdapter:
             return self._model_dtype
         return np.dtype(dtype).name if np.issubdtype(dtype, np.floating) else "float32"
 
-    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int) -> list:
-        step = self._step(options, compiled=cams is not None)
+    def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
+            perturbation: Perturbation | None = None, extra: Any = None) -> list:
         n, parts = int(inputs[0].shape[0]), []
+        if cams is None:
+            with eval_mode(self.model), torch.inference_mode():
+                for start in range(0, n, batch_size):
+                    batch = [x[start : start + batch_size] for x in inputs]
+                    with self._recording() if start == 0 else contextlib.nullcontext():
+                        outputs = self._forward(options, batch)
+                    if start == 0:
+                        _check_output_rows(outputs, len(batch[0]))
+                    parts.append(outputs)
+            return [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*parts)]
+        perturbation = CAM_MASK if perturbation is None else perturbation
+        parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
+        step = self._step(options, perturbation)
         with eval_mode(self.model), torch.inference_mode():
+            parameter_rows = torch.from_numpy(parameters).to(self.device)
             for start in range(0, n, batch_size):
                 batch = [x[start : start + batch_size] for x in inputs]
-                batch_cams = None if cams is None else [c[start : start + batch_size] for c in cams]
-                first_pass = start == 0 and cams is None
-                with self._recording() if first_pass else contextlib.nullcontext():
-                    outputs = step(batch, batch_cams)
+                rows = () if extra is None else (extra[start : start + batch_size],)  # the per-sample data's rows
+                prepared = [
+                    perturbation.prepare(_BACKEND, x, cam_maps(x, c[start : start + batch_size], data_format=options.data_format,
+                                                              normalize=options.normalize, backend=_BACKEND), *rows)
+                    for x, c in zip(batch, cams)
+                ]
+                steps = [step(batch, prepared, row) for row in parameter_rows]  # one perturbed batch at a time
                 if start == 0:
-                    _check_output_rows(outputs, len(batch[0]))
-                parts.append(outputs)
-        return [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*parts)]
+                    _check_output_rows(steps[0], len(batch[0]))
+                parts.append([torch.stack(outputs) for outputs in zip(*steps)])
+        return [torch.cat(p, dim=1) if len(p) > 1 else p[0] for p in zip(*parts)]
 
     def to_host(self, scores: Any) -> np.ndarray:
         scores = torch.as_tensor(scores)
@@ -149,25 +167,27 @@ class TorchAdapter:
         return (float(len(tensors)), *totals.tolist())
 
     # ----------------------------------------------------------------- the pass
-    def _step(self, options: Options, compiled: bool) -> Callable:
-        def forward(batch: list, batch_cams: list | None) -> list:
-            if batch_cams is not None:
-                batch = [
-                    mask_inputs(x, cam, data_format=options.data_format, normalize=options.normalize,
-                                dtype=_BACKEND.dtype_name(x), backend=_BACKEND)
-                    for x, cam in zip(batch, batch_cams)
-                ]
-            if options.preprocess is not None:
-                batch = [options.preprocess(x) for x in batch]
-            return apply_activation(model_outputs(self.model(*batch), "The model"), options.activation)
+    def _forward(self, options: Options, batch: list) -> list:
+        if options.preprocess is not None:
+            batch = [options.preprocess(x) for x in batch]
+        return apply_activation(model_outputs(self.model(*batch), "The model"), options.activation)
 
-        if not (compiled and self.compile):
-            return forward
-        with self._lock:  # compiled once per set of options, for this AveragesCam only
-            if options not in self._compiled:
+    def _step(self, options: Options, perturbation: Perturbation) -> Callable:
+        """One step of ``perturbation``: ``apply``, ``preprocess``, the model, the activation;
+        ``torch.compile``-d when asked, once per options and perturbation key (the parameter
+        row is a tensor argument: its values do not recompile)."""
+        def step(batch: list, prepared: list, parameter: torch.Tensor) -> list:
+            perturbed = [perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch, prepared)]
+            return self._forward(options, perturbed)
+
+        if not self.compile:
+            return step
+        with self._lock:  # compiled once per set of options and perturbation, for this AveragesCam only
+            key = (options, perturbation.key)
+            if key not in self._compiled:
                 settings = self.compile if isinstance(self.compile, dict) else {}
-                self._compiled[options] = torch.compile(forward, **settings)
-            return self._compiled[options]
+                self._compiled[key] = torch.compile(step, **settings)
+            return self._compiled[key]
 
     @contextlib.contextmanager
     def _recording(self):
@@ -264,6 +284,7 @@ class AveragesCam(AveragesCamBase):
     layer when it holds one (fuse several with ``cam_extractor.fuse_cams(cams)``).
 
     >>> import numpy as np, torch
+    >>> from camavg_torch import CategoricalScore
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
     >>> with torch.no_grad():
     ...     _ = model[1].weight.copy_(torch.tensor([[1.0, 1, 1, 1], [-1, -1, -1, -1]]))

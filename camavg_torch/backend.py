@@ -119,6 +119,18 @@ class TorchBackend(Backend):
         tensors = [a if isinstance(a, self.torch.Tensor) else self.torch.as_tensor(a) for a in arrays]
         return self.torch.stack(tensors)
 
+    def argsort(self, x, axis=-1, descending=False):
+        return self.torch.sort(-x if descending else x, dim=axis, stable=True).indices
+
+    def invert_permutation(self, order):
+        places = self.torch.arange(order.shape[1], device=order.device, dtype=order.dtype).expand_as(order)
+        return self.torch.empty_like(order).scatter_(1, order, places)
+
+    def einsum(self, subscripts, *operands):
+        torch = self.torch
+        device = next((o.device for o in operands if isinstance(o, torch.Tensor)), None)
+        return torch.einsum(subscripts, *[torch.as_tensor(o, device=device) for o in operands])
+
     def select_class(self, outputs, indices):
         torch = self.torch
         classes = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)

@@ -31,3 +31,159 @@ def reference_terms(y_c, o_c) -> dict[str, np.ndarray]:
 def reference_metrics(y_c, o_c) -> dict[str, float]:
     """The three averages in percent."""
     return {name: 100.0 * float(np.mean(terms)) for name, terms in reference_terms(y_c, o_c).items()}
+
+
+# --------------------------------------------------------------------------- MuFidelity
+def reference_average_ranks(values) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties given the mean of the ranks they share, by counting:
+    rank_j = 1 + #{v < v_j} + (#{v == v_j} - 1) / 2."""
+    v = np.asarray(values, dtype=np.float64)
+    less = (v[None, :] < v[:, None]).sum(axis=1)
+    equal = (v[None, :] == v[:, None]).sum(axis=1)
+    return 1.0 + less + (equal - 1) / 2.0
+
+
+def reference_correlation(a, b, correlation: str) -> float:
+    """Pearson's r (of the ranks for Spearman's rho) of two 1-D arrays; NaN when either is constant."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    if correlation == "spearman":
+        a, b = reference_average_ranks(a), reference_average_ranks(b)
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def reference_mufidelity(images, cams, score, *, grid_size=9, subset_fraction=0.2, n_samples=200,
+                         baseline=0.0, seed=0, correlation="spearman", first_index=0) -> dict:
+    """MuFidelity from its definition (Bhatt et al. 2020, def. 3), one sample at a time, in float64.
+
+    images: (N, H, W, C) channels last; cams: (N, H, W) already at the input's size in [0, 1];
+    score: a function of a (M, H, W, C) batch -> (M,) scores. Sample i's subsets come from
+    ``np.random.default_rng([seed, first_index + i])``: a (K, g, g) array of uniforms, a cell
+    removed where its uniform is below ``subset_fraction``; pixel row r lies in cell row
+    floor((r + 0.5) * g / H) (nearest neighbour, half-pixel centres), columns alike. Returns the
+    (N,) terms (NaN when undefined), the (K, N) perturbed scores and the (K, N) CAM sums."""
+    images = np.asarray(images, dtype=np.float64)
+    n, height, width = images.shape[:3]
+    row_cells = np.floor((np.arange(height) + 0.5) * grid_size / height).astype(int)
+    col_cells = np.floor((np.arange(width) + 0.5) * grid_size / width).astype(int)
+    terms, curve, sums = [], [], []
+    for i in range(n):
+        cells = np.random.default_rng([seed, first_index + i]).random((n_samples, grid_size, grid_size)) < subset_fraction
+        removed = cells[:, row_cells][:, :, col_cells]  # (K, H, W)
+        perturbed = np.where(removed[..., None], baseline, images[i][None])
+        scores = np.asarray(score(perturbed), dtype=np.float64)
+        drops = float(score(images[i][None])[0]) - scores
+        cam_sums = (np.asarray(cams[i], dtype=np.float64)[None] * removed).sum(axis=(1, 2))
+        terms.append(reference_correlation(cam_sums, drops, correlation))
+        curve.append(scores)
+        sums.append(cam_sums)
+    return {"terms": np.array(terms), "curve": np.stack(curve, axis=1), "cam_sums": np.stack(sums, axis=1)}
+
+
+# --------------------------------------------------------------------------- deletion, insertion
+def reference_curves(score, images, cams, kind, *, steps=10, baseline=0.0, max_fraction=1.0):
+    """(N, steps + 1) float64 deletion or insertion curves, written from RISE's definition one
+    sample and one step at a time, the model called directly on each perturbed image.
+
+    score(i, image) -> float: the target score of sample i on one (H, W, C) image.
+    images: (N, H, W, C); cams: (N, H, W), already at the images' size.
+    kind: "deletion" sets the k most salient pixels (all channels) to the baseline; "insertion"
+    starts from the baseline and puts the k most salient pixels of the image back, with
+    k = floor(i * floor(P * max_fraction) / steps), i = 0..steps, P = H * W; the most salient
+    first, equal CAM values in row-major order. baseline: a number, "blur" (SciPy's
+    gaussian_filter, sigma 5, radius 5, reflect border, over H and W) or a callable of the
+    (N, H, W, C) images.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    images = np.asarray(images, dtype=np.float64)
+    n, height, width, channels = images.shape
+    pixels = height * width
+    if baseline == "blur":
+        base = gaussian_filter(images, sigma=(0, 5, 5, 0), radius=(0, 5, 5, 0), mode="reflect")
+    elif callable(baseline):
+        base = np.asarray(baseline(images), dtype=np.float64)
+    else:
+        base = np.full_like(images, float(np.float32(baseline)))
+    reach = int(np.floor(pixels * max_fraction))
+    curves = np.empty((n, steps + 1))
+    for sample in range(n):
+        salience = np.asarray(cams[sample], dtype=np.float64).reshape(pixels)
+        order = sorted(range(pixels), key=lambda p: (-salience[p], p))  # stable: ties by index
+        image = images[sample].reshape(pixels, channels)
+        fill = base[sample].reshape(pixels, channels)
+        for step in range(steps + 1):
+            chosen = order[: step * reach // steps]
+            if kind == "deletion":
+                perturbed = image.copy()
+                perturbed[chosen] = fill[chosen]
+            else:
+                perturbed = fill.copy()
+                perturbed[chosen] = image[chosen]
+            curves[sample, step] = score(sample, perturbed.reshape(height, width, channels))
+    return curves
+
+
+def reference_auc(curves):
+    """(N,) trapezoid areas of (N, K + 1) curves over fractions 0, 1/K, ..., 1 (NumPy's rule)."""
+    curves = np.asarray(curves, dtype=np.float64)
+    return np.trapezoid(curves, dx=1.0 / (curves.shape[1] - 1), axis=1)
+
+
+# ROAD's noisy linear imputation without the noise, as tleemann/road_evaluation's
+# road/imputations.py sets it up: each removed pixel is the weighted mean of its in-image
+# neighbours (1/6 edges, 1/12 diagonals, renormalised), one sparse system per image solved by
+# scipy.sparse.linalg.spsolve with one right-hand side per channel.
+ROAD_NEIGHBOURS = [((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
+                   ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6)]
+
+
+def reference_road_impute(image, removed) -> np.ndarray:
+    """One image (H, W, C) with the pixels where ``removed`` (H, W) is true imputed, float64."""
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    image = np.asarray(image, dtype=np.float64)
+    removed = np.asarray(removed, dtype=bool)
+    height, width, channels = image.shape
+    unknown = np.argwhere(removed)
+    index = -np.ones((height, width), dtype=np.int64)
+    index[removed] = np.arange(len(unknown))
+    a = lil_matrix((len(unknown), len(unknown)))
+    b = np.zeros((len(unknown), channels))
+    for row, (i, j) in enumerate(unknown):
+        total = 0.0
+        for (di, dj), weight in ROAD_NEIGHBOURS:
+            ni, nj = i + di, j + dj
+            if not (0 <= ni < height and 0 <= nj < width):
+                continue
+            total += weight
+            if removed[ni, nj]:
+                a[row, index[ni, nj]] = -weight
+            else:
+                b[row] += weight * image[ni, nj]
+        a[row, row] = total
+    out = image.copy()
+    if len(unknown):
+        solution = spsolve(a.tocsc(), b)
+        out[removed] = np.asarray(solution).reshape(len(unknown), channels)
+    return out
+
+
+def reference_road_removed(cam, fraction: float, lerf: bool, selection: str = "rank") -> np.ndarray:
+    """(H, W) bool: the pixels ROAD removes at ``fraction``. ``rank``: the floor(f * P) first
+    (MoRF) or last (LeRF) in the order of decreasing CAM, ties by row-major index;
+    ``percentile``: pytorch-grad-cam 1.5's ``np.percentile`` rule at p = 100 (1 - f)."""
+    cam = np.asarray(cam)
+    if selection == "percentile":
+        values = (1 - cam) if lerf else cam
+        p = round(100 * (1 - fraction))
+        return ~(values < np.percentile(values, p))
+    flat = cam.reshape(-1)
+    order = sorted(range(flat.size), key=lambda k: (-flat[k], k))
+    count = int(np.floor(fraction * flat.size + 1e-9))
+    chosen = order[flat.size - count:] if lerf else order[:count]
+    out = np.zeros(flat.size, dtype=bool)
+    out[chosen] = True
+    return out.reshape(cam.shape)

@@ -66,6 +66,7 @@ def brute_force_p(d, patterns=None, seed=123):
     return (1 + sum(abs(hall_g(e * d)) >= observed - 1e-9 for e in signs)) / (patterns + 1)
 
 
+@pytest.mark.slow
 def test_difference_is_result_a_minus_result_b_and_p_is_the_sign_flip_test():
     y, o_a, o_b = two_methods(300, 1)
     result = compare(y, o_a, o_b, level=0.9)

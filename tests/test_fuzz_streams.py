@@ -28,8 +28,8 @@ ERRORS = (ValueError, TypeError)
 #: words one of which a refusal's message must hold: the argument or the batch part at fault
 NAMED = ("inputs", "cams", "targets", "class index", "skipped")
 
-ACCEPTED_SPOILS = ["clean", "clean", "clean", "lists", "float64", "cam_channel"]
-REFUSED_SPOILS = ["cam_list", "cam_rank", "cam_range", "cam_nan", "input_inf", "target_range", "target_float",
+ACCEPTED_SPOILS = ["clean", "clean", "clean", "lists", "float64", "cam_channel", "cam_list"]
+REFUSED_SPOILS = ["cam_rank", "cam_range", "cam_nan", "input_inf", "target_range", "target_float",
                   "target_count", "target_scalar", "empty"]
 
 

@@ -250,6 +250,7 @@ def interrupted_at(k: int, keep_vectors: bool):
 SHORT = 3  # batches: every line of the loop is reached with a batch counted before and after
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_vectors", [False, True])
 def test_an_interrupt_at_every_line_of_the_loop_resumes_exactly(keep_vectors):
     n = SHORT * BATCH

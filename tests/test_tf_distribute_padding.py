@@ -117,6 +117,9 @@ def child_main() -> None:
     print("CHILD-REPORT " + json.dumps(report), flush=True)
 
 
+pytestmark = pytest.mark.slow  # a child process with two logical devices
+
+
 @pytest.fixture(scope="module")
 def child() -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TF_ENABLE_ONEDNN_OPTS="1")

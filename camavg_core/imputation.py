@@ -1,0 +1,481 @@
+"""ROAD (Rong et al., ICML 2022): remove pixels by noisy linear imputation, solved on the device.
+
+Each removed pixel takes the weighted mean of its 8 neighbours, 1/6 for the four that share an
+edge and 1/12 for the diagonals; neighbours outside the image are left out and the others'
+weights renormalised (the system of ``tleemann/road_evaluation``'s ``road/imputations.py``).
+For the removed set U, the known pixels x and the unknowns u, multiplying each equation by its
+weight sum s_i gives
+
+.. math::  s_i u_i - \\sum_{j \\in N(i) \\cap U} w_{ij} u_j = \\sum_{j \\in N(i) \\setminus U} w_{ij} x_j,
+
+whose matrix is symmetric (w_ij = w_ji: a weight depends on the offset only) and, whenever
+one pixel is known, positive definite (a weighted graph Laplacian with Dirichlet values at the
+known pixels; the 8-neighbour grid is connected). It is solved by conjugate gradients with
+the Jacobi preconditioner s, one right-hand side per channel, batched over the images, the
+stencil written as a separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the centre, inside the
+compiled pass (a ``tf.while_loop``, ``jax.lax.while_loop``, or a Python loop for NumPy and
+PyTorch). Iterations stop when every image's and channel's preconditioned residual is below
+``tol`` times that of the right-hand side, or after ``max_iter``.
+
+When every pixel is removed the system is singular (``spsolve`` silently returns 0): the image
+then becomes each channel's mean of the input, plus the noise.
+
+>>> import numpy as np
+>>> from camavg_core.backends import resolve_backend
+>>> x = np.arange(16.0).reshape(1, 4, 4, 1)          # a ramp: x[i, j] = 4 i + j
+>>> removed = np.zeros((1, 4, 4, 1)); removed[0, 1:3, 1:3] = 1.0
+>>> out = impute(resolve_backend("numpy"), x, removed)
+>>> np.round(out[0, 1:3, 1:3, 0], 6).tolist()   # a linear ramp is its own weighted mean
+[[5.0, 6.0], [9.0, 10.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from camavg_core import validation
+from camavg_core.backends import Backend
+from camavg_core.perturbations import salience_ranks
+
+#: ROAD's default fractions of pixels removed (pytorch-grad-cam's percentiles 90, 80, ..., 10).
+DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+# columns of a step's parameter row
+_LERF, _COUNT, _LO, _HI, _GAMMA, _ONE_MINUS_GAMMA, _UPPER = range(7)
+
+
+def _layout(x: Any, cams: Any) -> tuple[int, int]:
+    """The spatial axes (h, w) of ``x``: cams carry a channel axis of 1 where ``x`` has its
+    channels, last (B, H, W, 1) or first (B, 1, H, W)."""
+    cam_shape, x_shape = tuple(cams.shape), tuple(x.shape)
+    channels_last = cam_shape[-1] == 1 and tuple(cam_shape[1:3]) == tuple(x_shape[1:3])
+    return (1, 2) if channels_last else (2, 3)
+
+
+def _slice(v: Any, axis: int, start: int, stop: int) -> Any:
+    index = [slice(None)] * len(v.shape)
+    index[axis] = slice(start, stop)
+    return v[tuple(index)]
+
+
+def _pad(backend: Backend, v: Any, axes: tuple[int, int], pads: tuple = ((1, 1), (1, 1))) -> Any:
+    """Zero padding of the two spatial axes, ``pads`` (before, after) per axis. Backends have no
+    pad operation (the one op this module would add: ``Backend.pad(x, widths)``), so it branches
+    here."""
+    widths = [(0, 0)] * len(v.shape)
+    for axis, pair in zip(axes, pads):
+        widths[axis] = tuple(pair)
+    if backend.name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.pad(v, widths)
+    if backend.name == "jax":
+        import jax.numpy as jnp
+
+        return jnp.pad(v, widths)
+    if backend.name == "torch":
+        import torch
+
+        flat = [w for pair in reversed(widths) for w in pair]  # torch lists the last axis first
+        return torch.nn.functional.pad(v, flat)
+    return np.pad(v, widths)
+
+
+def _take(v: Any, axes: tuple[int, int], rows: slice, cols: slice) -> Any:
+    index = [slice(None)] * len(v.shape)
+    index[axes[0]], index[axes[1]] = rows, cols
+    return v[tuple(index)]
+
+
+def _materialise(backend: Backend, v: Any) -> Any:
+    """``v`` itself, computed once: XLA would otherwise fuse the slices and sums that make a
+    coarse level's coefficients into every use, recomputing each level's from the level
+    below at every use (JAX compiled for 9 s and ran 100x slower). TF runs ops as given."""
+    if backend.name == "jax":
+        import jax
+
+        return jax.lax.optimization_barrier(v)
+    return v
+
+
+def _jax_on_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
+def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
+    """``while cond(*state): state = body(*state)``, traced where the framework traces (one
+    graph loop, not ``max_iter`` unrolled copies). The other op this module would add:
+    ``Backend.while_loop``."""
+    if backend.name == "tensorflow":
+        import tensorflow as tf
+
+        return tuple(tf.while_loop(cond, body, state))
+    if backend.name == "jax":
+        import jax
+
+        return tuple(jax.lax.while_loop(lambda s: cond(*s), lambda s: body(*s), state))
+    while bool(cond(*state)):
+        state = tuple(body(*state))
+    return state
+
+
+def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
+    separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12."""
+    h, w = (int(v.shape[a]) for a in axes)
+    padded = _materialise(backend, _pad(backend, v, axes))
+    rows = _slice(padded, axes[0], 0, h) + 2.0 * _slice(padded, axes[0], 1, h + 1) + _slice(padded, axes[0], 2, h + 2)
+    both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1) + _slice(rows, axes[1], 2, w + 2)
+    return (both - 4.0 * v) / 12.0
+
+
+def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    """Sum over the spatial axes, kept as axes of 1 so it broadcasts back against ``v``."""
+    total = backend.sum(v, axis=axes)  # (B, C)
+    shape = [-1] + [int(d) for d in v.shape[1:]]
+    for axis in axes:
+        shape[axis] = 1
+    return backend.reshape(total, tuple(shape))
+
+
+# the 8 neighbour offsets and the centre, and the weight of each neighbour
+_OFFSETS = tuple((di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+_WEIGHT = {d: (1.0 / 6.0 if abs(d[0]) + abs(d[1]) == 1 else 1.0 / 12.0) for d in _OFFSETS if d != (0, 0)}
+
+
+def _hw(v: Any, axes: tuple[int, int]) -> tuple[int, int]:
+    return int(v.shape[axes[0]]), int(v.shape[axes[1]])
+
+
+def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: int) -> Any:
+    """v_{i + d} for every pixel i, from v zero-padded by one on each side."""
+    return _take(padded, axes, slice(1 + d[0], 1 + d[0] + h), slice(1 + d[1], 1 + d[1] + w))
+
+
+def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
+    """sum_d c_d(i) v_{i + d}: a 9-point operator whose coefficients vary per pixel."""
+    h, w = _hw(v, axes)
+    padded = _materialise(backend, _pad(backend, v, axes))
+    out = coefficients[(0, 0)] * v
+    for d in _OFFSETS:
+        if d != (0, 0):
+            out = out + coefficients[d] * _shift(padded, axes, d, h, w)
+    return out
+
+
+def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    h, w = _hw(v, axes)
+    return _pad(backend, v, axes, ((0, h % 2), (0, w % 2))) if h % 2 or w % 2 else v
+
+
+def _children(backend: Backend, v: Any, axes: tuple[int, int]) -> dict:
+    """The four children (a, b) of each 2 x 2 block (an odd size zero-padded), by a reshape
+    that splits each spatial axis in (n, 2) and an index (XLA's CPU code for stride-2 slices
+    was several times slower)."""
+    v = _even(backend, v, axes)
+    shape = [-1]
+    for k in range(1, len(v.shape)):
+        shape += [int(v.shape[k]) // 2, 2] if k in axes else [int(v.shape[k])]
+    blocks = backend.reshape(v, tuple(shape))
+    first, second = axes[0] + 1, axes[1] + 2  # the two axes of 2 in ``blocks``
+    out = {}
+    for a in (0, 1):
+        for b in (0, 1):
+            index = [slice(None)] * len(shape)
+            index[first], index[second] = a, b
+            out[(a, b)] = blocks[tuple(index)]
+    return out
+
+
+def _restrict(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+    """R: the sum of each 2 x 2 block (an odd size zero-padded)."""
+    parts = list(_children(backend, v, axes).values())
+    return parts[0] + parts[1] + parts[2] + parts[3]
+
+
+def _prolong(backend: Backend, v: Any, axes: tuple[int, int], h: int, w: int) -> Any:
+    """P = R^T: each coarse value copied to its 2 x 2 block, cropped to (h, w)."""
+    expanded, tile, out = [-1], [1], [-1]
+    for k in range(1, len(v.shape)):
+        size = int(v.shape[k])
+        expanded.append(size)
+        tile.append(1)
+        out.append(2 * size if k in axes else size)
+        if k in axes:
+            expanded.append(1)
+            tile.append(2)
+    ones = backend.astype(backend.asarray(np.ones(tile, np.float32)), backend.dtype_name(v))
+    fine = backend.reshape(backend.reshape(v, tuple(expanded)) * ones, tuple(out))
+    return _take(fine, axes, slice(0, h), slice(0, w))
+
+
+def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dict:
+    """The Galerkin operator R A P of a 9-point operator for the piecewise-constant P: entry
+    (I, I + D) sums A_ij over the children i of I and j of I + D, again 9 points."""
+    out: dict = {}
+    for d, c in coefficients.items():
+        for (a, b), part in _children(backend, c, axes).items():
+            target = ((a + d[0]) // 2, (b + d[1]) // 2)
+            out[target] = part if target not in out else out[target] + part
+    return {d: _materialise(backend, c) for d, c in out.items()}
+
+
+def _inverse(backend: Backend, diagonal: Any) -> Any:
+    """1 / diagonal, 0 where a coarse cell holds no unknown (its row and column are 0)."""
+    positive = diagonal > 0.0
+    return backend.where(positive, 1.0 / backend.where(positive, diagonal, 1.0), 0.0)
+
+
+def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
+               omega: float = 0.8, coarsest: int = 3, coarse_sweeps: int = 4,
+               overcorrect: float = 1.7) -> Any:
+    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
+    before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
+    Symmetric and positive definite on the removed pixels, so it preconditions CG."""
+    h, w = _hw(m, axes)
+    padded = _pad(backend, m, axes)
+    fine = {(0, 0): m * s}
+    for d, weight in _WEIGHT.items():
+        fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
+    levels = [(operator, m / s, (h, w))]
+    coefficients = fine
+    while min(h, w) > coarsest:
+        coefficients = _coarsen(backend, coefficients, axes)
+        h, w = (h + 1) // 2, (w + 1) // 2
+        levels.append((lambda v, c=coefficients: _stencil(backend, c, v, axes),
+                       _inverse(backend, coefficients[(0, 0)]), (h, w)))
+
+    def cycle(level: int, r: Any) -> Any:
+        apply, inv, _ = levels[level]
+        e = omega * inv * r
+        if level == len(levels) - 1:
+            for _ in range(coarse_sweeps):
+                e = e + omega * inv * (r - apply(e))
+            return e
+        coarse = cycle(level + 1, _restrict(backend, r - apply(e), axes))
+        correction = overcorrect * _prolong(backend, coarse, axes, *levels[level][2])
+        e = e + (m * correction if level == 0 else correction)
+        return e + omega * inv * (r - apply(e))
+
+    return lambda r: cycle(0, r)
+
+
+def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
+           axes: tuple[int, int] | None = None, return_iterations: bool = False,
+           preconditioner: str | None = None) -> Any:
+    """``x`` with the pixels where ``removed`` is 1 replaced by the solution of the linear
+    imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
+    (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
+    ``"multigrid"`` (a V-cycle, 9-11 iterations at 96 px) or ``"jacobi"`` (75-265); None picks
+    multigrid, except JAX on the CPU (XLA's CPU code ran the V-cycle's ~300 small ops 50x
+    slower than their sum; the plain Jacobi loop is faster there). With ``return_iterations``,
+    also the number of conjugate-gradient iterations taken."""
+    axes = _layout(x, removed) if axes is None else axes
+    dtype = backend.compute_dtype(x)
+    x = backend.astype(x, dtype)
+    m = backend.astype(removed, dtype)
+    known = 1.0 - m
+    s = neighbour_sum(backend, known + m, axes)  # each pixel's in-image weight sum (the diagonal)
+
+    def operator(v):  # v is 0 at the known pixels
+        return m * (s * v - neighbour_sum(backend, v, axes))
+
+    if preconditioner is None:
+        preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
+    if preconditioner not in ("multigrid", "jacobi"):
+        raise ValueError(validation.bad_road_preconditioner(preconditioner))
+    if preconditioner == "multigrid":
+        precondition = _multigrid(backend, m, s, operator, axes)
+    else:
+        precondition = lambda r: r / s  # noqa: E731
+    rhs = m * neighbour_sum(backend, known * x, axes)
+    # start from each channel's mean of the known pixels: a constant image is then solved
+    known_count = _per_channel(backend, known, axes)
+    mean_known = _per_channel(backend, known * x, axes) / backend.maximum(known_count, 1.0)
+    u = m * mean_known
+    r = rhs - operator(u)
+    z = precondition(r)
+    p = z
+    rz = _per_channel(backend, r * z, axes)
+    # the stopping rule does not depend on the preconditioner: the Jacobi-scaled residual
+    limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
+    res = _per_channel(backend, r * r / s, axes)
+
+    def cond(i, u, r, p, rz, res):
+        return (i < max_iter) & (backend.max(res - limit) > 0.0)
+
+    def body(i, u, r, p, rz, res):
+        ap = operator(p)
+        pap = _per_channel(backend, p * ap, axes)
+        alpha = backend.where(pap > 0.0, rz / backend.where(pap > 0.0, pap, 1.0), 0.0)
+        u = u + alpha * p
+        r = r - alpha * ap
+        z = precondition(r)
+        rz_new = _per_channel(backend, r * z, axes)
+        beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
+        return i + 1, u, r, z + beta * p, rz_new, _per_channel(backend, r * r / s, axes)
+
+    zero = backend.astype(backend.asarray(0), "int32")
+    iterations, u, _, _, _, _ = _while_loop(backend, cond, body, (zero, u, r, p, rz, res))
+    # nothing known (every pixel removed): the system is singular; each channel's mean instead
+    mean_all = _per_channel(backend, x, axes) / float(int(x.shape[axes[0]]) * int(x.shape[axes[1]]))
+    u = backend.where(known_count > 0.0, u, mean_all)
+    out = known * x + m * u
+    return (out, iterations) if return_iterations else out
+
+
+def road_terms(morf: Any, lerf: Any, backend: Backend | None = None) -> Any:
+    """Per-sample ROAD terms, pytorch-grad-cam's ``ROADCombined``: (mean over fractions of the
+    LeRF scores - mean over fractions of the MoRF scores) / 2, from (F, N) curves of the
+    target's probability; higher is better.
+
+    >>> import numpy as np
+    >>> road_terms(np.array([[0.2, 0.5], [0.0, 0.5]]), np.array([[0.8, 0.5], [0.6, 0.5]])).tolist()
+    [0.3, 0.0]
+    """
+    if backend is None:
+        from camavg_core.backends import resolve_backend
+
+        backend = resolve_backend(None, morf, lerf)
+    f_morf, f_lerf = int(morf.shape[0]), int(lerf.shape[0])
+    return (backend.sum(lerf, axis=0) / f_lerf - backend.sum(morf, axis=0) / f_morf) / 2.0
+
+
+def percentile_rows(fraction: float, n_pixels: int) -> tuple[float, float, float, float, float]:
+    """numpy's linear percentile at p = 100 (1 - f) as pytorch-grad-cam calls it: the ascending
+    positions (lo, hi) of the two values interpolated, gamma, 1 - gamma, and whether numpy
+    interpolates from the upper value (gamma >= 0.5)."""
+    q = round(100.0 * (1.0 - fraction), 10) / 100.0
+    position = (n_pixels - 1) * q
+    lo = math.floor(position)
+    hi = min(lo + 1, n_pixels - 1)
+    gamma = position - lo
+    return float(lo), float(hi), gamma, 1.0 - gamma, float(gamma >= 0.5)
+
+
+class Road:
+    """ROAD's perturbation: ``2 F`` steps, the F fractions removing the most relevant pixels
+    first (MoRF), then the F fractions removing the least relevant first (LeRF); the removed
+    pixels imputed (:func:`impute`) plus seeded Gaussian noise of standard deviation ``noise``
+    (in the units of the inputs as given, before ``preprocess``).
+
+    ``selection="rank"``: fraction f removes the floor(f P) pixels of P first (MoRF) or last
+    (LeRF) in the stable order of :func:`camavg_core.perturbations.salience_ranks`.
+    ``selection="percentile"``: pytorch-grad-cam 1.5's rule, MoRF removes ``cam >=
+    np.percentile(cam, p)`` and LeRF ``1 - cam >= np.percentile(1 - cam, p)``, p = 100 (1 - f),
+    ties included (a CAM that is mostly zeros removes every pixel at every MoRF step).
+
+    The noise is one field per sample, drawn on the host from ``np.random.default_rng([seed,
+    index])`` with the sample's global index (:meth:`per_sample`), and reused by every step of
+    that sample; with ``noise=0`` nothing is drawn.
+
+    >>> import numpy as np
+    >>> from camavg_core.backends import resolve_backend
+    >>> bk, road = resolve_backend("numpy"), Road(fractions=(0.25,), noise=0.0)
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> cams = np.zeros((1, 4, 4, 1)); cams[0, 1:3, 1:3] = 1.0     # the centre is relevant
+    >>> prepared = road.prepare(bk, x, cams)
+    >>> morf, lerf = (road.apply(bk, x, prepared, row) for row in road.parameters(16))
+    >>> np.round(morf[0, ..., 0], 6).tolist()[1]       # the centre removed and imputed
+    [4.0, 5.0, 6.0, 7.0]
+    >>> np.round(lerf[0, ..., 0], 3).tolist()[3]       # the last 4 zeros (row-major) removed
+    [8.652, 9.13, 9.87, 10.348]
+    """
+
+    def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = 0.01, seed: int = 0,
+                 selection: str = "rank", tol: float = 1e-5, max_iter: int = 2000) -> None:
+        try:
+            fractions = tuple(float(f) for f in fractions)
+        except TypeError:
+            raise TypeError(validation.bad_road_fractions(fractions)) from None
+        if not fractions or not all(0.0 <= f <= 1.0 for f in fractions):
+            raise ValueError(validation.bad_road_fractions(fractions))
+        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(noise) or noise < 0:
+            raise ValueError(validation.bad_road_noise(noise))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(validation.bad_road_seed(seed))
+        if selection not in ("rank", "percentile"):
+            raise ValueError(validation.bad_road_selection(selection))
+        if not (isinstance(tol, (int, float)) and 0 < tol < 1) or not (isinstance(max_iter, int) and max_iter >= 1):
+            raise ValueError(validation.bad_road_solver(tol, max_iter))
+        self.fractions, self.noise, self.seed, self.selection = fractions, float(noise), int(seed), selection
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.steps = 2 * len(fractions)
+        # what the traced code depends on; the fractions travel as parameters, the noise as data
+        self.key = ("road", selection, self.tol, self.max_iter, self.noise > 0)
+
+    def parameters(self, n_pixels: int) -> np.ndarray:
+        """(2 F, 7) rows: LeRF flag, floor(f P), then the percentile rule's lo, hi, gamma,
+        1 - gamma and upper flag (:func:`percentile_rows`)."""
+        rows = []
+        for lerf in (0.0, 1.0):
+            for f in self.fractions:
+                rows.append((lerf, float(math.floor(f * n_pixels + 1e-9)), *percentile_rows(f, n_pixels)))
+        return np.asarray(rows, np.float32)
+
+    def per_sample(self, indices: np.ndarray, x_shape: tuple) -> np.ndarray | None:
+        """(N, *sample shape) float32 noise, ``noise`` times standard normals from
+        ``np.random.default_rng([seed, index])`` per global index; None when ``noise`` is 0.
+        ``x_shape``: one sample's shape, or the batch's (its first axis then dropped)."""
+        if self.noise == 0:
+            return None
+        shape = tuple(int(d) for d in (x_shape[1:] if len(x_shape) == 4 else x_shape))
+        fields = [self.noise * np.random.default_rng([self.seed, int(i)]).standard_normal(shape) for i in indices]
+        return np.asarray(fields, np.float32).reshape((len(fields), *shape))
+
+    def prepare(self, backend: Backend, x: Any, cams: Any, extra: Any = None) -> dict:
+        prepared = {"ranks": salience_ranks(backend, cams)}
+        if self.selection == "percentile":
+            prepared["cams"] = cams
+        if extra is not None:
+            prepared["noise"] = extra
+        return prepared
+
+    def removed(self, backend: Backend, prepared: dict, parameter: Any) -> Any:
+        """The 0/1 mask of the pixels one step removes (channel axis of 1, float32)."""
+        ranks = prepared["ranks"]
+        lerf = parameter[_LERF] > 0.5
+        if self.selection == "rank":
+            n_pixels = float(np.prod([int(d) for d in ranks.shape[1:]]))
+            count = parameter[_COUNT]
+            out = backend.where(lerf, ranks >= n_pixels - count, ranks < count)
+            return backend.astype(out, "float32")
+        cams = prepared["cams"]
+        n_pixels = float(np.prod([int(d) for d in ranks.shape[1:]]))
+        dtype = backend.dtype_name(cams)
+
+        def value_at(values, position):  # per sample, the value whose descending rank is position
+            picked = backend.where(ranks == position, values, 0.0)
+            return _per_channel(backend, picked, tuple(range(1, len(ranks.shape))))
+
+        lo, hi = parameter[_LO], parameter[_HI]
+        # ascending position k of cam = descending position P-1-k; of 1 - cam (a monotone map,
+        # also after rounding) = 1 - the descending position k of cam
+        one_minus = 1.0 - cams
+        a = backend.where(lerf, value_at(one_minus, lo), value_at(cams, n_pixels - 1.0 - lo))
+        b = backend.where(lerf, value_at(one_minus, hi), value_at(cams, n_pixels - 1.0 - hi))
+        gamma = backend.astype(parameter[_GAMMA], dtype)
+        one_minus_gamma = backend.astype(parameter[_ONE_MINUS_GAMMA], dtype)
+        diff = b - a
+        threshold = backend.where(parameter[_UPPER] > 0.5, b - diff * one_minus_gamma, a + diff * gamma)
+        values = backend.where(lerf, one_minus, cams)
+        return backend.astype(values >= threshold, "float32")
+
+    def apply(self, backend: Backend, x: Any, prepared: dict, parameter: Any) -> Any:
+        removed = self.removed(backend, prepared, parameter)
+        axes = _layout(x, removed)
+        out = impute(backend, x, removed, tol=self.tol, max_iter=self.max_iter, axes=axes)
+        if "noise" in prepared:
+            dtype = backend.compute_dtype(x)
+            out = out + backend.astype(removed, dtype) * backend.astype(prepared["noise"], dtype)
+        return backend.astype(out, backend.dtype_name(x))
+
+    def __repr__(self) -> str:
+        return (f"Road(fractions={self.fractions}, noise={self.noise}, seed={self.seed}, "
+                f"selection={self.selection!r})")

@@ -1,0 +1,248 @@
+"""ROAD's imputation and perturbation (camavg_core/imputation.py) against scipy's spsolve of the
+same system (tests/reference.py), closed-form images, pytorch-grad-cam's percentile rule, and
+each framework's backend on the same arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camavg_core.backends import resolve_backend
+from camavg_core.imputation import Road, impute, road_terms
+from reference import reference_road_impute, reference_road_removed
+
+NUMPY = resolve_backend("numpy")
+
+
+def _smooth_cam(rng, h, w):
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.1 * h * w))
+
+
+def _framework(name):
+    if name == "tensorflow":
+        tf = pytest.importorskip("tensorflow")
+        return resolve_backend("tensorflow"), lambda a: tf.constant(a), lambda t: t.numpy()
+    if name == "jax":
+        jnp = pytest.importorskip("jax.numpy")
+        return resolve_backend("jax"), lambda a: jnp.asarray(a), np.asarray
+    if name == "torch":
+        torch = pytest.importorskip("torch")
+        return resolve_backend("torch"), lambda a: torch.from_numpy(np.ascontiguousarray(a)), lambda t: t.numpy()
+    return NUMPY, lambda a: a, np.asarray
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6, 0.9, 0.99])
+def test_impute_agrees_with_spsolve_on_random_images_and_masks(fraction):
+    rng = np.random.default_rng(int(fraction * 100))
+    x = rng.random((3, 17, 13, 3))
+    removed = rng.random((3, 17, 13, 1)) < fraction
+    removed[0, 0, 0, 0] = False  # at least one known pixel per image (all removed: tested below)
+    out = impute(NUMPY, x, removed.astype(float))
+    for i in range(3):
+        np.testing.assert_allclose(out[i], reference_road_impute(x[i], removed[i, ..., 0]), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_impute_agrees_with_spsolve_on_large_holes(fraction):
+    """The holes of a smooth CAM's top pixels: the hard case for conjugate gradients."""
+    rng = np.random.default_rng(7)
+    cam = _smooth_cam(rng, 48, 40)
+    removed = cam >= np.quantile(cam, 1 - fraction)
+    x = rng.random((1, 48, 40, 2))
+    out = impute(NUMPY, x, removed[None, ..., None].astype(float))
+    np.testing.assert_allclose(out[0], reference_road_impute(x[0], removed), atol=1e-4, rtol=0)
+
+
+def test_constant_image_is_reproduced():
+    rng = np.random.default_rng(1)
+    x = np.full((2, 15, 16, 3), 0.37)
+    removed = (rng.random((2, 15, 16, 1)) < 0.8).astype(float)
+    np.testing.assert_allclose(impute(NUMPY, x, removed), x, atol=1e-6, rtol=0)
+
+
+def test_linear_ramp_is_reproduced_at_holes_off_the_border():
+    """Away from the border every weight is present and a ramp is its neighbours' mean; at the
+    border the renormalised weights make the ramp no solution, so the holes stay inside."""
+    h, w = 20, 24
+    yy, xx = np.mgrid[:h, :w]
+    x = np.stack([0.3 * yy + 0.1 * xx, -0.2 * yy + 0.5 * xx + 1.0], axis=-1)[None]
+    removed = np.zeros((1, h, w, 1))
+    removed[0, 2:9, 3:11] = 1.0
+    removed[0, 12:18, 5:22] = 1.0
+    np.testing.assert_allclose(impute(NUMPY, x, removed), x, atol=1e-4, rtol=0)  # the default tol
+    np.testing.assert_allclose(impute(NUMPY, x, removed, tol=1e-12), x, atol=1e-9, rtol=0)  # the exact solution
+    # and the ramp is not the solution where a hole touches the border (so the test can fail)
+    removed[0, 0:5, 0:5] = 1.0
+    assert np.abs(impute(NUMPY, x, removed) - x).max() > 1e-2
+
+
+def test_everything_removed_gives_each_channels_mean_not_nan_or_zero():
+    rng = np.random.default_rng(2)
+    x = rng.random((2, 6, 7, 3)) + 1.0
+    removed = np.ones((2, 6, 7, 1))
+    removed[1, 3, 3] = 0.0  # the second image keeps one pixel: it is spread everywhere
+    out = impute(NUMPY, x, removed)
+    np.testing.assert_allclose(out[0], np.broadcast_to(x[0].mean(axis=(0, 1)), (6, 7, 3)), atol=1e-12)
+    np.testing.assert_allclose(out[1], np.broadcast_to(x[1, 3, 3], (6, 7, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_impute_in_float32_on_each_backend_agrees_with_spsolve(framework, channels_last):
+    backend, to, back = _framework(framework)
+    rng = np.random.default_rng(3)
+    cam = _smooth_cam(rng, 32, 28)
+    removed = np.stack([cam >= np.quantile(cam, 0.3), rng.random((32, 28)) < 0.7])  # 70% removed
+    x = rng.random((2, 32, 28, 3)).astype(np.float32)
+    expected = np.stack([reference_road_impute(x[i], removed[i]) for i in range(2)])
+    xm, mm = x, removed[..., None].astype(np.float32)
+    if not channels_last:
+        xm, mm = np.moveaxis(xm, -1, 1), np.moveaxis(mm, -1, 1)
+    out = back(impute(backend, to(xm), to(mm)))
+    if not channels_last:
+        out = np.moveaxis(out, 1, -1)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("preconditioner", ["multigrid", "jacobi"])
+def test_each_preconditioner_agrees_with_spsolve_on_an_odd_size(framework, preconditioner):
+    """Both preconditioners on every backend (the default differs: Jacobi for JAX on the CPU),
+    on an odd size, where the V-cycle pads its levels (37 x 23 -> 19 x 12 -> ... -> 3 x 2)."""
+    backend, to, back = _framework(framework)
+    rng = np.random.default_rng(11)
+    cam = _smooth_cam(rng, 37, 23)
+    removed = np.stack([cam >= np.quantile(cam, 0.2), rng.random((37, 23)) < 0.5])
+    x = rng.random((2, 37, 23, 2)).astype(np.float32)
+    expected = np.stack([reference_road_impute(x[i], removed[i]) for i in range(2)])
+    out, iterations = impute(backend, to(x), to(removed[..., None].astype(np.float32)),
+                             preconditioner=preconditioner, return_iterations=True)
+    np.testing.assert_allclose(back(out), expected, atol=1e-4, rtol=0)
+    # the V-cycle's point: many times fewer iterations than Jacobi on the 80% hole
+    assert (int(iterations) <= 15) if preconditioner == "multigrid" else (int(iterations) > 40)
+
+
+def test_unknown_preconditioner_names_itself():
+    with pytest.raises(ValueError, match="preconditioner='ilu'"):
+        impute(NUMPY, np.zeros((1, 4, 4, 1)), np.ones((1, 4, 4, 1)), preconditioner="ilu")
+
+
+def test_impute_traced_in_tf_function_and_jax_jit():
+    tf = pytest.importorskip("tensorflow")
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 12, 10, 3)).astype(np.float32)
+    removed = (rng.random((2, 12, 10, 1)) < 0.6).astype(np.float32)
+    expected = np.stack([reference_road_impute(x[i], removed[i, ..., 0] > 0) for i in range(2)])
+    spec = [tf.TensorSpec((None, 12, 10, 3), tf.float32), tf.TensorSpec((None, 12, 10, 1), tf.float32)]
+    tf_out = tf.function(lambda a, m: impute(resolve_backend("tensorflow"), a, m), input_signature=spec)(x, removed)
+    np.testing.assert_allclose(tf_out.numpy(), expected, atol=1e-4)
+    jax_out = jax.jit(lambda a, m: impute(resolve_backend("jax"), a, m))(x, removed)
+    np.testing.assert_allclose(np.asarray(jax_out), expected, atol=1e-4)
+
+
+def _apply_all(road, backend, x, cams, extra=None):
+    prepared = road.prepare(backend, x, cams) if extra is None else road.prepare(backend, x, cams, extra)
+    rows = road.parameters(int(np.prod(cams.shape[1:])))
+    return [road.apply(backend, x, prepared, row) for row in rows]
+
+
+@pytest.mark.parametrize("selection", ["rank", "percentile"])
+def test_road_steps_remove_the_right_pixels_and_impute_them(selection):
+    rng = np.random.default_rng(5)
+    h, w = 10, 9
+    # CAMs with ties: quantised to 8 levels, one mostly zeros
+    cams = np.round(rng.random((3, h, w)) * 7) / 7
+    cams[2] = np.where(rng.random((h, w)) < 0.85, 0.0, cams[2])
+    cams = cams.astype(np.float32)
+    x = rng.random((3, h, w, 3))
+    road = Road(noise=0.0, selection=selection)
+    steps = _apply_all(road, NUMPY, x, cams[..., None])
+    assert len(steps) == 18
+    for k, out in enumerate(steps):
+        lerf, fraction = k >= 9, road.fractions[k % 9]
+        for i in range(3):
+            removed = reference_road_removed(cams[i], fraction, lerf, selection)
+            if selection == "rank":
+                assert removed.sum() == int(np.floor(fraction * h * w + 1e-9))
+            expected = reference_road_impute(x[i], removed) if removed.any() else None
+            if expected is None:
+                np.testing.assert_array_equal(out[i], x[i])
+            elif removed.all():
+                np.testing.assert_allclose(out[i], np.broadcast_to(x[i].mean(axis=(0, 1)), x[i].shape), atol=1e-12)
+            else:
+                np.testing.assert_allclose(out[i], expected, atol=1e-4, rtol=0)
+
+
+def test_percentile_selection_removes_everything_for_a_mostly_zero_cam():
+    """pytorch-grad-cam's rule on a CAM that is 94% zeros: every MoRF step removes the whole
+    image (each channel's mean, by this module's rule), every LeRF step the zeros."""
+    cam = np.zeros((1, 10, 10), np.float32)
+    cam[0, :6, 0] = np.linspace(0.2, 1.0, 6)  # 6 nonzero pixels of 100
+    x = np.random.default_rng(6).random((1, 10, 10, 1))
+    steps = _apply_all(Road(noise=0.0, selection="percentile"), NUMPY, x, cam[..., None])
+    for out in steps[:9]:
+        np.testing.assert_allclose(out, np.full_like(x, x.mean()), atol=1e-12)
+    for out in steps[9:]:
+        np.testing.assert_array_equal(out[0, :6, 0], x[0, :6, 0])  # the CAM's pixels are kept
+        assert np.abs(out[0, 6:] - x[0, 6:]).max() > 0
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("selection", ["rank", "percentile"])
+def test_road_steps_agree_across_backends(framework, selection):
+    backend, to, back = _framework(framework)
+    rng = np.random.default_rng(8)
+    cams = (np.round(rng.random((2, 12, 11, 1)) * 5) / 5).astype(np.float32)
+    x = rng.random((2, 12, 11, 3)).astype(np.float32)
+    road = Road(noise=0.0, selection=selection)
+    expected = _apply_all(road, NUMPY, x.astype(np.float64), cams)
+    got = _apply_all(road, backend, to(x), to(cams))
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(back(g), e, atol=1e-4, rtol=0)
+
+
+def test_noise_is_per_sample_seeded_and_only_on_removed_pixels():
+    road = Road(fractions=(0.5,), noise=0.1, seed=3)
+    extra = road.per_sample(np.arange(4), (6, 5, 2))
+    assert extra.shape == (4, 6, 5, 2) and extra.dtype == np.float32
+    # the same sample gets the same field whatever the batch, and its own generator's numbers
+    np.testing.assert_array_equal(road.per_sample(np.array([2]), (4, 6, 5, 2))[0], extra[2])
+    np.testing.assert_allclose(extra[1], 0.1 * np.random.default_rng([3, 1]).standard_normal((6, 5, 2)), rtol=1e-6)
+    assert Road(noise=0.0).per_sample(np.arange(2), (6, 5, 2)) is None
+    rng = np.random.default_rng(9)
+    x, cams = rng.random((4, 6, 5, 2)), rng.random((4, 6, 5, 1))
+    quiet = _apply_all(Road(fractions=(0.5,), noise=0.0), NUMPY, x, cams)
+    noisy = _apply_all(road, NUMPY, x, cams, extra)
+    for k, lerf in enumerate((False, True)):
+        for i in range(4):
+            removed = reference_road_removed(cams[i, ..., 0], 0.5, lerf)[..., None]
+            np.testing.assert_allclose(noisy[k][i] - quiet[k][i], np.where(removed, extra[i], 0.0), atol=1e-12)
+
+
+def test_road_terms_are_combined_lerf_minus_morf_over_two():
+    morf = np.array([[0.9, 0.2], [0.5, 0.1], [0.1, 0.0]])
+    lerf = np.array([[0.9, 0.3], [0.8, 0.3], [0.8, 0.0]])
+    np.testing.assert_allclose(road_terms(morf, lerf), [((0.9 + 0.8 + 0.8) - 1.5) / 6, (0.6 - 0.3) / 6])
+
+
+def test_parameters_are_floor_counts_and_key_excludes_fractions():
+    road = Road()
+    rows = road.parameters(96 * 96)
+    assert rows.shape == (18, 7)
+    np.testing.assert_array_equal(rows[:9, 1], [921, 1843, 2764, 3686, 4608, 5529, 6451, 7372, 8294])
+    np.testing.assert_array_equal(rows[:, 0], [0.0] * 9 + [1.0] * 9)
+    assert Road(fractions=(0.3,)).key == Road().key != Road(selection="percentile").key
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"fractions": (0.1, 1.5)}, "fractions"), ({"fractions": ()}, "fractions"), ({"noise": -1.0}, "noise"),
+    ({"noise": float("nan")}, "noise"), ({"seed": -2}, "seed"), ({"selection": "otsu"}, "selection"),
+    ({"tol": 0.0}, "tol"), ({"max_iter": 0}, "max_iter"),
+])
+def test_bad_arguments_name_themselves(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        Road(**kwargs)
