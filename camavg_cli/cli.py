@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from camavg_core.metrics import METRICS
 from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
 from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
 from camavg_cli.progress import Progress
@@ -124,6 +125,8 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     source.add_argument("--method", metavar="M1,M2",
                         help=f"make CAMs with {framework.cam_library}, comma-separated: {','.join(framework.cam_methods)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
+    evaluate.add_argument("--metrics", type=_metric_names, default=None, metavar="M1,M2",
+                          help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: all)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
     evaluate.add_argument("--activation", choices=("softmax", "sigmoid", "identity"),
                           help="apply this to the model's outputs (for a model that returns logits)")
@@ -144,6 +147,15 @@ def _recipes(args: argparse.Namespace, framework: Framework, methods: Sequence[s
     return {method: framework.recipe(method, layer, args.replace_to_linear, args.scorecam_max_n) for method in methods}
 
 
+def _metric_names(text: str) -> tuple[str, ...]:
+    """``--metrics average_drop,average_gain``: names of camavg's metric descriptions."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in METRICS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(METRICS)}, comma-separated")
+    return names
+
+
 def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *, batch_size=None, activation=None):
     try:
         metrics = framework.averages_cam(model, inputs, batch_size=batch_size, activation=activation,
@@ -154,7 +166,10 @@ def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *,
     for method, cam_set in cams.items():
         progress.step(f"evaluating {method}")
         try:
-            results[method] = metrics.evaluate_many([cam_set], score)[0]
+            chosen = getattr(args, "metrics", None)
+            # a framework's evaluate_many takes the metrics when asked for some (the default: all three)
+            results[method] = (metrics.evaluate_many([cam_set], score) if chosen is None
+                               else metrics.evaluate_many([cam_set], score, list(chosen)))[0]
         except (ValueError, TypeError) as error:
             raise _in_context(sources.get(method, method), error) from None
         progress.done()
@@ -315,7 +330,8 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
             from camavg_cli.conclusion import compare_pairs, conclusion
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin)
+                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin,
+                                 metrics=args.metrics)
             text = conclusion(results, rows, {})
         _emit(args, out, results, descriptions, rows, text, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camavg_core import DEFAULT_MARGIN, METRICS, compare_methods, ties
+from camavg_core.metrics import metric_named
 
 METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
@@ -25,7 +26,8 @@ def _field(row: Any, name: str) -> Any:
 
 
 def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise",
-                  baseline: str | None = None, margin: float = DEFAULT_MARGIN) -> list[dict[str, Any]]:
+                  baseline: str | None = None, margin: float = DEFAULT_MARGIN,
+                  metrics: Any = None) -> list[dict[str, Any]]:
     """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`; every pair, or
     each method against ``baseline``.
 
@@ -36,7 +38,7 @@ def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: floa
     if len(o_c) < 2:
         return []
     table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", nan_policy=nan_policy,
-                            baseline=baseline, margin=margin)
+                            baseline=baseline, margin=margin, metrics=metrics)
     return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
 
 
@@ -69,6 +71,8 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
             ``better`` method (adjusted p below ``1 - level`` and the interval beyond the margin).
     """
     methods = [name for name in results if name not in references]
+    if "average_drop" not in next(iter(results.values())).values:
+        return "No conclusion in words: it reads Average Drop, which was not measured (see --metrics)."
     drop_rows = [row for row in rows if row["metric"] == "average_drop"]
     n = next(iter(results.values())).n
     test = TEST_WORDS.get(drop_rows[0]["test"], drop_rows[0]["test"]) if drop_rows else ""
@@ -119,8 +123,9 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
                 where = "higher than every CAM method"
             else:
                 where = f"lower than {_listed(beaten)}, so those maps keep less evidence than this one"
-            lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}; Average Increase "
-                         f"{results[name].average_increase:.2f}, Average Gain {results[name].average_gain:.2f}.")
+            others = ", ".join(f"{metric_named(metric).title} {value:.2f}"
+                               for metric, value in results[name].values.items() if metric != "average_drop")
+            lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}" + (f"; {others}." if others else "."))
     # Long bullets wrap under their own text, so the paragraph reads in an 100-column terminal.
     return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ", break_on_hyphens=False)
                      if line.startswith("  - ") else line for line in lines)

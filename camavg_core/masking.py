@@ -38,28 +38,13 @@ def cams_as_maps(cams: Any, n_spatial: int, data_format: str, backend: Backend) 
         if shape[channel_axis] != 1:
             other_axis = 1 if data_format == "channels_last" else len(shape) - 1
             if shape[other_axis] == 1:
-                raise ValueError(
-                    f"cams of shape {shape} have their channel axis of 1 at axis {other_axis}, "
-                    f"but data_format={data_format!r} puts it at axis {channel_axis}: squeeze "
-                    f"it (cams[:, 0] or cams[..., 0]) to pass (N, H, W) maps, or set data_format "
-                    f"to match."
-                )
-            raise ValueError(
-                f"cams of shape {shape} have {shape[channel_axis]} channels: a CAM is one map "
-                f"per sample, shape (N, H, W) or (N, H, W, 1). Average the channels, or pass "
-                f"the CAM method's (N, H, W) output as it is."
-            )
+                raise ValueError(validation.cam_channel_elsewhere(shape, other_axis, data_format, channel_axis))
+            raise ValueError(validation.cam_channels(shape, shape[channel_axis]))
         return backend.reshape(cams, tuple(s for i, s in enumerate(shape) if i != channel_axis))
     if len(shape) == n_spatial:
-        raise ValueError(
-            f"cams of shape {shape} is a single map: pass one map per sample, shape (N, H, W) "
-            f"(np.stack the maps; for one image, cams[None])."
-        )
+        raise ValueError(validation.single_cam(shape))
     if len(shape) != n_spatial + 1:
-        raise ValueError(
-            f"cams must have shape (N, H, W) (or (N, H, W, 1)): expected (N, H, W), got rank "
-            f"{len(shape)} (shape {shape})."
-        )
+        raise ValueError(validation.cam_rank(shape))
     return cams
 
 
@@ -222,18 +207,15 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
         The CAMs as (N, *spatial) maps (a view), for :func:`check_cam_maps`.
     """
     if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")
+        raise ValueError(validation.bad_choice("data_format", data_format, DATA_FORMATS))
     x_shape = tuple(backend.shape(inputs))
     c_shape = tuple(backend.shape(cams))
     if len(x_shape) < 3:
-        raise ValueError(
-            f"inputs must have shape (N, H, W, C) (or (N, C, H, W) with "
-            f"data_format='channels_first'), got shape {x_shape}."
-        )
+        raise ValueError(validation.input_rank(x_shape))
     validation.check_nonempty(x_shape[0])
     dtype = backend.dtype_name(cams)
     if dtype not in _NUMERIC_DTYPES:
-        raise TypeError(f"cams must hold numbers, got dtype {dtype}.")
+        raise TypeError(validation.not_numbers("cams", dtype))
     spatial = x_shape[1:-1] if data_format == "channels_last" else x_shape[2:]
     maps = cams_as_maps(cams, len(spatial), data_format, backend)  # rank first: its message is clearer
     validation.check_count(x_shape[0], c_shape[0])
@@ -241,11 +223,7 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
     if map_spatial != tuple(spatial) and len(spatial) == 2:
         check_cam_layout(map_spatial, x_shape, data_format)
     if map_spatial != tuple(spatial) and (len(spatial) != 2 or 0 in map_spatial):
-        raise ValueError(
-            f"cams of spatial shape {map_spatial} cannot be resized to the inputs' "
-            f"spatial shape {tuple(spatial)}: only 2-D maps are resized; pass CAMs at the "
-            f"inputs' size."
-        )
+        raise ValueError(validation.cams_not_resizable(map_spatial, tuple(spatial)))
     return maps
 
 

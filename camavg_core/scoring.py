@@ -44,29 +44,16 @@ def as_score_list(score_function: Any, n_outputs: int) -> list[Callable]:
     if isinstance(score_function, (list, tuple, np.ndarray)):
         functions = list(score_function)
         if functions and all(isinstance(f, (int, float, np.number, bool, np.bool_)) for f in functions):
-            raise TypeError(
-                f"score_function is a list of {len(functions)} numbers, not score functions: "
-                f"for class labels, wrap them in tf_keras_vis.utils.scores.CategoricalScore(labels) "
-                f"(or BinaryScore(labels) for a single sigmoid output)."
-            )
+            raise TypeError(validation.numbers_as_score(len(functions)))
         if len(functions) != n_outputs:
-            raise ValueError(
-                f"score_function is a list of {len(functions)} functions but the model has "
-                f"{n_outputs} outputs: pass one score function per output."
-            )
+            raise ValueError(validation.score_count(len(functions), n_outputs))
     else:
         if n_outputs != 1:
-            raise ValueError(
-                f"The model has {n_outputs} outputs but score_function is a single function: "
-                f"pass a list with one score function per output, as with tf-keras-vis."
-            )
+            raise ValueError(validation.one_score_for_outputs(n_outputs))
         functions = [score_function]
     for function in functions:
         if not callable(function):
-            raise TypeError(
-                f"score_function must be callable (a tf-keras-vis Score or outputs -> (N,) "
-                f"scores), got {type(function).__name__}."
-            )
+            raise TypeError(validation.score_not_callable(function))
     return functions
 
 
@@ -75,10 +62,7 @@ def _per_sample(values: Sequence, n: int, what: str, argument: str) -> np.ndarra
     if len(values) == 1:
         values = values * n
     if len(values) != n:
-        raise ValueError(
-            f"{argument} holds {len(values)} {what} for {n} samples: give one for all samples, "
-            f"or one per sample."
-        )
+        raise ValueError(validation.per_sample_count(argument, len(values), what, n))
     return np.asarray(values)
 
 
@@ -92,18 +76,12 @@ def class_indices(indices: Any, n: int, n_classes: int, argument: str = "Categor
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 # a NumPy scalar shows as its plain value (2.7, not np.float64(2.7))
                 shown = value.item() if isinstance(value, np.generic) else value
-                raise ValueError(
-                    f"{argument} class index {shown!r} (sample {index}) is not an integer: "
-                    f"class indices must be integers in [0, {n_classes})."
-                )
+                raise ValueError(validation.class_index_not_integer(argument, shown, index, n_classes))
     array = _per_sample(array.astype(np.int64), n, "class indices", argument)
     bad = np.flatnonzero((array < 0) | (array >= n_classes))
     if bad.size:
         first = int(bad[0])
-        raise ValueError(
-            f"{argument} class index {int(array[first])} (sample {first}) is out of range for "
-            f"outputs with {n_classes} classes: class indices must be integers in [0, {n_classes})."
-        )
+        raise ValueError(validation.class_index_out_of_range(argument, int(array[first]), first, n_classes))
     return array
 
 
@@ -112,9 +90,7 @@ def target_scores(score_function: Any, output: Any, n: int, backend: Backend) ->
     if is_categorical_score(score_function):
         shape = backend.shape(output)
         if len(shape) < 2:
-            raise ValueError(
-                f"CategoricalScore needs outputs of shape (N, classes), got shape {shape}."
-            )
+            raise ValueError(validation.categorical_output_shape(shape))
         indices = class_indices(score_function.indices, n, int(shape[-1]))
         return backend.select_class(output, indices)
     if is_inactive_score(score_function):  # zero for every sample, whatever the output's shape
@@ -122,10 +98,7 @@ def target_scores(score_function: Any, output: Any, n: int, backend: Backend) ->
     if is_binary_score(score_function):
         shape = backend.shape(output)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            raise ValueError(
-                f"BinaryScore needs outputs of shape (N, 1), got shape {shape}: one sigmoid "
-                f"output per sample."
-            )
+            raise ValueError(validation.binary_output_shape(shape))
         targets = _per_sample(score_function.target_values, n, "target values", "BinaryScore")
         p = backend.reshape(output, (n,))
         positive = backend.asarray(targets.astype(bool))
@@ -155,7 +128,7 @@ class CategoricalScore:
         self.indices = list(indices) if isinstance(indices, (list, tuple, np.ndarray)) else [indices]
 
     def __call__(self, output: Any) -> Any:  # read by target_scores, never called there
-        raise TypeError("camavg reads CategoricalScore through camavg_core.scoring.target_scores.")
+        raise TypeError(validation.read_through_target_scores("CategoricalScore"))
 
 
 class BinaryScore:
@@ -167,7 +140,7 @@ class BinaryScore:
         self.target_values = values
 
     def __call__(self, output: Any) -> Any:
-        raise TypeError("camavg reads BinaryScore through camavg_core.scoring.target_scores.")
+        raise TypeError(validation.read_through_target_scores("BinaryScore"))
 
 
 def stream_score(score: Any, targets: Any) -> Any:
@@ -179,10 +152,7 @@ def stream_score(score: Any, targets: Any) -> Any:
     if host.ndim == 2 and host.shape[1] == 1:
         host = host[:, 0]
     if host.ndim != 1:
-        raise ValueError(
-            f"targets must hold one target per sample, shape (B,), got shape {host.shape}"
-            + (": batch the dataset (dataset.batch(32)) before evaluating it." if host.ndim == 0 else ".")
-        )
+        raise ValueError(validation.target_shape(host.shape))
     if score == "binary":
         return BinaryScore(host)
     return CategoricalScore(host)

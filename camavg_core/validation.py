@@ -902,3 +902,116 @@ def bad_road_solver(tol: Any, max_iter: Any) -> str:
         f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
         f"relative residual at which it stops, e.g. 1e-5) and an integer max_iter >= 1."
     )
+
+
+# --------------------------------------------------------------------------- CAM shapes
+def cam_channel_elsewhere(shape: tuple, other_axis: int, data_format: str, channel_axis: int) -> str:
+    return (
+        f"cams of shape {shape} have their channel axis of 1 at axis {other_axis}, "
+        f"but data_format={data_format!r} puts it at axis {channel_axis}: squeeze "
+        f"it (cams[:, 0] or cams[..., 0]) to pass (N, H, W) maps, or set data_format "
+        f"to match."
+    )
+
+
+def cam_channels(shape: tuple, channels: int) -> str:
+    return (
+        f"cams of shape {shape} have {channels} channels: a CAM is one map "
+        f"per sample, shape (N, H, W) or (N, H, W, 1). Average the channels, or pass "
+        f"the CAM method's (N, H, W) output as it is."
+    )
+
+
+def single_cam(shape: tuple) -> str:
+    return (
+        f"cams of shape {shape} is a single map: pass one map per sample, shape (N, H, W) "
+        f"(np.stack the maps; for one image, cams[None])."
+    )
+
+
+def cam_rank(shape: tuple) -> str:
+    return (
+        f"cams must have shape (N, H, W) (or (N, H, W, 1)): expected (N, H, W), got rank "
+        f"{len(shape)} (shape {shape})."
+    )
+
+
+def input_rank(x_shape: tuple) -> str:
+    return (
+        f"inputs must have shape (N, H, W, C) (or (N, C, H, W) with "
+        f"data_format='channels_first'), got shape {x_shape}."
+    )
+
+
+def cams_not_resizable(map_spatial: tuple, spatial: tuple) -> str:
+    return (
+        f"cams of spatial shape {map_spatial} cannot be resized to the inputs' "
+        f"spatial shape {spatial}: only 2-D maps are resized; pass CAMs at the "
+        f"inputs' size."
+    )
+
+
+# --------------------------------------------------------------------------- score functions
+def numbers_as_score(count: int) -> str:
+    return (
+        f"score_function is a list of {count} numbers, not score functions: "
+        f"for class labels, wrap them in tf_keras_vis.utils.scores.CategoricalScore(labels) "
+        f"(or BinaryScore(labels) for a single sigmoid output)."
+    )
+
+
+def score_count(count: int, n_outputs: int) -> str:
+    return (
+        f"score_function is a list of {count} functions but the model has "
+        f"{n_outputs} outputs: pass one score function per output."
+    )
+
+
+def one_score_for_outputs(n_outputs: int) -> str:
+    return (
+        f"The model has {n_outputs} outputs but score_function is a single function: "
+        f"pass a list with one score function per output, as with tf-keras-vis."
+    )
+
+
+def score_not_callable(function: Any) -> str:
+    return (
+        f"score_function must be callable (a tf-keras-vis Score or outputs -> (N,) "
+        f"scores), got {type(function).__name__}."
+    )
+
+
+def per_sample_count(argument: str, count: int, what: str, n: int) -> str:
+    return f"{argument} holds {count} {what} for {n} samples: give one for all samples, or one per sample."
+
+
+def class_index_not_integer(argument: str, shown: Any, index: int, n_classes: int) -> str:
+    return (
+        f"{argument} class index {shown!r} (sample {index}) is not an integer: "
+        f"class indices must be integers in [0, {n_classes})."
+    )
+
+
+def class_index_out_of_range(argument: str, value: int, index: int, n_classes: int) -> str:
+    return (
+        f"{argument} class index {value} (sample {index}) is out of range for "
+        f"outputs with {n_classes} classes: class indices must be integers in [0, {n_classes})."
+    )
+
+
+def target_shape(shape: tuple) -> str:
+    return f"targets must hold one target per sample, shape (B,), got shape {shape}" + (
+        ": batch the dataset (dataset.batch(32)) before evaluating it." if len(shape) == 0 else "."
+    )
+
+
+def categorical_output_shape(shape: tuple) -> str:
+    return f"CategoricalScore needs outputs of shape (N, classes), got shape {shape}."
+
+
+def binary_output_shape(shape: tuple) -> str:
+    return f"BinaryScore needs outputs of shape (N, 1), got shape {shape}: one sigmoid output per sample."
+
+
+def read_through_target_scores(kind: str) -> str:
+    return f"camavg reads {kind} through camavg_core.scoring.target_scores."

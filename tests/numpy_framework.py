@@ -56,10 +56,10 @@ class AveragesCam:
     def __init__(self, weights, inputs, *, batch_size=None, activation=None, nan_policy="raise", normalize=False):
         self.weights, self.inputs, self.nan_policy, self.normalize = weights, inputs, nan_policy, normalize
 
-    def evaluate_many(self, cam_sets, score):
+    def evaluate_many(self, cam_sets, score, metrics=None):
         y_c = score(predict(self.weights, self.inputs))
         return [summarize(y_c, score(predict(self.weights, apply_cams(self.inputs, cams, normalize=self.normalize))),
-                          nan_policy=self.nan_policy) for cams in cam_sets]
+                          nan_policy=self.nan_policy, metrics=metrics) for cams in cam_sets]
 
 
 FRAMEWORK = Framework(

@@ -128,6 +128,25 @@ def test_a_frameworks_recipes_make_the_maps(saved, numpy_framework, capsys):
     assert (record["average_drop"], record["average_increase"], record["average_gain"]) == (0.0, 0.0, 0.0)
 
 
+def test_metrics_chooses_the_metrics_and_everything_follows(saved, numpy_framework, capsys):
+    folder, files = saved
+    status = main(["evaluate", "--framework", "numpy", "--model", str(folder / "model.npz"), "--inputs", str(folder / "x.npy"),
+                   "--targets", str(folder / "y.npy"), "--cams", str(folder / "alpha.npy"), str(folder / "beta.npy"),
+                   "--metrics", "average_gain", "--compare", "--no-plot", "--quiet", "--format", "json",
+                   "--out", str(folder / "out")])
+    printed = json.loads(capsys.readouterr().out)
+    assert status == 0
+    record = printed["results"][0]
+    assert record["average_gain"] == pytest.approx(_expected(files, files["alpha"])["average_gain"], abs=1e-4)
+    assert "average_drop" not in record and "average_increase" not in record
+    assert [row["metric"] for row in printed["comparisons"]] == ["average_gain"]
+    header = (folder / "out" / "results.csv").read_text().splitlines()[0]
+    assert "average_gain" in header and "average_drop" not in header
+    status = main(["evaluate", "--framework", "numpy", "--model", str(folder / "model.npz"), "--inputs", str(folder / "x.npy"),
+                   "--targets", str(folder / "y.npy"), "--cams", str(folder / "alpha.npy"), "--metrics", "average_dorp"])
+    _one_error_line(status, capsys.readouterr().err, "--metrics", "average_dorp", "average_drop")
+
+
 def _one_error_line(status: int, err: str, *fragments: str) -> None:
     assert status == 2 and err.startswith("camavg: error: ") and err.count("\n") == 1, err
     for fragment in fragments:
