@@ -52,12 +52,14 @@ class NumpyAdapter:
     def input_dtype(self, index, dtype):
         return "float64"
 
-    def run(self, inputs, cams, options, batch_size):
+    def run(self, inputs, cams, options, batch_size, perturbation=None, extra=None):
+        # the plain pass gives (N, C); a perturbed one (K, N, C): here the CAM mask, K = 1
         self.runs += 1
         x = inputs[0] if cams is None else mask_inputs(inputs[0], cams[0], normalize=options.normalize)
         logits = np.asarray(x, np.float64).mean(axis=(1, 2)) @ self.weights
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return [exp / exp.sum(axis=1, keepdims=True)]
+        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        return [probabilities if cams is None else probabilities[None]]
 
     def to_host(self, scores):
         return np.asarray(scores, dtype=np.float64)
