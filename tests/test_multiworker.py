@@ -76,8 +76,8 @@ def jax_worker_main() -> None:
     mine = slice(jax.process_index(), None, jax.process_count())
     result = AveragesCam(apply_fn, images[mine], batch_size=4).evaluate(cams[mine], lambda out: out[:, 0])
     local = MetricState.empty().update(result.y_c, result.o_c)
-    per_process = multihost_utils.process_allgather(np.asarray(local, dtype=np.float64))
-    total = MetricState(*per_process.sum(axis=0)).result()
+    per_process = multihost_utils.process_allgather(np.asarray(local.flat(), dtype=np.float64))
+    total = local.from_flat(per_process.sum(axis=0)).result()
     report = {
         "process": jax.process_index(),
         "processes": jax.process_count(),
