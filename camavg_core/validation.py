@@ -902,3 +902,20 @@ def bad_road_solver(tol: Any, max_iter: Any) -> str:
         f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
         f"relative residual at which it stops, e.g. 1e-5) and an integer max_iter >= 1."
     )
+
+
+# --------------------------------------------------------------------------- faithfulness doors
+def undefined_terms(metric: str, count: int) -> str:
+    return (f"{metric}: {count} sample(s) with finite scores gave an undefined (non-finite) term; this "
+            f"metric does not leave samples out. Check the scores its terms divide by, or describe the "
+            f"metric with leaves_out=True to leave such samples out and count them.")
+
+
+def all_undefined(metric: str, n: int) -> str:
+    return (f"{metric}: the term is undefined for all {n} sample(s) (e.g. MuFidelity's score drops or CAM "
+            f"sums constant over the subsets), so it has no value. Check that the model's score moves when "
+            f"parts of the input are removed and that the CAMs are not constant.")
+
+
+def perturbed_scores(metric: str) -> str:
+    return f"score_function on the inputs perturbed for {metric}"

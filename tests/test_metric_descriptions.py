@@ -52,12 +52,14 @@ class NumpyAdapter:
     def input_dtype(self, index, dtype):
         return "float64"
 
-    def run(self, inputs, cams, options, batch_size):
+    def run(self, inputs, cams, options, batch_size, perturbation=None, extra=None):
+        # the plain pass gives (N, C); a perturbed one (K, N, C): here the CAM mask, K = 1
         self.runs += 1
         x = inputs[0] if cams is None else mask_inputs(inputs[0], cams[0], normalize=options.normalize)
         logits = np.asarray(x, np.float64).mean(axis=(1, 2)) @ self.weights
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return [exp / exp.sum(axis=1, keepdims=True)]
+        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        return [probabilities if cams is None else probabilities[None]]
 
     def to_host(self, scores):
         return np.asarray(scores, dtype=np.float64)
@@ -160,8 +162,9 @@ def test_a_state_of_a_metric_defined_here_merges_and_names_its_fields():
 
 
 def test_descriptions_say_what_the_old_tables_said():
-    drop, increase, gain = METRICS.values()
-    assert [m.name for m in METRICS.values()] == ["average_drop", "average_increase", "average_gain"]
+    drop, increase, gain = list(METRICS.values())[:3]
+    assert list(METRICS) == ["average_drop", "average_increase", "average_gain", "deletion", "insertion",
+                             "mufidelity", "road"]
     assert (drop.higher_is_better, increase.higher_is_better, gain.higher_is_better) == (False, True, True)
     assert (drop.interval, increase.interval, gain.interval) == ("hall_t", "wilson", "hall_t")
     assert (drop.scores, increase.scores, gain.scores) == ("nonnegative", "any", "probabilities")
@@ -170,7 +173,7 @@ def test_descriptions_say_what_the_old_tables_said():
 
 
 def test_grammar_comes_from_the_descriptions():
-    drop, _, gain = METRICS.values()
+    drop, _, gain = list(METRICS.values())[:3]
     assert validation.metrics_phrase([drop, gain]) == ("Average Drop and Average Gain", "need")
     assert validation.metrics_phrase([gain]) == ("Average Gain", "needs")
     with pytest.raises(ValueError, match="^Average Drop and Average Gain need scores"):
