@@ -312,6 +312,22 @@ class Engine:
         extras = {m.name: m.extras(self, cam_set) for m in metrics if m.extras is not None}
         return y_c, steps, extras, o_c
 
+    def checked_measure(self, cams: Any, score_function: Any, metrics: tuple[Metric, ...], *,
+                        normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
+        """:meth:`measure`, then the door's one check of each score vector (the inputs' and
+        each pass's) against what the metrics that read it need."""
+        y_c, steps, extras, o_c = self.measure(cams, score_function, metrics, normalize=normalize)
+        checked: dict = {}
+        for metric in metrics:
+            checked.setdefault(id(steps[metric.name]), (steps[metric.name], []))[1].append(metric)
+        self.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in checked.values()]),
+                                 metrics)
+        check_scores(y_c, metrics, "Y_c")
+        for values, users in checked.values():
+            name = "O_c" if on_cam_mask(users[0]) else f"the {users[0].name} scores"
+            check_scores(values.ravel(), tuple(users), name)
+        return y_c, steps, extras, o_c
+
     def per_sample(self, perturbation: Perturbation) -> np.ndarray | None:
         """``perturbation.per_sample(indices, x_shape)`` (None when it has no such method): host
         data drawn per sample from its global index, ``offset`` .. ``offset + N - 1``, so that
@@ -509,17 +525,7 @@ class AveragesCamBase:
         """:meth:`evaluate` of metrics beside the CAM mask: one pass per perturbation, each
         vector of scores checked once against what its metrics need."""
         engine = self.engine
-        y_c, steps, extras, o_c = engine.measure(cams, score_function, described, normalize=normalize)
-        checked: dict = {}
-        for metric in described:
-            checked.setdefault(id(steps[metric.name]), (steps[metric.name], []))[1].append(metric)
-        needing = tuple(m for m in described if m.scores != "any")
-        engine.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in checked.values()]),
-                                   described)
-        check_scores(y_c, needing, "Y_c")
-        for values, users in checked.values():
-            name = "O_c" if on_cam_mask(users[0]) else f"the {users[0].name} scores"
-            check_scores(values.ravel(), tuple(users), name)
+        y_c, steps, extras, o_c = engine.checked_measure(cams, score_function, described, normalize=normalize)
         return summarize_measured(y_c, steps, extras, described, level=engine.level, o_c=o_c)
 
     def _curve_metric(self, metric: Metric, cams: Any, score_function: Any, return_vector: bool,
@@ -583,14 +589,26 @@ class AveragesCamBase:
     def compare(self, cams_sets: dict, score_function: Callable, metrics: Any = None, **options: Any) -> MethodResults:
         """Evaluate ``{name: cams}`` and compare the methods on the same samples: one
         :class:`Result` per method and the pairwise table (paired interval and test, Holm-
-        adjusted); ``options`` go to :func:`~camavg_core.multiple.compare_methods`."""
-        from camavg_core.compare import compare_methods
+        adjusted per metric across the pairs); ``options`` go to
+        :func:`~camavg_core.compare.compare_methods`. The averages are compared on their
+        scores (ties by :func:`~camavg_core.compare.ties`), every other metric on its
+        per-sample terms (a sample is a tie when all its scores are,
+        :func:`~camavg_core.compare.curve_ties`), each in its direction and unit."""
+        from camavg_core.compare import compare_methods, compare_results
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
             raise TypeError(validation.too_few_cam_sets())
-        results = self.evaluate_many(cams_sets, score_function, metrics)
+        described = resolve_metrics(metrics)
+        results = self.evaluate_many(cams_sets, score_function, described)
         y_c = next(iter(results.values())).y_c
         options.setdefault("nan_policy", self.engine.nan_policy)
         options.setdefault("level", self.engine.level)
-        table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, metrics=metrics, **options)
+        averages = tuple(m for m in described if on_cam_mask(m))
+        others = tuple(m for m in described if not on_cam_mask(m))
+        table = None
+        if averages:
+            table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, metrics=averages, **options)
+        if others:
+            options.pop("nan_policy")  # the results' scores were checked at evaluate's door
+            table = compare_results(results, others, averages_table=table, **options)
         return MethodResults(results, table)

@@ -452,14 +452,26 @@ def summarize_checked(
     return dataclasses.replace(result, ci=ci, ci_method=methods, **vectors)
 
 
-def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...], *,
-                       level: float = 0.95, o_c: np.ndarray | None = None) -> Result:
-    """The result of metrics of any perturbation from host scores checked at a door: ``y``
-    (N,), ``steps[name]`` the (K, N) scores of that metric's perturbation, ``extras[name]``
-    its context (``Metric.extras``). A sample enters when its scores are finite on the inputs
-    and on every pass (else it is skipped, under ``nan_policy='omit'``); the terms are computed
-    on the host in float64, then summed as a stream sums them (:meth:`MetricState.add_terms`).
-    ``o_c``: the CAM mask's (N,) scores, kept as ``Result.o_c`` when an average was asked for."""
+class Measured(NamedTuple):
+    """The per-sample numbers of metrics of any perturbation on one CAM set: ``y`` (N,) the
+    scores on the inputs; ``terms[name]`` (N,) float64 (NaN where left out); ``valid`` (N,) the
+    samples with finite scores on the inputs and on every pass; ``curves[name]``, what
+    ``return_vector`` gives after the terms; ``paired[name]`` (rows, N), what a comparison's tie
+    rule reads (:func:`camavg_core.compare.curve_ties`)."""
+
+    y: np.ndarray
+    terms: dict
+    valid: np.ndarray
+    curves: dict
+    paired: dict
+
+
+def measured_terms(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...]) -> Measured:
+    """Each metric's per-sample terms from host scores checked at a door: ``y`` (N,),
+    ``steps[name]`` the (K, N) scores of that metric's perturbation, ``extras[name]`` its
+    context (``Metric.extras``). A sample enters when its scores are finite on the inputs and
+    on every pass (else it is skipped, under ``nan_policy='omit'``); the terms are computed on
+    the host in float64 with the skipped samples' scores set to 0, then set to NaN."""
     y = np.asarray(y, dtype=np.float64)
     valid = np.isfinite(y)
     for curve in steps.values():
@@ -476,6 +488,15 @@ def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[
             curves[metric.name] = tuple(np.where(valid[:, None], c, np.nan) for c in kept)
         rows = [curve] + [np.asarray(c, np.float64) for c in context if np.ndim(c) == 2]
         paired[metric.name] = np.concatenate(rows, axis=0)
-    result = MetricState.empty(metrics).add_terms(terms, valid).result(level=level)
-    return dataclasses.replace(result, y_c=y.copy(), o_c=None if o_c is None else np.array(o_c, np.float64),
-                               terms=terms, curves=curves or None, paired=paired)
+    return Measured(y, terms, valid, curves, paired)
+
+
+def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...], *,
+                       level: float = 0.95, o_c: np.ndarray | None = None) -> Result:
+    """The result of metrics of any perturbation (:func:`measured_terms`), summed as a stream
+    sums them (:meth:`MetricState.add_terms`), with the terms, curves and tie data kept.
+    ``o_c``: the CAM mask's (N,) scores, kept as ``Result.o_c`` when an average was asked for."""
+    measured = measured_terms(y, steps, extras, metrics)
+    result = MetricState.empty(metrics).add_terms(measured.terms, measured.valid).result(level=level)
+    return dataclasses.replace(result, y_c=measured.y.copy(), o_c=None if o_c is None else np.array(o_c, np.float64),
+                               terms=measured.terms, curves=measured.curves or None, paired=measured.paired)
