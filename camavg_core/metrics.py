@@ -370,7 +370,11 @@ def check_scores(values: np.ndarray, metrics: tuple[Metric, ...], argument: str)
 
 def compute_terms(metrics: tuple[Metric, ...], y: Any, o: Any, backend: Backend) -> dict[str, Any]:
     """Each metric's per-sample terms from the scores on the inputs and on the CAM-masked
-    inputs (a one-step curve, (1, N)), on the backend's arrays."""
+    inputs (a one-step curve, (1, N)), on the backend's arrays. A metric of another
+    perturbation has no terms from (Y_c, O_c): refused, naming the door that has its scores."""
+    others = [m.name for m in metrics if not on_cam_mask(m)]
+    if others:
+        raise ValueError(validation.needs_its_perturbation(others))
     curve = backend.reshape(o, (1, -1))
     return {metric.name: metric.terms(y, curve, backend) for metric in metrics}
 

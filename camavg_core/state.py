@@ -57,6 +57,7 @@ from camavg_core.stats import (
     check_level,
     in_unit,
     interval_of,
+    skew_note,
 )
 
 #: the parts a ``"hall_t"`` metric keeps (the last one counts); a ``"wilson"`` one keeps a count
@@ -360,6 +361,11 @@ class MetricState(NamedTuple):
             if metric.interval == "hall_t":
                 nonzero[metric.name] = sums[-1]
         notes = approximate_notes(state.n, nonzero)
+        for metric in state.metrics:
+            if metric.interval == "hall_t":
+                n = counts[metric.name]
+                note = skew_note(metric.name, n, *state.sums[metric.name][:3], level=level) if n > 1 else None
+                notes += (note,) if note else ()
         notes += tuple(f"{name}: {count} of {state.n} samples left out (term undefined); n = {counts[name]}"
                        for name, count in undefined.items() if count)
         return Result(

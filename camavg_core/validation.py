@@ -919,3 +919,9 @@ def all_undefined(metric: str, n: int) -> str:
 
 def perturbed_scores(metric: str) -> str:
     return f"score_function on the inputs perturbed for {metric}"
+
+
+def needs_its_perturbation(names: list) -> str:
+    return (f"{', '.join(names)} cannot be computed from the two score vectors (Y_c, O_c): its terms need the "
+            f"scores of its own perturbation's steps. Use AveragesCam.evaluate(cams, score, metrics=[...]), "
+            f"AveragesCam.compare or a stream (evaluate_dataset(..., metrics=[...])), which run that perturbation.")

@@ -217,3 +217,32 @@ def test_a_stream_gives_the_in_memory_numbers(framework, problem):
         assert (got.a, got.b, got.metric) == (want.a, want.b, want.metric)
         assert got.difference == pytest.approx(want.difference, abs=1e-6)
         assert got.p_value == pytest.approx(want.p_value, abs=1e-6)
+
+
+def test_the_two_vector_doors_refuse_a_metric_of_another_perturbation():
+    from camavg_core import compare, summarize
+
+    with pytest.raises(ValueError, match="deletion cannot be computed from the two score vectors"):
+        summarize([0.5, 0.4], [0.4, 0.1], metrics=["deletion"])
+    with pytest.raises(ValueError, match="road cannot be computed"):
+        compare([0.5, 0.4], [0.4, 0.1], [0.3, 0.2], metrics=["road"])
+
+
+def test_an_extreme_skewness_correction_is_flagged_naming_its_metric():
+    from scipy import stats
+
+    from camavg_core import MetricState
+
+    rng = np.random.default_rng(0)
+    # drop terms near 0.95 with two zeros: skewness about -5, as the Average Drop example
+    o = np.where(rng.random(100) < 0.02, 0.8, 0.8 * (0.1 * rng.random(100)))
+    y = np.full(100, 0.8)
+    result = MetricState.empty(["average_drop"]).update(y, o).result()
+    terms = np.maximum(y - o, 0) / (y + 1e-7)
+    assert stats.skew(terms) < -5
+    low, high = result.ci["average_drop"]
+    half = 100 * stats.t.ppf(0.975, 99) * terms.std(ddof=1) / 10  # the plain t half-width, by hand
+    assert max(result.average_drop - low, high - result.average_drop) > 2 * half
+    assert any(note.startswith("average_drop: approximate interval, extreme skewness") for note in result.notes)
+    mild = MetricState.empty(["average_drop"]).update(y, 0.8 * rng.random(100)).result()
+    assert not any("extreme skewness" in note for note in mild.notes)
