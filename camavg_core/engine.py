@@ -20,9 +20,11 @@ Nothing here can go stale. The model's outputs on the inputs are computed once, 
 engine's own copy of the inputs, together with the adapter's :meth:`Adapter.model_version`;
 each call asks for the version again and, when it differs (weights set, an activation
 swapped), computes the outputs afresh and drops the masked outputs of the old model. Each call
-copies the CAMs at call time; the one cached item, the masked outputs of the last CAM set, is
-keyed by that copy's values and the model version (never by an object's identity) and replaced
-whole, so threads sharing an engine each get their own numbers. Score functions are applied on
+copies the CAMs at call time; the cache holds one item per perturbation key (the averages' CAM
+mask, deletion, ...): the perturbed outputs of the last CAM set under that perturbation, keyed
+by that copy's values, the parameters, the per-sample data and the model version (never by an
+object's identity); an item is replaced whole and the dict with it, so threads sharing an engine
+each get their own numbers, and one ``evaluate`` of several metrics runs each pass once. Score functions are applied on
 every call, so a score function that reads changing state is read again. No buffer is reused
 across calls or lent out.
 """

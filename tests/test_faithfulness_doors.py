@@ -246,3 +246,20 @@ def test_an_extreme_skewness_correction_is_flagged_naming_its_metric():
     assert any(note.startswith("average_drop: approximate interval, extreme skewness") for note in result.notes)
     mild = MetricState.empty(["average_drop"]).update(y, 0.8 * rng.random(100)).result()
     assert not any("extreme skewness" in note for note in mild.notes)
+
+
+def test_a_non_finite_input_is_skipped_by_every_metric_under_omit(problem, expected):
+    images, cams, weights, bias, labels = problem
+    jax = pytest.importorskip("jax")
+    from camavg_jax import AveragesCam
+
+    bad = images.copy()
+    bad[4, 0, 0, 0] = np.nan
+    metrics = AveragesCam(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ weights + bias), bad,
+                          batch_size=3, nan_policy="omit")
+    result = metrics.evaluate(cams, CategoricalScore(labels), metrics=["average_drop", DELETION, MUFIDELITY])
+    assert (result.n, result.skipped) == (N - 1, 1)
+    keep = np.arange(N) != 4
+    for metric in (DELETION, MUFIDELITY):
+        assert np.isnan(result.terms[metric.name][4])
+        assert result.values[metric.name] == pytest.approx(expected[metric.name][keep].mean(), abs=1e-5)
