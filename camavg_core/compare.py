@@ -141,7 +141,9 @@ class Comparison:
             non-zero differences, sums only).
         better: ``{metric: name or None}``: the method that is better, named only when its test
             is significant at ``1 - level`` and the interval lies beyond ``margin`` on its side.
-        margin: the margin of ``better``, in each metric's unit.
+        margin: the margin given for every metric (``DEFAULT_MARGIN`` when each metric's
+            own was used). margins: ``{metric: margin}``, the margin of ``better`` in each
+            metric's unit (0.5 points for the averages, 0.005 for the fraction metrics).
     """
 
     difference: dict[str, float]
@@ -158,10 +160,12 @@ class Comparison:
     notes: tuple[str, ...] = ()
     better: dict[str, str | None] | None = None
     margin: float = DEFAULT_MARGIN
+    margins: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         # unset per-metric fields default over the compared metrics
-        defaults = {"test": SIGN_FLIP, "dual": True, "no_difference": False, "better": None}
+        defaults = {"test": SIGN_FLIP, "dual": True, "no_difference": False, "better": None,
+                    "margins": self.margin}
         for field, value in defaults.items():
             if getattr(self, field) is None:
                 object.__setattr__(self, field, dict.fromkeys(self.difference, value))
@@ -205,6 +209,7 @@ class Comparison:
             "notes": list(self.notes),
             "better": dict(self.better),
             "margin": float(self.margin),
+            "margins": {name: float(value) for name, value in self.margins.items()},
         }
 
     def __str__(self) -> str:
@@ -225,12 +230,23 @@ def format_p(p_value: float) -> str:
     return "< 1e-300" if p_value == 0.0 else f"={p_value:.3g}"
 
 
-def check_margin(margin: Any) -> float:
-    """``margin`` as a float >= 0 (in the metrics' unit)."""
+def check_margin(margin: Any) -> float | None:
+    """``margin`` as a float >= 0 (in the metrics' unit), or None: each metric's own
+    (:attr:`~camavg_core.metrics.Metric.margin`)."""
+    if margin is None:
+        return None
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(margin)) or margin < 0:
         raise ValueError(validation.bad_margin(margin))
     return float(margin)
+
+
+def margin_of(metric: Metric | str, margin: float | None) -> float:
+    """The margin of ``better`` for ``metric``: the one given for every metric, else the
+    metric's own (0.5 points for the averages, 0.005 for the fraction metrics)."""
+    if margin is not None:
+        return margin
+    return (metric if isinstance(metric, Metric) else metric_named(metric)).margin
 
 
 def mcnemar_p_value(increase_a: Any, increase_b: Any) -> float:
@@ -347,7 +363,7 @@ def compare(
     ci_method: str = "default",
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: Any = DEFAULT_SEED,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
 ) -> Comparison:
     """Compare two CAM methods, a and b, on the same samples.
 
@@ -369,8 +385,9 @@ def compare(
             of the mean paired difference, every metric over the same resampled samples;
             its interval is then not dual to any p-value (``dual`` is all False).
         n_resamples, seed: of the bootstrap, when asked for.
-        margin: in each metric's unit (default 0.5 percentage points): ``better`` names a
-            method only when the whole interval lies beyond it.
+        margin: in each metric's unit, for every metric; by default each metric's own
+            (:func:`margin_of`: 0.5 percentage points for the averages, 0.005 for the fraction
+            metrics): ``better`` names a method only when the whole interval lies beyond it.
 
     >>> y = [0.9, 0.8, 0.7, 0.6, 0.9]
     >>> result = compare(y, [0.1, 0.2, 0.3, 0.2, 0.3], [0.8, 0.8, 0.7, 0.6, 0.9])
@@ -396,58 +413,151 @@ def compare(
 
 def compare_checked(y: np.ndarray, o_a: np.ndarray, o_b: np.ndarray, metrics: tuple[Metric, ...], *,
                     tests: dict[str, str], level: float, names: tuple[str, str], ci_method: str,
-                    n_resamples: int, seed: Any, margin: float) -> Comparison:
+                    n_resamples: int, seed: Any, margin: float | None) -> Comparison:
     """:func:`compare` of host vectors checked at a door (and checked arguments): no check again."""
     valid = np.isfinite(y) & np.isfinite(o_a) & np.isfinite(o_b)
     n = int(np.count_nonzero(valid))
     if n == 0:
         raise ValueError(validation.all_skipped("compare"))
     y, o_a, o_b = (v[valid].astype(np.float64) for v in (y, o_a, o_b))
-    differences, tied_a, tied_b = paired_differences(y, o_a, o_b, metrics=metrics, backend=_HOST)
+    tied = np.asarray(ties(o_a, o_b, backend=_HOST))
     terms_a, terms_b = compute_terms(metrics, y, o_a, _HOST), compute_terms(metrics, y, o_b, _HOST)
-    difference, ci, p_value, no_difference, dual, nonzero = {}, {}, {}, {}, {}, {}
+    return compare_terms(terms_a, terms_b, dict.fromkeys(terms_a, tied), metrics, tests=tests, level=level,
+                         names=names, ci_method=ci_method, n_resamples=n_resamples, seed=seed, margin=margin,
+                         skipped=int(valid.size - n))
+
+
+def compare_terms(terms_a: dict, terms_b: dict, tied: dict, metrics: tuple[Metric, ...], *,
+                  tests: dict[str, str], level: float, names: tuple[str, str], ci_method: str,
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: Any = DEFAULT_SEED, margin: float | None = None,
+                  skipped: int = 0) -> Comparison:
+    """The comparison of two methods from their per-sample terms (host (N,) float64 vectors
+    of the same samples, by metric) and ``tied[name]`` (N,): the samples whose scores are a tie
+    (:func:`ties`), whose difference is set to 0 for the test and the interval (never for the
+    difference). A NaN term (a metric that leaves samples out) leaves that sample out of that
+    metric's comparison only: the pair is compared on the samples defined for both, and a note
+    says how many were left out."""
+    difference, ci, p_value, no_difference, dual, nonzero, better = {}, {}, {}, {}, {}, {}, {}
+    columns, counts = {}, {}
+    pair = (str(names[0]), str(names[1]))
+    n = int(next(iter(terms_a.values())).size)
     for metric in metrics:
-        name, d, bounds = metric.name, differences[metric.name], metric.difference_bounds
+        name, bounds = metric.name, metric.difference_bounds
+        a, b = np.asarray(terms_a[name], np.float64), np.asarray(terms_b[name], np.float64)
+        defined = np.isfinite(a) & np.isfinite(b)
+        a, b, tie = a[defined], b[defined], np.asarray(tied[name], bool)[defined]
+        counts[name] = int(a.size)
+        if a.size == 0:
+            raise ValueError(validation.all_undefined(name, n))
+        tied_b = np.where(tie, a, b)
+        d = a - tied_b
+        columns[name] = d
         # the estimate is the results' difference: no tie rule touches it
-        difference[name] = metric.scale * (float(terms_a[name].mean()) - float(terms_b[name].mean()))
+        difference[name] = metric.scale * (float(a.mean()) - float(b.mean()))
         nonzero[name] = int(np.count_nonzero(d))
         no_difference[name] = nonzero[name] == 0
         dual[name] = tests[name] in DUAL_TESTS and ci_method == "default"
         if no_difference[name]:
             ci[name], p_value[name] = (0.0, 0.0), 1.0
-            continue
-        if tests[name] == "t":
-            sums = (n, *power_sums_on(d, _HOST)[:3])
+        elif tests[name] == "t":
+            sums = (a.size, *power_sums_on(d, _HOST)[:3])
             p_value[name] = hall_t_test(*sums)
             ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, bounds)
-            continue
-        flip_p = sign_flip_test(d)
-        ci[name] = in_unit(sign_flip_interval(d, level=level, p_at_zero=flip_p), metric.scale, bounds)
-        if tests[name] == "wilcoxon":
-            p_value[name] = wilcoxon_p_value(d)
-        elif tests[name] == "mcnemar":
-            p_value[name] = mcnemar_p_value(tied_a[name], tied_b[name])
         else:
-            p_value[name] = flip_p
+            flip_p = sign_flip_test(d)
+            ci[name] = in_unit(sign_flip_interval(d, level=level, p_at_zero=flip_p), metric.scale, bounds)
+            if tests[name] == "wilcoxon":
+                p_value[name] = wilcoxon_p_value(d)
+            elif tests[name] == "mcnemar":
+                p_value[name] = mcnemar_p_value(a, tied_b)
+            else:
+                p_value[name] = flip_p
     if ci_method == "bootstrap":
-        columns = np.stack([differences[m.name] for m in metrics], axis=1)
-        resampled = bootstrap_mean_intervals(columns, level=level, n_resamples=n_resamples, seed=seed)
-        ci = {
-            m.name: ci[m.name] if no_difference[m.name] else in_unit(resampled[j], m.scale, m.difference_bounds)
-            for j, m in enumerate(metrics)
-        }
-    pair = (str(names[0]), str(names[1]))
-    better = {
-        m.name: better_method(m, *ci[m.name], p_value[m.name], alpha=1.0 - level, margin=margin, names=pair)
-        for m in metrics
-    }
+        ci = dict(ci)
+        groups: dict[int, list[Metric]] = {}
+        for metric in metrics:  # metrics of equal sample counts resample the same samples together
+            groups.setdefault(counts[metric.name], []).append(metric)
+        for group in groups.values():
+            stacked = np.stack([columns[m.name] for m in group], axis=1)
+            resampled = bootstrap_mean_intervals(stacked, level=level, n_resamples=n_resamples, seed=seed)
+            for j, m in enumerate(group):
+                if not no_difference[m.name]:
+                    ci[m.name] = in_unit(resampled[j], m.scale, m.difference_bounds)
+    for metric in metrics:
+        better[metric.name] = better_method(metric, *ci[metric.name], p_value[metric.name], alpha=1.0 - level,
+                                            margin=margin_of(metric, margin), names=pair)
     hall_only = all(name == "t" for name in tests.values())
+    notes = approximate_notes(n, nonzero) + tuple(
+        f"{name}: compared on the {count} of {n} samples whose term is defined for both methods"
+        for name, count in counts.items() if count < n
+    )
     return Comparison(
         difference=difference, ci=ci, p_value=p_value, n=n, level=level, names=pair,
-        skipped=int(valid.size - n), test=tests, dual=dual, no_difference=no_difference,
+        skipped=skipped, test=tests, dual=dual, no_difference=no_difference,
         ci_method=BOOTSTRAP_BCA if ci_method == "bootstrap" else (HALL_T if hall_only else SIGN_FLIP),
-        notes=approximate_notes(n, nonzero), better=better, margin=margin,
+        notes=notes, better=better, margin=DEFAULT_MARGIN if margin is None else margin,
+        margins={m.name: margin_of(m, margin) for m in metrics},
     )
+
+
+def curve_ties(paired_a: np.ndarray, paired_b: np.ndarray) -> np.ndarray:
+    """(N,) the samples where two methods' (rows, N) scores (and a metric's array context,
+    such as MuFidelity's CAM sums) are a tie at **every** row by the :func:`ties` rule: a curve
+    metric's sample is tied when all its K + 1 scores are, else not at all."""
+    a, b = np.asarray(paired_a, np.float64), np.asarray(paired_b, np.float64)
+    return np.asarray(ties(a.ravel(), b.ravel(), backend=_HOST)).reshape(a.shape).all(axis=0)
+
+
+def compare_results(results: dict, metrics: tuple[Metric, ...], *, baseline: str | None = None, methods: Any = None,
+                    level: float = 0.95, adjust: str = "holm", test: Any = SIGN_FLIP, ci_method: str = "default",
+                    margin: float | None = None, averages_table: Any = None) -> "ComparisonTable":
+    """The table of :func:`compare_methods` for metrics of any perturbation, from results of
+    the same samples that kept their per-sample terms (``AveragesCam.evaluate`` gives them):
+    each pair compared by :func:`compare_terms` (ties by :func:`curve_ties`), Holm per metric
+    across pairs. ``averages_table``: the table of the CAM-mask metrics, whose comparisons are
+    joined pair by pair (the averages keep their own path and numbers)."""
+    check_adjust(adjust)
+    level, margin = check_level(level), check_margin(margin)
+    tests = check_test(test, metrics)
+    validation.check_ci_method(ci_method)
+    names = [str(name) for name in results]
+    if methods is not None:
+        unknown = [name for name in methods if name not in results]
+        if unknown:
+            raise ValueError(validation.unknown_methods(unknown, names))
+        names = [name for name in names if name in set(methods) or name == baseline]
+    if baseline is not None and baseline not in results:
+        raise ValueError(validation.unknown_baseline(baseline, names))
+    pairs = _pairs(names, baseline)
+    if not pairs:
+        raise ValueError(validation.no_pair(names))
+    comparisons = {}
+    for a, b in pairs:
+        ra, rb = results[a], results[b]
+        valid = np.isfinite(ra.y_c)
+        for r in (ra, rb):
+            for m in metrics:
+                valid &= np.isfinite(r.paired[m.name]).all(axis=0)
+        terms_a = {m.name: ra.terms[m.name][valid] for m in metrics}
+        terms_b = {m.name: rb.terms[m.name][valid] for m in metrics}
+        tied = {m.name: curve_ties(ra.paired[m.name][:, valid], rb.paired[m.name][:, valid]) for m in metrics}
+        comparison = compare_terms(terms_a, terms_b, tied, metrics, tests=tests, level=level, names=(a, b),
+                                   ci_method=ci_method, margin=margin, skipped=int(valid.size - valid.sum()))
+        if averages_table is not None:
+            comparison = _joined(averages_table.comparisons[(a, b)], comparison)
+        comparisons[(a, b)] = comparison
+    return comparison_table(comparisons, level=level, adjust=adjust, margin=margin)
+
+
+def _joined(first: Comparison, second: Comparison) -> Comparison:
+    """One comparison of a pair holding both comparisons' metrics (the first's n and skipped:
+    the samples every metric saw)."""
+    def both(field: str) -> dict:
+        return {**getattr(first, field), **getattr(second, field)}
+
+    fields = ("difference", "ci", "p_value", "test", "dual", "no_difference", "better", "margins")
+    notes = first.notes + tuple(note for note in second.notes if note not in first.notes)
+    return dataclasses.replace(first, notes=notes, **{field: both(field) for field in fields})
 
 
 # --------------------------------------------------------------------------- from sums
@@ -552,7 +662,7 @@ class PairState(NamedTuple):
             sums[name] = (*(float(np.asarray(t).astype(np.float64).sum()) for t in totals), int(np.asarray(count)))
         return PairState(int(np.asarray(self.n)), int(np.asarray(self.skipped)), sums)
 
-    def result(self, *, level: float = 0.95, names: tuple[str, str] = ("a", "b"), margin: float = DEFAULT_MARGIN):
+    def result(self, *, level: float = 0.95, names: tuple[str, str] = ("a", "b"), margin: float | None = None):
         """The :class:`Comparison` of the samples seen, from the sums: the difference of the
         means, Hall's t test and interval (approximate, said in ``notes``)."""
         level = check_level(level)
@@ -573,13 +683,14 @@ class PairState(NamedTuple):
                 sums = (state.n, total, sq_total, cube_total)
                 ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, metric.difference_bounds)
                 p_value[name] = hall_t_test(*sums)
-            better[name] = better_method(metric, *ci[name], p_value[name], alpha=1.0 - level, margin=margin,
-                                         names=pair)
+            better[name] = better_method(metric, *ci[name], p_value[name], alpha=1.0 - level,
+                                         margin=margin_of(metric, margin), names=pair)
         return Comparison(
             difference=difference, ci=ci, p_value=p_value, n=state.n, level=level, names=pair,
             skipped=state.skipped, test=dict.fromkeys(difference, "t"), no_difference=no_difference,
             ci_method=HALL_T, notes=(SUMS_ONLY_NOTE,) + approximate_notes(state.n, nonzero), better=better,
-            margin=margin,
+            margin=DEFAULT_MARGIN if margin is None else margin,
+            margins={m.name: margin_of(m, margin) for m in state.metrics},
         )
 
 
@@ -685,6 +796,13 @@ class ComparisonTable:
         return "\n".join(lines)
 
 
+def _row_margin(comparison: Comparison, metric: str, margin: float | None) -> float:
+    """The margin given to the table, else the one the comparison used for ``metric``."""
+    if margin is not None:
+        return margin
+    return comparison.margins.get(metric, margin_of(metric, None))
+
+
 def _p_cell(p_value: float) -> str:
     return f"{p_value:9.3g}" if p_value > 0.0 else f"{format_p(p_value):>9}"
 
@@ -711,7 +829,7 @@ def compare_methods(
     test: Any = SIGN_FLIP,
     nan_policy: str = "raise",
     ci_method: str = "default",
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     metrics: Any = None,
 ) -> ComparisonTable:
     """Compare several CAM methods on the same samples, with adjusted p-values.
@@ -725,9 +843,10 @@ def compare_methods(
         adjust: ``'holm'`` (default) or ``'none'``.
         test: as in :func:`~camavg_core.compare.compare`.
         nan_policy, ci_method: as in :func:`~camavg_core.compare.compare`, pair by pair.
-        margin: in each metric's unit (default 0.5 percentage points): a row names the ``better``
-            method only when its adjusted p-value is below ``1 - level`` and its interval lies
-            beyond the margin.
+        margin: in each metric's unit, for every metric (default: each metric's own, 0.5
+            percentage points for the averages, 0.005 for the fraction metrics): a row names the
+            ``better`` method only when its adjusted p-value is below ``1 - level`` and its
+            interval lies beyond the margin.
         metrics: as in :func:`~camavg_core.compare.compare`.
 
     Every vector is checked once, here, whatever the number of pairs.
@@ -772,7 +891,7 @@ def compare_methods(
 
 
 def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: float = 0.95, adjust: str = "holm",
-                     margin: float = DEFAULT_MARGIN) -> ComparisonTable:
+                     margin: float | None = None) -> ComparisonTable:
     """The table of pairwise comparisons, each metric's p-values adjusted over the pairs, and
     each row's ``better`` decided on the adjusted p-value and the margin.
 
@@ -796,13 +915,14 @@ def comparison_table(comparisons: dict[tuple[str, str], Comparison], *, level: f
             p_value=comparison.p_value[metric], p_adjusted=adjusted[((a, b), metric)],
             test=comparison.test[metric], adjust=adjust,
             better=better_method(metric, *comparison.ci[metric], adjusted[((a, b), metric)], alpha=1.0 - level,
-                                 margin=margin, names=(a, b)),
-            margin=margin,
+                                 margin=_row_margin(comparison, metric, margin), names=(a, b)),
+            margin=_row_margin(comparison, metric, margin),
         )
         for (a, b), comparison in comparisons.items()
         for metric in metrics
     ]
-    return ComparisonTable(rows=rows, comparisons=comparisons, level=level, adjust=adjust, margin=margin)
+    return ComparisonTable(rows=rows, comparisons=comparisons, level=level, adjust=adjust,
+                           margin=DEFAULT_MARGIN if margin is None else margin)
 
 
 # ``import camavg_core.compare`` finds the function ``compare`` (the package exports it under the

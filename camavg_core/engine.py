@@ -20,9 +20,11 @@ Nothing here can go stale. The model's outputs on the inputs are computed once, 
 engine's own copy of the inputs, together with the adapter's :meth:`Adapter.model_version`;
 each call asks for the version again and, when it differs (weights set, an activation
 swapped), computes the outputs afresh and drops the masked outputs of the old model. Each call
-copies the CAMs at call time; the one cached item, the masked outputs of the last CAM set, is
-keyed by that copy's values and the model version (never by an object's identity) and replaced
-whole, so threads sharing an engine each get their own numbers. Score functions are applied on
+copies the CAMs at call time; the cache holds one item per perturbation key (the averages' CAM
+mask, deletion, ...): the perturbed outputs of the last CAM set under that perturbation, keyed
+by that copy's values, the parameters, the per-sample data and the model version (never by an
+object's identity); an item is replaced whole and the dict with it, so threads sharing an engine
+each get their own numbers, and one ``evaluate`` of several metrics runs each pass once. Score functions are applied on
 every call, so a score function that reads changing state is read again. No buffer is reused
 across calls or lent out.
 """
@@ -44,13 +46,18 @@ from camavg_core.metrics import (
     AVERAGE_INCREASE,
     Metric,
     check_scores,
+    deletion_metric,
+    insertion_metric,
+    mufidelity_metric,
+    on_cam_mask,
     resolve_metrics,
+    road_metric,
     score_requirement,
 )
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import as_score_list, summed_scores
-from camavg_core.state import summarize_checked
+from camavg_core.state import summarize_checked, summarize_measured
 
 #: Samples per forward pass when the user gives none (Keras' ``predict`` default).
 DEFAULT_BATCH_SIZE = 32
@@ -208,8 +215,9 @@ class Engine:
         self.n = int(self.backend.shape(self.inputs[0])[0])
         self.watch_model = watch_model
         self.offset = int(offset)
-        self._plain = self._run_plain(self._model_version())  # replaced whole, as is _last
-        self._last: _PerturbedOutputs | None = None
+        self._plain = self._run_plain(self._model_version())  # replaced whole, as are the cache entries
+        # one entry per perturbation key (the averages' mask, deletion, ...), each replaced whole
+        self._cache: dict = {}
         self._warned = threading.Event()
 
     @property
@@ -261,7 +269,7 @@ class Engine:
         digest = b"" if extra is None else hashlib.blake2b(
             f"{extra.dtype.str}{extra.shape}".encode() + np.ascontiguousarray(extra).tobytes(), digest_size=16
         ).digest()
-        last = self._last
+        last = self._cache.get(perturbation.key)
         if (last is not None and last.version == version and last.key == perturbation.key
                 and last.parameters == parameters and last.extra == digest and self._same_cams(last.cams, cam_set)):
             return last.outputs
@@ -271,8 +279,56 @@ class Engine:
         if extra is not None:
             arguments += (self.adapter.own(extra, extra.dtype.name, "the perturbation's per-sample data"),)
         outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size, *arguments)
-        self._last = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, digest, outputs)
+        entry = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, digest, outputs)
+        # a new dict, not an update in place: a thread reading the old one sees it whole
+        self._cache = {**{k: v for k, v in self._cache.items() if v.version == version}, perturbation.key: entry}
         return outputs
+
+    def measure(self, cams: Any, score_function: Any, metrics: tuple[Metric, ...], *,
+                normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
+        """``(Y_c, steps, extras, O_c)`` for metrics of any perturbation: the (N,) scores on the
+        inputs; ``steps[name]``, the (K, N) scores of each metric's perturbation (one pass per
+        perturbation: the metrics of equal keys and parameters share it, the averages share the
+        CAM mask); ``extras[name]``, the context of the metrics with an ``extras`` hook; and
+        the CAM mask's (N,) scores when some metric uses it (else None)."""
+        plain = self.plain_outputs()
+        functions = as_score_list(score_function, len(plain.outputs))
+        cam_set = self.own_cams(cams, self.options.normalize if normalize is None else normalize)
+        y_c = self.score(functions, plain.outputs, "score_function on the model's outputs")
+        y_c[self.bad_inputs] = np.nan
+        steps, by_pass, kept, o_c = {}, {}, [], None
+        for metric in metrics:
+            perturbation = CAM_MASK if on_cam_mask(metric) else metric.perturbation
+            outputs = self.perturbed_outputs(cam_set, perturbation, version=plain.version)
+            kept.append(outputs)  # alive until the end, so no id is reused
+            if id(outputs) not in by_pass:
+                where = ("score_function on the masked inputs" if perturbation is CAM_MASK
+                         else validation.perturbed_scores(metric.name))
+                scores = self.step_scores(functions, outputs, where)
+                # a NaN input spoils every score of its sample; a non-finite CAM the perturbed ones
+                scores[:, self.bad_inputs | cam_set.nonfinite] = np.nan
+                by_pass[id(outputs)] = scores
+            steps[metric.name] = by_pass[id(outputs)]
+            if perturbation is CAM_MASK:
+                o_c = steps[metric.name][0]
+        extras = {m.name: m.extras(self, cam_set) for m in metrics if m.extras is not None}
+        return y_c, steps, extras, o_c
+
+    def checked_measure(self, cams: Any, score_function: Any, metrics: tuple[Metric, ...], *,
+                        normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
+        """:meth:`measure`, then the door's one check of each score vector (the inputs' and
+        each pass's) against what the metrics that read it need."""
+        y_c, steps, extras, o_c = self.measure(cams, score_function, metrics, normalize=normalize)
+        checked: dict = {}
+        for metric in metrics:
+            checked.setdefault(id(steps[metric.name]), (steps[metric.name], []))[1].append(metric)
+        self.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in checked.values()]),
+                                 metrics)
+        check_scores(y_c, metrics, "Y_c")
+        for values, users in checked.values():
+            name = "O_c" if on_cam_mask(users[0]) else f"the {users[0].name} scores"
+            check_scores(values.ravel(), tuple(users), name)
+        return y_c, steps, extras, o_c
 
     def per_sample(self, perturbation: Perturbation) -> np.ndarray | None:
         """``perturbation.per_sample(indices, x_shape)`` (None when it has no such method): host
@@ -459,10 +515,64 @@ class AveragesCamBase:
         if not score_requirement(described)[0]:  # the metrics take any score, logits too
             self.engine.warn_if_logits()
         self.engine.check_probability_outputs(described)
+        if not all(on_cam_mask(m) for m in described):
+            return self._evaluate_perturbed(cams, score_function, described, normalize)
         y_c, o_c = self._get_scores(cams, score_function, normalize=normalize)
         self.engine.check_summed_scores(score_function, y_c, o_c, described)
         self.engine.check_scores(y_c, o_c, described)
         return self.engine.result(y_c, o_c, described)
+
+    def _evaluate_perturbed(self, cams: Any, score_function: Any, described: tuple[Metric, ...],
+                            normalize: bool | None) -> Result:
+        """:meth:`evaluate` of metrics beside the CAM mask: one pass per perturbation, each
+        vector of scores checked once against what its metrics need."""
+        engine = self.engine
+        y_c, steps, extras, o_c = engine.checked_measure(cams, score_function, described, normalize=normalize)
+        return summarize_measured(y_c, steps, extras, described, level=engine.level, o_c=o_c)
+
+    def _curve_metric(self, metric: Metric, cams: Any, score_function: Any, return_vector: bool,
+                      normalize: bool | None) -> Any:
+        result = self.evaluate(cams, score_function, metrics=(metric,), normalize=normalize)
+        value = result.values[metric.name]
+        if not return_vector:
+            return value
+        return (value, result.terms[metric.name], *result.curves[metric.name])
+
+    def deletion(self, cams: Any, score_function: Callable, *, steps: int = 10, baseline: Any = 0.0,
+                 max_fraction: float = 1.0, return_vector: bool = False, normalize: bool | None = None):
+        r"""RISE's Deletion AUC, a fraction in [0, 1], lower is better: the mean over samples of
+        :math:`(s_0/2 + s_1 + \dots + s_{K-1} + s_K/2)/K`, :math:`s_i` the target's probability
+        with the :math:`k_i` most salient pixels set to ``baseline``
+        (:func:`~camavg_core.metrics.deletion_metric`). Returns ``value``, or ``(value, AUCs
+        (N,), curves (N, steps + 1))`` with ``return_vector=True``."""
+        metric = deletion_metric(steps, baseline, max_fraction)
+        return self._curve_metric(metric, cams, score_function, return_vector, normalize)
+
+    def insertion(self, cams: Any, score_function: Callable, *, steps: int = 10, baseline: Any = 0.0,
+                  max_fraction: float = 1.0, return_vector: bool = False, normalize: bool | None = None):
+        """RISE's Insertion AUC, a fraction in [0, 1], higher is better (see :meth:`deletion`):
+        from the baseline, the most salient pixels restored first."""
+        metric = insertion_metric(steps, baseline, max_fraction)
+        return self._curve_metric(metric, cams, score_function, return_vector, normalize)
+
+    def mufidelity(self, cams: Any, score_function: Callable, *, grid_size: int = 9, subset_fraction: float = 0.2,
+                   n_samples: int = 200, baseline: float = 0.0, correlation: str = "spearman", seed: int = 0,
+                   return_vector: bool = False, normalize: bool | None = None):
+        """MuFidelity in [-1, 1], higher is better, for any score
+        (:func:`~camavg_core.metrics.mufidelity_metric`); undefined samples are left out and
+        counted (``evaluate(..., metrics=["mufidelity"]).undefined``). Returns ``value``, or
+        ``(value, correlations (N,), subset scores (N, n_samples))``."""
+        metric = mufidelity_metric(grid_size, subset_fraction, n_samples, baseline, correlation, seed)
+        return self._curve_metric(metric, cams, score_function, return_vector, normalize)
+
+    def road(self, cams: Any, score_function: Callable, *, fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+             noise: float = 0.01, seed: int = 0, selection: str = "rank", return_vector: bool = False,
+             normalize: bool | None = None):
+        """ROAD, (mean LeRF - mean MoRF) / 2 of the target's probability, higher is better
+        (:func:`~camavg_core.metrics.road_metric`). Returns ``value``, or ``(value, terms (N,),
+        MoRF curves (N, F), LeRF curves (N, F))``."""
+        metric = road_metric(fractions, noise, seed, selection)
+        return self._curve_metric(metric, cams, score_function, return_vector, normalize)
 
     def evaluate_many(self, cams_sets: Any, score_function: Callable, metrics: Any = None, *,
                       normalize: bool | None = None) -> Any:
@@ -481,14 +591,26 @@ class AveragesCamBase:
     def compare(self, cams_sets: dict, score_function: Callable, metrics: Any = None, **options: Any) -> MethodResults:
         """Evaluate ``{name: cams}`` and compare the methods on the same samples: one
         :class:`Result` per method and the pairwise table (paired interval and test, Holm-
-        adjusted); ``options`` go to :func:`~camavg_core.multiple.compare_methods`."""
-        from camavg_core.compare import compare_methods
+        adjusted per metric across the pairs); ``options`` go to
+        :func:`~camavg_core.compare.compare_methods`. The averages are compared on their
+        scores (ties by :func:`~camavg_core.compare.ties`), every other metric on its
+        per-sample terms (a sample is a tie when all its scores are,
+        :func:`~camavg_core.compare.curve_ties`), each in its direction and unit."""
+        from camavg_core.compare import compare_methods, compare_results
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
             raise TypeError(validation.too_few_cam_sets())
-        results = self.evaluate_many(cams_sets, score_function, metrics)
+        described = resolve_metrics(metrics)
+        results = self.evaluate_many(cams_sets, score_function, described)
         y_c = next(iter(results.values())).y_c
         options.setdefault("nan_policy", self.engine.nan_policy)
         options.setdefault("level", self.engine.level)
-        table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, metrics=metrics, **options)
+        averages = tuple(m for m in described if on_cam_mask(m))
+        others = tuple(m for m in described if not on_cam_mask(m))
+        table = None
+        if averages:
+            table = compare_methods(y_c, {name: r.o_c for name, r in results.items()}, metrics=averages, **options)
+        if others:
+            options.pop("nan_policy")  # the results' scores were checked at evaluate's door
+            table = compare_results(results, others, averages_table=table, **options)
         return MethodResults(results, table)

@@ -24,6 +24,8 @@ The ``*_terms`` functions are pure and run unchanged under ``jax.jit`` and ``tf.
 (False, 'Average Gain')
 >>> [metric.name for metric in AVERAGES]
 ['average_drop', 'average_increase', 'average_gain']
+>>> list(METRICS)[3:]
+['deletion', 'insertion', 'mufidelity', 'road']
 """
 
 from __future__ import annotations
@@ -62,7 +64,20 @@ class Metric:
             (a proportion of 0/1 terms, from its count).
         bounds: the range of the value in its unit; a difference lies in ``[lo - hi, hi - lo]``.
         return_vector: ``"scores"``: ``return_vector=True`` gives ``(value, Y_c, O_c)``;
-            ``"curves"``: ``(value, terms, curves)``.
+            ``"curves"``: ``(value, terms, *curves)`` (:attr:`curves` says which).
+        extras: None, or ``extras(engine, cam_set) -> context``: what the terms need beyond
+            the scores, computed once per call by the engine (MuFidelity's CAM sums per
+            subset, (K, N)); ``terms`` is then called as ``terms(y, curve, backend, context)``.
+            An array context also enters a comparison's tie rule (see
+            :func:`camavg_core.compare.ties`).
+        curves: None, or ``curves(y, curve) -> tuple`` of host arrays that ``return_vector``
+            gives after the terms (Deletion: the (N, K + 1) curves; ROAD: MoRF and LeRF);
+            None gives the step scores as (N, K).
+        margin: the default margin of ``better`` in a comparison, in the metric's unit.
+        leaves_out: True where a sample's term may be undefined (NaN) although its scores
+            are finite (MuFidelity's constant drops): such samples are left out of this metric
+            only and counted (``Result.undefined``); the state then keeps a count of defined
+            terms. False: an undefined term is an error.
     """
 
     name: str
@@ -76,6 +91,10 @@ class Metric:
     bounds: tuple[float, float] = (0.0, 100.0)
     perturbation: Any = None
     return_vector: str = "scores"
+    extras: Callable | None = dataclasses.field(default=None, repr=False)
+    curves: Callable | None = dataclasses.field(default=None, repr=False)
+    margin: float = 0.5
+    leaves_out: bool = False
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_KINDS:
@@ -166,6 +185,113 @@ METRICS: dict[str, Metric] = {m.name: m for m in (AVERAGE_DROP, AVERAGE_INCREASE
 AVERAGES: tuple[Metric, ...] = (AVERAGE_DROP, AVERAGE_INCREASE, AVERAGE_GAIN)
 
 
+# --------------------------------------------------------------------------- faithfulness curves
+#: the default margin of ``better`` for the fraction metrics: half a point of a percentage,
+#: the averages' 0.5 points on the same [0, 1] scale (0.005 of an AUC is about the seed noise
+#: of MuFidelity's 200 subsets on 1,000 samples and well below a difference papers report)
+FRACTION_MARGIN = 0.005
+
+
+def _host_curve(perturbation: Any, y: Any, curve: Any) -> np.ndarray:
+    return np.asarray(perturbation.curve(np.asarray(y, np.float64), np.asarray(curve, np.float64),
+                                         backend="numpy"), dtype=np.float64)
+
+
+def deletion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 1.0, *, kind: str = "deletion") -> Metric:
+    r"""RISE's Deletion (``kind="deletion"``) or Insertion (``"insertion"``) AUC as a
+    description: per sample, the trapezoid area under the target's probability along the
+    curve of :class:`~camavg_core.perturbations.Deletion` (or ``Insertion``),
+    :math:`(s_0/2 + s_1 + \dots + s_{K-1} + s_K/2)/K` (:func:`~camavg_core.curves.auc_terms`);
+    the metric is the mean AUC, a fraction in [0, 1]; lower is better for deletion, higher for
+    insertion. ``return_vector`` gives ``(value, per-sample AUCs (N,), curves (N, K + 1))``.
+    Equal arguments give perturbations of equal keys and parameters: one pass.
+
+    >>> metric = deletion_metric(steps=4)  # the curve 1, .5, .5, 0, 0: (1/2 + .5 + .5 + 0 + 0/2) / 4
+    >>> float(metric.terms(np.array([1.0]), np.array([[0.5], [0.5], [0.0], [0.0]]), resolve_backend("numpy"))[0])
+    0.375
+    """
+    from camavg_core.curves import auc_terms
+    from camavg_core.perturbations import Deletion, Insertion
+
+    perturbation = (Deletion if kind == "deletion" else Insertion)(steps=steps, baseline=baseline,
+                                                                   max_fraction=max_fraction)
+
+    def terms(y: Any, curve: Any, backend: Backend) -> Any:
+        return auc_terms(perturbation.curve(y, curve, backend=backend), backend=backend)
+
+    def curves(y: Any, curve: Any) -> tuple:
+        return (_host_curve(perturbation, y, curve),)
+
+    deletion = kind == "deletion"
+    return Metric(kind, "Deletion" if deletion else "Insertion", "fraction", 1.0, not deletion, "probabilities",
+                  terms, bounds=(0.0, 1.0), perturbation=perturbation, return_vector="curves", curves=curves,
+                  margin=FRACTION_MARGIN)
+
+
+def insertion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 1.0) -> Metric:
+    """RISE's Insertion AUC as a description (see :func:`deletion_metric`); higher is better."""
+    return deletion_metric(steps, baseline, max_fraction, kind="insertion")
+
+
+def mufidelity_metric(grid_size: int = 9, subset_fraction: float = 0.2, n_samples: int = 200,
+                      baseline: float = 0.0, correlation: str = "spearman", seed: int = 0) -> Metric:
+    """MuFidelity as a description (:mod:`camavg_core.mufidelity`): per sample, the correlation
+    between the CAM summed over each random subset of cells and the score drop when the subset
+    is removed; the mean over samples, in [-1, 1], higher is better, for any score. A sample
+    whose correlation is undefined (constant drops or sums) is left out of it and counted in
+    ``Result.undefined``, never read as 0. The CAM sums come from the ``extras`` hook
+    (:func:`~camavg_core.mufidelity.subset_cam_sums`). ``return_vector`` gives ``(value,
+    per-sample correlations (N,), the (N, n_samples) scores of the subsets)``.
+    """
+    from camavg_core.mufidelity import CORRELATIONS, MuFidelity, mufidelity_terms, subset_cam_sums
+
+    if correlation not in CORRELATIONS:
+        raise ValueError(validation.mufidelity_argument("correlation", correlation, "'spearman' or 'pearson'"))
+    perturbation = MuFidelity(grid_size=grid_size, subset_fraction=subset_fraction, n_samples=n_samples,
+                              baseline=baseline, seed=seed)
+
+    def extras(engine: Any, cam_set: Any) -> np.ndarray:
+        return subset_cam_sums(engine, cam_set, perturbation)
+
+    def terms(y: Any, curve: Any, backend: Backend, cam_sums: Any) -> Any:
+        return mufidelity_terms(backend.to_numpy(y), backend.to_numpy(curve), cam_sums, correlation)
+
+    return Metric("mufidelity", "MuFidelity", "fraction", 1.0, True, "any", terms, bounds=(-1.0, 1.0),
+                  perturbation=perturbation, return_vector="curves", extras=extras, margin=FRACTION_MARGIN,
+                  leaves_out=True)
+
+
+def road_metric(fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), noise: float = 0.01,
+                seed: int = 0, selection: str = "rank") -> Metric:
+    """ROAD as a description (:class:`camavg_core.imputation.Road`): per sample, (mean over
+    fractions of the LeRF probabilities - mean of the MoRF ones) / 2
+    (:func:`~camavg_core.imputation.road_terms`, pytorch-grad-cam's ``ROADCombined``), a
+    fraction in [-0.5, 0.5], higher is better. ``return_vector`` gives ``(value, terms (N,),
+    MoRF curves (N, F), LeRF curves (N, F))``.
+    """
+    from camavg_core.imputation import Road, road_terms
+
+    perturbation = Road(fractions=fractions, noise=noise, seed=seed, selection=selection)
+    count = len(perturbation.fractions)
+
+    def terms(y: Any, curve: Any, backend: Backend) -> Any:
+        return road_terms(curve[:count], curve[count:], backend)
+
+    def curves(y: Any, curve: Any) -> tuple:
+        curve = np.asarray(curve, np.float64)
+        return (curve[:count].T.copy(), curve[count:].T.copy())
+
+    return Metric("road", "ROAD", "fraction", 1.0, True, "probabilities", terms, bounds=(-0.5, 0.5),
+                  perturbation=perturbation, return_vector="curves", curves=curves, margin=FRACTION_MARGIN)
+
+
+DELETION = deletion_metric()
+INSERTION = insertion_metric()
+MUFIDELITY = mufidelity_metric()
+ROAD = road_metric()
+METRICS.update({m.name: m for m in (DELETION, INSERTION, MUFIDELITY, ROAD)})
+
+
 #: metrics passed as objects that are not in :data:`METRICS`, by name, so that a state or a
 #: comparison that keeps only names finds their descriptions again (the latest of a name wins)
 _DESCRIBED: dict[str, Metric] = {}
@@ -189,7 +315,7 @@ def resolve_metrics(metrics: Any = None) -> tuple[Metric, ...]:
     resolved = []
     for item in items:
         if isinstance(item, Metric):
-            if item.name in METRICS and METRICS[item.name] != item:
+            if item.name in METRICS and not same_kind(METRICS[item.name], item):
                 raise ValueError(validation.metric_name_taken(item.name))
             if item.name not in METRICS:
                 _DESCRIBED[item.name] = item
@@ -202,6 +328,19 @@ def resolve_metrics(metrics: Any = None) -> tuple[Metric, ...]:
     if not resolved or len(set(names)) != len(names):
         raise ValueError(validation.bad_metrics(names, list(METRICS)))
     return tuple(resolved)
+
+
+def same_kind(a: Metric, b: Metric) -> bool:
+    """Whether ``b`` is ``a`` with other parameters (``deletion(steps=20)`` beside the
+    registered ``deletion``): every field but the perturbation and the functions is equal."""
+    fields = ("name", "title", "unit", "scale", "higher_is_better", "scores", "interval", "bounds",
+              "return_vector", "margin", "leaves_out")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+def on_cam_mask(metric: Metric) -> bool:
+    """Whether the metric's perturbation is the averages' CAM mask (None or CAM_MASK)."""
+    return metric.perturbation is None or getattr(metric.perturbation, "key", None) == ("cam_mask",)
 
 
 def metric_named(name: str, metrics: tuple[Metric, ...] = ()) -> Metric:
@@ -231,7 +370,11 @@ def check_scores(values: np.ndarray, metrics: tuple[Metric, ...], argument: str)
 
 def compute_terms(metrics: tuple[Metric, ...], y: Any, o: Any, backend: Backend) -> dict[str, Any]:
     """Each metric's per-sample terms from the scores on the inputs and on the CAM-masked
-    inputs (a one-step curve, (1, N)), on the backend's arrays."""
+    inputs (a one-step curve, (1, N)), on the backend's arrays. A metric of another
+    perturbation has no terms from (Y_c, O_c): refused, naming the door that has its scores."""
+    others = [m.name for m in metrics if not on_cam_mask(m)]
+    if others:
+        raise ValueError(validation.needs_its_perturbation(others))
     curve = backend.reshape(o, (1, -1))
     return {metric.name: metric.terms(y, curve, backend) for metric in metrics}
 

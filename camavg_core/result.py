@@ -29,6 +29,17 @@ class Result:
             (see :mod:`camavg_core.stats`), or None without intervals.
         notes: why an interval is only approximate (n < 30, few non-zero terms); empty when
             every interval is within its calibrated conditions.
+        counts: ``{metric: samples in its value}`` where some metric leaves samples out
+            (MuFidelity's undefined correlations), else None: ``n`` then counts the samples
+            with finite scores, and each such metric's value and interval use its own count.
+        undefined: ``{metric: samples left out because the term is undefined}`` for the
+            metrics that leave samples out, else None.
+        terms: ``{metric: (N,) per-sample terms}`` (NaN where left out) for the metrics beside
+            the averages, what comparisons pair; None otherwise.
+        curves: ``{metric: tuple of arrays}``, what ``return_vector`` gives after the terms.
+        paired: ``{metric: (rows, N) scores}`` that a comparison's tie rule reads (the
+            perturbation's step scores, and a metric's array context, such as MuFidelity's CAM
+            sums, below them).
 
     >>> result = Result({"average_drop": 12.5, "average_gain": 3.0}, n=4)
     >>> result.average_drop, list(result.values)
@@ -44,6 +55,15 @@ class Result:
     level: float = 0.95
     ci_method: dict[str, str] | None = None
     notes: tuple[str, ...] = ()
+    counts: dict[str, int] | None = None
+    undefined: dict[str, int] | None = None
+    terms: dict[str, np.ndarray] | None = None
+    curves: dict[str, tuple] | None = None
+    paired: dict[str, np.ndarray] | None = None
+
+    def n_of(self, metric: str) -> int:
+        """The samples in ``metric``'s value: ``n`` unless the metric leaves some out."""
+        return int((self.counts or {}).get(metric, self.n))
 
     def __getattr__(self, name: str) -> Any:
         # result.average_drop and any other metric's value by its name
@@ -70,6 +90,9 @@ class Result:
         )
         out["ci_method"] = None if self.ci_method is None else dict(self.ci_method)
         out["notes"] = list(self.notes)
+        if self.counts is not None:
+            out["counts"] = {name: int(v) for name, v in self.counts.items()}
+            out["undefined"] = {name: int(v) for name, v in (self.undefined or {}).items()}
         if vectors:
             out["y_c"] = None if self.y_c is None else [_json_float(v) for v in self.y_c]
             out["o_c"] = None if self.o_c is None else [_json_float(v) for v in self.o_c]

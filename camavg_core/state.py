@@ -57,18 +57,24 @@ from camavg_core.stats import (
     check_level,
     in_unit,
     interval_of,
+    skew_note,
 )
 
 #: the parts a ``"hall_t"`` metric keeps (the last one counts); a ``"wilson"`` one keeps a count
 HALL_PARTS = ("sum", "sq_sum", "cube_sum", "nonzero")
 WILSON_PARTS = ("count",)
+#: a metric that leaves undefined samples out (``Metric.leaves_out``) also counts its defined
+#: terms (a float total, exact below 2**53, so that every part but the last adds alike)
+LEAVING_PARTS = ("sum", "sq_sum", "cube_sum", "defined", "nonzero")
 
 _HOST = NumpyBackend()
 
 
 def parts_of(metric: Metric) -> tuple[str, ...]:
     """The names of the sums a state keeps for ``metric``; the last one is a count."""
-    return WILSON_PARTS if metric.interval == "wilson" else HALL_PARTS
+    if metric.interval == "wilson":
+        return WILSON_PARTS
+    return LEAVING_PARTS if metric.leaves_out else HALL_PARTS
 
 
 def ordered(names: Any) -> list[str]:
@@ -266,6 +272,26 @@ class MetricState(NamedTuple):
         }
         return MetricState(self.n + n_valid, self.skipped + (y_shape[0] - n_valid), sums)
 
+    def add_terms(self, terms: dict, valid: Any) -> "MetricState":
+        """The pure update from per-sample terms already computed on the host (the engine's
+        path for metrics of any perturbation): ``terms[name]`` is (N,) float64, ``valid`` the
+        (N,) samples whose scores are finite (the others count in ``skipped``). A metric with
+        ``leaves_out`` leaves out its non-finite terms among the valid samples and counts the
+        defined ones; for any other metric they are an error."""
+        valid = np.asarray(valid, dtype=bool)
+        n_valid = int(np.count_nonzero(valid))
+        sums = {}
+        for metric in self.metrics:
+            values = np.asarray(terms[metric.name], dtype=np.float64)
+            defined = valid & np.isfinite(values)
+            if not metric.leaves_out and not np.array_equal(defined, valid):
+                raise ValueError(validation.undefined_terms(metric.name, int(np.count_nonzero(valid & ~defined))))
+            new = sums_of(np.where(defined, values, 0.0), metric, _HOST)
+            if metric.leaves_out:
+                new = (*new[:3], float(np.count_nonzero(defined)), new[3])
+            sums[metric.name] = add_sums(self.sums[metric.name], new, _HOST, False)
+        return MetricState(self.n + n_valid, self.skipped + (valid.size - n_valid), sums)
+
     def fields(self) -> list[str]:
         """The names of :meth:`flat`'s entries: ``n``, ``skipped``, then each metric's parts
         (``drop_sum``, ..., ``increase_count``, ...)."""
@@ -319,17 +345,32 @@ class MetricState(NamedTuple):
         state = self.to_numpy()
         if state.n == 0:
             raise ValueError(validation.nothing_seen("average"))
-        values, ci, methods, nonzero = {}, {}, {}, {}
+        values, ci, methods, nonzero, counts, undefined = {}, {}, {}, {}, {}, {}
         for metric in state.metrics:
             sums = state.sums[metric.name]
-            values[metric.name] = metric.scale * sums[0] / state.n
-            ci[metric.name] = interval_of(metric, state.n, sums, level=level)
+            # a metric that leaves samples out averages over its defined terms only
+            n = round(sums[3]) if metric.leaves_out else state.n
+            counts[metric.name] = n
+            if metric.leaves_out:
+                undefined[metric.name] = state.n - n
+            if n == 0:
+                raise ValueError(validation.all_undefined(metric.name, state.n))
+            values[metric.name] = metric.scale * sums[0] / n
+            ci[metric.name] = interval_of(metric, n, sums, level=level)
             methods[metric.name] = metric.interval
             if metric.interval == "hall_t":
                 nonzero[metric.name] = sums[-1]
+        notes = approximate_notes(state.n, nonzero)
+        for metric in state.metrics:
+            if metric.interval == "hall_t":
+                n = counts[metric.name]
+                note = skew_note(metric.name, n, *state.sums[metric.name][:3], level=level) if n > 1 else None
+                notes += (note,) if note else ()
+        notes += tuple(f"{name}: {count} of {state.n} samples left out (term undefined); n = {counts[name]}"
+                       for name, count in undefined.items() if count)
         return Result(
             values=values, n=state.n, skipped=state.skipped, ci=ci, ci_method=methods,
-            notes=approximate_notes(state.n, nonzero), level=level,
+            notes=notes, level=level, counts=counts if undefined else None, undefined=undefined or None,
         )
 
 
@@ -415,3 +456,53 @@ def summarize_checked(
         ci[metric.name] = in_unit(interval, metric.scale, metric.bounds)
         methods[metric.name] = BOOTSTRAP_BCA
     return dataclasses.replace(result, ci=ci, ci_method=methods, **vectors)
+
+
+class Measured(NamedTuple):
+    """The per-sample numbers of metrics of any perturbation on one CAM set: ``y`` (N,) the
+    scores on the inputs; ``terms[name]`` (N,) float64 (NaN where left out); ``valid`` (N,) the
+    samples with finite scores on the inputs and on every pass; ``curves[name]``, what
+    ``return_vector`` gives after the terms; ``paired[name]`` (rows, N), what a comparison's tie
+    rule reads (:func:`camavg_core.compare.curve_ties`)."""
+
+    y: np.ndarray
+    terms: dict
+    valid: np.ndarray
+    curves: dict
+    paired: dict
+
+
+def measured_terms(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...]) -> Measured:
+    """Each metric's per-sample terms from host scores checked at a door: ``y`` (N,),
+    ``steps[name]`` the (K, N) scores of that metric's perturbation, ``extras[name]`` its
+    context (``Metric.extras``). A sample enters when its scores are finite on the inputs and
+    on every pass (else it is skipped, under ``nan_policy='omit'``); the terms are computed on
+    the host in float64 with the skipped samples' scores set to 0, then set to NaN."""
+    y = np.asarray(y, dtype=np.float64)
+    valid = np.isfinite(y)
+    for curve in steps.values():
+        valid &= np.isfinite(curve).all(axis=0)
+    terms, curves, paired = {}, {}, {}
+    y0 = np.where(valid, y, 0.0)
+    for metric in metrics:
+        curve = np.where(valid[None], np.asarray(steps[metric.name], np.float64), 0.0)
+        context = () if metric.extras is None else (extras[metric.name],)
+        values = np.asarray(_HOST.to_numpy(metric.terms(y0, curve, _HOST, *context)), dtype=np.float64)
+        terms[metric.name] = np.where(valid, values, np.nan)
+        if metric.return_vector == "curves":
+            kept = metric.curves(y0, curve) if metric.curves is not None else (curve.T.copy(),)
+            curves[metric.name] = tuple(np.where(valid[:, None], c, np.nan) for c in kept)
+        rows = [curve] + [np.asarray(c, np.float64) for c in context if np.ndim(c) == 2]
+        paired[metric.name] = np.concatenate(rows, axis=0)
+    return Measured(y, terms, valid, curves, paired)
+
+
+def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...], *,
+                       level: float = 0.95, o_c: np.ndarray | None = None) -> Result:
+    """The result of metrics of any perturbation (:func:`measured_terms`), summed as a stream
+    sums them (:meth:`MetricState.add_terms`), with the terms, curves and tie data kept.
+    ``o_c``: the CAM mask's (N,) scores, kept as ``Result.o_c`` when an average was asked for."""
+    measured = measured_terms(y, steps, extras, metrics)
+    result = MetricState.empty(metrics).add_terms(measured.terms, measured.valid).result(level=level)
+    return dataclasses.replace(result, y_c=measured.y.copy(), o_c=None if o_c is None else np.array(o_c, np.float64),
+                               terms=measured.terms, curves=measured.curves or None, paired=measured.paired)

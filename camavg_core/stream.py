@@ -37,11 +37,11 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.engine import Adapter, Engine, Options
 from camavg_core.backends import NumpyBackend
-from camavg_core.compare import PairState, compare_methods, comparison_table
-from camavg_core.metrics import resolve_metrics
+from camavg_core.compare import PairState, compare_methods, compare_results, comparison_table
+from camavg_core.metrics import on_cam_mask, resolve_metrics
 from camavg_core.result import MethodResults, Result
 from camavg_core.scoring import stream_score
-from camavg_core.state import MetricState
+from camavg_core.state import Measured, MetricState, measured_terms
 
 SCORES = ("categorical", "binary")
 
@@ -262,6 +262,7 @@ def evaluate_stream(
     if isinstance(batches, IteratorABC):
         done = done._replace(source=_Seen(batches))
     counted = _Counted(done, keep_vectors, described)
+    perturbed = not all(on_cam_mask(m) for m in described)
     advance, close = _progress_bar(progress, total)
     try:
         for batch in iterator:
@@ -274,7 +275,15 @@ def evaluate_stream(
                             options=batch_options, offset=_samples_seen(counted.state))
             engine.check_probability_outputs(described)
             _check_target_count(targets, engine.n)
-            if isinstance(cams, dict):
+            if perturbed:
+                # metrics beside the averages: each batch's terms, drawn from global indices
+                def measured(method_cams: Any) -> Measured:
+                    y, steps, extras, _ = engine.checked_measure(method_cams, score_function, described)
+                    return measured_terms(y, steps, extras, described)
+
+                scores = ({name: measured(c) for name, c in cams.items()} if isinstance(cams, dict)
+                          else measured(cams))
+            elif isinstance(cams, dict):
                 scores = {name: engine.scores(method_cams, score_function) for name, method_cams in cams.items()}
                 for y_c, o_c in scores.values():
                     engine.check_scores(y_c, o_c, described)
@@ -348,6 +357,9 @@ class _Counted:
             expected = list(state) if isinstance(state, dict) else "one array"
             raise ValueError(validation.other_methods(expected, list(scores) if several else "one array"))
         y_c = self.done.y_c
+        if isinstance(next(iter(scores.values())) if several else scores, Measured):
+            self._add_measured(scores, several, state, pairs, o_c, first_batch)
+            return
         if several:
             batch_y = next(iter(scores.values()))[0]
             pairs = {
@@ -370,6 +382,24 @@ class _Counted:
             first_batch=self.done.first_batch if first_batch is None else first_batch,
         )
 
+    def _add_measured(self, scores: Any, several: bool, state: Any, pairs: Any, o_c: Any,
+                      first_batch: str | None) -> None:
+        """A batch of metrics beside the averages: the terms summed; a stream of several
+        methods keeps each batch's terms and tie data (small beside the inputs) in ``o_c``
+        for the in-memory comparison."""
+        if several:
+            state = {name: state[name].add_terms(m.terms, m.valid) for name, m in scores.items()}
+            o_c = {name: o_c[name] + (scores[name],) for name in o_c}
+            batch_y = next(iter(scores.values())).y
+        else:
+            state = state.add_terms(scores.terms, scores.valid)
+            batch_y = scores.y
+        y_c = self.done.y_c + (batch_y,) if self.keep_vectors or several else self.done.y_c
+        self.done = self.done._replace(
+            state=state, batches=self.done.batches + 1, y_c=y_c, o_c=o_c, pairs=pairs,
+            first_batch=self.done.first_batch if first_batch is None else first_batch,
+        )
+
     def checkpoint(self) -> Checkpoint:
         return self.done
 
@@ -378,6 +408,8 @@ class _Counted:
             raise ValueError(validation.empty_dataset())
         if not isinstance(self.state, dict):
             return self._one(self.state, self.o_c, level)
+        if not all(on_cam_mask(m) for m in self.metrics):
+            return self._measured_methods(level)
         results = {name: self._one(state, self.o_c[name], level) for name, state in self.state.items()}
         seen = sum(len(part) for part in self.y_c)
         first = next(iter(self.state.values())).to_numpy()
@@ -388,10 +420,24 @@ class _Counted:
         comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
         return MethodResults(results, comparison_table(comparisons, level=level))
 
+    def _measured_methods(self, level: float) -> MethodResults:
+        """Several methods on metrics beside the averages: each method's result from its sums,
+        with its kept terms, and the in-memory comparison of the concatenated terms."""
+        results = {}
+        for name, state in self.state.items():
+            parts = self.o_c[name]
+            terms = {m.name: np.concatenate([p.terms[m.name] for p in parts]) for m in self.metrics}
+            paired = {m.name: np.concatenate([p.paired[m.name] for p in parts], axis=1) for m in self.metrics}
+            results[name] = dataclasses.replace(state.result(level=level), y_c=np.concatenate(self.y_c),
+                                                terms=terms, paired=paired)
+        return MethodResults(results, compare_results(results, self.metrics, level=level))
+
     def _one(self, state: MetricState, o_c: list, level: float) -> Result:
         if state.to_numpy().n == 0:
             raise ValueError(validation.all_skipped("average"))
         result = state.result(level=level)
         if not self.keep_vectors:
             return result
+        if not all(on_cam_mask(m) for m in self.metrics):  # terms were summed, no O_c kept
+            return dataclasses.replace(result, y_c=np.concatenate(self.y_c))
         return dataclasses.replace(result, y_c=np.concatenate(self.y_c), o_c=np.concatenate(o_c))

@@ -1015,3 +1015,26 @@ def binary_output_shape(shape: tuple) -> str:
 
 def read_through_target_scores(kind: str) -> str:
     return f"camavg reads {kind} through camavg_core.scoring.target_scores."
+
+
+# --------------------------------------------------------------------------- faithfulness doors
+def undefined_terms(metric: str, count: int) -> str:
+    return (f"{metric}: {count} sample(s) with finite scores gave an undefined (non-finite) term; this "
+            f"metric does not leave samples out. Check the scores its terms divide by, or describe the "
+            f"metric with leaves_out=True to leave such samples out and count them.")
+
+
+def all_undefined(metric: str, n: int) -> str:
+    return (f"{metric}: the term is undefined for all {n} sample(s) (e.g. MuFidelity's score drops or CAM "
+            f"sums constant over the subsets), so it has no value. Check that the model's score moves when "
+            f"parts of the input are removed and that the CAMs are not constant.")
+
+
+def perturbed_scores(metric: str) -> str:
+    return f"score_function on the inputs perturbed for {metric}"
+
+
+def needs_its_perturbation(names: list) -> str:
+    return (f"{', '.join(names)} cannot be computed from the two score vectors (Y_c, O_c): its terms need the "
+            f"scores of its own perturbation's steps. Use AveragesCam.evaluate(cams, score, metrics=[...]), "
+            f"AveragesCam.compare or a stream (evaluate_dataset(..., metrics=[...])), which run that perturbation.")

@@ -225,7 +225,6 @@ def test_stable_argsort_inverse_permutation_and_ranks_match_numpy(name):
 
 
 # --------------------------------------------------------------------------- the description's part
-@pytest.mark.xfail(strict=True, reason="metric descriptions: issue 21 item 1")
 def test_the_removal_metric_works_in_evaluate_compare_and_a_stream(problem):
     from camavg_core.metrics import Metric
 
@@ -237,12 +236,37 @@ def test_the_removal_metric_works_in_evaluate_compare_and_a_stream(problem):
         interval="hall_t", bounds=(0.0, 100.0), return_vector="curves",
     )
     expected = reference(images, cams, weights, bias, labels, [0.5])[0][0]
-    for make in (tf_metrics, jax_metrics):
+    other = cams[::-1].copy()
+    expected_other = reference(images, other, weights, bias, labels, [0.5])[0][0]
+    for make, stream in ((tf_metrics, tf_stream), (jax_metrics, jax_stream)):
         metrics = make(images, weights, bias)
         result = metrics.evaluate(cams, CategoricalScore(labels), metrics=[metric])
         assert result.values["top_half_drop"] == pytest.approx(expected, abs=1e-5)
-        compared = metrics.compare({"a": cams, "b": cams[::-1].copy()}, CategoricalScore(labels), metrics=[metric])
+        compared = metrics.compare({"a": cams, "b": other}, CategoricalScore(labels), metrics=[metric])
         assert compared.results["a"].values["top_half_drop"] == pytest.approx(expected, abs=1e-5)
+        (row,) = compared.comparisons.rows
+        assert row.difference == pytest.approx(expected - expected_other, abs=1e-4)
+        batches = [(images[i:i + 3], cams[i:i + 3], labels[i:i + 3]) for i in range(0, N, 3)]
+        streamed = stream(batches, weights, bias, [metric])
+        assert streamed.values["top_half_drop"] == pytest.approx(expected, abs=1e-5)
+
+
+def tf_stream(batches, weights, bias, metrics):
+    keras = pytest.importorskip("keras")
+    from camavg_tf import evaluate_dataset
+
+    model = keras.Sequential([keras.Input((SIZE, SIZE, CHANNELS)), keras.layers.Flatten(),
+                              keras.layers.Dense(CLASSES, activation="softmax")])
+    model.layers[-1].set_weights([weights, bias])
+    return evaluate_dataset(model, batches, metrics=metrics)
+
+
+def jax_stream(batches, weights, bias, metrics):
+    jax = pytest.importorskip("jax")
+    from camavg_jax import evaluate_dataset
+
+    return evaluate_dataset(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ weights + bias), batches,
+                            metrics=metrics)
 
 
 def test_a_strategy_runs_the_mask_and_refuses_other_perturbations_by_name(problem):
