@@ -84,10 +84,11 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
                         "and say in words what the comparison shows (conclusion.txt)")
     common.add_argument("--baseline", metavar="NAME",
                         help="with --compare: compare each method against NAME instead of every pair")
-    common.add_argument("--margin", type=float, default=0.5, metavar="POINTS",
+    common.add_argument("--margin", type=float, default=None, metavar="M",
                         help="with --compare and in the conclusion: call a method better only when the "
-                        "difference is significant and its interval lies beyond POINTS percentage points "
-                        "(default 0.5)")
+                        "difference is significant and its interval lies beyond M in the metric's unit "
+                        "(default: each metric's own, 0.5 percentage points for the averages, 0.005 for "
+                        "Deletion, Insertion, MuFidelity and ROAD)")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
     common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
                         help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
@@ -126,7 +127,7 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
                         help=f"make CAMs with {framework.cam_library}, comma-separated: {','.join(framework.cam_methods)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
     evaluate.add_argument("--metrics", type=_metric_names, default=None, metavar="M1,M2",
-                          help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: all)")
+                          help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: the three averages)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
     evaluate.add_argument("--activation", choices=("softmax", "sigmoid", "identity"),
                           help="apply this to the model's outputs (for a model that returns logits)")
@@ -331,7 +332,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
                                  nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin,
-                                 metrics=args.metrics)
+                                 metrics=args.metrics, results=results)
             text = conclusion(results, rows, {})
         _emit(args, out, results, descriptions, rows, text, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camavg_core import DEFAULT_MARGIN, METRICS, compare_methods, ties
-from camavg_core.metrics import metric_named
+from camavg_core.compare import compare_results
+from camavg_core.metrics import metric_named, on_cam_mask, resolve_metrics
 
 METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
@@ -26,19 +27,30 @@ def _field(row: Any, name: str) -> Any:
 
 
 def compare_pairs(y_c: np.ndarray, o_c: Mapping[str, np.ndarray], *, level: float = 0.95, nan_policy: str = "raise",
-                  baseline: str | None = None, margin: float = DEFAULT_MARGIN,
-                  metrics: Any = None) -> list[dict[str, Any]]:
+                  baseline: str | None = None, margin: float | None = None,
+                  metrics: Any = None, results: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One record per (pair of methods, metric): the fields of :data:`ROW_FIELDS`; every pair, or
     each method against ``baseline``.
 
-    ``difference`` is a minus b, in percentage points; ``p_adjusted`` is Holm-adjusted over the
+    ``difference`` is a minus b, in the metric's unit; ``p_adjusted`` is Holm-adjusted over the
     pairs, per metric; ``better`` names a method only when ``p_adjusted < 1 - level`` and the
-    interval lies beyond ``margin`` points.
+    interval lies beyond ``margin`` (None: each metric's own, 0.5 points for the averages). The
+    averages are compared on the score vectors; any other metric (Deletion, Insertion, ...)
+    on the per-sample terms that ``results`` (``{method: Result}``) kept, as
+    ``AveragesCam.compare`` does.
     """
     if len(o_c) < 2:
         return []
-    table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", nan_policy=nan_policy,
-                            baseline=baseline, margin=margin, metrics=metrics)
+    described = resolve_metrics(metrics)
+    averages = tuple(m for m in described if on_cam_mask(m))
+    others = tuple(m for m in described if not on_cam_mask(m))
+    table = None
+    if averages:
+        table = compare_methods(y_c, dict(o_c), level=level, adjust="holm", nan_policy=nan_policy,
+                                baseline=baseline, margin=margin, metrics=averages)
+    if others:
+        table = compare_results(dict(results), others, baseline=baseline, level=level, margin=margin,
+                                averages_table=table)
     return [{name: _plain(_field(row, name)) for name in ROW_FIELDS} for row in table.rows]
 
 

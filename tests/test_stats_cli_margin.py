@@ -52,3 +52,21 @@ def test_an_underflowed_p_value_prints_as_below_1e_300():
     text = report.format_comparison_table([{**row, "metric": metric}
                                            for metric in ("average_drop", "average_increase", "average_gain")])
     assert "p< 1e-300" in text and "p=0 " not in text and "x better" in text
+
+
+def test_compare_on_deletion_and_insertion_gives_the_difference_of_the_results(files, tmp_path, capsys):  # noqa: F811 - the fixture imported above
+    """Curve metrics are compared on their per-sample terms: the difference is method a's
+    value minus method b's, each metric with its own margin (0.005 for a fraction)."""
+    args = _evaluate_args(files, "--compare", "--metrics", "average_drop,deletion,insertion", "--format", "json",
+                          "--quiet", "--no-plot", "--out", str(tmp_path / "out"))
+    status, out, err = _run_in_process(capsys, *args)
+    assert status == 0, err
+    printed = json.loads(out)
+    values = {result["method"]: result for result in printed["results"]}
+    rows = printed["comparisons"]
+    assert sorted({row["metric"] for row in rows}) == ["average_drop", "deletion", "insertion"]
+    for row in rows:
+        expected = values[row["a"]][row["metric"]] - values[row["b"]][row["metric"]]
+        assert abs(row["difference"] - expected) < 1e-9, row
+        assert row["margin"] == (0.5 if row["metric"] == "average_drop" else 0.005)
+        assert row["low"] <= row["difference"] <= row["high"]
