@@ -249,6 +249,30 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
         axes.text(x, position, f"  {value:.2f}" if value < 10 else f"  {value:.1f}", va="center", ha="left", fontsize=7)
 
 
+#: curve metrics whose mean curve per method the report draws, and what their x axis is
+CURVE_PLOTS = {"deletion": "fraction of pixels set to the baseline, most salient first",
+               "insertion": "fraction of pixels restored, most salient first"}
+
+
+def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str]) -> None:
+    """One panel per curve metric: each method's mean curve (score against the fraction of
+    pixels perturbed), the curve whose area is the metric."""
+    axes_row = part.subplots(1, len(names), squeeze=False)[0]
+    for axes, name in zip(axes_row, names):
+        for method, result in results.items():
+            curves = (result.curves or {}).get(name)
+            if not curves:
+                continue
+            mean = np.nanmean(np.asarray(curves[0], dtype=np.float64), axis=0)
+            axes.plot(np.linspace(0.0, 1.0, mean.size), mean, marker=".", label=f"{method} ({result.values[name]:.3f})")
+        axes.set_title(f"{name}: mean curve per method (area in the legend)", fontsize=9)
+        axes.set_xlabel(CURVE_PLOTS[name], fontsize=8)
+        axes.set_ylabel("score of the target class", fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.legend(fontsize=7)
+    part.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.86, wspace=0.2)
+
+
 def plot_report(
     path: str | Path | BinaryIO,
     results: Mapping[str, Result],
@@ -280,10 +304,16 @@ def plot_report(
     n_columns = 3 * n_samples
     bar_height = 0.3 * len(methods) + 1.2
     grid_height = 1.2 * len(methods)
-    figure = Figure(figsize=(max(11.0, 1.25 * n_columns + 2.0), bar_height + grid_height + 0.6), dpi=110)
+    curve_names = [name for name in CURVE_PLOTS if any((r.curves or {}).get(name) for r in results.values())]
+    curve_height = 2.6 if curve_names else 0.0
+    figure = Figure(figsize=(max(11.0, 1.25 * n_columns + 2.0), bar_height + curve_height + grid_height + 0.6), dpi=110)
     FigureCanvasAgg(figure)
-    figure.suptitle(title, fontsize=12)
-    top, bottom = figure.subfigures(2, 1, height_ratios=[bar_height + 0.3, grid_height + 0.3])
+    if curve_names:
+        top, middle, bottom = figure.subfigures(
+            3, 1, height_ratios=[bar_height + 0.3, curve_height, grid_height + 0.3])
+        _mean_curves(middle, results, curve_names)
+    else:
+        top, bottom = figure.subfigures(2, 1, height_ratios=[bar_height + 0.3, grid_height + 0.3])
 
     metrics = metrics_of(results)
     bar_axes = top.subplots(1, len(metrics), squeeze=False)[0]
@@ -291,7 +321,9 @@ def plot_report(
         _metric_bars(axes, results, metric)
     for axes in bar_axes[1:]:
         axes.set_yticklabels([])
-    top.subplots_adjust(left=0.17, right=0.98, bottom=0.14, top=0.84, wspace=0.08)
+    # the title in the bars' own part, above their titles: the parts share the figure's height exactly
+    top.suptitle(title, fontsize=12, y=0.99)
+    top.subplots_adjust(left=0.17, right=0.98, bottom=0.14, top=0.74, wspace=0.08)
     top.text(0.5, 0.01, "blue: CAM methods, grey: reference maps; whiskers: confidence intervals "
              "(when computed). Below: each image, its CAM, and the masked image (image x CAM) the model is scored on.",
              ha="center", va="bottom", fontsize=8, color="#444444")
