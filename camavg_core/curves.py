@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from camavg_core.backends import Backend, resolve_backend
+from camavg_core.backends import Backend, resolve_backend, work_dtype
 
 #: RISE's blur: a Gaussian of 11 taps (radius 5) and sigma 5, per channel.
 BLUR_RADIUS = 5
@@ -114,7 +114,7 @@ def gaussian_blur(backend: Backend, x: Any, axes: tuple[int, ...]) -> Any:
     [0.146, 0.091, 0.101, 0.107, 0.109, 0.107, 0.101, 0.091, 0.146]
     """
     dtype = backend.dtype_name(x)
-    work = "float64" if dtype == "float64" else "float32"
+    work = work_dtype(dtype)
     blurred = backend.astype(x, work)
     letters = "abcdefgh"[: len(backend.shape(x))]
     for axis in axes:
