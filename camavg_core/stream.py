@@ -271,8 +271,10 @@ def evaluate_stream(
             score_function = stream_score(score, targets)
             batch_options = options._replace(multi_input=validation.is_array_list(inputs))
             # a stream batch is one step of the compiled passes, plain and masked alike
+            # built and used for this batch alone: nothing outlives it to go stale, so the
+            # model's version (a pass over every weight) is not read twice per batch
             engine = Engine(adapter, inputs, batch_size=_rows(inputs), nan_policy=nan_policy, level=level,
-                            options=batch_options, offset=_samples_seen(counted.state))
+                            options=batch_options, offset=_samples_seen(counted.state), watch_model=False)
             engine.check_probability_outputs(described)
             _check_target_count(targets, engine.n)
             if perturbed:
