@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -44,8 +45,7 @@ class WeightSums:
 
     def __init__(self, variables: list) -> None:
         self.variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
-        # a partial, not a closure: TensorFlow counts traces per code object, and each
-        # AveragesCam traces its own sums once
+        # a partial, not a closure: TensorFlow counts traces per code object
         self._sums = tf.function(functools.partial(self._reduce))
 
     def __call__(self) -> np.ndarray:
@@ -62,6 +62,28 @@ class WeightSums:
                 tf.reduce_sum(values), tf.reduce_sum(values * values), tf.reduce_sum(values * projection),
             ]))
         return tf.stack(rows)
+
+
+#: per model, the sums of its variables as they were last listed: a ``WeightSums`` is a pure
+#: function of the variable objects it holds (it reads their values live, and no model code is
+#: in its trace), so every watch of one model may share it; its trace (a few thousand ops for
+#: an ImageNet model) is then paid once per model, not once per ``AveragesCam``. Weak keys: the
+#: entry goes with the model.
+_SHARED_SUMS: "weakref.WeakKeyDictionary[Any, tuple[tuple, WeightSums]]" = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def weight_sums(model: Any, variables: list, key: tuple) -> "WeightSums":
+    """The :class:`WeightSums` of ``variables`` (whose ids are ``key``), shared per model."""
+    with _SHARED_LOCK:
+        try:
+            shared = _SHARED_SUMS.get(model)
+        except TypeError:  # a model that cannot be weakly referenced: sums of its own
+            return WeightSums(variables)
+        if shared is None or shared[0] != key:
+            shared = (key, WeightSums(variables))
+            _SHARED_SUMS[model] = shared
+        return shared[1]
 
 
 class ModelWatch:
@@ -91,6 +113,6 @@ class ModelWatch:
             return None
         with self._lock:
             if self._sums is None or self._sums[0] != structure[2]:
-                self._sums = (structure[2], WeightSums(list(self.model.variables)))
+                self._sums = (structure[2], weight_sums(self.model, list(self.model.variables), structure[2]))
             sums = self._sums[1]
         return structure, sums().tobytes()

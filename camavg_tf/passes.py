@@ -167,7 +167,15 @@ class CompiledPasses:
         self._compiled: dict[tuple, Any] = {}
 
     def plain(self, inputs: list, batch_size: int) -> list:
-        return self._function("plain", (tuple(inputs),))(tuple(inputs), _batch_tensor(batch_size))
+        """(N, ...) per output. One traced step per batch, called from Python, not a graph
+        loop: this pass runs once per ``AveragesCam`` (and per model change), right after its
+        trace, so what counts is the trace, and a step's graph is the model's alone, as small
+        as a bare ``tf.function`` forward pass (a graph loop around it costs more to trace and
+        to optimise than its overlap of batches saves on one run)."""
+        step = self._function("plain", (tuple(inputs),))
+        n = int(inputs[0].shape[0])
+        parts = [step(tuple(x[start : start + batch_size] for x in inputs)) for start in range(0, n, batch_size)]
+        return [tf.concat(outputs, axis=0) for outputs in zip(*parts)]
 
     def masked(self, inputs: list, cams: list, batch_size: int) -> list:
         """(N, ...) per output: the one step of :data:`CAM_MASK` (no step loop in the graph)."""
@@ -198,8 +206,9 @@ class CompiledPasses:
         function = self._compiled.get(key)
         if function is None:
             extra = [] if perturbation is None else [tf.TensorSpec((None, None), tf.float32)]
+            batch_size = [] if kind == "plain" else [tf.TensorSpec((), tf.int64)]  # plain: one batch
             function = self._compiled.setdefault(
-                key, tf.function(self._graph(kind, perturbation), input_signature=[*signature, *extra, tf.TensorSpec((), tf.int64)])
+                key, tf.function(self._graph(kind, perturbation), input_signature=[*signature, *extra, *batch_size])
             )
         return function
 
@@ -209,9 +218,9 @@ class CompiledPasses:
         ``AveragesCam`` traces its own passes once, which is no retracing to warn about."""
         if kind == "plain":
 
-            def plain_pass(inputs: tuple, batch_size: tf.Tensor) -> list:
+            def plain_pass(batch: tuple) -> list:
                 self.trace_count += 1
-                return self._loop(batch_slices(inputs, batch_size), self.steps.plain)
+                return self.steps.plain(batch)
 
             return functools.partial(plain_pass)
 
