@@ -8,7 +8,6 @@ with NumPy on the masked images) and the equations, never from camavg itself.
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import numpy as np
 import pytest
@@ -95,36 +94,19 @@ def assert_matches_reference(result, cams, labels=LABELS, tol=1e-5):
 
 
 # ---------------------------------------------------------------------------- threads
-def test_threads_sharing_one_averagescam_get_their_own_numbers(fw):
+def test_threads_sharing_one_averagescam_get_their_own_numbers(fw, run_threads):
     metrics = fw.metrics()
     cam_sets = [cam_set(seed) for seed in range(8)]
     expected = [metrics.evaluate(cams, score()).o_c for cams in cam_sets]  # one thread first
     for cams, o_c in zip(cam_sets, expected):
         np.testing.assert_allclose(o_c, reference_scores(cams)[1], atol=1e-5)
-    # pytest only warns about an exception raised in a thread: each worker records its own
-    failures, errors, finished, barrier = [], [None] * 8, [False] * 8, threading.Barrier(8)
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            for _ in range(10):
-                o_c = metrics.evaluate(cam_sets[index], score()).o_c
-                if not np.allclose(o_c, expected[index], atol=1e-6, rtol=0):
-                    failures.append(index)
-            finished[index] = True
-        except BaseException as exc:  # re-raised in the test's own thread below
-            errors[index] = exc
+        for _ in range(10):
+            o_c = metrics.evaluate(cam_sets[index], score()).o_c
+            np.testing.assert_allclose(o_c, expected[index], atol=1e-6, rtol=0, err_msg=f"worker {index}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for index, error in enumerate(errors):
-        if error is not None:
-            raise AssertionError(f"worker {index} raised {error!r}") from error
-    assert all(finished), finished
-    assert failures == []
+    run_threads(worker, 8)
 
 
 # ---------------------------------------------------------------------------- in place
@@ -280,33 +262,18 @@ def reference_curve_values(cams) -> dict:
             for kind in ("deletion", "insertion")}
 
 
-def test_threads_sharing_one_averagescam_get_their_own_curves(fw):
+def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
     metrics = fw.metrics()
     cam_sets = [cam_set(20 + seed) for seed in range(6)]
     expected = [reference_curve_values(cams) for cams in cam_sets]
-    # pytest only warns about an exception raised in a thread: each worker records its own
-    errors, finished, barrier = [None] * 6, [False] * 6, threading.Barrier(6)
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            for _ in range(5):
-                values = metrics.evaluate(cam_sets[index], score(), metrics=["deletion", "insertion"]).values
-                for kind, value in expected[index].items():
-                    assert abs(values[kind] - value) < 1e-5, (index, kind, values[kind], value)
-            finished[index] = True
-        except BaseException as exc:  # re-raised in the test's own thread below
-            errors[index] = exc
+        for _ in range(5):
+            values = metrics.evaluate(cam_sets[index], score(), metrics=["deletion", "insertion"]).values
+            for kind, value in expected[index].items():
+                assert abs(values[kind] - value) < 1e-5, (index, kind, values[kind], value)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for index, error in enumerate(errors):
-        if error is not None:
-            raise AssertionError(f"worker {index} raised {error!r}") from error
-    assert all(finished), finished
+    run_threads(worker, 6)
 
 
 @pytest.mark.parametrize("kind", ["deletion", "insertion"])
