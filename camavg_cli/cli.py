@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from camavg_core import validation
 from camavg_core.metrics import METRICS
 from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
 from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
@@ -98,7 +99,8 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     common.add_argument("--no-replace-to-linear", dest="replace_to_linear", action="store_false",
                         help=f"make CAMs on the model's own output instead of {framework.cam_library}' ReplaceToLinear "
                         "(pre-softmax) copy of it")
-    common.add_argument("--scorecam-max-n", type=_max_n, default=framework.scorecam_max_n, metavar="K|all",
+    # no default here: whether it was given is checked (_check_option_pairs), then its default is set
+    common.add_argument("--scorecam-max-n", type=_max_n, default=argparse.SUPPRESS, metavar="K|all",
                         help=f"Score-CAM's max_N: channels it keeps (default {framework.scorecam_max_n}; 'all' keeps every channel)")
     common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
 
@@ -366,6 +368,33 @@ def _check_compare(args: argparse.Namespace, methods: Sequence[str]) -> None:
         )
 
 
+#: options that change nothing without another: (option, its attribute in the parsed arguments,
+#: the option it needs, what it does, the commands where it needs it). The demo makes its own
+#: CAMs and always writes its conclusion, so there only --baseline needs --compare.
+_OPTION_PAIRS = (
+    ("--baseline", "baseline", "--compare", "picks the method each other method is compared against", ("demo", "evaluate")),
+    ("--margin", "margin", "--compare", "decides when a comparison calls a method better", ("evaluate",)),
+    ("--layer", "layer", "--method", "names the layer --method takes its CAMs at", ("evaluate",)),
+    ("--no-replace-to-linear", "replace_to_linear", "--method", "changes how --method makes its CAMs", ("evaluate",)),
+    ("--scorecam-max-n", "scorecam_max_n", "--method", "sets the Score-CAM recipe of --method", ("evaluate",)),
+)
+#: the value of each attribute above when its option was not given
+_NOT_GIVEN = {"baseline": None, "margin": None, "layer": None, "replace_to_linear": True}
+
+
+def _check_option_pairs(args: argparse.Namespace, framework: Framework) -> None:
+    """An option given without the option it works with is refused, before any work (it would
+    be ignored without a word); then --scorecam-max-n gets its default when not given."""
+    needed_given = {"--compare": args.compare, "--method": getattr(args, "method", None) is not None}
+    for option, attribute, needed, effect, commands in _OPTION_PAIRS:
+        given = (hasattr(args, attribute) if attribute not in _NOT_GIVEN
+                 else getattr(args, attribute, _NOT_GIVEN[attribute]) != _NOT_GIVEN[attribute])
+        if args.command in commands and given and not needed_given[needed]:
+            raise CommandError(validation.option_needs_another(option, needed, effect))
+    if not hasattr(args, "scorecam_max_n"):
+        args.scorecam_max_n = framework.scorecam_max_n
+
+
 def _output_names(args: argparse.Namespace, *, comparisons: bool) -> list[str]:
     """The files a run may write into --out, checked before any work."""
     names = ["results.json", "results.csv"]
@@ -400,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         framework = get_framework(_framework_name(argv))
         args = build_parser(framework).parse_args(argv)
+        _check_option_pairs(args, framework)
         return run_demo(args, framework) if args.command == "demo" else run_evaluate(args, framework)
     except SystemExit as stop:  # --help, or argparse's own exit
         return int(stop.code or 0) if isinstance(stop.code, int) or stop.code is None else EXIT_USAGE

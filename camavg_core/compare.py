@@ -520,17 +520,7 @@ def compare_results(results: dict, metrics: tuple[Metric, ...], *, baseline: str
     level, margin = check_level(level), check_margin(margin)
     tests = check_test(test, metrics)
     validation.check_ci_method(ci_method)
-    names = [str(name) for name in results]
-    if methods is not None:
-        unknown = [name for name in methods if name not in results]
-        if unknown:
-            raise ValueError(validation.unknown_methods(unknown, names))
-        names = [name for name in names if name in set(methods) or name == baseline]
-    if baseline is not None and baseline not in results:
-        raise ValueError(validation.unknown_baseline(baseline, names))
-    pairs = _pairs(names, baseline)
-    if not pairs:
-        raise ValueError(validation.no_pair(names))
+    pairs = selected_pairs(results, methods, baseline)
     comparisons = {}
     for a, b in pairs:
         ra, rb = results[a], results[b]
@@ -807,10 +797,32 @@ def _p_cell(p_value: float) -> str:
     return f"{p_value:9.3g}" if p_value > 0.0 else f"{format_p(p_value):>9}"
 
 
-def _pairs(names: list[str], baseline: str | None) -> list[tuple[str, str]]:
+def selected_pairs(methods_by_name: dict, methods: Any, baseline: str | None) -> list[tuple[str, str]]:
+    """The pairs ``(a, b)`` a comparison of ``methods_by_name``'s methods runs, in their order:
+    every pair, or each method against ``baseline``; only ``methods`` (and the baseline) when
+    given. An unknown name in ``methods`` or ``baseline``, or fewer than two methods left, is
+    an error that names the methods there are.
+
+    >>> selected_pairs({"a": 0, "b": 0, "c": 0}, None, "b")
+    [('a', 'b'), ('c', 'b')]
+    >>> selected_pairs({"a": 0, "b": 0, "c": 0}, ["a", "c"], None)
+    [('a', 'c')]
+    """
+    names = [str(name) for name in methods_by_name]
+    if methods is not None:
+        unknown = [name for name in methods if name not in methods_by_name]
+        if unknown:
+            raise ValueError(validation.unknown_methods(unknown, names))
+        names = [name for name in names if name in set(methods) or name == baseline]
+    if baseline is not None and baseline not in methods_by_name:
+        raise ValueError(validation.unknown_baseline(baseline, names))
     if baseline is None:
-        return list(itertools.combinations(names, 2))
-    return [(name, baseline) for name in names if name != baseline]
+        pairs = list(itertools.combinations(names, 2))
+    else:
+        pairs = [(name, baseline) for name in names if name != baseline]
+    if not pairs:
+        raise ValueError(validation.no_pair(names))
+    return pairs
 
 
 def check_adjust(adjust: Any) -> None:
@@ -864,17 +876,8 @@ def compare_methods(
     described = resolve_metrics(metrics)
     level, margin, tests = check_level(level), check_margin(margin), check_test(test, described)
     validation.check_ci_method(ci_method)
+    pairs = selected_pairs(masked_scores, methods, baseline)
     names = [str(name) for name in masked_scores]
-    if methods is not None:
-        unknown = [name for name in methods if name not in masked_scores]
-        if unknown:
-            raise ValueError(validation.unknown_methods(unknown, names))
-        names = [name for name in names if name in set(methods) or name == baseline]
-    if baseline is not None and baseline not in masked_scores:
-        raise ValueError(validation.unknown_baseline(baseline, names))
-    pairs = _pairs(names, baseline)
-    if not pairs:
-        raise ValueError(validation.no_pair(names))
     used = sorted({name for pair in pairs for name in pair}, key=names.index)
     vectors = checked_vectors({"y_c": y_c, **{name: masked_scores[name] for name in used}}, nan_policy)
     for values, argument in zip(vectors, ["y_c", *used]):

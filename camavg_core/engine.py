@@ -137,15 +137,25 @@ class CamSet(NamedTuple):
     normalize: bool
 
 
-class _PerturbedOutputs(NamedTuple):
-    """The cache's one entry: the (K, N, ...) outputs of a CAM set under a perturbation, keyed
-    by that CAM set, the perturbation's key and parameters, and the model version."""
+class PassKey(NamedTuple):
+    """What a perturbed pass computes besides the CAMs and the model, by value: the
+    perturbation's key, its (K, P) parameters (dtype, shape and bytes) and a digest of its
+    per-sample data (empty when it has none). Two perturbation objects built apart but equal
+    in these give one key, so they share one pass; an object's identity never enters it (an
+    ``id`` is reused once its object is collected)."""
 
-    version: Any
-    cams: CamSet
     key: Any
     parameters: bytes
     extra: bytes
+
+
+class _PerturbedOutputs(NamedTuple):
+    """The cache's one entry: the (K, N, ...) outputs of a CAM set under a perturbation, keyed
+    by that CAM set, the perturbation's :class:`PassKey`, and the model version."""
+
+    version: Any
+    cams: CamSet
+    pass_key: PassKey
     outputs: list
 
 
@@ -255,23 +265,31 @@ class Engine:
         o_c[self.bad_inputs | cam_set.nonfinite] = np.nan
         return y_c, o_c
 
-    def perturbed_outputs(self, cam_set: CamSet, perturbation: Perturbation = CAM_MASK, *, version: Any = _ASK) -> list:
-        """The model's outputs on the inputs perturbed by ``perturbation`` with ``cam_set``:
-        (K, N, ...) per model output. From the cache when the last call had the same CAM
-        values, normalisation, perturbation key, parameters and per-sample data under the same
-        model version (``version``: the model version the caller just read; by default asked
-        afresh), else one compiled pass."""
-        if version is _ASK:
-            version = self.plain_outputs().version
-        parameters = self.step_parameters(perturbation).tobytes()
+    def pass_key(self, perturbation: Perturbation) -> tuple[PassKey, np.ndarray | None]:
+        """The :class:`PassKey` of ``perturbation`` for these inputs, and its per-sample data
+        (None when it has none), which the pass needs beside the key."""
+        parameters = self.step_parameters(perturbation)
         extra = self.per_sample(perturbation)
         # the seed is no part of the key (it changes no trace), so the data itself is compared
         digest = b"" if extra is None else hashlib.blake2b(
             f"{extra.dtype.str}{extra.shape}".encode() + np.ascontiguousarray(extra).tobytes(), digest_size=16
         ).digest()
+        values = f"{parameters.dtype.str}{parameters.shape}".encode() + parameters.tobytes()
+        return PassKey(perturbation.key, values, digest), extra
+
+    def perturbed_outputs(self, cam_set: CamSet, perturbation: Perturbation = CAM_MASK, *, version: Any = _ASK,
+                          keyed: tuple[PassKey, np.ndarray | None] | None = None) -> list:
+        """The model's outputs on the inputs perturbed by ``perturbation`` with ``cam_set``:
+        (K, N, ...) per model output. From the cache when the last call had the same CAM
+        values, normalisation and :class:`PassKey` under the same model version (``version``:
+        the model version the caller just read; by default asked afresh; ``keyed``: the
+        caller's :meth:`pass_key` of ``perturbation``), else one compiled pass."""
+        if version is _ASK:
+            version = self.plain_outputs().version
+        pass_key, extra = self.pass_key(perturbation) if keyed is None else keyed
         last = self._cache.get(perturbation.key)
-        if (last is not None and last.version == version and last.key == perturbation.key
-                and last.parameters == parameters and last.extra == digest and self._same_cams(last.cams, cam_set)):
+        if (last is not None and last.version == version and last.pass_key == pass_key
+                and self._same_cams(last.cams, cam_set)):
             return last.outputs
         options = self.options._replace(normalize=cam_set.normalize)
         # the mask goes as run's default: the four-argument call that wrappers of run know
@@ -279,7 +297,7 @@ class Engine:
         if extra is not None:
             arguments += (self.adapter.own(extra, extra.dtype.name, "the perturbation's per-sample data"),)
         outputs = self.adapter.run(self.inputs, list(cam_set.arrays), options, self.batch_size, *arguments)
-        entry = _PerturbedOutputs(version, cam_set, perturbation.key, parameters, digest, outputs)
+        entry = _PerturbedOutputs(version, cam_set, pass_key, outputs)
         # a new dict, not an update in place: a thread reading the old one sees it whole
         self._cache = {**{k: v for k, v in self._cache.items() if v.version == version}, perturbation.key: entry}
         return outputs
@@ -288,44 +306,49 @@ class Engine:
                 normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
         """``(Y_c, steps, extras, O_c)`` for metrics of any perturbation: the (N,) scores on the
         inputs; ``steps[name]``, the (K, N) scores of each metric's perturbation (one pass per
-        perturbation: the metrics of equal keys and parameters share it, the averages share the
-        CAM mask); ``extras[name]``, the context of the metrics with an ``extras`` hook; and
-        the CAM mask's (N,) scores when some metric uses it (else None)."""
+        :class:`PassKey`: the metrics whose perturbations are equal in value share it, the
+        averages share the CAM mask); ``extras[name]``, the context of the metrics with an
+        ``extras`` hook; and the CAM mask's (N,) scores when some metric uses it (else None)."""
+        y_c, steps, extras, o_c, _ = self._measure(cams, score_function, metrics, normalize)
+        return y_c, steps, extras, o_c
+
+    def _measure(self, cams: Any, score_function: Any, metrics: tuple[Metric, ...],
+                 normalize: bool | None) -> tuple[np.ndarray, dict, dict, np.ndarray | None, dict]:
+        """:meth:`measure`, and its passes: ``{PassKey: (scores (K, N), [metrics])}``."""
         plain = self.plain_outputs()
         functions = as_score_list(score_function, len(plain.outputs))
         cam_set = self.own_cams(cams, self.options.normalize if normalize is None else normalize)
         y_c = self.score(functions, plain.outputs, "score_function on the model's outputs")
         y_c[self.bad_inputs] = np.nan
-        steps, by_pass, kept, o_c = {}, {}, [], None
+        steps, passes, o_c = {}, {}, None
         for metric in metrics:
             perturbation = CAM_MASK if on_cam_mask(metric) else metric.perturbation
-            outputs = self.perturbed_outputs(cam_set, perturbation, version=plain.version)
-            kept.append(outputs)  # alive until the end, so no id is reused
-            if id(outputs) not in by_pass:
+            keyed = self.pass_key(perturbation)
+            if keyed[0] not in passes:
+                outputs = self.perturbed_outputs(cam_set, perturbation, version=plain.version, keyed=keyed)
                 where = ("score_function on the masked inputs" if perturbation is CAM_MASK
                          else validation.perturbed_scores(metric.name))
                 scores = self.step_scores(functions, outputs, where)
                 # a NaN input spoils every score of its sample; a non-finite CAM the perturbed ones
                 scores[:, self.bad_inputs | cam_set.nonfinite] = np.nan
-                by_pass[id(outputs)] = scores
-            steps[metric.name] = by_pass[id(outputs)]
+                passes[keyed[0]] = (scores, [])
+            scores, users = passes[keyed[0]]
+            users.append(metric)
+            steps[metric.name] = scores
             if perturbation is CAM_MASK:
-                o_c = steps[metric.name][0]
+                o_c = scores[0]
         extras = {m.name: m.extras(self, cam_set) for m in metrics if m.extras is not None}
-        return y_c, steps, extras, o_c
+        return y_c, steps, extras, o_c, passes
 
     def checked_measure(self, cams: Any, score_function: Any, metrics: tuple[Metric, ...], *,
                         normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
         """:meth:`measure`, then the door's one check of each score vector (the inputs' and
         each pass's) against what the metrics that read it need."""
-        y_c, steps, extras, o_c = self.measure(cams, score_function, metrics, normalize=normalize)
-        checked: dict = {}
-        for metric in metrics:
-            checked.setdefault(id(steps[metric.name]), (steps[metric.name], []))[1].append(metric)
-        self.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in checked.values()]),
+        y_c, steps, extras, o_c, passes = self._measure(cams, score_function, metrics, normalize)
+        self.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in passes.values()]),
                                  metrics)
         check_scores(y_c, metrics, "Y_c")
-        for values, users in checked.values():
+        for values, users in passes.values():
             name = "O_c" if on_cam_mask(users[0]) else f"the {users[0].name} scores"
             check_scores(values.ravel(), tuple(users), name)
         return y_c, steps, extras, o_c

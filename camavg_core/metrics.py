@@ -158,7 +158,10 @@ def gain_terms(y_c: Any, o_c: Any, *, backend: str | Backend | None = None) -> A
     """
     bk = resolve_backend(backend, y_c, o_c)
     y, o = as_float_pair(y_c, o_c, bk)
-    return bk.maximum(o - y, 0.0) / (1.0 - y + EPSILON)
+    # XLA (jax.jit, TF jit_compile) folds (1 - Y) + eps into (1 + eps) - Y, and 1 + eps rounds
+    # to 1 + 1.19e-7 in float32: near Y = 1 that moves the term by up to 11%. 1 - Y is exact
+    # there (Sterbenz), and the max, equal to it for a probability, keeps the constants apart.
+    return bk.maximum(o - y, 0.0) / (bk.maximum(1.0 - y, 0.0) + EPSILON)
 
 
 def _on_mask(function: Callable) -> Callable:

@@ -1038,3 +1038,11 @@ def needs_its_perturbation(names: list) -> str:
     return (f"{', '.join(names)} cannot be computed from the two score vectors (Y_c, O_c): its terms need the "
             f"scores of its own perturbation's steps. Use AveragesCam.evaluate(cams, score, metrics=[...]), "
             f"AveragesCam.compare or a stream (evaluate_dataset(..., metrics=[...])), which run that perturbation.")
+
+
+# --------------------------------------------------------------------------- command-line options
+def option_needs_another(option: str, needed: str, effect: str) -> str:
+    """``option`` given without ``needed``, the option it only works with; ``effect``: what
+    ``option`` does, a whole phrase (``"picks the method each other is compared against"``)."""
+    return (f"{option} {effect}, so without {needed} it would change nothing: add {needed}, "
+            f"or leave {option} out.")

@@ -87,3 +87,53 @@ def demo_model(tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("camavg-cache")
     model, was_trained = demo.load_or_train(cache_dir)
     return model, was_trained, cache_dir
+
+
+@pytest.fixture(scope="session")
+def linear_softmax_problem():
+    """The function ``(seed, shape, classes, cam_decimals=None) -> (images, cams, weights, bias,
+    labels)``: float32 images of ``shape`` (N, H, W, C) and (N, H, W) CAMs in [0, 1) (rounded to
+    ``cam_decimals``, which makes many ties), the weights (H * W * C, classes) and bias of a
+    softmax layer on the flattened image, and integer labels; drawn in that order from
+    ``default_rng(seed)``, so each test module keeps the numbers it had."""
+    def make(seed: int, shape: tuple, classes: int, cam_decimals: int | None = None) -> tuple:
+        rng = np.random.default_rng(seed)
+        n, height, width, channels = shape
+        images = rng.random(shape).astype(np.float32)
+        cams = rng.random((n, height, width))
+        cams = (cams if cam_decimals is None else np.round(cams, cam_decimals)).astype(np.float32)
+        weights = rng.normal(size=(height * width * channels, classes)).astype(np.float32)
+        bias = rng.normal(size=classes).astype(np.float32)
+        labels = rng.integers(0, classes, n)
+        return images, cams, weights, bias, labels
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def run_threads():
+    """The function ``(worker, count)``: runs ``worker(index)`` in ``count`` threads that start
+    together (a barrier), waits for all, and fails on the first worker's exception, which
+    pytest alone would only warn about."""
+    import threading
+
+    def run(worker, count: int) -> None:
+        errors, barrier = [None] * count, threading.Barrier(count)
+
+        def guarded(index: int) -> None:
+            try:
+                barrier.wait()
+                worker(index)
+            except BaseException as exc:  # re-raised in the test's own thread below
+                errors[index] = exc
+
+        threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for index, error in enumerate(errors):
+            if error is not None:
+                raise AssertionError(f"worker {index} raised {error!r}") from error
+
+    return run

@@ -164,3 +164,45 @@ def test_an_unknown_or_missing_framework_is_one_line(monkeypatch, capsys):
     monkeypatch.setitem(FRAMEWORKS, "torch", ("camavg_no_such_adapter.app.framework", "pip install 'camavg[torch]'"))
     _one_error_line(main(["evaluate", "--framework", "torch"]), capsys.readouterr().err,
                     "--framework torch", "camavg_no_such_adapter is not installed", "pip install 'camavg[torch]'")
+
+
+@pytest.mark.parametrize("option, needed", [
+    (["--baseline", "alpha"], "--compare"),
+    (["--margin", "0"], "--compare"),
+    (["--layer", "any"], "--method"),
+    (["--no-replace-to-linear"], "--method"),
+    (["--scorecam-max-n", "4"], "--method"),
+], ids=lambda value: value[0] if isinstance(value, list) else value)
+def test_an_option_without_the_option_it_works_with_is_refused_before_any_work(saved, numpy_framework, capsys,
+                                                                                option, needed):
+    folder, _ = saved
+    status = main(["evaluate", "--framework", "numpy", "--model", str(folder / "model.npz"), "--inputs", str(folder / "x.npy"),
+                   "--targets", str(folder / "y.npy"), "--cams", str(folder / "alpha.npy"), str(folder / "beta.npy"),
+                   *option, "--no-plot", "--quiet", "--out", str(folder / "out")])
+    _one_error_line(status, capsys.readouterr().err, option[0], f"without {needed}", f"add {needed}, or leave {option[0]} out")
+    assert not (folder / "out").exists()
+
+
+def test_the_same_options_beside_the_option_they_work_with_run(saved, numpy_framework, capsys):
+    folder, files = saved
+    common = ["evaluate", "--framework", "numpy", "--model", str(folder / "model.npz"), "--inputs", str(folder / "x.npy"),
+              "--targets", str(folder / "y.npy"), "--no-plot", "--quiet", "--format", "json"]
+    status = main([*common, "--method", "ones", "--layer", "any", "--no-replace-to-linear", "--scorecam-max-n", "4",
+                   "--out", str(folder / "made")])
+    (record,) = json.loads(capsys.readouterr().out)
+    assert status == 0 and record["average_drop"] == 0.0  # a map of ones keeps every input
+    status = main([*common, "--cams", str(folder / "alpha.npy"), str(folder / "beta.npy"), "--compare",
+                   "--baseline", "beta", "--margin", "0", "--out", str(folder / "compared")])
+    rows = json.loads(capsys.readouterr().out)["comparisons"]
+    assert status == 0 and {(row["a"], row["b"], row["margin"]) for row in rows} == {("alpha", "beta", 0.0)}
+    drops = {name: _expected(files, files[name])["average_drop"] for name in ("alpha", "beta")}
+    (drop,) = [row for row in rows if row["metric"] == "average_drop"]
+    assert drop["difference"] == pytest.approx(drops["alpha"] - drops["beta"], abs=1e-4)
+
+
+def test_the_demo_refuses_a_baseline_without_compare_but_takes_a_margin(numpy_framework, tmp_path, capsys):
+    status = main(["demo", "--framework", "numpy", "--baseline", "gradcam", "--quiet", "--out", str(tmp_path / "out")])
+    _one_error_line(status, capsys.readouterr().err, "--baseline", "add --compare, or leave --baseline out")
+    # the demo's conclusion reads --margin without --compare: past the option check, to the demo's own error
+    status = main(["demo", "--framework", "numpy", "--margin", "1", "--quiet", "--out", str(tmp_path / "out")])
+    _one_error_line(status, capsys.readouterr().err, "--framework numpy has no demo")

@@ -38,14 +38,8 @@ def engine_curves(metrics, cams, score, perturbation):
 
 # --------------------------------------------------------------------------- a softmax model
 @pytest.fixture(scope="module")
-def problem():
-    rng = np.random.default_rng(22)
-    images = rng.random((N, SIZE, SIZE, CHANNELS)).astype(np.float32)
-    cams = np.round(rng.random((N, SIZE, SIZE)), 1).astype(np.float32)  # many ties
-    weights = rng.normal(size=(SIZE * SIZE * CHANNELS, CLASSES)).astype(np.float32)
-    bias = rng.normal(size=CLASSES).astype(np.float32)
-    labels = rng.integers(0, CLASSES, N)
-    return images, cams, weights, bias, labels
+def problem(linear_softmax_problem):
+    return linear_softmax_problem(22, (N, SIZE, SIZE, CHANNELS), CLASSES, cam_decimals=1)  # many ties
 
 
 def softmax_score(weights, bias, labels):

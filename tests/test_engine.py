@@ -7,12 +7,12 @@ with NumPy on the masked images) and the equations, never from camavg itself.
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 
 import numpy as np
 import pytest
 
-from reference import reference_metrics
+from reference import reference_auc, reference_curves, reference_metrics
 
 N, SIZE, CLASSES = 24, 6, 3
 RNG = np.random.default_rng(7)
@@ -94,36 +94,19 @@ def assert_matches_reference(result, cams, labels=LABELS, tol=1e-5):
 
 
 # ---------------------------------------------------------------------------- threads
-def test_threads_sharing_one_averagescam_get_their_own_numbers(fw):
+def test_threads_sharing_one_averagescam_get_their_own_numbers(fw, run_threads):
     metrics = fw.metrics()
     cam_sets = [cam_set(seed) for seed in range(8)]
     expected = [metrics.evaluate(cams, score()).o_c for cams in cam_sets]  # one thread first
     for cams, o_c in zip(cam_sets, expected):
         np.testing.assert_allclose(o_c, reference_scores(cams)[1], atol=1e-5)
-    # pytest only warns about an exception raised in a thread: each worker records its own
-    failures, errors, finished, barrier = [], [None] * 8, [False] * 8, threading.Barrier(8)
 
     def worker(index: int) -> None:
-        try:
-            barrier.wait()
-            for _ in range(10):
-                o_c = metrics.evaluate(cam_sets[index], score()).o_c
-                if not np.allclose(o_c, expected[index], atol=1e-6, rtol=0):
-                    failures.append(index)
-            finished[index] = True
-        except BaseException as exc:  # re-raised in the test's own thread below
-            errors[index] = exc
+        for _ in range(10):
+            o_c = metrics.evaluate(cam_sets[index], score()).o_c
+            np.testing.assert_allclose(o_c, expected[index], atol=1e-6, rtol=0, err_msg=f"worker {index}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for index, error in enumerate(errors):
-        if error is not None:
-            raise AssertionError(f"worker {index} raised {error!r}") from error
-    assert all(finished), finished
-    assert failures == []
+    run_threads(worker, 8)
 
 
 # ---------------------------------------------------------------------------- in place
@@ -219,18 +202,24 @@ def test_a_score_function_is_applied_afresh_on_every_call(fw):
     assert_matches_reference(metrics.evaluate(cams, function), cams, (LABELS + 1) % CLASSES)
 
 
-def test_several_metrics_of_one_cam_set_cost_one_masked_pass(fw):
-    metrics = fw.metrics()
+def count_perturbed_runs(metrics) -> list:
+    """The list to which each perturbed pass of ``metrics``' adapter appends its perturbation
+    (None for the CAM mask): the adapter's ``run`` wrapped, on this instance only."""
     adapter = metrics.engine.adapter
-    masked_runs = []
-    original = adapter.run
+    runs, original = [], adapter.run
 
-    def counting(inputs, cams, options, batch_size):
+    def counting(inputs, cams, options, batch_size, *rest):
         if cams is not None:
-            masked_runs.append(1)
-        return original(inputs, cams, options, batch_size)
+            runs.append(rest[0] if rest else None)
+        return original(inputs, cams, options, batch_size, *rest)
 
     adapter.run = counting
+    return runs
+
+
+def test_several_metrics_of_one_cam_set_cost_one_masked_pass(fw):
+    metrics = fw.metrics()
+    masked_runs = count_perturbed_runs(metrics)
     cams = cam_set(7)
     metrics.average_drop(cams, score())
     metrics.average_increase(cams.copy(), score())  # equal values in another array: a hit
@@ -238,6 +227,66 @@ def test_several_metrics_of_one_cam_set_cost_one_masked_pass(fw):
     assert len(masked_runs) == 1
     metrics.evaluate_many({"a": cams, "b": cam_set(8)}, score())
     assert len(masked_runs) == 2
+
+
+def test_equal_perturbations_built_apart_share_one_pass_and_different_ones_do_not(fw):
+    """Passes are grouped by the perturbation's value (key, parameters, per-sample data), not by
+    an object: two Deletion(steps=4) built apart share one pass even with a Deletion(steps=5),
+    whose key is the same, measured between them."""
+    from camavg_core.metrics import deletion_metric
+
+    metrics = fw.metrics()
+    runs = count_perturbed_runs(metrics)
+    four_a = dataclasses.replace(deletion_metric(steps=4), name="deletion_four_a")
+    five = dataclasses.replace(deletion_metric(steps=5), name="deletion_five")
+    four_b = dataclasses.replace(deletion_metric(steps=4), name="deletion_four_b")
+    assert four_a.perturbation is not four_b.perturbation
+    cams = cam_set(9)
+    result = metrics.evaluate(cams, score(), metrics=[four_a, five, four_b])
+    assert [run.steps for run in runs] == [4, 5]
+
+    for metric, steps in [(four_a, 4), (five, 5), (four_b, 4)]:
+        expected = reference_auc(reference_curves(target_score, IMAGES, cams, "deletion", steps=steps))
+        assert result.values[metric.name] == pytest.approx(expected.mean(), abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- the curve metrics' cache
+def target_score(sample, image):
+    """The reference's score of sample ``sample`` on one (H, W, C) image."""
+    return numpy_model(image[None])[0, LABELS[sample]]
+
+
+def reference_curve_values(cams) -> dict:
+    """Deletion and Insertion (10 steps, baseline 0) of ``cams`` from tests/reference.py."""
+    return {kind: float(reference_auc(reference_curves(target_score, IMAGES, cams, kind)).mean())
+            for kind in ("deletion", "insertion")}
+
+
+def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
+    metrics = fw.metrics()
+    cam_sets = [cam_set(20 + seed) for seed in range(6)]
+    expected = [reference_curve_values(cams) for cams in cam_sets]
+
+    def worker(index: int) -> None:
+        for _ in range(5):
+            values = metrics.evaluate(cam_sets[index], score(), metrics=["deletion", "insertion"]).values
+            for kind, value in expected[index].items():
+                assert abs(values[kind] - value) < 1e-5, (index, kind, values[kind], value)
+
+    run_threads(worker, 6)
+
+
+@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+def test_cams_changed_in_place_give_the_new_curves(fw, kind):
+    metrics = fw.metrics()
+    first, second = cam_set(30), cam_set(31)
+    expected_first, expected_second = reference_curve_values(first)[kind], reference_curve_values(second)[kind]
+    assert abs(expected_first - expected_second) > 1e-3  # else the test could not tell them apart
+    for name, make in _host_forms():
+        cams, change = make(first.copy())
+        assert getattr(metrics, kind)(cams, score()) == pytest.approx(expected_first, abs=1e-5), name
+        change(second)
+        assert getattr(metrics, kind)(cams, score()) == pytest.approx(expected_second, abs=1e-5), name
 
 
 # ---------------------------------------------------------------------------- same checks, same messages

@@ -30,14 +30,8 @@ ALL = [DELETION, INSERTION, MUFIDELITY, ROAD]
 
 
 @pytest.fixture(scope="module")
-def problem():
-    rng = np.random.default_rng(2223)
-    images = rng.random((N, SIZE, SIZE, CHANNELS)).astype(np.float32)
-    cams = rng.random((N, SIZE, SIZE)).astype(np.float32)  # no ties: every order is the same
-    weights = rng.normal(size=(SIZE * SIZE * CHANNELS, CLASSES)).astype(np.float32)
-    bias = rng.normal(size=CLASSES).astype(np.float32)
-    labels = rng.integers(0, CLASSES, N)
-    return images, cams, weights, bias, labels
+def problem(linear_softmax_problem):
+    return linear_softmax_problem(2223, (N, SIZE, SIZE, CHANNELS), CLASSES)  # no ties: every order is the same
 
 
 def probabilities(weights, bias, labels):

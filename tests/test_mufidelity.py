@@ -31,14 +31,8 @@ def run_mufidelity(metrics, cams, score, perturbation, correlation="spearman"):
 
 
 @pytest.fixture(scope="module")
-def problem():
-    rng = np.random.default_rng(22)
-    images = rng.random((N, HEIGHT, WIDTH, CHANNELS)).astype(np.float32)
-    cams = rng.random((N, HEIGHT, WIDTH)).astype(np.float32)
-    weights = rng.normal(size=(HEIGHT * WIDTH * CHANNELS, CLASSES)).astype(np.float32)
-    bias = rng.normal(size=CLASSES).astype(np.float32)
-    labels = rng.integers(0, CLASSES, N)
-    return images, cams, weights, bias, labels
+def problem(linear_softmax_problem):
+    return linear_softmax_problem(22, (N, HEIGHT, WIDTH, CHANNELS), CLASSES)
 
 
 def reference_score(weights, bias, labels_of):
