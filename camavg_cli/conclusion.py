@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camavg_core import DEFAULT_MARGIN, METRICS, compare_methods, ties
+from camavg_core import METRICS, compare_methods, ties
 from camavg_core.compare import compare_results, curve_ties
 from camavg_core.metrics import metric_named, on_cam_mask, resolve_metrics
 
