@@ -45,9 +45,9 @@ EVAL_SEED = 1
 MODEL_VERSION = 3
 LABEL_SMOOTHING = 0.2
 EPOCHS = 6
-# Deletion and Insertion at the library's (and xplique's) default of 10 steps: on the demo's
-# 8 map sets of 128 images they add 20 forward passes per image, about 2 s on two CPU cores
-# (docs/demo.md has the timings), so fewer steps would buy little and change the numbers.
+# Deletion and Insertion at the library's (and xplique's) default of 10 steps: they add about
+# 2.5 s of CPU to the demo, most of it fixed (a second compiled pass, the comparisons, the
+# curves' panel); 5 steps saved about 0.5 s (docs/demo.md), too little to give up the default.
 CURVE_STEPS = 10
 
 
