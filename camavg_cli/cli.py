@@ -2,8 +2,8 @@
 
 ``camavg demo`` trains (once, then cached) a small CNN on seeded synthetic images whose object
 location is known, makes CAMs with tf-keras-vis and reference maps, reports their Average Drop,
-Average Increase, Average Gain, Deletion and Insertion, and says in words what the numbers mean. ``camavg evaluate``
-gives the same report for a saved Keras model and the user's own data.
+Average Increase, Average Gain, Deletion and Insertion, and says in words what the numbers mean.
+``camavg evaluate`` gives the same report for a saved Keras model and the user's own data.
 
 Everything that touches a model goes through the :class:`~camavg_cli.frameworks.Framework` that
 ``--framework`` names (default ``tf``: Keras models and tf-keras-vis, from :mod:`camavg_tf.app`);
