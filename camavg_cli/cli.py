@@ -2,8 +2,8 @@
 
 ``camavg demo`` trains (once, then cached) a small CNN on seeded synthetic images whose object
 location is known, makes CAMs with tf-keras-vis and reference maps, reports their Average Drop,
-Average Increase and Average Gain, and says in words what the numbers mean. ``camavg evaluate``
-gives the same report for a saved Keras model and the user's own data.
+Average Increase, Average Gain, Deletion and Insertion, and says in words what the numbers mean.
+``camavg evaluate`` gives the same report for a saved Keras model and the user's own data.
 
 Everything that touches a model goes through the :class:`~camavg_cli.frameworks.Framework` that
 ``--framework`` names (default ``tf``: Keras models and tf-keras-vis, from :mod:`camavg_tf.app`);
@@ -109,7 +109,7 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common], help="the built-in demo on synthetic images",
                                description="Train (once, cached) a small CNN on synthetic images with known "
                                "object masks; compare Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM and reference "
-                               "maps, and say what the numbers mean.",
+                               "maps on the three averages, Deletion and Insertion, and say what the numbers mean.",
                                epilog=_recipes_epilog(framework).replace("LAYER is --layer", "LAYER is conv_last"),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--n-images", type=_positive_int, default=128, metavar="N", help="evaluation images (default 128)")
@@ -159,7 +159,8 @@ def _metric_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *, batch_size=None, activation=None):
+def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *, batch_size=None, activation=None,
+              measured=None):
     try:
         metrics = framework.averages_cam(model, inputs, batch_size=batch_size, activation=activation,
                                          nan_policy=args.nan_policy, normalize=args.normalize)
@@ -169,7 +170,7 @@ def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *,
     for method, cam_set in cams.items():
         progress.step(f"evaluating {method}")
         try:
-            chosen = getattr(args, "metrics", None)
+            chosen = measured if measured is not None else getattr(args, "metrics", None)
             # a framework's evaluate_many takes the metrics when asked for some (the default: all three)
             results[method] = (metrics.evaluate_many([cam_set], score) if chosen is None
                                else metrics.evaluate_many([cam_set], score, list(chosen)))[0]
@@ -248,16 +249,19 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
             cams[method] = framework.make_cams(recipe, model, data.images, data.labels)
             progress.done()
         cams.update(demo.reference_maps(data.masks))
-        results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {}, progress)
+        metrics = demo.demo_metrics()
+        results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {},
+                            progress, measured=metrics)
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
         # The conclusion compares the CAM methods only; --compare adds every pair, references included.
-        cam_scores = {method: results[method].o_c for method in recipes}
-        rows = compare_pairs(results[next(iter(recipes))].y_c, cam_scores, nan_policy=args.nan_policy,
-                             margin=args.margin)
+        cam_results = {method: results[method] for method in recipes}
+        rows = compare_pairs(results[next(iter(recipes))].y_c, {m: r.o_c for m, r in cam_results.items()},
+                             nan_policy=args.nan_policy, margin=args.margin, metrics=metrics, results=cam_results)
         text = conclusion(results, rows, demo.REFERENCE_RECIPES)
         if args.compare:
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
-                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin)
+                                 nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin,
+                                 metrics=metrics, results=results)
         _emit(args, out, results, descriptions, rows, text, data.images, cams,
               title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
               progress=progress)

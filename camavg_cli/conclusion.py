@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from camavg_core import DEFAULT_MARGIN, METRICS, compare_methods, ties
-from camavg_core.compare import compare_results
+from camavg_core import METRICS, compare_methods, ties
+from camavg_core.compare import compare_results, curve_ties
 from camavg_core.metrics import metric_named, on_cam_mask, resolve_metrics
 
 METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
@@ -71,9 +71,96 @@ def _listed(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+#: the metrics the conclusion states, in this order, each with what its better side means
+STATED = {
+    "average_drop": "lower means the map keeps more of the evidence the model uses, i.e. more faithful",
+    "deletion": ("the area under the target's probability as the map's most salient pixels are set to the "
+                 "baseline, most salient first; lower means the map ranks first the pixels the model needs"),
+    "insertion": ("the area under the target's probability as the map's most salient pixels are put back "
+                  "onto the baseline, most salient first; higher means the map ranks first the pixels that "
+                  "make the score"),
+}
+
+
+def _value(metric: str, value: float) -> str:
+    """A value in its metric's unit: percent to 2 decimals, a fraction (an AUC) to 3."""
+    return f"{value:.2f}" if metric_named(metric).unit == "percent" else f"{value:.3f}"
+
+
+def _amount(metric: str, value: float) -> str:
+    """A difference or a margin in words: '4.97 points' for a percentage, '0.052' for a fraction."""
+    return f"{value:.2f} points" if metric_named(metric).unit == "percent" else f"{value:.3f}"
+
+
+def _margin(metric: str, margin: float) -> str:
+    return f"{margin:g} points" if metric_named(metric).unit == "percent" else f"{margin:g}"
+
+
+def _same_scores(first: Any, second: Any, metric: str) -> tuple[bool, float]:
+    """Whether two methods gave the same scores to float precision on ``metric`` (the masked
+    scores for an average, every step of the curves for a curve metric), and the largest gap."""
+    paired_a, paired_b = (getattr(r, "paired", None) or {} for r in (first, second))
+    if metric in paired_a and metric in paired_b:
+        a, b = np.asarray(paired_a[metric], float), np.asarray(paired_b[metric], float)
+        same = bool(np.all(curve_ties(a, b)))
+    else:
+        a, b = np.asarray(first.o_c, float), np.asarray(second.o_c, float)
+        same = bool(np.all(ties(a, b)))
+    return same, float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str], rows: Sequence[Mapping[str, Any]],
+                  level: float) -> list[str]:
+    """One metric's part of the conclusion: its ranking, then one bullet per pair of methods,
+    the smallest adjusted p first. Each bullet names the better method only where the row does
+    (adjusted p below ``1 - level`` and the interval beyond the margin, in the metric's
+    direction)."""
+    description = metric_named(metric)
+    title = description.title
+    higher = description.higher_is_better
+    metric_rows = [row for row in rows if row["metric"] == metric]
+    test = TEST_WORDS.get(metric_rows[0]["test"], metric_rows[0]["test"]) if metric_rows else ""
+    margin = metric_rows[0].get("margin", description.margin) if metric_rows else description.margin
+    lines = [f"{title} ({STATED[metric]}; paired {test} test, margin {_margin(metric, margin)}):"]
+    ranked = sorted(methods, key=lambda name: results[name].values[metric], reverse=higher)
+    lines.append(f"  ranking by {title}: " + (" > " if higher else " < ").join(
+        f"{name} ({_value(metric, results[name].values[metric])})" for name in ranked))
+    direction = "higher" if higher else "lower"
+    for row in sorted(metric_rows, key=lambda row: row["p_adjusted"]):
+        # ahead: the method on the metric's better side; by: how far ahead, in the metric's
+        # direction, with its interval (a - b and its interval, turned round where it reads so)
+        sign = 1.0 if higher else -1.0
+        a_ahead = sign * row["difference"] >= 0.0
+        turn = sign if a_ahead else -sign
+        ahead, behind = (row["a"], row["b"]) if a_ahead else (row["b"], row["a"])
+        by = turn * row["difference"]
+        low, high = sorted((turn * row["low"], turn * row["high"]))
+        interval = f"{100 * level:g}% CI {_value(metric, low)} to {_amount(metric, high)}"
+        same, gap = _same_scores(results[ahead], results[behind], metric)
+        if same:
+            if on_cam_mask(description):
+                lines.append(f"  - {ahead} and {behind} give the same masked scores to float precision (largest "
+                             f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
+            else:
+                lines.append(f"  - {ahead} and {behind} give the same {title} curves to float precision (largest "
+                             f"difference {gap:.1e}): the maps order the pixels alike.")
+        elif row.get("better"):
+            lines.append(f"  - {row['better']} is more faithful than {behind if row['better'] == ahead else ahead}: "
+                         f"{title} {_amount(metric, by)} {direction} ({interval}), adjusted p {_p(row['p_adjusted'])}.")
+        elif row["p_adjusted"] < 1 - level:
+            lines.append(f"  - {ahead} and {behind}: a difference too small to matter ({title} {_amount(metric, by)} "
+                         f"{direction} for {ahead}, {interval}, adjusted p {_p(row['p_adjusted'])}; the interval "
+                         f"does not clear the {_margin(metric, row.get('margin', margin))} margin).")
+        else:
+            lines.append(f"  - {ahead} and {behind}: no clear difference ({title} {_amount(metric, by)} "
+                         f"{direction} for {ahead}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
+    return lines
+
+
 def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *,
                level: float = 0.95) -> str:
-    """The demo's conclusion: which CAM methods beat which, and where the reference maps landed.
+    """The demo's conclusion: which CAM methods beat which, on Average Drop and on Deletion and
+    Insertion where they were measured, and where the reference maps landed.
 
     Args:
         results: ``{method: Result}`` of this run, CAM methods and reference maps.
@@ -83,44 +170,21 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
             ``better`` method (adjusted p below ``1 - level`` and the interval beyond the margin).
     """
     methods = [name for name in results if name not in references]
-    if "average_drop" not in next(iter(results.values())).values:
-        return "No conclusion in words: it reads Average Drop, which was not measured (see --metrics)."
-    drop_rows = [row for row in rows if row["metric"] == "average_drop"]
+    measured = next(iter(results.values())).values
+    stated = [metric for metric in STATED if metric in measured]
+    if not stated:
+        return ("No conclusion in words: it reads " + _listed([METRIC_TITLES[m] for m in STATED]).replace(" and ", " or ")
+                + ", and none was measured (see --metrics).")
     n = next(iter(results.values())).n
-    test = TEST_WORDS.get(drop_rows[0]["test"], drop_rows[0]["test"]) if drop_rows else ""
-    margin = drop_rows[0].get("margin", DEFAULT_MARGIN) if drop_rows else DEFAULT_MARGIN
-    lines = [
-        "What the numbers say (Average Drop: lower means the map keeps more of the evidence the model",
-        f"uses, i.e. more faithful; paired {test} test on the same {n} images,",
-        f"p-values Holm-adjusted over the {len(drop_rows)} pairs of CAM methods; a method is called more",
-        f"faithful only when the difference is significant and its {100 * level:g}% interval lies beyond "
-        f"{margin:g} points):",
-    ]
-    ranked = sorted(methods, key=lambda name: results[name].average_drop)
-    lines.append("  ranking by Average Drop: " + " < ".join(f"{name} ({results[name].average_drop:.2f})" for name in ranked))
-    for row in sorted(drop_rows, key=lambda row: row["p_adjusted"]):
-        # lower_by: how much lower the lower-drop method's drop is, with its interval.
-        if row["difference"] > 0:  # a - b > 0: b has the lower drop
-            lower, higher, lower_by, low, high = row["b"], row["a"], row["difference"], row["low"], row["high"]
-        else:
-            lower, higher, lower_by, low, high = row["a"], row["b"], -row["difference"], -row["high"], -row["low"]
-        interval = f"{100 * level:g}% CI {low:.2f} to {high:.2f} points"
-        same = bool(np.all(ties(np.asarray(results[lower].o_c, float), np.asarray(results[higher].o_c, float))))
-        if same:
-            gap = np.max(np.abs(np.asarray(results[lower].o_c, float) - np.asarray(results[higher].o_c, float)))
-            lines.append(f"  - {lower} and {higher} give the same masked scores to float precision (largest "
-                         f"difference {gap:.1e}): the same maps up to scale (see docs/command-line.md).")
-        elif row.get("better"):
-            lines.append(f"  - {row['better']} is more faithful than {higher if row['better'] == lower else lower}: "
-                         f"Average Drop {lower_by:.2f} points lower ({interval}), adjusted p {_p(row['p_adjusted'])}.")
-        elif row["p_adjusted"] < 1 - level:
-            lines.append(f"  - {lower} and {higher}: a difference too small to matter (Average Drop {lower_by:.2f} "
-                         f"points lower for {lower}, {interval}, adjusted p {_p(row['p_adjusted'])}; the interval "
-                         f"does not clear the {margin:g}-point margin).")
-        else:
-            lines.append(f"  - {lower} and {higher}: no clear difference (Average Drop {lower_by:.2f} points "
-                         f"lower for {lower}, {interval}, adjusted p {_p(row['p_adjusted'])}).")
-    if methods and references:  # the command line's own CAM sets come without reference maps
+    pairs = len({(row["a"], row["b"]) for row in rows})
+    lines = [f"What the numbers say, metric by metric (paired tests on the same {n} images, p-values "
+             f"Holm-adjusted over the {pairs} pairs of CAM methods for each metric; a method is called more "
+             f"faithful only when the difference is significant and its {100 * level:g}% interval lies beyond "
+             f"the metric's margin):"]
+    for metric in stated:
+        lines += _metric_lines(metric, results, methods, rows, level)
+    if methods and references and "average_drop" in measured:  # the command line's own CAM sets come without reference maps
+        ranked = sorted(methods, key=lambda name: results[name].average_drop)
         low_drop = min(results[name].average_drop for name in methods)
         high_drop = max(results[name].average_drop for name in methods)
         lines.append(f"Reference maps, as measured (the CAM methods span Average Drop {low_drop:.2f} to {high_drop:.2f}):")
@@ -135,9 +199,10 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
                 where = "higher than every CAM method"
             else:
                 where = f"lower than {_listed(beaten)}, so those maps keep less evidence than this one"
-            others = ", ".join(f"{metric_named(metric).title} {value:.2f}"
+            others = ", ".join(f"{metric_named(metric).title} {_value(metric, value)}"
                                for metric, value in results[name].values.items() if metric != "average_drop")
             lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}" + (f"; {others}." if others else "."))
-    # Long bullets wrap under their own text, so the paragraph reads in an 100-column terminal.
-    return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ", break_on_hyphens=False)
-                     if line.startswith("  - ") else line for line in lines)
+    # Long lines wrap (bullets and rankings under their own text), so the paragraph reads in a
+    # 100-column terminal.
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent="    " if line.startswith("  ") else "",
+                                   break_on_hyphens=False, break_long_words=False) for line in lines)

@@ -54,7 +54,7 @@ class Framework:
         make_cams: ``(recipe, model, images, targets) -> (N, H, W)`` maps in [0, 1].
         averages_cam: ``(model, inputs, **options)`` -> the adapter's ``AveragesCam``
             (options: ``batch_size``, ``activation``, ``nan_policy``, ``normalize``).
-        demo: the module of ``camavg demo`` (``REFERENCE_MAPS``, ``REFERENCE_RECIPES``,
+        demo: the module of ``camavg demo`` (``REFERENCE_MAPS``, ``REFERENCE_RECIPES``, ``demo_metrics``,
             ``demo_recipes``, ``load_or_train``, ``demo_data``, ``reference_maps``), or None
             when the framework has no demo.
     """

@@ -46,11 +46,21 @@ def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | N
 
 
 # ----------------------------------------------------------------------------- text
-def _with_interval(value: float, interval: Sequence[float] | None) -> str:
+def decimals_of(name: str) -> int:
+    """Decimals shown for a metric: 2 for a percentage, 3 for a fraction (an AUC of 0.412 read
+    as 0.41 would hide the differences the comparisons find).
+
+    >>> decimals_of("average_drop"), decimals_of("deletion")
+    (2, 3)
+    """
+    return 2 if metric_named(name).unit == "percent" else 3
+
+
+def _with_interval(value: float, interval: Sequence[float] | None, decimals: int = 2) -> str:
     if interval is None:
-        return f"{value:.2f}"
+        return f"{value:.{decimals}f}"
     low, high = interval
-    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
 
 
 def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
@@ -77,7 +87,8 @@ def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | Non
     rows = []
     for method, result in results.items():
         row = [method] + [
-            _with_interval(result.values[metric], None if result.ci is None else result.ci.get(metric))
+            _with_interval(result.values[metric], None if result.ci is None else result.ci.get(metric),
+                           decimals_of(metric))
             for metric in metrics
         ] + [str(result.n)]
         if any_skipped:
@@ -105,7 +116,7 @@ def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for metric in metrics:
             entry = by_metric.get(metric)
             line.append("" if entry is None else
-                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']))} "
+                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']), decimals_of(metric))} "
                         f"p{format_p(entry['p_adjusted'])}" + (f" {entry['better']} better" if entry.get("better") else ""))
         lines.append(line)
     return _align([header] + lines)
@@ -238,7 +249,8 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.set_yticks(positions, methods, fontsize=8)
     axes.invert_yaxis()  # first method on top, as in the table
     unit = " (%)" if metric_named(metric).unit == "percent" else ""
-    axes.set_title(f"{title_of(metric)}{unit}, {direction_of(metric)}", fontsize=9)
+    # two lines: five metrics' titles side by side on one line would run into each other
+    axes.set_title(f"{title_of(metric)}{unit}\n{direction_of(metric)}", fontsize=9)
     axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", alpha=0.3)
     upper = float(np.max(values if errors is None else values + errors[1])) if len(values) else 0.0

@@ -5,6 +5,8 @@ The model is trained once per test session into a temporary cache (a few seconds
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 
@@ -21,7 +23,8 @@ from camavg_tf import AveragesCam  # noqa: E402
 from camavg_tf.app import demo  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
 from camavg_tf.app.recipes import Recipe, conv_layer_names, make_cams, target_score  # noqa: E402
-from reference import reference_metrics  # noqa: E402
+from camavg_cli.conclusion import conclusion  # noqa: E402
+from reference import reference_auc, reference_curves, reference_metrics  # noqa: E402
 
 N_EVAL = 32
 
@@ -155,27 +158,41 @@ def test_each_recipe_is_the_tf_keras_vis_call_that_docs_command_line_describes(t
         assert np.abs(cams - at_default).max() > 1e-2, method
 
 
+@pytest.fixture(scope="module")
+def demo_run(trained, cache_dir, tmp_path_factory):
+    """``camavg demo`` on N_EVAL images, once for the tests that read its output:
+    ``(status, printed JSON records, standard error, the --out folder)``."""
+    out = tmp_path_factory.mktemp("demo") / "report"
+    printed, errors = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        patch.setenv("CAMAVG_CACHE", str(cache_dir))
+        status = main(["demo", "--out", str(out), "--format", "json", "--quiet", "--n-images", str(N_EVAL)])
+    return status, printed.getvalue(), errors.getvalue(), out
+
+
 @pytest.mark.slow
-def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
-    out = tmp_path / "report"
-    status = main(["demo", "--out", str(out), "--format", "json", "--quiet", "--n-images", str(N_EVAL)])
-    captured = capsys.readouterr()
-    assert status == 0, captured.err
-    records = json.loads(captured.out)
+def test_demo_command_end_to_end(demo_run):
+    status, printed, errors, out = demo_run
+    assert status == 0, errors
+    records = json.loads(printed)
     assert [record["method"] for record in records] == list(demo.CAM_METHODS) + list(demo.REFERENCE_MAPS)
     by_method = {record["method"]: record for record in records}
     assert by_method["reference:true-mask"]["average_drop"] < by_method["reference:inverse-mask"]["average_drop"]
+    # The object mask deletes the evidence first and restores it first; its inverse does the opposite.
+    assert by_method["reference:true-mask"]["deletion"] < by_method["reference:inverse-mask"]["deletion"]
+    assert by_method["reference:true-mask"]["insertion"] > by_method["reference:inverse-mask"]["insertion"]
     assert all(record["n"] == N_EVAL for record in records)
     assert "ReplaceToLinear" in by_method["scorecam"]["recipe"] and "max_N=8" in by_method["scorecam"]["recipe"]
     assert json.loads((out / "results.json").read_text()) == records
     assert (out / "results.csv").read_text().count("\n") == 1 + len(records)
+    assert "deletion_low" in (out / "results.csv").read_text().splitlines()[0]
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The conclusion: every number in it is one of this run's, and the best CAM method leads it.
     rows = json.loads((out / "comparisons.json").read_text())
     assert {(row["a"], row["b"]) for row in rows} == {
         (a, b) for i, a in enumerate(demo.CAM_METHODS) for b in demo.CAM_METHODS[i + 1:]}
+    assert {row["metric"] for row in rows} == {"average_drop", "average_increase", "average_gain", "deletion", "insertion"}
     text = " ".join((out / "conclusion.txt").read_text().split())
     best = min(demo.CAM_METHODS, key=lambda method: by_method[method]["average_drop"])
     assert f"ranking by Average Drop: {best} ({by_method[best]['average_drop']:.2f})" in text
@@ -183,6 +200,117 @@ def test_demo_command_end_to_end(trained, cache_dir, monkeypatch, tmp_path, caps
         assert f"{name} = " in text and f"Average Drop {by_method[name]['average_drop']:.2f}" in text
     for row in rows:  # Holm never lowers a p-value
         assert row["p_adjusted"] >= row["p_value"] - 1e-12
+
+
+def _reference_values(model, images, labels, cams, kind):
+    """Each map set's mean AUC from tests/reference.py's curves, written from RISE's definition
+    one image at a time; the perturbed images it makes are scored by the model in one batch
+    (the reference visits them sample by sample, step by step)."""
+    perturbed = []
+
+    def record(sample, image):
+        perturbed.append(image)
+        return 0.0
+
+    values = {}
+    for name, cam in cams.items():
+        perturbed.clear()
+        reference_curves(record, images, cam, kind, steps=demo.CURVE_STEPS)
+        outputs = model.predict(np.stack(perturbed).astype(np.float32), batch_size=256, verbose=0)
+        targets = np.repeat(labels, demo.CURVE_STEPS + 1)
+        curves = outputs[np.arange(targets.size), targets].astype(np.float64).reshape(len(images), -1)
+        values[name] = float(np.mean(reference_auc(curves)))
+    return values
+
+
+@pytest.mark.slow
+def test_demo_deletion_and_insertion_are_the_numpy_references(demo_run, trained, data):
+    """The demo's Deletion and Insertion of each map set, against tests/reference.py's NumPy
+    curves (stable ranking, k_i = floor(i * P / steps), black baseline, trapezoid AUC) of the
+    same maps, the model called on the reference's own perturbed images."""
+    status, printed, errors, _ = demo_run
+    assert status == 0, errors
+    by_method = {record["method"]: record for record in json.loads(printed)}
+    recipes = demo.demo_recipes()
+    cams = {method: make_cams(recipes[method], trained, data.images, data.labels) for method in ("gradcam", "layercam")}
+    cams.update(demo.reference_maps(data.masks))
+    for kind in ("deletion", "insertion"):
+        expected = _reference_values(trained, data.images, data.labels, cams, kind)
+        for name, value in expected.items():
+            assert by_method[name][kind] == pytest.approx(value, abs=1e-5), (kind, name)
+
+
+def _stated(kind, row, values):
+    """The bullet the conclusion must give for one comparison row of ``kind``, worked out from
+    the row and the methods' values: the method ahead in the metric's direction, how far
+    ahead, and the interval of that amount."""
+    higher = kind == "insertion"
+    title = kind.title()
+    a, b = row["a"], row["b"]
+    # the row's difference is a minus b, of the values the results report
+    assert row["difference"] == pytest.approx(values[a] - values[b], abs=1e-9)
+    ahead = (a if values[a] >= values[b] else b) if higher else (a if values[a] <= values[b] else b)
+    behind = b if ahead == a else a
+    low, high = (row["low"], row["high"]) if row["difference"] >= 0 else (-row["high"], -row["low"])
+    side = "higher" if higher else "lower"
+    amount, interval = f"{abs(row['difference']):.3f}", f"95% CI {low:.3f} to {high:.3f}"
+    if row["better"] is not None:
+        assert row["better"] == ahead and row["p_adjusted"] < 0.05 and (low > row["margin"])
+        return f"- {ahead} is more faithful than {behind}: {title} {amount} {side} ({interval}),"
+    if row["p_adjusted"] < 0.05:
+        return (f"- {ahead} and {behind}: a difference too small to matter ({title} {amount} {side} for {ahead}, "
+                f"{interval},")
+    return f"- {ahead} and {behind}: no clear difference ({title} {amount} {side} for {ahead}, {interval},"
+
+
+@pytest.mark.slow
+def test_demo_conclusion_states_deletion_and_insertion_as_the_comparisons_say(demo_run):
+    status, printed, errors, out = demo_run
+    assert status == 0, errors
+    values = {record["method"]: record for record in json.loads(printed)}
+    rows = json.loads((out / "comparisons.json").read_text())
+    text = " ".join((out / "conclusion.txt").read_text().split())
+    for kind, joiner, best_first in (("deletion", " < ", False), ("insertion", " > ", True)):
+        ranked = sorted(demo.CAM_METHODS, key=lambda method: values[method][kind], reverse=best_first)
+        assert f"ranking by {kind.title()}: " + joiner.join(f"{m} ({values[m][kind]:.3f})" for m in ranked) in text
+        kind_rows = [row for row in rows if row["metric"] == kind]
+        assert len(kind_rows) == 6 and all(row["margin"] == 0.005 for row in kind_rows)
+        for row in kind_rows:
+            assert _stated(kind, row, {m: values[m][kind] for m in demo.CAM_METHODS}) in text, row
+    assert "Deletion (" in text and "lower means" in text and "Insertion (" in text and "higher means" in text
+
+
+def test_conclusion_says_no_conclusion_where_the_test_finds_none():
+    """Hand-made rows: one with an adjusted p above 0.05 gives no winner, one significant but
+    inside the margin is 'too small to matter', one beyond it names the better method, each
+    in its metric's direction."""
+    from camavg_core.result import Result
+
+    values = {"a": 0.40, "b": 0.42, "c": 0.50}
+    results = {name: Result({"insertion": value}, n=50, o_c=np.full(50, value), y_c=np.full(50, 0.9))
+               for name, value in values.items()}
+    rows = [
+        {"a": "a", "b": "b", "metric": "insertion", "difference": -0.02, "low": -0.05, "high": 0.01,
+         "p_value": 0.2, "p_adjusted": 0.4, "test": "sign_flip", "better": None, "margin": 0.005},
+        {"a": "a", "b": "c", "metric": "insertion", "difference": -0.10, "low": -0.14, "high": -0.06,
+         "p_value": 1e-4, "p_adjusted": 3e-4, "test": "sign_flip", "better": "c", "margin": 0.005},
+        {"a": "b", "b": "c", "metric": "insertion", "difference": -0.08, "low": -0.09, "high": -0.004,
+         "p_value": 0.01, "p_adjusted": 0.02, "test": "sign_flip", "better": None, "margin": 0.005},
+    ]
+    text = " ".join(conclusion(results, rows, {}).split())
+    assert "ranking by Insertion: c (0.500) > b (0.420) > a (0.400)" in text
+    assert "- b and a: no clear difference (Insertion 0.020 higher for b, 95% CI -0.010 to 0.050, adjusted p = 0.4)" in text
+    assert "- c is more faithful than a: Insertion 0.100 higher (95% CI 0.060 to 0.140), adjusted p = 3.0e-04." in text
+    assert ("- c and b: a difference too small to matter (Insertion 0.080 higher for c, 95% CI 0.004 to 0.090, "
+            "adjusted p = 0.02; the interval does not clear the 0.005 margin)") in text
+    assert "Average Drop" not in text and "Deletion" not in text
+
+
+def test_conclusion_without_a_metric_it_states():
+    from camavg_core.result import Result
+
+    results = {name: Result({"average_gain": 1.0}, n=3) for name in ("a", "b")}
+    assert conclusion(results, [], {}).startswith("No conclusion in words: it reads Average Drop, Deletion or Insertion")
 
 
 @pytest.mark.slow
@@ -194,3 +322,4 @@ def test_demo_table_states_recipes_and_options_change_them(trained, cache_dir, m
     assert status == 0
     assert "how each map was made:" in table and "max_N=None (all channels)" in table
     assert "ReplaceToLinear()" not in table and "What the numbers say" in table
+    assert "Deletion [95% CI]" in table and "Insertion [95% CI]" in table

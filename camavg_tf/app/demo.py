@@ -4,7 +4,7 @@ The images come from :func:`camavg_cli.synthetic.make_images`: the class is the 
 blob whose location is known, so the true object mask is a ground-truth explanation. The demo
 trains a small functional CNN on them (seconds on two CPU cores), caches it as a ``.keras`` file,
 makes CAMs with tf-keras-vis (Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM) and adds reference
-maps whose faithfulness is known in advance:
+maps whose faithfulness is known in advance (:func:`demo_metrics` says what is measured on them):
 
 - ``reference:true-mask``: the object mask. Keeps the evidence: a low Average Drop.
 - ``reference:inverse-mask``: ``1 - mask``. Removes the evidence: a high Average Drop.
@@ -24,7 +24,8 @@ from camavg_cli import synthetic
 from camavg_cli.synthetic import SyntheticImages, make_images
 from camavg_tf.app.recipes import CAM_METHODS, Recipe
 
-__all__ = ["CAM_METHODS", "REFERENCE_MAPS", "build_model", "demo_data", "load_or_train", "reference_maps", "train_model"]
+__all__ = ["CAM_METHODS", "REFERENCE_MAPS", "build_model", "demo_data", "demo_metrics", "load_or_train", "reference_maps",
+           "train_model"]
 REFERENCE_MAPS = (
     "reference:true-mask",
     "reference:inverse-mask",
@@ -44,6 +45,10 @@ EVAL_SEED = 1
 MODEL_VERSION = 3
 LABEL_SMOOTHING = 0.2
 EPOCHS = 6
+# Deletion and Insertion at the library's (and xplique's) default of 10 steps: they add about
+# 2.5 s of CPU to the demo, most of it fixed (a second compiled pass, the comparisons, the
+# curves' panel); 5 steps saved about 0.5 s (docs/demo.md), too little to give up the default.
+CURVE_STEPS = 10
 
 
 def _keras():
@@ -158,6 +163,18 @@ def load_or_train(cache_dir: str | os.PathLike | None = None, *, verbose: int = 
     model.save(partial)
     os.replace(partial, path)
     return model, True
+
+
+def demo_metrics() -> tuple:
+    """What the demo measures: the three averages, then Deletion and Insertion (RISE) with
+    :data:`CURVE_STEPS` steps and a black (0) baseline.
+
+    >>> [metric.name for metric in demo_metrics()]
+    ['average_drop', 'average_increase', 'average_gain', 'deletion', 'insertion']
+    """
+    from camavg_core.metrics import AVERAGES, deletion_metric, insertion_metric
+
+    return (*AVERAGES, deletion_metric(steps=CURVE_STEPS), insertion_metric(steps=CURVE_STEPS))
 
 
 def demo_data(n: int = 64) -> SyntheticImages:
