@@ -814,14 +814,6 @@ def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.nd
     )
 
 
-def distributed_perturbation(perturbation: Any) -> str:
-    return (
-        f"perturbation {perturbation!r} cannot run under a tf.distribute strategy yet: only the "
-        f"CAM mask of the three averages does. Evaluate it without the strategy (outside its "
-        f"scope, strategy=None)."
-    )
-
-
 def bad_per_sample(perturbation: Any, n: int, extra: np.ndarray) -> str:
     return (
         f"perturbation {perturbation!r}: per_sample(indices, x_shape) returned an array of shape "

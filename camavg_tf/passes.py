@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -25,7 +26,6 @@ import tensorflow as tf
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, model_outputs
 from camavg_core.masking import cam_maps
-from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
 
@@ -266,15 +266,25 @@ class CompiledPasses:
 
 class DistributedPasses:
     """The same passes on a ``tf.distribute`` strategy: each replica runs its share of every
-    batch, and the outputs of all N samples come back in the inputs' order."""
+    batch (the inputs, the CAMs and a perturbation's per-sample extra travel together), and
+    the outputs of all N samples come back in the inputs' order.
+
+    A perturbed pass runs :meth:`BatchStep.perturbed` (the K steps in a graph loop) on each
+    replica, its (K, P) parameters a tensor of unknown size given to every replica: one trace
+    per perturbation key and per-sample shapes, whatever K and the values."""
 
     def __init__(self, steps: BatchStep, strategy: tf.distribute.Strategy) -> None:
+        self.steps = steps
+        self.strategy = strategy
         self._plain = ReplicaLoop(strategy, steps.plain)
         self._masked = ReplicaLoop(strategy, steps.masked)
+        self._perturbed: dict[Any, ReplicaLoop] = {}
+        self._lock = threading.Lock()
 
     @property
     def trace_count(self) -> int:
-        return self._plain.trace_count + self._masked.trace_count
+        loops = [self._plain, self._masked, *self._perturbed.values()]
+        return sum(loop.trace_count for loop in loops)
 
     def plain(self, inputs: list, batch_size: int) -> list:
         return list(self._plain.per_sample(batches(tuple(inputs), batch_size)))
@@ -284,5 +294,24 @@ class DistributedPasses:
 
     def perturbed(self, inputs: list, cams: list, batch_size: int, perturbation: Perturbation, parameters: Any,
                   extra: Any = None) -> list:
-        """Not written yet on replicas: only the mask (:meth:`masked`) runs distributed."""
-        raise ValueError(validation.distributed_perturbation(perturbation))
+        """(K, N, ...) per output: every replica runs the K steps on its rows of each batch;
+        the replicas' (B, K, ...) outputs are gathered along the sample axis, then swapped."""
+        tensors = (tuple(inputs), tuple(cams)) + (() if extra is None else (extra,))
+        loop = self._perturbed_loop(perturbation, inputs)
+        outputs = loop.per_sample(batches(tensors, batch_size), tf.constant(parameters, tf.float32))
+        return [_swap_leading_axes(out) for out in outputs]
+
+    def _perturbed_loop(self, perturbation: Perturbation, inputs: list) -> ReplicaLoop:
+        """One loop per perturbation key (what the traced code depends on), made at first use."""
+        with self._lock:
+            loop = self._perturbed.get(perturbation.key)
+            if loop is None:
+                output_dtypes = self.steps.output_dtypes(inputs)
+
+                def step(batch: tuple, parameters: tf.Tensor) -> list:
+                    return self.steps.perturbed(batch, perturbation, parameters, output_dtypes)
+
+                loop = self._perturbed[perturbation.key] = ReplicaLoop(
+                    self.strategy, step, [tf.TensorSpec((None, None), tf.float32)]
+                )
+            return loop

@@ -27,11 +27,11 @@ SCORE_DOORS = {
     "state": "`MetricState.update`",
     "keras": "Keras metric",
     "keras_graph": "Keras metric in `tf.function`",
-    "distributed": "`reduce_metric_state` + `check_distributed_run`",
 }
 #: doors that take a model, inputs and CAMs
 CAM_DOORS = {
     "tf_cam": "`camavg_tf.AveragesCam`",
+    "tf_strategy": "`camavg_tf.AveragesCam(strategy=...)`",
     "jax_cam": "`camavg_jax.AveragesCam`",
     "torch_cam": "`camavg_torch.AveragesCam`",
     "tf_stream": "`camavg_tf.evaluate_dataset`",
@@ -82,9 +82,9 @@ class Case:
 
 
 ALL_SCORE_DOORS = tuple(SCORE_DOORS)
-EAGER_SCORE_DOORS = ("core", "summarize", "state", "keras", "keras_graph")
+EAGER_SCORE_DOORS = ALL_SCORE_DOORS
 ALL_CAM_DOORS = tuple(CAM_DOORS)
-CAM_OBJECTS = ("tf_cam", "jax_cam", "torch_cam")  # the doors that take a score function
+CAM_OBJECTS = ("tf_cam", "tf_strategy", "jax_cam", "torch_cam")  # the doors that take a score function
 #: PyTorch's door takes channels-first images (N, C, H, W) by default, so it reads a CAM's
 #: singleton channel at axis 1: these cases' outcomes differ there
 TORCH_CHANNELS = {
@@ -125,8 +125,7 @@ SCORE_CASES = [
     Case("empty", "Empty `Y_c` and `O_c`",
          "The averages refuse it; a state or Keras metric adds no sample (its `result()` stays 0.0)",
          "ValueError", "are empty: there is no sample to average over", ALL_SCORE_DOORS, scores([], []),
-         outcomes={"state": (ACCEPTED, ""), "keras": (ACCEPTED, ""), "keras_graph": (ACCEPTED, ""),
-                   "distributed": ("ValueError", "there is nothing to average")}),
+         outcomes={"state": (ACCEPTED, ""), "keras": (ACCEPTED, ""), "keras_graph": (ACCEPTED, "")}),
     Case("matrix", "`(N, k>1)` or 3-d scores", "Refused", "ValueError",
          "must be a vector of one score per sample, shape (N,), got shape (2, 3)",
          ALL_SCORE_DOORS, scores(np.full((2, 3), 0.5), np.full((2, 3), 0.25))),
@@ -174,7 +173,7 @@ SCORE_CASES = [
     Case("logits_increase", "Logits, for increase alone",
          "Average Increase is defined on any score; the doors that compute all three refuse them",
          ACCEPTED, "", ALL_SCORE_DOORS, scores([2.3, -1.2], [2.5, -1.5], metric="increase"),
-         outcomes={door: ("ValueError", FIX_LOGITS) for door in ("summarize", "state", "distributed")}),
+         outcomes={door: ("ValueError", FIX_LOGITS) for door in ("summarize", "state")}),
     Case("zero_and_one", "`Y_c` exactly 0 (a saturated softmax) or exactly 1",
          "Valid: the terms are `0 / (0 + eps) = 0`", ACCEPTED, "",
          ALL_SCORE_DOORS, scores([0.0, 1.0, 0.5], [0.2, 0.5, 0.25], metric="gain")),
@@ -246,7 +245,7 @@ CAM_CASES = [
          # a Keras model says it returns logits by its linear output layer, an nn.Module by
          # its last nn.Linear; a JAX function only by its values
          outcomes={**{door: ("ValueError", "the model's output layer has a linear activation")
-                      for door in ("tf_cam", "tf_stream")},
+                      for door in ("tf_cam", "tf_strategy", "tf_stream")},
                    "torch_cam": ("ValueError", "with no softmax or sigmoid after it"),
                    **{door: ("ValueError", FIX_LOGITS) for door in ("jax_cam", "jax_stream")}}),
     Case("summed_above_one", "A two-output model whose summed scores exceed 1",
@@ -356,9 +355,9 @@ def _table(cases: list[Case], doors: dict[str, str]) -> list[str]:
 
 def render() -> str:
     """The whole of ``docs/bad-input.md``."""
-    lines = [INTRO, "## Scores: the averages, the streaming state, the Keras metrics, the distributed helpers", ""]
+    lines = [INTRO, "## Scores: the averages, the streaming state, the Keras metrics", ""]
     lines += _table(SCORE_CASES, SCORE_DOORS)
-    lines += ["", "## A model, its inputs and CAMs: `AveragesCam` and the streams", ""]
+    lines += ["", "## A model, its inputs and CAMs: `AveragesCam` (on one device or a `tf.distribute` strategy) and the streams", ""]
     lines += _table(CAM_CASES, CAM_DOORS)
     lines += ["", "## Checked elsewhere", "", "| Input | What camavg does | Test (in `tests/`) |", "|---|---|---|"]
     lines += [f"| {what} | {does} | `{test}` |" for what, does, test in OTHER_ROWS]

@@ -4,10 +4,10 @@ TensorFlow fixes its devices when it first initialises them, so the fuzzing runs
 pytest process (``CAMAVG_FUZZ_CHILD=1``) whose first act is to split the CPU in two; the one
 test of the parent process runs that child and passes when every child test passes.
 
-Doors: ``ReplicaLoop.metric_state`` + ``check_distributed_run`` (what ``reduce_metric_state``
-runs), the Keras metrics under ``strategy.run``, and ``AveragesCam(strategy=...)``. Drawn: score
-vectors with NaN, infinity, values outside [0, 1], empty; batch sizes that leave a replica an
-empty share; CAMs with NaN or outside [0, 1]. The outcome is the NumPy reference
+Doors: ``ReplicaLoop.per_sample`` (the one distributed path: per-sample values gathered in order,
+then the host's checks and sums, ``summarize``), the Keras metrics under ``strategy.run``, and
+``AveragesCam(strategy=...)``. Drawn: score vectors with NaN, infinity, values outside [0, 1],
+empty; batch sizes that leave a replica an empty share; CAMs with NaN or outside [0, 1]. The outcome is the NumPy reference
 (``tests/reference.py``) on the samples that count, or ``ValueError``/``TypeError`` naming the
 argument (inside the replicated graph, TensorFlow's ``InvalidArgumentError`` with the same text).
 """
@@ -116,37 +116,35 @@ def assert_names_one_of(error: BaseException, names) -> None:
 
 
 @FUZZ
-@given(pair=score_pairs(), batch=st.integers(1, 4), keep_vectors=st.booleans(),
-       nan_policy=st.sampled_from(["raise", "omit"]))
-def test_child_replica_loop_sums_the_numpy_values_or_names_the_argument(loop, pair, batch, keep_vectors, nan_policy):
-    from camavg_tf.distribute import check_distributed_run
+@given(pair=score_pairs(), batch=st.integers(1, 4), nan_policy=st.sampled_from(["raise", "omit"]))
+def test_child_replica_loop_gathers_the_values_in_order_then_the_host_sums_them(loop, pair, batch, nan_policy):
+    from camavg_core import summarize
 
     y, o = pair
     at_fault, valid = verdict(y, o, nan_policy, low=True, high=True)
     dataset = tf.data.Dataset.from_tensor_slices((y, o)).batch(batch)
-
-    def outcome():
-        run = loop.metric_state(dataset, keep_vectors=keep_vectors)
-        check_distributed_run(run, nan_policy)
-        return run
-
+    if y.size == 0:
+        event("empty")
+        with pytest.raises(ValueError, match="dataset is empty"):
+            loop.per_sample(dataset)
+        return
+    gathered_y, gathered_o = (values.numpy() for values in loop.per_sample(dataset))
+    # in the dataset's order, whatever replica took which sample, NaN and infinity included
+    np.testing.assert_array_equal(gathered_y, y)
+    np.testing.assert_array_equal(gathered_o, o)
     if at_fault or not valid.any():
         event("refused")
         with pytest.raises((ValueError, TypeError)) as caught:
-            outcome().state.result()
+            summarize(gathered_y, gathered_o, nan_policy=nan_policy)
         assert_names_one_of(caught.value, at_fault or ["nothing to average"])
         return
     event("summed")
-    run = outcome()
-    result = run.state.result()
+    result = summarize(gathered_y, gathered_o, nan_policy=nan_policy)
     assert (result.n, result.skipped) == (int(valid.sum()), int((~valid).sum()))
     expected = reference_metrics(y[valid], o[valid])
     for name in THREE:
         assert math.isfinite(getattr(result, name))
         assert getattr(result, name) == pytest.approx(expected[name], abs=1e-9), name
-    if keep_vectors:  # in the dataset's order, whatever replica took which sample
-        np.testing.assert_array_equal(run.y_c, y)
-        np.testing.assert_array_equal(run.o_c, o)
 
 
 @FUZZ

@@ -2,8 +2,9 @@
 
 TensorFlow: the test starts two worker processes (this file run as a script) on free ports,
 each with its ``TF_CONFIG``, as two hosts would run. Each evaluates the same data with
-``camavg_tf.distribute`` and the Keras metrics and prints what it got as JSON; the test checks
-that both agree with NumPy and with one device.
+``AveragesCam(strategy=...)``, ``evaluate_dataset``, ``camavg_tf.distribute`` and the Keras
+metrics and prints what it got as JSON; the test checks that both agree with NumPy and with one
+device.
 
 JAX: two processes (two CPU devices each) call ``jax.distributed.initialize``, each evaluates
 its share of the samples with ``camavg_jax.AveragesCam``, and the sum-only ``MetricState`` is
@@ -106,6 +107,7 @@ from test_tf_distribute import (  # noqa: E402
     BATCH,
     SIZES,
     assert_matches_numpy,
+    averages_cam,
     dataset,
     make_model,
     numpy_metrics,
@@ -138,12 +140,13 @@ def worker_main() -> None:
         "replicas": strategy.num_replicas_in_sync,
         "local_replicas": len(strategy.extended.worker_devices),
     }
+    from camavg_tf import evaluate_dataset
+
     for n in SIZES:
         entry: dict = {}
-        kept = loop.metric_state(dataset(n), keep_vectors=True)
-        entry["kept"] = summary_of(kept)
-        entry["y_c"], entry["o_c"] = kept.y_c.tolist(), kept.o_c.tolist()
-        entry["streamed"] = summary_of(loop.metric_state(dataset(n)))
+        entry["given"] = summary_of(averages_cam(n, model, strategy=strategy)[1])
+        entry["streamed"] = summary_of(evaluate_dataset(model, dataset(n), strategy=strategy))
+        entry["user_step"] = [values.numpy().tolist() for values in loop.per_sample(dataset(n))]
         entry["probabilities"] = gather_per_sample(
             strategy, lambda batch: model(batch[0] * batch[1][..., None]), dataset(n)
         ).numpy().tolist()
@@ -335,8 +338,8 @@ def test_both_workers_see_every_sample_once_split_between_them(workers, n):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("path", ["kept", "streamed"])
-def test_multiworker_metric_state_equals_numpy_on_both_workers(workers, n, path):
+@pytest.mark.parametrize("path", ["given", "streamed"])
+def test_multiworker_averages_cam_and_stream_equal_numpy_on_both_workers(workers, n, path):
     for report in workers:
         assert_matches_numpy(report[str(n)][path], n)
 
@@ -347,8 +350,8 @@ def test_multiworker_vectors_come_back_in_dataset_order(workers, n):
     y, o, probabilities = numpy_scores(n)
     for report in workers:
         entry = report[str(n)]
-        np.testing.assert_allclose(entry["y_c"], y, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(entry["o_c"], o, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(entry["user_step"][0], y, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(entry["user_step"][1], o, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(entry["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
 
 
@@ -368,10 +371,12 @@ def test_keras_metrics_across_workers_equal_numpy(workers, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_multiworker_equals_single_device(workers, n):
-    single = ReplicaLoop(None, score_step(make_model())).metric_state(dataset(n), keep_vectors=True)
+    single = summary_of(averages_cam(n, make_model())[1])
     for report in workers:
-        for name, value in summary_of(single).items():
-            assert report[str(n)]["kept"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+        entry = report[str(n)]["given"]
+        for name in ("average_drop", "average_increase", "average_gain", "n", "skipped"):
+            assert entry[name] == pytest.approx(single[name], rel=1e-6, abs=1e-9), name
+        np.testing.assert_allclose(entry["o_c"], single["o_c"], rtol=1e-6)
     assert BATCH % WORKERS == 0  # each worker takes half of every full global batch
 
 

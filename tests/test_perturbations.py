@@ -263,12 +263,14 @@ def jax_stream(batches, weights, bias, metrics):
                             metrics=metrics)
 
 
-def test_a_strategy_runs_the_mask_and_refuses_other_perturbations_by_name(problem):
+def test_a_strategy_runs_the_mask_and_other_perturbations(problem):
     tf = pytest.importorskip("tensorflow")
     images, cams, weights, bias, labels = problem
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
         metrics = tf_metrics(images, weights, bias)
     _, o_c = removal_drop(metrics, cams, CategoricalScore(labels), CAM_MASK)
     np.testing.assert_array_equal(o_c[0], metrics.evaluate(cams, CategoricalScore(labels)).o_c)
-    with pytest.raises(ValueError, match="cannot run under a tf.distribute strategy yet.*strategy=None"):
-        removal_drop(metrics, cams, CategoricalScore(labels), RemoveMostSalient([0.5]))
+    drops, scores = removal_drop(metrics, cams, CategoricalScore(labels), RemoveMostSalient([0.25, 0.5]))
+    expected_drops, expected_scores = reference(images, cams, weights, bias, labels, [0.25, 0.5])
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    np.testing.assert_allclose(drops, expected_drops, atol=1e-3)

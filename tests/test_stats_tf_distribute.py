@@ -34,7 +34,8 @@ def child() -> None:
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from camavg_tf.distribute import reduce_metric_state
+    from camavg_core import MetricState
+    from camavg_tf.distribute import gather_per_sample
     from camavg_tf.metrics import AverageDrop, AverageGain, AverageIncrease
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -53,12 +54,15 @@ def child() -> None:
 
     for batch in strategy.experimental_distribute_dataset(dataset):
         step(batch)
-    state = reduce_metric_state(strategy, lambda batch: batch, dataset).state
+    # the one distributed path: per-sample values gathered in order, reduced on the host
+    gathered_y, gathered_o = (v.numpy() for v in gather_per_sample(strategy, lambda batch: batch, dataset))
+    state = MetricState.empty().update(gathered_y, gathered_o)
     report = {
         "replicas": strategy.num_replicas_in_sync,
         "keras": {name: list(m.interval()) for name, m in zip(METRICS, metrics)},
         "keras_count": [int(m.count) for m in metrics],
         "state": {name: list(v) for name, v in state.result().ci.items()},
+        "gathered_in_order": bool((gathered_y == y).all() and (gathered_o == o).all()),
     }
     print("CHILD-REPORT " + json.dumps(report), flush=True)
 
@@ -83,6 +87,7 @@ def test_two_replicas_give_the_in_memory_interval(mirrored):
 
     expected = summarize(*scores()).ci
     assert mirrored["replicas"] == 2 and mirrored["keras_count"] == [N] * 3
+    assert mirrored["gathered_in_order"] is True
     for name in METRICS:
         assert mirrored["keras"][name] == pytest.approx(expected[name], abs=1e-9)
         assert mirrored["state"][name] == pytest.approx(expected[name], abs=1e-9)

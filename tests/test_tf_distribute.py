@@ -1,4 +1,5 @@
-"""camavg_tf.distribute and the Keras metrics under MirroredStrategy over 2 logical CPU devices.
+"""camavg_tf.distribute, AveragesCam(strategy=...), evaluate_dataset and the Keras metrics under
+MirroredStrategy over 2 logical CPU devices.
 
 TensorFlow fixes its devices when it first initialises them, and pytest has done that by the
 time this module runs, so the two-replica part runs in a child process: this file, run as a
@@ -21,16 +22,14 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from camavg_core.scoring import CategoricalScore  # noqa: E402
 from camavg_tf.distribute import (  # noqa: E402
-    DistributedRun,
     ReplicaLoop,
-    check_distributed_run,
     current_strategy,
     gather_per_sample,
-    reduce_metric_state,
     with_sample_indices,
 )
-from reference import EPS, reference_metrics, reference_terms  # noqa: E402
+from reference import reference_metrics, reference_terms  # noqa: E402
 
 BATCH = 8
 CLASSES = 4
@@ -101,13 +100,16 @@ def numpy_scores(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def numpy_metrics(y: np.ndarray, o: np.ndarray) -> dict[str, float]:
-    """The shared reference's three averages, and the sums of squares the state also holds."""
-    terms = reference_terms(y, o)
-    return {
-        **reference_metrics(y, o),
-        "drop_sq_sum": float((terms["average_drop"] ** 2).sum()),
-        "gain_sq_sum": float((terms["average_gain"] ** 2).sum()),
-    }
+    """The shared reference's three averages."""
+    return reference_metrics(y, o)
+
+
+def in_memory_intervals(y: np.ndarray, o: np.ndarray) -> dict:
+    """The default intervals of the in-memory call on NumPy's scores: they read n and the sums
+    of the terms, their squares and their cubes, so they check every moment the reduction keeps."""
+    from camavg_core import summarize
+
+    return {name: list(interval) for name, interval in summarize(y, o).ci.items()}
 
 
 def assert_matches_numpy(report: dict, n: int) -> None:
@@ -115,22 +117,35 @@ def assert_matches_numpy(report: dict, n: int) -> None:
     expected = numpy_metrics(y, o)
     for name in ("average_drop", "average_increase", "average_gain"):
         assert report[name] == pytest.approx(expected[name], abs=1e-4), name
-    assert report["drop_sq_sum"] == pytest.approx(expected["drop_sq_sum"], rel=1e-5)
-    assert report["gain_sq_sum"] == pytest.approx(expected["gain_sq_sum"], rel=1e-5)
+    for name, interval in in_memory_intervals(y, o).items():
+        assert report["ci"][name] == pytest.approx(interval, abs=1e-3), name
     assert report["n"] == n and report["skipped"] == 0
+    if report.get("y_c") is not None:  # in the inputs' order, whatever replica took which sample
+        np.testing.assert_allclose(report["y_c"], y, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(report["o_c"], o, rtol=1e-5, atol=1e-7)
 
 
-def summary_of(run: DistributedRun) -> dict:
-    result = run.state.result()
+def summary_of(result) -> dict:
+    """What a :class:`~camavg_core.result.Result` says, as JSON."""
     return {
         "average_drop": result.average_drop,
         "average_increase": result.average_increase,
         "average_gain": result.average_gain,
-        "drop_sq_sum": run.state.drop_sq_sum,
-        "gain_sq_sum": run.state.gain_sq_sum,
-        "n": run.state.n,
-        "skipped": run.state.skipped,
+        "ci": {name: list(interval) for name, interval in result.ci.items()},
+        "n": result.n,
+        "skipped": result.skipped,
+        "y_c": None if result.y_c is None else result.y_c.tolist(),
+        "o_c": None if result.o_c is None else result.o_c.tolist(),
     }
+
+
+def averages_cam(n: int, model, **options):
+    """``AveragesCam`` on the data of ``dataset(n)``, and its result."""
+    from camavg_tf import AveragesCam
+
+    inputs, cams, targets = make_data(n)
+    metrics = AveragesCam(model, inputs, batch_size=BATCH, **options)
+    return metrics, metrics.evaluate(cams, CategoricalScore(targets))
 
 
 # --------------------------------------------------------------------------- the child process
@@ -138,6 +153,7 @@ def child_main() -> None:
     """Two logical CPU devices, MirroredStrategy over both, every path; JSON on stdout."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from camavg_tf import evaluate_dataset
     from camavg_tf.metrics import AverageDrop, AverageGain, AverageIncrease
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -152,10 +168,13 @@ def child_main() -> None:
     loop = ReplicaLoop(strategy, step)
     for n in SIZES:
         entry: dict = {}
-        kept = loop.metric_state(dataset(n), keep_vectors=True)
-        entry["kept"] = summary_of(kept)
-        entry["y_c"], entry["o_c"] = kept.y_c.tolist(), kept.o_c.tolist()
-        entry["streamed"] = summary_of(loop_in_scope.metric_state(dataset(n)))
+        entry["given"] = summary_of(averages_cam(n, model, strategy=strategy)[1])
+        with strategy.scope():  # AveragesCam picks the strategy up from the scope
+            scoped, result = averages_cam(n, model)
+        entry["in_scope"] = {**summary_of(result), "found": scoped.strategy is strategy}
+        entry["streamed"] = summary_of(evaluate_dataset(model, dataset(n), strategy=strategy))
+        entry["user_step"] = [values.numpy().tolist() for values in loop.per_sample(dataset(n))]
+        entry["user_step_in_scope"] = [values.numpy().tolist() for values in loop_in_scope.per_sample(dataset(n))]
         entry["probabilities"] = gather_per_sample(
             strategy, lambda batch: model(batch[0] * batch[1][..., None]), dataset(n)
         ).numpy().tolist()
@@ -236,18 +255,22 @@ def test_every_sample_is_handled_by_one_of_both_replicas(mirrored, n):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("path", ["kept", "streamed"])
-def test_mirrored_metric_state_equals_numpy(mirrored, n, path):
-    assert_matches_numpy(mirrored[str(n)][path], n)
+@pytest.mark.parametrize("path", ["given", "in_scope", "streamed"])
+def test_mirrored_averages_cam_and_stream_equal_numpy(mirrored, n, path):
+    entry = mirrored[str(n)][path]
+    assert_matches_numpy(entry, n)
+    assert entry.get("found", True) is True
+    assert (entry["y_c"] is None) == (path == "streamed")  # a stream keeps no vectors unless asked
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
-def test_mirrored_vectors_come_back_in_dataset_order(mirrored, n):
+def test_mirrored_per_sample_values_come_back_in_dataset_order(mirrored, n):
     y, o, probabilities = numpy_scores(n)
     entry = mirrored[str(n)]
-    np.testing.assert_allclose(entry["y_c"], y, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(entry["o_c"], o, rtol=1e-5, atol=1e-7)
+    for path in ("user_step", "user_step_in_scope"):
+        np.testing.assert_allclose(entry[path][0], y, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(entry[path][1], o, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(entry["probabilities"], probabilities, rtol=1e-5, atol=1e-7)
 
 
@@ -271,31 +294,38 @@ def test_keras_metrics_in_a_mirrored_custom_loop_equal_numpy(mirrored, n):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_mirrored_equals_single_device(mirrored, n):
-    single = ReplicaLoop(None, score_step(make_model())).metric_state(dataset(n), keep_vectors=True)
-    entry = mirrored[str(n)]
-    for name, value in summary_of(single).items():
-        assert entry["kept"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
-    np.testing.assert_allclose(entry["o_c"], single.o_c, rtol=1e-6)
+    single = summary_of(averages_cam(n, make_model())[1])
+    entry = mirrored[str(n)]["given"]
+    for name in ("average_drop", "average_increase", "average_gain", "n", "skipped"):
+        assert entry[name] == pytest.approx(single[name], rel=1e-6, abs=1e-9), name
+    for name, interval in single["ci"].items():
+        assert entry["ci"][name] == pytest.approx(interval, rel=1e-6, abs=1e-9), name
+    np.testing.assert_allclose(entry["o_c"], single["o_c"], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- one device, here
-def test_single_device_loop_equals_numpy():
+def test_single_device_loop_and_averages_cam_equal_numpy():
     n = SIZES[0]
-    run = reduce_metric_state(None, score_step(make_model()), dataset(n), keep_vectors=True)
-    assert_matches_numpy(summary_of(run), n)
     y, o, _ = numpy_scores(n)
-    np.testing.assert_allclose(run.y_c, y, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(run.o_c, o, rtol=1e-5, atol=1e-7)
+    y_c, o_c = ReplicaLoop(None, score_step(make_model())).per_sample(dataset(n))
+    np.testing.assert_allclose(y_c.numpy(), y, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(o_c.numpy(), o, rtol=1e-5, atol=1e-7)
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+    metrics, result = averages_cam(n, make_model(), strategy=one_device)
+    assert {type(p).__name__ for p in metrics.engine.adapter._passes.values()} == {"DistributedPasses"}
+    assert_matches_numpy(summary_of(result), n)
 
 
 @pytest.mark.slow
-def test_one_device_strategy_equals_numpy_and_loop_is_reusable():
+def test_one_device_strategy_loop_is_reusable_without_retracing():
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     loop = ReplicaLoop(strategy, score_step(make_model()))
-    for n in SIZES:  # the same compiled loop, two datasets
-        run = loop.metric_state(dataset(n))
-        assert run.y_c is None and run.o_c is None
-        assert_matches_numpy(summary_of(run), n)
+    for n in SIZES:  # the same compiled loop, two datasets of other sizes
+        y, o, _ = numpy_scores(n)
+        y_c, o_c = loop.per_sample(dataset(n))
+        np.testing.assert_allclose(y_c.numpy(), y, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(o_c.numpy(), o, rtol=1e-5, atol=1e-7)
+    assert loop.trace_count == 1
 
 
 def test_batches_of_varying_sizes_are_numbered_and_ordered():
@@ -318,29 +348,34 @@ def test_nested_per_sample_outputs_keep_their_structure():
 
 @pytest.mark.slow
 def test_nonfinite_scores_are_skipped_and_counted_then_checked():
-    y = np.array([0.8, np.nan, 0.5, 0.4])
-    o = np.array([0.2, 0.3, np.inf, 0.6])
-    pairs = tf.data.Dataset.from_tensor_slices((y, o)).batch(3)
-    streamed = reduce_metric_state(None, lambda batch: batch, pairs)
-    # only samples 0 and 3 are finite: drop (0.6 / 0.8 + 0) / 2, increase 1 of 2
-    assert streamed.state.n == 2 and streamed.state.skipped == 2
-    assert streamed.state.result().average_drop == pytest.approx(100 * (0.6 / (0.8 + EPS)) / 2)
-    assert streamed.state.result().average_increase == pytest.approx(50.0)
-    check_distributed_run(streamed, "omit")
-    with pytest.raises(ValueError, match="2 sample\\(s\\) have a non-finite score"):
-        check_distributed_run(streamed, "raise")
-    kept = reduce_metric_state(None, lambda batch: batch, pairs, keep_vectors=True)
-    with pytest.raises(ValueError, match=r"Y_c\[1\] is nan"):
-        check_distributed_run(kept, "raise")
+    """A score function that gives NaN for sample 1 and infinity for sample 2 (on the inputs and
+    on the masked inputs), under a strategy: the host's checks see the gathered scores."""
+    n = 5
+    inputs, cams, targets = make_data(n)
+    y, o, _ = numpy_scores(n)
+    spoil = tf.constant([0.0, np.nan, np.inf, 0.0, 0.0], tf.float32)
+
+    def score(outputs):
+        return tf.gather(outputs, targets, axis=1, batch_dims=1) + spoil
+
+    from camavg_tf import AveragesCam
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    omitted = AveragesCam(make_model(), inputs, nan_policy="omit", strategy=strategy).evaluate(cams, score)
+    kept = np.array([0, 3, 4])
+    assert (omitted.n, omitted.skipped) == (3, 2)
+    expected = reference_metrics(y[kept], o[kept])
+    for name in ("average_drop", "average_increase", "average_gain"):
+        assert getattr(omitted, name) == pytest.approx(expected[name], abs=1e-4), name
+    with pytest.raises(ValueError, match=r"non-finite score \(nan\) for sample 1\..*nan_policy='omit'"):
+        AveragesCam(make_model(), inputs, strategy=strategy).evaluate(cams, score)
 
 
-def test_logits_are_counted_and_rejected():
-    y, o = np.array([2.5, -1.0, 0.3]), np.array([0.1, 0.2, 0.3])
-    pairs = tf.data.Dataset.from_tensor_slices((y, o)).batch(2)
-    run = reduce_metric_state(None, lambda batch: batch, pairs)
-    assert (run.below_zero, run.above_one) == (1, 1)
-    with pytest.raises(ValueError, match="logits"):
-        check_distributed_run(run, "raise")
+def test_logits_are_rejected_under_a_strategy():
+    logits = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(CLASSES)])
+    logits.layers[-1].set_weights([w * 20.0 for w in model_weights()])
+    with pytest.raises(ValueError, match="linear activation"):
+        averages_cam(7, logits, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
 
 
 def test_current_strategy_picks_given_then_scope_then_none():
@@ -362,13 +397,12 @@ def test_bad_arguments_get_clear_errors():
     with pytest.raises(TypeError, match="step_fn must be callable"):
         ReplicaLoop(None, "not a function")
     with pytest.raises(TypeError, match="from_tensor_slices"):
-        reduce_metric_state(None, lambda batch: batch, [(np.ones(2), np.ones(2))])
-    triples = tf.data.Dataset.from_tensor_slices((np.ones(2), np.ones(2), np.ones(2))).batch(2)
-    with pytest.raises(ValueError, match=r"step_fn must return the pair \(y_c, o_c\)"):
-        reduce_metric_state(None, lambda batch: batch, triples)
-    matrices = tf.data.Dataset.from_tensor_slices((np.ones((2, 3)), np.ones((2, 3)))).batch(2)
-    with pytest.raises(ValueError, match=r"must be a vector of one score per sample"):
-        reduce_metric_state(None, lambda batch: batch, matrices)
+        gather_per_sample(None, lambda batch: batch, [(np.ones(2), np.ones(2))])
+    with pytest.raises(ValueError, match="dataset is empty"):
+        gather_per_sample(None, lambda batch: batch, tf.data.Dataset.from_tensor_slices(np.ones(2)).take(0).batch(2))
+    scaled = ReplicaLoop(None, lambda batch, scale: batch * scale, [tf.TensorSpec((), tf.float32)])
+    with pytest.raises(TypeError, match=r"takes 1 tensor\(s\) beside the dataset.*got 0"):
+        scaled.per_sample(tf.data.Dataset.from_tensor_slices(np.ones(2, np.float32)).batch(2))
 
 
 def test_repeated_samples_are_refused_when_ordering():
