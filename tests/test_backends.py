@@ -223,6 +223,7 @@ def test_averages_agree_with_numpy_float64(backend, points_tolerance, data):
     assert avg_increase(y_b, o_b) == pytest.approx(100 * increase.mean(), rel=1e-12, abs=0)
 
 
+@pytest.mark.slow
 @settings(deadline=None)
 @given(st.data())
 def test_terms_agree_with_numpy_float64(backend, points_tolerance, data):

@@ -284,6 +284,7 @@ def test_logit_values_are_named_alike_by_the_jax_object_and_stream(cam_doors):
     assert cam == stream
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("door", ["tf_cam", "tf_strategy", "jax_cam", "jax_stream", "tf_stream", "torch_cam"])
 def test_images_as_a_nested_list_of_numbers_are_one_array(cam_doors, door):
     """A nested list of numbers is one array (as NumPy reads it), at every door; only a list of

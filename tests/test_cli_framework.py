@@ -82,6 +82,7 @@ def _expected(files: dict, cams: np.ndarray) -> dict[str, float]:
     return reference_metrics(y_c, o_c)
 
 
+@pytest.mark.slow
 def test_a_second_framework_gets_the_same_command_without_tensorflow(saved):
     folder, files = saved
     argv = ["evaluate", "--framework", "numpy", "--model", str(folder / "model.npz"), "--inputs", str(folder / "x.npy"),

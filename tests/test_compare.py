@@ -123,6 +123,7 @@ def paired_scores(draw):
     return draw(scores), draw(scores), draw(scores), draw(st.sampled_from([0.8, 0.9, 0.95, 0.99]))
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None)
 @given(paired_scores())
 def test_p_below_one_minus_level_exactly_when_the_interval_excludes_zero(data):

@@ -104,6 +104,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_curves_and_aucs_match_the_reference(framework, problem):
     images, cams, weights, bias, labels = problem
@@ -118,6 +119,7 @@ def test_curves_and_aucs_match_the_reference(framework, problem):
         np.testing.assert_allclose(auc_terms(curves), reference_auc(expected), atol=1e-5, err_msg=repr(perturbation))
 
 
+@pytest.mark.slow
 def test_maps_are_ranked_after_the_resize(problem):
     images, _, weights, bias, labels = problem
     small = np.random.default_rng(3).random((N, 3, 3)).astype(np.float32)  # no ties once resized
@@ -154,6 +156,7 @@ def all_pixels_kept(framework):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_one_pixel_per_step_gives_half_over_p(framework):
     rng = np.random.default_rng(1)
@@ -175,6 +178,7 @@ def jax_problem(problem):
     return jax_metrics(linear_softmax("jax", weights, bias), images), CategoricalScore(labels)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(levels=st.lists(st.integers(0, 10), min_size=N * P, max_size=N * P),
        power=st.floats(0.3, 3.0), bend=st.floats(-4.0, 4.0).filter(lambda a: abs(a) > 0.1))

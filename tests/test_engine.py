@@ -94,6 +94,7 @@ def assert_matches_reference(result, cams, labels=LABELS, tol=1e-5):
 
 
 # ---------------------------------------------------------------------------- threads
+@pytest.mark.slow
 def test_threads_sharing_one_averagescam_get_their_own_numbers(fw, run_threads):
     metrics = fw.metrics()
     cam_sets = [cam_set(seed) for seed in range(8)]
@@ -229,6 +230,7 @@ def test_several_metrics_of_one_cam_set_cost_one_masked_pass(fw):
     assert len(masked_runs) == 2
 
 
+@pytest.mark.slow
 def test_equal_perturbations_built_apart_share_one_pass_and_different_ones_do_not(fw):
     """Passes are grouped by the perturbation's value (key, parameters, per-sample data), not by
     an object: two Deletion(steps=4) built apart share one pass even with a Deletion(steps=5),
@@ -262,6 +264,7 @@ def reference_curve_values(cams) -> dict:
             for kind in ("deletion", "insertion")}
 
 
+@pytest.mark.slow
 def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
     metrics = fw.metrics()
     cam_sets = [cam_set(20 + seed) for seed in range(6)]
@@ -276,6 +279,7 @@ def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
     run_threads(worker, 6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["deletion", "insertion"])
 def test_cams_changed_in_place_give_the_new_curves(fw, kind):
     metrics = fw.metrics()
@@ -340,6 +344,7 @@ def batches_of(cams, size=7, labels=LABELS):
     return [(IMAGES[i:i + size], cams[i:i + size], labels[i:i + size]) for i in range(0, N, size)]
 
 
+@pytest.mark.slow
 def test_a_stream_gives_the_numbers_of_the_in_memory_call(fw):
     cams = cam_set(11)
     whole = fw.metrics().evaluate(cams, score())
@@ -350,6 +355,7 @@ def test_a_stream_gives_the_numbers_of_the_in_memory_call(fw):
     assert streamed.n == whole.n == N
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["exception", "keyboard"])
 def test_a_stopped_stream_resumes_to_the_numbers_of_an_uninterrupted_run(fw, stop):
     cams = cam_set(12)
@@ -389,6 +395,7 @@ def test_a_bad_batch_is_named_and_the_batches_before_it_are_kept(fw):
     assert any("batch 2" in note for note in caught.value.__notes__)
 
 
+@pytest.mark.slow
 def test_a_stream_of_several_cam_methods_compares_them_as_in_memory(fw):
     cams = {"a": cam_set(14), "b": cam_set(15), "c": cam_set(14) * 0.5}
     whole = fw.metrics().compare(cams, score())

@@ -68,6 +68,7 @@ def expected(problem):
     return references(*problem)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_evaluate_gives_each_metric_of_the_references(framework, problem, expected):
     images, cams, weights, bias, labels = problem
@@ -85,6 +86,7 @@ def test_evaluate_gives_each_metric_of_the_references(framework, problem, expect
     assert result.n == N and result.skipped == 0 and result.undefined == {"mufidelity": 0}
 
 
+@pytest.mark.slow
 def test_each_pass_runs_once_and_equal_parameters_share_it(problem):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -98,6 +100,7 @@ def test_each_pass_runs_once_and_equal_parameters_share_it(problem):
     assert len(calls) == 3  # equal parameters, same CAMs: every pass from the cache
 
 
+@pytest.mark.slow
 def test_the_methods_return_the_documented_vectors(problem, expected):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -117,6 +120,7 @@ def test_the_methods_return_the_documented_vectors(problem, expected):
     assert y_c.shape == o_c.shape == (N,)
 
 
+@pytest.mark.slow
 def test_undefined_mufidelity_samples_are_left_out_and_counted(problem):
     images, cams, weights, bias, labels = problem
     cams = cams.copy()
@@ -131,6 +135,7 @@ def test_undefined_mufidelity_samples_are_left_out_and_counted(problem):
     assert any("mufidelity: 1 of 7 samples left out" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_compare_pairs_the_terms_in_each_metrics_direction(problem):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -161,6 +166,7 @@ def test_compare_pairs_the_terms_in_each_metrics_direction(problem):
         assert adjusted[0] == pytest.approx(min(1.0, 3 * raw[0]))
 
 
+@pytest.mark.slow
 def test_a_method_against_itself_is_no_difference(problem):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -177,6 +183,7 @@ def batches(images, cams, labels, size, several=False):
         yield images[part], c, labels[part]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["jax", "tensorflow"])
 def test_a_stream_gives_the_in_memory_numbers(framework, problem):
     images, cams, weights, bias, labels = problem
@@ -242,6 +249,7 @@ def test_an_extreme_skewness_correction_is_flagged_naming_its_metric():
     assert not any("extreme skewness" in note for note in mild.notes)
 
 
+@pytest.mark.slow
 def test_a_non_finite_input_is_skipped_by_every_metric_under_omit(problem, expected):
     images, cams, weights, bias, labels = problem
     jax = pytest.importorskip("jax")

@@ -103,6 +103,7 @@ def _expected_vectors(images, cams, labels, kernel, dense):
 
 
 # --------------------------------------------------------------------------- numbers
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [None, 3, 4, 10, 64])
 def test_scores_and_metrics_match_a_numpy_reference(data, weights, batch_size):
     images, cams, labels = data
@@ -149,6 +150,7 @@ def test_one_masked_pass_for_several_metrics(data, weights):
 
 
 # --------------------------------------------------------------------------- compilation
+@pytest.mark.slow
 def test_compiled_once_per_batch_shape_with_a_ragged_last_batch(data, weights):
     images, cams, labels = data
     traces = []

@@ -97,6 +97,7 @@ def test_dtypes_bfloat16_computes_in_float32():
     assert BK.dtype_name(BK.astype(jnp.ones(2), "bfloat16")) == "bfloat16"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "in_size, out_size",
     [((2, 2), (4, 4)), ((3, 5), (7, 11)), ((7, 7), (224 // 32, 224 // 32)), ((8, 6), (3, 4)), ((1, 1), (5, 5)), ((5, 3), (5, 8))],

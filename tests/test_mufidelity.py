@@ -152,6 +152,7 @@ def mean_metrics(framework, images):
     return AveragesCam(lambda x: x.mean(dim=(1, 2, 3))[:, None], images.transpose(0, 3, 1, 2).copy(), batch_size=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("correlation", ["spearman", "pearson"])
 def test_a_mean_model_and_the_image_as_its_map_give_one(framework, correlation):
@@ -163,6 +164,7 @@ def test_a_mean_model_and_the_image_as_its_map_give_one(framework, correlation):
 
 
 # --------------------------------------------------------------------------- undefined terms
+@pytest.mark.slow
 def test_undefined_correlations_are_nan_and_counted_never_zero():
     images, maps = mean_model_problem()
     maps[2] = 0.0  # no CAM anywhere: every subset's CAM sum is 0
@@ -218,6 +220,7 @@ def test_masks_depend_on_the_seed_and_the_global_index_only():
     assert abs(whole.mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / whole.size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
 def test_an_offset_gives_the_later_samples_their_in_memory_numbers(framework, problem):
     images, cams, weights, bias, labels = problem
@@ -308,6 +311,7 @@ def test_a_bad_per_sample_array_is_refused_by_name(problem):
 
 
 # --------------------------------------------------------------------------- streams pass their offset
+@pytest.mark.slow
 def test_a_stream_gives_each_batch_the_global_index_of_its_first_sample(monkeypatch):
     jnp = pytest.importorskip("jax.numpy")
     import camavg_core.stream as stream
@@ -356,6 +360,7 @@ def import_xplique():
     return pytest.importorskip("xplique.metrics")
 
 
+@pytest.mark.slow
 def test_xplique_gives_our_terms_when_handed_our_masks(problem, monkeypatch):
     """xplique draws one unseeded set of masks for a whole batch; fed sample i's uniforms (one
     image per evaluation), its Spearman term equals ours to float32 rounding."""

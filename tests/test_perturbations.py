@@ -168,6 +168,7 @@ def test_other_step_counts_and_values_do_not_retrace(framework, problem):
 
 
 # --------------------------------------------------------------------------- the engine's cache
+@pytest.mark.slow
 def test_the_cache_is_keyed_by_the_perturbation_and_its_parameters(problem):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -201,6 +202,7 @@ def test_step_parameters_are_checked():
 BACKENDS = ["numpy", "tensorflow", "jax", "torch"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKENDS)
 def test_stable_argsort_inverse_permutation_and_ranks_match_numpy(name):
     if name != "numpy":
@@ -219,6 +221,7 @@ def test_stable_argsort_inverse_permutation_and_ranks_match_numpy(name):
 
 
 # --------------------------------------------------------------------------- the description's part
+@pytest.mark.slow
 def test_the_removal_metric_works_in_evaluate_compare_and_a_stream(problem):
     from camavg_core.metrics import Metric
 

@@ -95,10 +95,12 @@ def jnp():
     return jax.numpy
 
 
+@pytest.mark.slow
 def test_jax_eager_without_x64_sums_on_the_host(jnp):
     assert_sums(updated(jnp.asarray(Y_C).reshape(-1, 1000), jnp.asarray(O_C).reshape(-1, 1000)), FLOAT64_RTOL)
 
 
+@pytest.mark.slow
 def test_jax_jitted_without_x64_sums_compensated(jnp):
     import jax
 

@@ -54,6 +54,7 @@ def test_an_underflowed_p_value_prints_as_below_1e_300():
     assert "p< 1e-300" in text and "p=0 " not in text and "x better" in text
 
 
+@pytest.mark.slow
 def test_compare_on_deletion_and_insertion_gives_the_difference_of_the_results(files, tmp_path, capsys):  # noqa: F811 - the fixture imported above
     """Curve metrics are compared on their per-sample terms: the difference is method a's
     value minus method b's, each metric with its own margin (0.005 for a fraction)."""

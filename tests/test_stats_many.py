@@ -60,6 +60,7 @@ def four_methods(n=120, seed=0):
     return y, masked
 
 
+@pytest.mark.slow
 def test_every_pair_by_default_with_holm_over_the_pairs_of_each_metric():
     y, masked = four_methods()
     table = compare_methods(y, masked)

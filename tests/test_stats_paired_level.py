@@ -20,6 +20,7 @@ from camavg_core.stats import sign_flip_interval, sign_flip_test
 pytest.importorskip("scipy.stats")
 
 
+@pytest.mark.slow
 def test_a_few_hundred_trials_reject_near_the_level():
     # 400 trials: a rate of 5% has a standard error of 1.1%, hence the loose bounds
     for row in level_table(400, sizes=(30, 100), kinds=list(KINDS)[:3]):
@@ -49,6 +50,7 @@ def test_level_and_coverage_on_the_full_grid():
         assert row["sign flip"] >= 0.93, row
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.floats(-1, 1, allow_subnormal=False), min_size=2, max_size=40),

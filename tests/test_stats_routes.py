@@ -31,6 +31,7 @@ def small_model(classes, seed):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("classes", [3, 100])
 def test_same_cams_through_two_routes_are_no_difference(classes):
     rng = np.random.default_rng(classes)

@@ -93,6 +93,7 @@ class Restarting:
         return iter(batch_list())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make_source",
     [
@@ -127,6 +128,7 @@ def test_the_same_live_iterator_is_refused():
         evaluate_dataset(model, iterator, resume=checkpoint)
 
 
+@pytest.mark.slow
 def test_the_finished_generator_is_refused():
     """Issue: the generator, finished by its own error, passed again gave n = 30 of 60."""
     reads = {"count": 0}

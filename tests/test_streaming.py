@@ -162,6 +162,7 @@ def test_nonfinite_sample_named_in_stream_order_or_skipped(small_cnn, data):
     assert result.average_drop == pytest.approx(reference_metrics(result.y_c[keep], result.o_c[keep])["average_drop"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_logits_ask_for_an_activation(data):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((SIZE, SIZE, 3))

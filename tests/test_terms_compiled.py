@@ -39,6 +39,7 @@ def assert_near_reference(got: dict) -> None:
         np.testing.assert_allclose(values, expected[name], rtol=RELATIVE, atol=1e-30, err_msg=name)
 
 
+@pytest.mark.slow
 def test_terms_under_jax_jit_match_float64_numpy():
     jax = pytest.importorskip("jax")
     from camavg_core.backends import resolve_backend
@@ -50,6 +51,7 @@ def test_terms_under_jax_jit_match_float64_numpy():
                            for name, terms in TERMS.items()})
 
 
+@pytest.mark.slow
 def test_terms_under_tf_jit_compile_match_float64_numpy():
     tf = pytest.importorskip("tensorflow")
     from camavg_core.backends import resolve_backend

@@ -89,6 +89,7 @@ def test_agrees_with_the_original_behaviour(trained, tfkv_cams, method):
     assert avg_gain(y_c, o_c) == pytest.approx(gain, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_tensor_inputs_and_cams_match_numpy_ones(trained, tfkv_cams):
     model, data = trained
     score = CategoricalScore(list(data.labels))

@@ -63,6 +63,7 @@ def test_eager_batches_equal_numpy(metric_class):
     assert float(tf.convert_to_tensor(metric.count)) == 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric_class", METRICS)
 def test_inside_tf_function_equals_numpy(metric_class):
     y, o = scores(40, seed=2)
@@ -228,6 +229,7 @@ def test_empty_result_is_zero_and_count_is_exposed(metric_class):
 
 
 # --------------------------------------------------------------------------- the same interval
+@pytest.mark.slow
 @pytest.mark.parametrize("level", [0.9, 0.95])
 def test_interval_is_the_interval_of_summarize_and_the_stream(level):
     from camavg_core import MetricState, summarize
