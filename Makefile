@@ -51,8 +51,9 @@ $(VENV)/.bench: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
+# two workers (pytest-xdist): the two cores of the machine this loop was sized on
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2
 
 test-numpy: $(VENV_NUMPY)/.installed
 	@$(VENV_NUMPY)/bin/python -c 'import importlib.util, sys; found = [m for m in ("tensorflow", "jax", "torch") if importlib.util.find_spec(m)]; sys.exit(f"make: the NumPy-only environment has {found}" if found else 0)'
