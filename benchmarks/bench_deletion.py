@@ -30,8 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from camavg_core.curves import auc_terms, pixel_counts  # noqa: E402
-from camavg_core.perturbations import Deletion  # noqa: E402
+from camavg_core.perturbations import Deletion, auc_terms, pixel_counts  # noqa: E402
 from camavg_core.scoring import CategoricalScore, as_score_list  # noqa: E402
 
 

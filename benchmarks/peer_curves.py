@@ -19,8 +19,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from camavg_core.backends import resolve_backend
-from camavg_core.curves import auc_terms, pixel_counts
-from camavg_core.perturbations import Deletion, Insertion
+from camavg_core.perturbations import Deletion, Insertion, auc_terms, pixel_counts
 
 N, SIZE, CLASSES = 8, 16, 3
 BACKEND = resolve_backend("numpy")

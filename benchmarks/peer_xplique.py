@@ -166,8 +166,7 @@ def curves_side_by_side(metrics, model, images, labels, one_hot, maps):
     from xplique.metrics import Deletion as XpliqueDeletion
     from xplique.metrics import Insertion as XpliqueInsertion
 
-    from camavg_core.curves import auc_terms
-    from camavg_core.perturbations import Deletion, Insertion
+    from camavg_core.perturbations import Deletion, Insertion, auc_terms
     from camavg_core.scoring import as_score_list
 
     engine = metrics.engine

@@ -15,7 +15,7 @@ import numpy as np
 
 from camavg_core.compare import format_p
 from camavg_core.metrics import METRICS, metric_named
-from camavg_core.result import Result
+from camavg_core.state import Result
 from camavg_cli.output import csv_text
 
 

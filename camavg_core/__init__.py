@@ -29,8 +29,7 @@ from camavg_core.metrics import (
     gain_terms,
     increase_terms,
 )
-from camavg_core.result import Result
-from camavg_core.state import MetricState, summarize
+from camavg_core.state import MetricState, Result, summarize
 from camavg_core.stats import (
     bootstrap_mean_intervals,
     hall_t_interval,

@@ -55,9 +55,8 @@ from camavg_core.metrics import (
     score_requirement,
 )
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
-from camavg_core.result import MethodResults, Result
+from camavg_core.state import MethodResults, Result, summarize_checked, summarize_measured
 from camavg_core.scoring import as_score_list, summed_scores
-from camavg_core.state import summarize_checked, summarize_measured
 
 #: Samples per forward pass when the user gives none (Keras' ``predict`` default).
 DEFAULT_BATCH_SIZE = 32

@@ -204,7 +204,7 @@ def deletion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 
     r"""RISE's Deletion (``kind="deletion"``) or Insertion (``"insertion"``) AUC as a
     description: per sample, the trapezoid area under the target's probability along the
     curve of :class:`~camavg_core.perturbations.Deletion` (or ``Insertion``),
-    :math:`(s_0/2 + s_1 + \dots + s_{K-1} + s_K/2)/K` (:func:`~camavg_core.curves.auc_terms`);
+    :math:`(s_0/2 + s_1 + \dots + s_{K-1} + s_K/2)/K` (:func:`~camavg_core.perturbations.auc_terms`);
     the metric is the mean AUC, a fraction in [0, 1]; lower is better for deletion, higher for
     insertion. ``return_vector`` gives ``(value, per-sample AUCs (N,), curves (N, K + 1))``.
     Equal arguments give perturbations of equal keys and parameters: one pass.
@@ -213,8 +213,7 @@ def deletion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 
     >>> float(metric.terms(np.array([1.0]), np.array([[0.5], [0.5], [0.0], [0.0]]), resolve_backend("numpy"))[0])
     0.375
     """
-    from camavg_core.curves import auc_terms
-    from camavg_core.perturbations import Deletion, Insertion
+    from camavg_core.perturbations import Deletion, Insertion, auc_terms
 
     perturbation = (Deletion if kind == "deletion" else Insertion)(steps=steps, baseline=baseline,
                                                                    max_fraction=max_fraction)

@@ -39,9 +39,8 @@ from camavg_core.engine import Adapter, Engine, Options
 from camavg_core.backends import NumpyBackend
 from camavg_core.compare import PairState, compare_methods, compare_results, comparison_table
 from camavg_core.metrics import on_cam_mask, resolve_metrics
-from camavg_core.result import MethodResults, Result
+from camavg_core.state import Measured, MethodResults, MetricState, Result, measured_terms
 from camavg_core.scoring import stream_score
-from camavg_core.state import Measured, MetricState, measured_terms
 
 SCORES = ("categorical", "binary")
 
@@ -225,7 +224,7 @@ def evaluate_stream(
     """Each metric (default: the three averages) over a stream of ``(inputs, cams, targets)`` batches.
 
     A batch's ``cams`` may be ``{name: cams}`` (the same names in every batch): the stream then
-    returns a :class:`~camavg_core.result.MethodResults`, one result per method and the
+    returns a :class:`~camavg_core.state.MethodResults`, one result per method and the
     pairwise comparison of every pair (paired sign-flip test and interval on the kept scores,
     Holm-adjusted), equal to ``AveragesCam.compare`` on the concatenated data.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from camavg_core.engine import Options
-from camavg_core.result import Result
+from camavg_core.state import Result
 from camavg_core.stream import Checkpoint, evaluate_stream
 from camavg_jax.averages import JaxAdapter
 

@@ -97,7 +97,7 @@ class StateMetric(keras.metrics.Metric):
     ``update_state(scores, masked_scores)`` is the door (the checks, once) and then the state's
     pure update; :meth:`state` reads the variables back as a :class:`MetricState` (outside
     ``strategy.run`` the replicas' copies are added), whose ``result()`` is the
-    :class:`~camavg_core.result.Result` a stream gives for the same samples.
+    :class:`~camavg_core.state.Result` a stream gives for the same samples.
 
     >>> metric = StateMetric()
     >>> metric.update_state([0.8, 0.5], [0.2, 0.6])

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from camavg_core import validation
 from camavg_core.engine import Options
-from camavg_core.result import Result
+from camavg_core.state import Result
 from camavg_core.stream import Checkpoint, check_first_batch, evaluate_stream, skip_counted
 from camavg_tf.averages import TensorFlowAdapter
 from camavg_tf.distribute import current_strategy
@@ -120,7 +120,7 @@ def evaluate_dataset(
             reshuffle); one that cannot is refused (see docs/streams.md).
 
     Returns:
-        A :class:`~camavg_core.result.Result`; ``y_c`` and ``o_c`` are None unless
+        A :class:`~camavg_core.state.Result`; ``y_c`` and ``o_c`` are None unless
         ``keep_vectors=True``.
 
     >>> import numpy as np, tensorflow as tf

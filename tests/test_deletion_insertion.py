@@ -15,8 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camavg_core.backends import resize_bilinear_numpy, resolve_backend
-from camavg_core.curves import auc_terms, full_curve, gaussian_blur, pixel_counts
-from camavg_core.perturbations import Deletion, Insertion, step_parameters
+from camavg_core.perturbations import Deletion, Insertion, auc_terms, full_curve, gaussian_blur, pixel_counts, step_parameters
 from camavg_core.scoring import CategoricalScore, as_score_list
 from reference import reference_auc, reference_curves
 

@@ -284,7 +284,7 @@ def test_conclusion_says_no_conclusion_where_the_test_finds_none():
     """Hand-made rows: one with an adjusted p above 0.05 gives no winner, one significant but
     inside the margin is 'too small to matter', one beyond it names the better method, each
     in its metric's direction."""
-    from camavg_core.result import Result
+    from camavg_core.state import Result
 
     values = {"a": 0.40, "b": 0.42, "c": 0.50}
     results = {name: Result({"insertion": value}, n=50, o_c=np.full(50, value), y_c=np.full(50, 0.9))
@@ -307,7 +307,7 @@ def test_conclusion_says_no_conclusion_where_the_test_finds_none():
 
 
 def test_conclusion_without_a_metric_it_states():
-    from camavg_core.result import Result
+    from camavg_core.state import Result
 
     results = {name: Result({"average_gain": 1.0}, n=3) for name in ("a", "b")}
     assert conclusion(results, [], {}).startswith("No conclusion in words: it reads Average Drop, Deletion or Insertion")

@@ -126,7 +126,7 @@ def assert_matches_numpy(report: dict, n: int) -> None:
 
 
 def summary_of(result) -> dict:
-    """What a :class:`~camavg_core.result.Result` says, as JSON."""
+    """What a :class:`~camavg_core.state.Result` says, as JSON."""
     return {
         "average_drop": result.average_drop,
         "average_increase": result.average_increase,
