@@ -25,8 +25,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options, model_outputs
-from camavg_core.masking import cam_maps
+from camavg_core.engine import AveragesCamBase, Engine, Options, check_output_rows, model_outputs, prepare_batch
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_jax.sharding import DataPlacement
 
@@ -79,7 +78,7 @@ class JaxAdapter:
             for start in range(0, n, size):
                 outputs = plain(tuple(self.batch(x, start, size) for x in inputs))
                 if start == 0:
-                    _check_output_rows(outputs, size)
+                    check_output_rows(outputs, size, "apply_fn")
                 batch_outputs.append(outputs)
             return [jnp.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n] for parts in zip(*batch_outputs)]
         perturbation = CAM_MASK if perturbation is None else perturbation
@@ -93,7 +92,7 @@ class JaxAdapter:
             outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_row)
             steps = [outputs, *(later(batch_inputs, prepared, row) for row in later_rows)]
             if start == 0:
-                _check_output_rows(steps[0], size)
+                check_output_rows(steps[0], size, "apply_fn")
             batch_outputs.append([jnp.stack(parts) for parts in zip(*steps)])
         return [jnp.concatenate(parts, axis=1)[:, :n] if len(parts) > 1 else parts[0][:, :n] for parts in zip(*batch_outputs)]
 
@@ -158,11 +157,7 @@ class JaxAdapter:
                 def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, parameter: jax.Array) -> tuple:
                     self.trace_count += 1
                     extra = () if batch_extra is None else (batch_extra,)  # the per-sample data's rows
-                    prepared = [
-                        perturbation.prepare(_BACKEND, x, cam_maps(x, cam, data_format=options.data_format,
-                                                                   normalize=options.normalize, backend=_BACKEND), *extra)
-                        for x, cam in zip(batch_inputs, batch_cams)
-                    ]
+                    prepared = prepare_batch(_BACKEND, perturbation, options, batch_inputs, batch_cams, extra)
                     return step(batch_inputs, prepared, parameter), prepared
 
                 def later(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
@@ -171,15 +166,6 @@ class JaxAdapter:
 
                 self._perturbed[key] = (jax.jit(first), jax.jit(later))
             return self._perturbed[key]
-
-
-def _check_output_rows(outputs: list, batch_size: int) -> None:
-    for out in outputs:
-        if out.ndim == 0 or out.shape[0] != batch_size:
-            raise ValueError(
-                f"apply_fn returned an output of shape {tuple(out.shape)} for a batch of "
-                f"{batch_size} samples: it must return one row per sample, shape (batch, ...)."
-            )
 
 
 class AveragesCam(AveragesCamBase):

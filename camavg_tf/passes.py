@@ -23,8 +23,7 @@ from typing import Any, Callable
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options, model_outputs
-from camavg_core.masking import cam_maps
+from camavg_core.engine import Options, model_outputs, prepare_batch
 from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
@@ -72,11 +71,7 @@ class BatchStep:
     def prepare(self, batch: tuple, perturbation: Perturbation) -> list:
         """``prepare`` per model input; a batch of three holds the per-sample extra's rows."""
         batch_inputs, batch_cams, *extra = batch
-        return [
-            perturbation.prepare(_BACKEND, x, cam_maps(x, c, data_format=self.options.data_format,
-                                                      normalize=self.options.normalize, backend=_BACKEND), *extra)
-            for x, c in zip(batch_inputs, batch_cams)
-        ]
+        return prepare_batch(_BACKEND, perturbation, self.options, batch_inputs, batch_cams, extra)
 
     def step(self, batch_inputs: tuple, prepared: list, perturbation: Perturbation, parameter: tf.Tensor) -> list:
         """One step: ``apply``, ``preprocess``, the model and the activation."""
