@@ -38,7 +38,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.backends import Backend
+from camavg_core.backends import Backend, work_dtype
 from camavg_core.masking import cam_maps, check_cam_maps, check_cam_shapes, finite_rows
 from camavg_core.metrics import (
     AVERAGE_DROP,
@@ -173,6 +173,16 @@ def model_outputs(outputs: Any, argument: str) -> list:
     if isinstance(outputs, dict):
         raise TypeError(validation.outputs_are_a_dict(argument, [str(k) for k in outputs]))
     return as_list(outputs)
+
+
+def apply_activation(outputs: list, activation: str | None, backend: Backend) -> list:
+    """Each output in its score dtype (float32; float64 stays: never float16 or bfloat16),
+    then ``activation``: ``'softmax'`` over the last axis or ``'sigmoid'`` (None and
+    ``'identity'`` leave the values as they are)."""
+    outputs = [backend.astype(backend.asarray(out), work_dtype(backend.dtype_name(out))) for out in outputs]
+    if activation in ("softmax", "sigmoid"):
+        return [getattr(backend, activation)(out) for out in outputs]
+    return outputs
 
 
 def check_output_rows(outputs: list, batch_size: int, argument: str) -> None:

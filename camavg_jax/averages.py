@@ -25,22 +25,11 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options, check_output_rows, model_outputs, prepare_batch
+from camavg_core.engine import AveragesCamBase, Engine, Options, apply_activation, check_output_rows, model_outputs, prepare_batch
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    """Each output cast to its score dtype (float32; float64 stays), then softmax or sigmoid."""
-    outputs = [jnp.asarray(out) for out in outputs]
-    outputs = [out.astype(jnp.float64 if out.dtype == jnp.float64 else jnp.float32) for out in outputs]
-    if activation == "softmax":
-        return [jax.nn.softmax(out, axis=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [jax.nn.sigmoid(out) for out in outputs]
-    return outputs
 
 
 class JaxAdapter:
@@ -129,7 +118,7 @@ class JaxAdapter:
         if options.preprocess is not None:
             batch_inputs = [options.preprocess(x) for x in batch_inputs]
         outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
-        return apply_activation(model_outputs(outputs, "apply_fn"), options.activation)
+        return apply_activation(model_outputs(outputs, "apply_fn"), options.activation, _BACKEND)
 
     def _plain_step(self, options: Options) -> Callable:
         with self._lock:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options, model_outputs, prepare_batch
+from camavg_core.engine import Options, apply_activation, model_outputs, prepare_batch
 from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
@@ -34,15 +34,6 @@ _BACKEND = resolve_backend("tensorflow")
 def score_dtype(dtype: Any) -> tf.DType:
     """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
     return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    outputs = [tf.cast(out, score_dtype(out.dtype)) for out in outputs]
-    if activation == "softmax":
-        return [tf.nn.softmax(out, axis=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [tf.sigmoid(out) for out in outputs]
-    return outputs
 
 
 class BatchStep:
@@ -58,7 +49,7 @@ class BatchStep:
             batch_inputs = [self.options.preprocess(x) for x in batch_inputs]
         batch = batch_inputs if self.options.multi_input else batch_inputs[0]
         outputs = self.model(batch, training=False) if self.takes_training else self.model(batch)
-        return apply_activation(model_outputs(outputs, "The model"), self.options.activation)
+        return apply_activation(model_outputs(outputs, "The model"), self.options.activation, _BACKEND)
 
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))

@@ -1,11 +1,10 @@
 """``AveragesCam`` for PyTorch models: the adapter that torchcam and pytorch-grad-cam users meet.
 
 The engine (:mod:`camavg_core.engine`) owns the steps and the checks; this module supplies
-PyTorch's part: copies on the inputs' device, the pass (masking, ``preprocess``, the model and
-the activation, optionally ``torch.compile``-d) run under ``torch.inference_mode()`` with the
-model in eval mode (every submodule's ``training`` flag restored afterwards), and the (N,) scores
-back to the host. The model's last leaf module is recorded during the first pass: an
-``nn.Linear`` whose output is the model's output means logits.
+PyTorch's part: copies on the inputs' device, the pass (optionally ``torch.compile``-d) under
+``torch.inference_mode()`` with the model in eval mode (each submodule's ``training`` flag
+restored after), the (N,) scores to the host, and what the model's last leaf module says of its
+outputs (an ``nn.Linear``'s are logits), recorded during the first pass.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from torch import nn
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options, as_list, check_output_rows, model_outputs, prepare_batch
+from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activation, as_list, check_output_rows, model_outputs,
+                                prepare_batch)
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_torch.scores import as_score_function
 
@@ -35,9 +35,6 @@ _LOCKS_LOCK = threading.Lock()
 
 #: leaves that leave values as they are in eval mode: a Linear before them still gives the output
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
-
-#: weights per float64 reduction of :meth:`TorchAdapter.model_version`: bounded memory
-_VERSION_CHUNK = 1 << 24
 
 
 @contextlib.contextmanager
@@ -53,17 +50,6 @@ def eval_mode(model: nn.Module):
         finally:
             for module, training in flags:
                 module.training = training
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    """Each output in its score dtype (float32; float64 stays), then softmax or sigmoid."""
-    outputs = [torch.as_tensor(out) for out in outputs]
-    outputs = [out if out.dtype == torch.float64 else out.float() for out in outputs]
-    if activation == "softmax":
-        return [torch.softmax(out, dim=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [torch.sigmoid(out) for out in outputs]
-    return outputs
 
 
 def _tensors_of(model: Any) -> list:
@@ -85,8 +71,7 @@ class TorchAdapter:
 
     def own(self, array: Any, dtype: str, name: str) -> torch.Tensor:
         if not isinstance(array, torch.Tensor):
-            # a host copy of our own (from_numpy shares its memory); NumPy's own types lack bfloat16
-            # and float8 (ml_dtypes' are not torch's): float32 on the host, torch converts
+            # a host copy of our own (from_numpy shares its memory); float32 where NumPy lacks the type
             host = np.float32 if dtype == "bfloat16" or dtype.startswith("float8") else dtype
             array = torch.from_numpy(np.array(array, dtype=host, copy=True))
             return array.to(device=self.device, dtype=getattr(torch, dtype))
@@ -94,9 +79,7 @@ class TorchAdapter:
 
     def input_dtype(self, index: int, dtype: np.dtype) -> str:
         """The dtype of the model's weights; without weights a float dtype stays, others float32."""
-        if self._model_dtype is not None:
-            return self._model_dtype
-        return np.dtype(dtype).name if np.issubdtype(dtype, np.floating) else "float32"
+        return self._model_dtype or (np.dtype(dtype).name if np.issubdtype(dtype, np.floating) else "float32")
 
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
             perturbation: Perturbation | None = None, extra: Any = None) -> list:
@@ -146,8 +129,8 @@ class TorchAdapter:
         with torch.inference_mode():
             flat = torch.cat([t.detach().reshape(-1).to(device) for t in tensors])  # one copy, dtypes promoted
             totals = torch.zeros(3, dtype=wide, device=device)
-            for start in range(0, flat.numel(), _VERSION_CHUNK):
-                part = flat[start : start + _VERSION_CHUNK].to(wide)
+            for start in range(0, flat.numel(), 1 << 24):  # in float64 by chunks: bounded memory
+                part = flat[start : start + (1 << 24)].to(wide)
                 places = torch.arange(start + 1, start + 1 + part.numel(), dtype=wide, device=device)
                 totals += torch.stack([part.sum(), part.dot(part), part.dot(places)])
         return (float(len(tensors)), *totals.tolist())
@@ -156,7 +139,7 @@ class TorchAdapter:
     def _forward(self, options: Options, batch: list) -> list:
         if options.preprocess is not None:
             batch = [options.preprocess(x) for x in batch]
-        return apply_activation(model_outputs(self.model(*batch), "The model"), options.activation)
+        return apply_activation(model_outputs(self.model(*batch), "The model"), options.activation, _BACKEND)
 
     def _step(self, options: Options, perturbation: Perturbation) -> Callable:
         """One step of ``perturbation``: ``apply``, ``preprocess``, the model, the activation;

@@ -100,6 +100,12 @@ class TorchBackend(Backend):
                                      align_corners=False, antialias=False)
         return resized.permute(0, 2, 3, 1).to(images.dtype)
 
+    def softmax(self, x):
+        return self.torch.softmax(x, dim=-1)
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
     def stack(self, arrays):
         return self.torch.stack([a if isinstance(a, self.torch.Tensor) else self.torch.as_tensor(a) for a in arrays])
 
