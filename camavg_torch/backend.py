@@ -32,10 +32,6 @@ class TorchBackend(Backend):
 
         self.torch, self.F = torch, F
 
-    def _like(self, value: Any, x: Any) -> Any:
-        """``value`` as a tensor on ``x``'s device (a Python scalar stays a scalar)."""
-        return value if isinstance(value, (int, float, bool)) else self.torch.as_tensor(value, device=x.device)
-
     def is_appropriate_type(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor)
 
@@ -71,16 +67,17 @@ class TorchBackend(Backend):
     def all_equal(self, x, y):
         return tuple(x.shape) == tuple(y.shape) and x.dtype == y.dtype and bool(self.torch.equal(x, y.to(x.device)))
 
+    # a NumPy operand goes to the tensor's device (as_tensor leaves a tensor already there as it is)
     def maximum(self, x, y):
-        return self.torch.clamp(x, min=y) if isinstance(y, (int, float)) else self.torch.maximum(x, self._like(y, x))
+        return self.torch.clamp(x, min=y) if isinstance(y, (int, float)) else self.torch.maximum(x, self.torch.as_tensor(y, device=x.device))
 
     def minimum(self, x, y):
-        return self.torch.clamp(x, max=y) if isinstance(y, (int, float)) else self.torch.minimum(x, self._like(y, x))
+        return self.torch.clamp(x, max=y) if isinstance(y, (int, float)) else self.torch.minimum(x, self.torch.as_tensor(y, device=x.device))
 
     def where(self, cond, x, y):
         x = x if isinstance(x, self.torch.Tensor) else self.torch.as_tensor(x)
-        y = y if isinstance(y, (int, float)) else self._like(y, x).to(x.dtype)
-        return self.torch.where(self._like(cond, x), x, y)
+        y = y if isinstance(y, (int, float)) else self.torch.as_tensor(y, device=x.device, dtype=x.dtype)
+        return self.torch.where(self.torch.as_tensor(cond, device=x.device), x, y)
 
     def isfinite(self, x):
         return self.torch.isfinite(x)
