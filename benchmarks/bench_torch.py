@@ -11,7 +11,10 @@ then only ``model(batch)`` per batch in eval mode under ``torch.inference_mode()
 also copies and checks the CAMs, masks, scores and computes the intervals. Both are timed with
 fresh CAM values on every call (nothing cached), median of ``--repeats``, as wall time and as
 the process's CPU time: on a machine shared with other work, CPU time with ``--threads 1`` is
-the steadier measure of the work each does (wall time counts the waits for a core).
+the steadier measure of the work each does (wall time counts the waits for a core; with more
+intra-op threads than free cores each parallel kernel waits for a descheduled thread, so wall
+time then grows with the number of kernels, not with the work). Both run on the same threads
+(checked).
 """
 
 from __future__ import annotations
