@@ -116,11 +116,10 @@ class TorchAdapter:
         return validation.torch_logits(metrics, self.last_layer)
 
     def model_version(self) -> tuple | None:
-        """A few float64 numbers that change when any parameter or buffer does: the tensor
-        count, and the sums of the values, their squares and a position-weighted sum (a
-        permutation within or across tensors moves it), reduced on the device over all the
-        weights at once: a handful of kernels (several per tensor cost a ResNet's hundreds of
-        small buffers more than the sums, on a busy machine a tenth of a pass)."""
+        """The tensor count, and float64 sums of the values, their squares and their values by
+        position (a permutation within or across tensors moves it), reduced on the device over
+        all the weights at once: a handful of kernels, where some per tensor cost a ResNet's
+        hundreds of small buffers more than the sums (on a busy machine, 10% of a pass)."""
         tensors = _tensors_of(self.model)
         if not tensors:
             return None  # a plain callable: nothing to look inside
