@@ -11,7 +11,10 @@ then only ``model(batch)`` per batch in eval mode under ``torch.inference_mode()
 also copies and checks the CAMs, masks, scores and computes the intervals. Both are timed with
 fresh CAM values on every call (nothing cached), median of ``--repeats``, as wall time and as
 the process's CPU time: on a machine shared with other work, CPU time with ``--threads 1`` is
-the steadier measure of the work each does (wall time counts the waits for a core).
+the steadier measure of the work each does (wall time counts the waits for a core; with more
+intra-op threads than free cores each parallel kernel waits for a descheduled thread, so wall
+time then grows with the number of kernels, not with the work). Both run on the same threads
+(checked).
 """
 
 from __future__ import annotations
@@ -103,9 +106,12 @@ def measure(size: int, n: int, batch_size: int, repeats: int, device: str = "cpu
     def clocks() -> np.ndarray:
         return np.array([time.perf_counter(), time.process_time()])
 
+    threads = set()  # both run on the same intra-op threads: torch's setting, read as each runs
+
     def bare(cams: np.ndarray) -> torch.Tensor:
         masked = images * torch.from_numpy(cams).to(device)[:, None]  # not timed: the floor is the forward
         synchronize()
+        threads.add(torch.get_num_threads())
         start = clocks()
         with torch.inference_mode():
             outputs = [model(masked[i : i + batch_size]) for i in range(0, n, batch_size)]
@@ -113,17 +119,20 @@ def measure(size: int, n: int, batch_size: int, repeats: int, device: str = "cpu
         return clocks() - start, torch.softmax(torch.cat(outputs), dim=-1).cpu()
 
     def camavg(cams: np.ndarray):
+        threads.add(torch.get_num_threads())
         start = clocks()
         result = metrics.evaluate(cams, score)
         return clocks() - start, result
 
     bare(cam_sets[-1]), camavg(cam_sets[-1])  # warm-up: allocator, oneDNN kernels
     bare_times, camavg_times = [], []
-    for cams in cam_sets[:repeats]:  # interleaved, so drifts in machine load hit both alike
-        seconds, outputs = bare(cams)
-        bare_times.append(seconds)
-        seconds, result = camavg(cams)
-        camavg_times.append(seconds)
+    for turn, cams in enumerate(cam_sets[:repeats]):
+        # interleaved, each first in turn, so drifts in machine load hit both alike
+        timed = {run: run(cams) for run in ((bare, camavg) if turn % 2 == 0 else (camavg, bare))}
+        bare_times.append(timed[bare][0])
+        camavg_times.append(timed[camavg][0])
+    outputs, result = timed[bare][1], timed[camavg][1]  # of the same CAMs
+    assert len(threads) == 1, threads
     expected = outputs[torch.arange(n), torch.tensor(score.indices)].double().numpy()
     agreement = float(np.abs(result.o_c - expected).max())
     bare_s, camavg_s = np.median(bare_times, axis=0), np.median(camavg_times, axis=0)

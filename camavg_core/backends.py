@@ -109,6 +109,13 @@ class Backend:
         """Resize (N, h, w, C) to (N, H, W, C), half-pixel centres, no antialiasing."""
         raise NotImplementedError
 
+    def softmax(self, x: Any) -> Any:
+        """The softmax over the last axis."""
+        raise NotImplementedError
+
+    def sigmoid(self, x: Any) -> Any:
+        raise NotImplementedError
+
     def stack(self, arrays: list) -> Any:
         raise NotImplementedError
 
@@ -188,6 +195,13 @@ class NumpyBackend(Backend):
 
     def resize_bilinear(self, images, size):
         return resize_bilinear_numpy(images, size)
+
+    def softmax(self, x):
+        exp = np.exp(x - np.max(x, axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+    def sigmoid(self, x):
+        return 1.0 / (1.0 + np.exp(-np.asarray(x)))
 
     def stack(self, arrays):
         return np.stack([np.asarray(a) for a in arrays])

@@ -38,8 +38,8 @@ from typing import Any, Callable, NamedTuple, Protocol
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.backends import Backend
-from camavg_core.masking import check_cam_maps, check_cam_shapes, finite_rows
+from camavg_core.backends import Backend, work_dtype
+from camavg_core.masking import cam_maps, check_cam_maps, check_cam_shapes, finite_rows
 from camavg_core.metrics import (
     AVERAGE_DROP,
     AVERAGE_GAIN,
@@ -111,7 +111,9 @@ class Adapter(Protocol):
     def output_kind(self) -> str | None:
         """``'logits'`` when the model's own layers say its outputs are logits (a linear
         output layer), ``'probabilities'`` when they say probabilities, None when unknown.
-        Read afresh at each call: an output layer's activation may be swapped in place."""
+        Read afresh at each call: an output layer's activation may be swapped in place.
+        An adapter that can name that layer may add ``logits_message(metrics) -> str``, the
+        message drop and gain then raise (default :func:`validation.linear_output_layer`)."""
 
     def model_version(self) -> Any:
         """A value that stays equal (``==``) while the model computes the same function, and
@@ -180,6 +182,37 @@ def model_outputs(outputs: Any, argument: str) -> list:
     if isinstance(outputs, dict):
         raise TypeError(validation.outputs_are_a_dict(argument, [str(k) for k in outputs]))
     return as_list(outputs)
+
+
+def apply_activation(outputs: list, activation: str | None, backend: Backend) -> list:
+    """Each output in its score dtype (float32; float64 stays: never float16 or bfloat16),
+    then ``activation``: ``'softmax'`` over the last axis or ``'sigmoid'`` (None and
+    ``'identity'`` leave the values as they are)."""
+    outputs = [backend.astype(backend.asarray(out), work_dtype(backend.dtype_name(out))) for out in outputs]
+    if activation in ("softmax", "sigmoid"):
+        return [getattr(backend, activation)(out) for out in outputs]
+    return outputs
+
+
+def check_output_rows(outputs: list, batch_size: int, argument: str) -> None:
+    """Every output of a batch's pass has one row per sample, shape (batch, ...)."""
+    for out in outputs:
+        shape = getattr(out, "shape", None)
+        if shape is None or len(shape) == 0 or shape[0] != batch_size:
+            seen = type(out).__name__ if shape is None else tuple(shape)
+            raise ValueError(validation.not_one_row_per_sample(argument, seen, batch_size))
+
+
+def prepare_batch(backend: Backend, perturbation: Perturbation, options: Options, batch_inputs: Any,
+                  batch_cams: Any, extra: Any = ()) -> list:
+    """``perturbation.prepare`` of each input of a batch, with that input's CAMs as
+    :func:`~camavg_core.masking.cam_maps` makes them (resized, normalised when asked, clipped)
+    and ``extra``, the per-sample data's rows when the perturbation has some."""
+    return [
+        perturbation.prepare(backend, x, cam_maps(x, cams, data_format=options.data_format,
+                                                  normalize=options.normalize, backend=backend), *extra)
+        for x, cams in zip(batch_inputs, batch_cams)
+    ]
 
 
 def as_host_array(array: Any, name: str) -> np.ndarray:
@@ -472,7 +505,8 @@ class Engine:
         probabilities by chance; the layer does not lie)."""
         needing, _ = score_requirement(metrics)
         if needing and self.options.activation is None and self.adapter.output_kind() == "logits":
-            raise ValueError(validation.linear_output_layer(needing))
+            message = getattr(self.adapter, "logits_message", validation.linear_output_layer)
+            raise ValueError(message(needing))
 
     def warn_if_logits(self) -> None:
         """Average Increase is defined for any score, but its value depends on the activation:
@@ -494,9 +528,17 @@ class AveragesCamBase:
     def n(self) -> int:
         return self.engine.n
 
+    def _engine_arguments(self, cams: Any, score_function: Any) -> tuple[Any, Any]:
+        """The CAMs and the score function in the forms the engine reads, from those the
+        framework's users hold (here: as given; PyTorch reads torchcam's lists of CAMs and
+        pytorch-grad-cam's per-sample targets). Called first at the doors, so it must leave
+        the engine's own forms as they are."""
+        return cams, score_function
+
     def _get_scores(self, cams: Any, score_function: Callable, *, normalize: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(Y_c, O_c)``: NumPy arrays of shape (N,), scores on the inputs and on the inputs
         masked with ``cams``. Several calls with the same CAM values share one masked pass."""
+        cams, score_function = self._engine_arguments(cams, score_function)
         return self.engine.scores(cams, score_function, normalize=normalize)
 
     def average_drop(self, cams: Any, score_function: Callable, return_vector: bool = False, *, normalize: bool | None = None):
@@ -533,6 +575,7 @@ class AveragesCamBase:
 
         The door of the path: the model's layers are checked against what the metrics need
         of the scores, then each score vector once (:meth:`Engine.check_scores`)."""
+        cams, score_function = self._engine_arguments(cams, score_function)
         described = resolve_metrics(metrics)
         if not score_requirement(described)[0]:  # the metrics take any score, logits too
             self.engine.warn_if_logits()

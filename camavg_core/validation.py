@@ -463,6 +463,15 @@ def cams_transposed(map_shape: tuple, spatial: tuple) -> str:
     )
 
 
+def not_one_row_per_sample(argument: str, seen: Any, batch_size: int) -> str:
+    """A pass whose output is not (batch, ...): ``seen`` is the output's shape or type name."""
+    return (
+        f"{argument} returned an output of shape {seen} for a batch of {batch_size} samples: it "
+        f"must return one row per sample, shape (batch, ...), as an array (or a list or tuple of "
+        f"arrays for several outputs)."
+    )
+
+
 def outputs_are_a_dict(argument: str, keys: list) -> str:
     first = keys[0] if keys else "name"
     return (

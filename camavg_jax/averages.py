@@ -25,23 +25,11 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import AveragesCamBase, Engine, Options, model_outputs
-from camavg_core.masking import cam_maps
+from camavg_core.engine import AveragesCamBase, Engine, Options, apply_activation, check_output_rows, model_outputs, prepare_batch
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    """Each output cast to its score dtype (float32; float64 stays), then softmax or sigmoid."""
-    outputs = [jnp.asarray(out) for out in outputs]
-    outputs = [out.astype(jnp.float64 if out.dtype == jnp.float64 else jnp.float32) for out in outputs]
-    if activation == "softmax":
-        return [jax.nn.softmax(out, axis=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [jax.nn.sigmoid(out) for out in outputs]
-    return outputs
 
 
 class JaxAdapter:
@@ -79,7 +67,7 @@ class JaxAdapter:
             for start in range(0, n, size):
                 outputs = plain(tuple(self.batch(x, start, size) for x in inputs))
                 if start == 0:
-                    _check_output_rows(outputs, size)
+                    check_output_rows(outputs, size, "apply_fn")
                 batch_outputs.append(outputs)
             return [jnp.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n] for parts in zip(*batch_outputs)]
         perturbation = CAM_MASK if perturbation is None else perturbation
@@ -93,7 +81,7 @@ class JaxAdapter:
             outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_row)
             steps = [outputs, *(later(batch_inputs, prepared, row) for row in later_rows)]
             if start == 0:
-                _check_output_rows(steps[0], size)
+                check_output_rows(steps[0], size, "apply_fn")
             batch_outputs.append([jnp.stack(parts) for parts in zip(*steps)])
         return [jnp.concatenate(parts, axis=1)[:, :n] if len(parts) > 1 else parts[0][:, :n] for parts in zip(*batch_outputs)]
 
@@ -130,7 +118,7 @@ class JaxAdapter:
         if options.preprocess is not None:
             batch_inputs = [options.preprocess(x) for x in batch_inputs]
         outputs = self.apply_fn(batch_inputs if options.multi_input else batch_inputs[0])
-        return apply_activation(model_outputs(outputs, "apply_fn"), options.activation)
+        return apply_activation(model_outputs(outputs, "apply_fn"), options.activation, _BACKEND)
 
     def _plain_step(self, options: Options) -> Callable:
         with self._lock:
@@ -158,11 +146,7 @@ class JaxAdapter:
                 def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, parameter: jax.Array) -> tuple:
                     self.trace_count += 1
                     extra = () if batch_extra is None else (batch_extra,)  # the per-sample data's rows
-                    prepared = [
-                        perturbation.prepare(_BACKEND, x, cam_maps(x, cam, data_format=options.data_format,
-                                                                   normalize=options.normalize, backend=_BACKEND), *extra)
-                        for x, cam in zip(batch_inputs, batch_cams)
-                    ]
+                    prepared = prepare_batch(_BACKEND, perturbation, options, batch_inputs, batch_cams, extra)
                     return step(batch_inputs, prepared, parameter), prepared
 
                 def later(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
@@ -171,15 +155,6 @@ class JaxAdapter:
 
                 self._perturbed[key] = (jax.jit(first), jax.jit(later))
             return self._perturbed[key]
-
-
-def _check_output_rows(outputs: list, batch_size: int) -> None:
-    for out in outputs:
-        if out.ndim == 0 or out.shape[0] != batch_size:
-            raise ValueError(
-                f"apply_fn returned an output of shape {tuple(out.shape)} for a batch of "
-                f"{batch_size} samples: it must return one row per sample, shape (batch, ...)."
-            )
 
 
 class AveragesCam(AveragesCamBase):

@@ -92,6 +92,12 @@ class JaxBackend(Backend):
         )
         return resized.astype(images.dtype)
 
+    def softmax(self, x):
+        return self.jax.nn.softmax(x, axis=-1)
+
+    def sigmoid(self, x):
+        return self.jax.nn.sigmoid(x)
+
     def stack(self, arrays):
         return self.jnp.stack([self.jnp.asarray(a) for a in arrays])
 

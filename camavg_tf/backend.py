@@ -86,6 +86,12 @@ class TensorFlowBackend(Backend):
         resized = self.tf.image.resize(images, size, method="bilinear", antialias=False)
         return self.tf.cast(resized, images.dtype)
 
+    def softmax(self, x):
+        return self.tf.nn.softmax(x, axis=-1)
+
+    def sigmoid(self, x):
+        return self.tf.sigmoid(x)
+
     def stack(self, arrays):
         return self.tf.stack([self.tf.convert_to_tensor(a) for a in arrays])
 

@@ -24,8 +24,8 @@ from typing import Any, Callable
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
-from camavg_core.engine import Options, model_outputs
-from camavg_core.masking import cam_maps
+from camavg_core.engine import Options, apply_activation, model_outputs, prepare_batch
+from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
 
@@ -35,15 +35,6 @@ _BACKEND = resolve_backend("tensorflow")
 def score_dtype(dtype: Any) -> tf.DType:
     """Outputs are scored in float32 (float64 stays): never in float16 or bfloat16."""
     return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
-
-
-def apply_activation(outputs: list, activation: str | None) -> list:
-    outputs = [tf.cast(out, score_dtype(out.dtype)) for out in outputs]
-    if activation == "softmax":
-        return [tf.nn.softmax(out, axis=-1) for out in outputs]
-    if activation == "sigmoid":
-        return [tf.sigmoid(out) for out in outputs]
-    return outputs
 
 
 class BatchStep:
@@ -59,7 +50,7 @@ class BatchStep:
             batch_inputs = [self.options.preprocess(x) for x in batch_inputs]
         batch = batch_inputs if self.options.multi_input else batch_inputs[0]
         outputs = self.model(batch, training=False) if self.takes_training else self.model(batch)
-        return apply_activation(model_outputs(outputs, "The model"), self.options.activation)
+        return apply_activation(model_outputs(outputs, "The model"), self.options.activation, _BACKEND)
 
     def plain(self, batch: tuple) -> list:
         return self.run_model(list(batch))
@@ -72,11 +63,7 @@ class BatchStep:
     def prepare(self, batch: tuple, perturbation: Perturbation) -> list:
         """``prepare`` per model input; a batch of three holds the per-sample extra's rows."""
         batch_inputs, batch_cams, *extra = batch
-        return [
-            perturbation.prepare(_BACKEND, x, cam_maps(x, c, data_format=self.options.data_format,
-                                                      normalize=self.options.normalize, backend=_BACKEND), *extra)
-            for x, c in zip(batch_inputs, batch_cams)
-        ]
+        return prepare_batch(_BACKEND, perturbation, self.options, batch_inputs, batch_cams, extra)
 
     def step(self, batch_inputs: tuple, prepared: list, perturbation: Perturbation, parameter: tf.Tensor) -> list:
         """One step: ``apply``, ``preprocess``, the model and the activation."""

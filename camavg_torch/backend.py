@@ -30,41 +30,26 @@ class TorchBackend(Backend):
         import torch
         import torch.nn.functional as F
 
-        self.torch = torch
-        self.F = F
-
-    def _dtype(self, dtype: Any) -> Any:
-        if isinstance(dtype, self.torch.dtype):
-            return dtype
-        return getattr(self.torch, dtype if isinstance(dtype, str) else np.dtype(dtype).name)
-
-    def _like(self, value: Any, x: Any) -> Any:
-        """``value`` as a tensor on ``x``'s device (a Python scalar stays a scalar)."""
-        if isinstance(value, (int, float, bool)):
-            return value
-        return self.torch.as_tensor(value, device=x.device)
+        self.torch, self.F = torch, F
 
     def is_appropriate_type(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
-        if isinstance(x, self.torch.Tensor):
-            return x if dtype is None else x.to(self._dtype(dtype))
-        tensor = self.torch.as_tensor(np.asarray(x))
-        return tensor if dtype is None else tensor.to(self._dtype(dtype))
+        tensor = x if isinstance(x, self.torch.Tensor) else self.torch.as_tensor(np.asarray(x))
+        if dtype is None or isinstance(dtype, self.torch.dtype):
+            return tensor if dtype is None else tensor.to(dtype)
+        return tensor.to(getattr(self.torch, dtype if isinstance(dtype, str) else np.dtype(dtype).name))
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if not isinstance(x, self.torch.Tensor):
             return np.asarray(x)
-        x = x.detach()
         if x.dtype == self.torch.bfloat16 or (x.is_floating_point() and x.element_size() == 1):
             x = x.float()  # NumPy has no bfloat16 or float8
-        return x.cpu().numpy()
+        return x.detach().cpu().numpy()
 
     def dtype_name(self, x: Any) -> str:
-        if isinstance(x, self.torch.Tensor):
-            return str(x.dtype).removeprefix("torch.")
-        return np.asarray(x).dtype.name
+        return str(x.dtype).removeprefix("torch.") if isinstance(x, self.torch.Tensor) else np.asarray(x).dtype.name
 
     def to_numpy_dtype(self, x: Any) -> np.dtype:
         if x.dtype == self.torch.bfloat16:
@@ -74,26 +59,25 @@ class TorchBackend(Backend):
         return self.torch.empty(0, dtype=x.dtype).numpy().dtype
 
     def astype(self, x: Any, dtype: str) -> Any:
-        return self.asarray(x).to(self._dtype(dtype))
+        return self.asarray(x, dtype)
 
     def reshape(self, x, shape):
         return self.torch.reshape(x, tuple(shape))
 
     def all_equal(self, x, y):
-        if tuple(x.shape) != tuple(y.shape) or x.dtype != y.dtype:
-            return False
-        return bool(self.torch.equal(x, y.to(x.device)))
+        return tuple(x.shape) == tuple(y.shape) and x.dtype == y.dtype and bool(self.torch.equal(x, y.to(x.device)))
 
+    # a NumPy operand goes to the tensor's device (as_tensor leaves a tensor already there as it is)
     def maximum(self, x, y):
-        return self.torch.clamp(x, min=y) if isinstance(y, (int, float)) else self.torch.maximum(x, self._like(y, x))
+        return self.torch.clamp(x, min=y) if isinstance(y, (int, float)) else self.torch.maximum(x, self.torch.as_tensor(y, device=x.device))
 
     def minimum(self, x, y):
-        return self.torch.clamp(x, max=y) if isinstance(y, (int, float)) else self.torch.minimum(x, self._like(y, x))
+        return self.torch.clamp(x, max=y) if isinstance(y, (int, float)) else self.torch.minimum(x, self.torch.as_tensor(y, device=x.device))
 
     def where(self, cond, x, y):
         x = x if isinstance(x, self.torch.Tensor) else self.torch.as_tensor(x)
-        y = y if isinstance(y, (int, float)) else self._like(y, x).to(x.dtype)
-        return self.torch.where(self._like(cond, x), x, y)
+        y = y if isinstance(y, (int, float)) else self.torch.as_tensor(y, device=x.device, dtype=x.dtype)
+        return self.torch.where(self.torch.as_tensor(cond, device=x.device), x, y)
 
     def isfinite(self, x):
         return self.torch.isfinite(x)
@@ -109,15 +93,18 @@ class TorchBackend(Backend):
 
     def resize_bilinear(self, images, size):
         # (N, h, w, C) -> (N, C, h, w) for interpolate, and back
-        resized = self.F.interpolate(
-            images.permute(0, 3, 1, 2), size=tuple(int(s) for s in size), mode="bilinear",
-            align_corners=False, antialias=False,
-        )
+        resized = self.F.interpolate(images.permute(0, 3, 1, 2), size=tuple(int(s) for s in size), mode="bilinear",
+                                     align_corners=False, antialias=False)
         return resized.permute(0, 2, 3, 1).to(images.dtype)
 
+    def softmax(self, x):
+        return self.torch.softmax(x, dim=-1)
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
     def stack(self, arrays):
-        tensors = [a if isinstance(a, self.torch.Tensor) else self.torch.as_tensor(a) for a in arrays]
-        return self.torch.stack(tensors)
+        return self.torch.stack([a if isinstance(a, self.torch.Tensor) else self.torch.as_tensor(a) for a in arrays])
 
     def argsort(self, x, axis=-1, descending=False):
         return self.torch.sort(-x if descending else x, dim=axis, stable=True).indices
@@ -127,15 +114,13 @@ class TorchBackend(Backend):
         return self.torch.empty_like(order).scatter_(1, order, places)
 
     def einsum(self, subscripts, *operands):
-        torch = self.torch
-        device = next((o.device for o in operands if isinstance(o, torch.Tensor)), None)
-        return torch.einsum(subscripts, *[torch.as_tensor(o, device=device) for o in operands])
+        device = next((o.device for o in operands if isinstance(o, self.torch.Tensor)), None)
+        return self.torch.einsum(subscripts, *[self.torch.as_tensor(o, device=device) for o in operands])
 
     def select_class(self, outputs, indices):
-        torch = self.torch
-        classes = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
-        rows = torch.arange(outputs.shape[0], device=outputs.device)
+        classes = self.torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
+        rows = self.torch.arange(outputs.shape[0], device=outputs.device)
         if outputs.ndim > 2:  # e.g. per-pixel outputs: pick the class, average the rest
-            picked = torch.movedim(outputs, -1, 1)[rows, classes]
+            picked = self.torch.movedim(outputs, -1, 1)[rows, classes]
             return picked.reshape(outputs.shape[0], -1).mean(dim=1)
         return outputs[rows, classes]

@@ -155,6 +155,29 @@ def test_select_class_matches_numpy_indexing(backend):
     np.testing.assert_allclose(picked, [sequence[0, :, 1].mean(), sequence[1, :, 2].mean()], rtol=1e-6)
 
 
+def test_activations_match_hand_arithmetic(backend):
+    import math
+
+    logits = np.array([[0.0, math.log(3.0)], [2.0, 2.0]], dtype=np.float32)
+    # softmax over the last axis: e^0 : e^ln3 = 1 : 3; equal logits share evenly
+    np.testing.assert_allclose(backend.to_numpy(backend.softmax(backend.asarray(logits))), [[0.25, 0.75], [0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(backend.sigmoid(backend.asarray(logits))),
+                               [[0.5, 0.75], [1 / (1 + math.exp(-2))] * 2], rtol=1e-6)
+
+
+def test_apply_activation_scores_in_float32_or_float64(backend):
+    from camavg_core.engine import apply_activation
+
+    for dtype, expected in (("float16", "float32"), ("float32", "float32"), ("float64", "float64"), ("int32", "float32")):
+        if dtype == "float64" and backend.name == "jax":
+            continue  # JAX keeps float64 only under x64
+        outputs = [backend.asarray(np.array([[1, 1]], dtype=dtype))]
+        for activation in (None, "softmax", "sigmoid"):
+            (scored,) = apply_activation(outputs, activation, backend)
+            assert backend.dtype_name(scored) == expected, (dtype, activation)
+        np.testing.assert_allclose(backend.to_numpy(apply_activation(outputs, "softmax", backend)[0]), [[0.5, 0.5]])
+
+
 def test_resize_bilinear_matches_numpy_reference(backend):
     rng = np.random.default_rng(0)
     images = rng.random((2, 3, 5, 1)).astype(np.float32)

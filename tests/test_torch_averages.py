@@ -334,6 +334,22 @@ def test_fingerprint_changes_with_any_parameter_or_buffer():
     assert AveragesCam(lambda x: x.reshape(len(x), -1), IMAGES).adapter.model_version() is None
 
 
+def test_fingerprint_sees_values_moved_between_tensors_and_integer_buffers():
+    from camavg_torch.averages import TorchAdapter
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.BatchNorm1d(2))
+    adapter = TorchAdapter(model, torch.device("cpu"), compile=False)
+    first = adapter.model_version()
+    with torch.no_grad():  # the same values in every plain sum, each weight now in the other layer
+        kept = model[0].weight.clone()
+        model[0].weight.copy_(model[1].weight)
+        model[1].weight.copy_(kept)
+    swapped = adapter.model_version()
+    assert swapped != first
+    model[2].num_batches_tracked += 1  # an int64 buffer beside float32 weights
+    assert adapter.model_version() != swapped
+
+
 def test_weights_changed_between_calls_give_the_new_numbers():
     """The engine reads the model's version at each call: new weights, new Y_c and O_c."""
     model = dense(True)
