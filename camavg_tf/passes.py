@@ -25,7 +25,6 @@ import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, apply_activation, model_outputs, prepare_batch
-from camavg_core import validation
 from camavg_core.perturbations import CAM_MASK, Perturbation
 from camavg_tf.distribute import ReplicaLoop
 
