@@ -188,6 +188,7 @@ def test_a_failing_pass_restores_the_training_flags():
     assert all(m.training for m in model.modules())
 
 
+@pytest.mark.slow
 def test_compiled_pass_gives_the_same_numbers():
     plain = AveragesCam(dense(True), IMAGES).evaluate(CAMS, CategoricalScore(LABELS))
     # the eager backend of torch.compile: dynamo traces the pass, no C compiler needed
