@@ -127,9 +127,10 @@ def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
 def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
     separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12. One
-    depthwise convolution in TensorFlow and JAX with the channels last (a pad, six slices and
-    ten adds cost TF on the CPU 2.7x the convolution's time), the slices elsewhere."""
-    if axes == (1, 2) and backend.name in ("tensorflow", "jax"):
+    depthwise convolution in TensorFlow with the channels last (a pad, six slices and ten adds
+    cost TF on the CPU 2.7x the convolution's time); the slices elsewhere (XLA fuses them into
+    one loop, and its CPU depthwise convolution ran several times slower)."""
+    if axes == (1, 2) and backend.name == "tensorflow":
         return _depthwise(backend, v)
     h, w = (int(v.shape[a]) for a in axes)
     padded = _materialise(backend, _pad(backend, v, axes))
@@ -143,19 +144,12 @@ _KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 0.0, 2.0], [1.0, 2.0, 1.0]]) / 12.0
 
 def _depthwise(backend: Backend, v: Any) -> Any:
     """The neighbour sum of a (B, H, W, C) array as one depthwise 3 x 3 convolution, zero
-    padded ("SAME"). The module's one convolution, so it branches here rather than adding
-    ``Backend.conv``."""
-    channels = int(v.shape[-1])
-    kernel = np.tile(_KERNEL[:, :, None, None], (1, 1, channels, 1))  # (3, 3, C, 1)
-    if backend.name == "tensorflow":
-        import tensorflow as tf
+    padded ("SAME"), in TensorFlow. The module's one convolution, so it branches here rather
+    than adding ``Backend.conv``."""
+    import tensorflow as tf
 
-        return tf.nn.depthwise_conv2d(v, tf.constant(kernel, v.dtype), [1, 1, 1, 1], "SAME")
-    import jax
-
-    return jax.lax.conv_general_dilated(
-        v, kernel.reshape(3, 3, 1, channels).astype(v.dtype), (1, 1), "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+    kernel = np.tile(_KERNEL[:, :, None, None], (1, 1, int(v.shape[-1]), 1))  # (3, 3, C, 1)
+    return tf.nn.depthwise_conv2d(v, tf.constant(kernel, v.dtype), [1, 1, 1, 1], "SAME")
 
 
 def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -315,12 +309,15 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     axes = _layout(x, removed) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
-    # the mask broadcast to every channel once: then every product below is of equal shapes
-    # (TF's CPU kernels ran a product broadcast over the channels several times slower, and the
-    # solver is mostly products)
-    channel_ones = [1] * len(x.shape)
-    channel_ones[[k for k in range(1, len(x.shape)) if k not in axes][0]] = int(x.shape[[k for k in range(1, len(x.shape)) if k not in axes][0]])
-    m = backend.astype(removed, dtype) * backend.astype(backend.asarray(np.ones(channel_ones, np.float32)), dtype)
+    m = backend.astype(removed, dtype)
+    if backend.name == "tensorflow":
+        # the mask broadcast to every channel once, so that every product below is of equal
+        # shapes: TF's CPU kernel for a product broadcast over the channels ran several times
+        # slower, and the solver is mostly products (XLA fuses a broadcast into its loop)
+        channel_axis = next(k for k in range(1, len(x.shape)) if k not in axes)
+        ones = [1] * len(x.shape)
+        ones[channel_axis] = int(x.shape[channel_axis])
+        m = m * backend.astype(backend.asarray(np.ones(ones, np.float32)), dtype)
     known = 1.0 - m
     s = neighbour_sum(backend, known + m, axes)  # each pixel's in-image weight sum (the diagonal)
 
