@@ -1,12 +1,17 @@
-"""ROAD's cost: the imputation solved on the device (camavg_core/imputation.py, batched, in a
-``tf.function``) against a host ``scipy.sparse.linalg.spsolve`` per image of the same masks,
-and perturbation + forward passes as a ratio to the 18 bare forward passes it needs
-(MobileNetV2, weights=None, 96 px, the default 9 fractions and both orders).
+"""ROAD's cost, timed the way ``AveragesCam.road`` runs it: the engine's one compiled pass
+(camavg_tf/passes.py: a ``tf.function`` looping over the batches, and per batch over the 18
+steps, each ``Road.apply``, i.e. the batched device solve, then the model). Reported:
 
-Until the engine passes per-sample extras (REFACTOR.md), this times Road.prepare/apply and the
-model in one ``tf.function`` per step itself, the way the TF adapter's pass runs them.
+- the whole metric, ``AveragesCam(model, x).road(cams, score)``, as a ratio to the 18 bare
+  forward passes it needs (MobileNetV2, weights=None, the default 9 fractions, MoRF and LeRF);
+- the solver's share: the same ``road`` call on a model that costs next to nothing (global
+  average pooling and a dense layer), so its time is the imputation's;
+- a host ``scipy.sparse.linalg.spsolve`` per image of the same masks (the original's cost).
 
-    python -m benchmarks.bench_road --n 64 --batch 64
+Each timing is the second of two calls (the first, on other CAMs, traces), wall and CPU (process) time: on a
+shared machine compare the ratios of one run.
+
+    python -m benchmarks.bench_road --n 64 --batch 32
 """
 
 from __future__ import annotations
@@ -63,12 +68,19 @@ def spsolve_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, c)
 
 
+def _timed(fn, warm_up=None) -> tuple[float, float]:
+    (warm_up or fn)()  # trace
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--spsolve-images", type=int, default=None, help="images for the host solver (default: all)")
+    parser.add_argument("--spsolve-images", type=int, default=32, help="images for the host solver (scaled to n)")
     args = parser.parse_args()
 
     import keras
@@ -76,66 +88,57 @@ def main() -> None:
 
     from camavg_core.backends import resolve_backend
     from camavg_core.imputation import Road, impute
+    from camavg_core.scoring import CategoricalScore
+    from camavg_tf import AveragesCam
+
+    size = args.size
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    cheap = keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    rng = np.random.default_rng(0)
+    x = rng.random((args.n, size, size, 3)).astype(np.float32)
+    cams = smooth_cams(args.n, size)
+    score = CategoricalScore([0] * args.n)
+    road = Road()
+    k = road.steps
+
+    forward = tf.function(lambda xb: model(xb, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+    batches = [x[s:s + args.batch] for s in range(0, args.n, args.batch)]
+    t_forward = _timed(lambda: [forward(b).numpy() for b in batches for _ in range(k)])
+    metrics = AveragesCam(model, x, batch_size=args.batch)
+    other = smooth_cams(args.n, size, seed=1)  # to trace with: the engine keeps a call's outputs
+    t_whole = _timed(lambda: metrics.road(cams, score), lambda: metrics.road(other, score))
+    solver_only = AveragesCam(cheap, x, batch_size=args.batch)
+    t_solver = _timed(lambda: solver_only.road(cams, score), lambda: solver_only.road(other, score))
 
     backend = resolve_backend("tensorflow")
-    model = keras.applications.MobileNetV2(weights=None, input_shape=(args.size, args.size, 3))
-    rng = np.random.default_rng(0)
-    x = rng.random((args.n, args.size, args.size, 3)).astype(np.float32)
-    cams = smooth_cams(args.n, args.size)
-    road = Road()
-    rows = tf.constant(road.parameters(args.size * args.size))
-    extra = road.per_sample(np.arange(args.n), x.shape[1:])
-    spec = [tf.TensorSpec((None, args.size, args.size, c), tf.float32) for c in (3, 1, 3)]
-
-    @tf.function(input_signature=[*spec, tf.TensorSpec((7,), tf.float32)])
-    def imputed(xb, cb, eb, row):
-        return road.apply(backend, xb, road.prepare(backend, xb, cb, eb), row)
-
-    @tf.function(input_signature=[*spec, tf.TensorSpec((7,), tf.float32)])
-    def step(xb, cb, eb, row):
-        return model(road.apply(backend, xb, road.prepare(backend, xb, cb, eb), row), training=False)
-
-    @tf.function(input_signature=[*spec, tf.TensorSpec((7,), tf.float32)])
-    def iterations(xb, cb, eb, row):
-        removed = road.removed(backend, road.prepare(backend, xb, cb, eb), row)
-        return impute(backend, xb, removed, tol=road.tol, max_iter=road.max_iter, return_iterations=True)[1]
-
-    @tf.function(input_signature=[spec[0]])
-    def forward(xb):
-        return model(xb, training=False)
-
-    batches = [(x[s:s + args.batch], cams[s:s + args.batch], extra[s:s + args.batch]) for s in range(0, args.n, args.batch)]
-
-    def timed(fn):
-        fn()  # trace / warm up
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
-    k = int(rows.shape[0])
-    t_forward = timed(lambda: [forward(b[0]).numpy() for b in batches for _ in range(k)])
-    t_impute = timed(lambda: [imputed(*b, rows[j]).numpy() for b in batches for j in range(k)])
-    t_whole = timed(lambda: [step(*b, rows[j]).numpy() for b in batches for j in range(k)])
-    its = [int(iterations(*batches[0], rows[j])) for j in range(k)]
+    spec = [tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, size, size, 1), tf.float32)]
+    iterations = tf.function(lambda xb, mb: impute(backend, xb, mb, tol=road.tol, max_iter=road.max_iter, return_iterations=True)[1],
+                             input_signature=spec)
+    prepared = road.prepare(resolve_backend("numpy"), x, cams)
+    rows = road.parameters(size * size)
+    masks = [road.removed(resolve_backend("numpy"), prepared, row) for row in rows]
+    its = [int(iterations(batches[0], m[:args.batch])) for m in masks]
 
     # the host solver: the same masks (rank selection), one spsolve per image, fraction and order
-    m = args.spsolve_images or args.n
-    prepared = road.prepare(resolve_backend("numpy"), x[:m], cams[:m])
-    start = time.perf_counter()
-    for j in range(k):
-        removed = road.removed(resolve_backend("numpy"), prepared, rows[j].numpy())[..., 0] > 0.5
+    m = min(args.spsolve_images, args.n)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for mask in masks:
         for i in range(m):
-            spsolve_impute(x[i], removed[i])
-    t_spsolve = (time.perf_counter() - start) * args.n / m
+            spsolve_impute(x[i], mask[i, ..., 0] > 0.5)
+    t_spsolve = ((time.perf_counter() - wall) * args.n / m, (time.process_time() - cpu) * args.n / m)
 
-    print(f"ROAD, MobileNetV2 (weights=None) at {args.size} px, N = {args.n}, batch {args.batch}, "
-          f"{k} steps (9 fractions x MoRF/LeRF), TF {tf.__version__}, devices "
-          f"{[d.device_type for d in tf.config.list_logical_devices()]}")
+    print(f"ROAD, MobileNetV2 (weights=None) at {size} px, N = {args.n}, batch {args.batch}, {k} steps "
+          f"(9 fractions x MoRF/LeRF), TF {tf.__version__}, devices {[d.device_type for d in tf.config.list_logical_devices()]}")
     print(f"  CG iterations per step (first batch, MoRF 0.1..0.9 then LeRF): {its}")
-    print(f"  18 bare forward passes:              {t_forward:8.2f} s")
-    print(f"  imputation on the device (batched):  {t_impute:8.2f} s")
-    print(f"  imputation + forward, per step:      {t_whole:8.2f} s  = {t_whole / t_forward:.2f}x the bare passes")
-    print(f"  host spsolve per image ({m} timed):   {t_spsolve:8.2f} s  = {t_spsolve / t_impute:.2f}x the device solver's time")
+    print("                                        wall s    CPU s")
+    print(f"  {k} bare forward passes:            {t_forward[0]:8.2f} {t_forward[1]:8.2f}")
+    print(f"  AveragesCam.road, MobileNetV2:      {t_whole[0]:8.2f} {t_whole[1]:8.2f}   "
+          f"= {t_whole[0] / t_forward[0]:.2f}x (wall), {t_whole[1] / t_forward[1]:.2f}x (CPU) the bare passes")
+    print(f"  AveragesCam.road, a trivial model:  {t_solver[0]:8.2f} {t_solver[1]:8.2f}   "
+          f"(the solver: {t_solver[1] / t_whole[1]:.0%} of the whole, CPU)")
+    print(f"  host spsolve per image ({m} timed):  {t_spsolve[0]:8.2f} {t_spsolve[1]:8.2f}   "
+          f"= {t_spsolve[0] / t_solver[0]:.2f}x (wall), {t_spsolve[1] / t_solver[1]:.2f}x (CPU) the device solver's time")
 
 
 if __name__ == "__main__":

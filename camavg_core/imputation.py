@@ -10,10 +10,10 @@ weight sum s_i gives
 
 whose matrix is symmetric (w_ij = w_ji: a weight depends on the offset only) and, whenever
 one pixel is known, positive definite (a weighted graph Laplacian with Dirichlet values at the
-known pixels; the 8-neighbour grid is connected). It is solved by conjugate gradients with
-the Jacobi preconditioner s, one right-hand side per channel, batched over the images, the
-stencil written as a separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the centre, inside the
-compiled pass (a ``tf.while_loop``, ``jax.lax.while_loop``, or a Python loop for NumPy and
+known pixels; the 8-neighbour grid is connected). It is solved by conjugate gradients
+preconditioned by a multigrid V-cycle (or by the diagonal s), one right-hand side per channel,
+batched over the images, the stencil a depthwise 3 x 3 convolution in TensorFlow and a
+separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the centre elsewhere, inside the compiled pass (a ``tf.while_loop``, ``jax.lax.while_loop``, or a Python loop for NumPy and
 PyTorch). Iterations stop when every image's and channel's preconditioned residual is below
 ``tol`` times that of the right-hand side, or after ``max_iter``.
 
@@ -126,12 +126,30 @@ def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
 
 def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
-    separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12."""
+    separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12. One
+    depthwise convolution in TensorFlow with the channels last (a pad, six slices and ten adds
+    cost TF on the CPU 2.7x the convolution's time); the slices elsewhere (XLA fuses them into
+    one loop, and its CPU depthwise convolution ran several times slower)."""
+    if axes == (1, 2) and backend.name == "tensorflow":
+        return _depthwise(backend, v)
     h, w = (int(v.shape[a]) for a in axes)
     padded = _materialise(backend, _pad(backend, v, axes))
     rows = _slice(padded, axes[0], 0, h) + 2.0 * _slice(padded, axes[0], 1, h + 1) + _slice(padded, axes[0], 2, h + 2)
     both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1) + _slice(rows, axes[1], 2, w + 2)
     return (both - 4.0 * v) / 12.0
+
+
+_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 0.0, 2.0], [1.0, 2.0, 1.0]]) / 12.0
+
+
+def _depthwise(backend: Backend, v: Any) -> Any:
+    """The neighbour sum of a (B, H, W, C) array as one depthwise 3 x 3 convolution, zero
+    padded ("SAME"), in TensorFlow. The module's one convolution, so it branches here rather
+    than adding ``Backend.conv``."""
+    import tensorflow as tf
+
+    kernel = np.tile(_KERNEL[:, :, None, None], (1, 1, int(v.shape[-1]), 1))  # (3, 3, C, 1)
+    return tf.nn.depthwise_conv2d(v, tf.constant(kernel, v.dtype), [1, 1, 1, 1], "SAME")
 
 
 def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -173,33 +191,39 @@ def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     return _pad(backend, v, axes, ((0, h % 2), (0, w % 2))) if h % 2 or w % 2 else v
 
 
-def _children(backend: Backend, v: Any, axes: tuple[int, int]) -> dict:
-    """The four children (a, b) of each 2 x 2 block (an odd size zero-padded), by a reshape
-    that splits each spatial axis in (n, 2) and an index (XLA's CPU code for stride-2 slices
-    was several times slower)."""
-    v = _even(backend, v, axes)
-    shape = [-1]
-    for k in range(1, len(v.shape)):
-        shape += [int(v.shape[k]) // 2, 2] if k in axes else [int(v.shape[k])]
+def _pairs(backend: Backend, v: Any, axis: int) -> tuple[Any, Any]:
+    """The even and odd entries along ``axis`` (of even size), by a reshape that splits it in
+    (n, 2) and an index (XLA's CPU code for stride-2 slices was several times slower)."""
+    shape = [-1] + [int(d) for d in v.shape[1:]]
+    shape[axis: axis + 1] = [shape[axis] // 2, 2]
     blocks = backend.reshape(v, tuple(shape))
-    first, second = axes[0] + 1, axes[1] + 2  # the two axes of 2 in ``blocks``
+    index = [slice(None)] * len(shape)
+    index[axis + 1] = 0
+    first = blocks[tuple(index)]
+    index[axis + 1] = 1
+    return first, blocks[tuple(index)]
+
+
+def _children(backend: Backend, v: Any, axes: tuple[int, int]) -> dict:
+    """The four children (a, b) of each 2 x 2 block (an odd size zero-padded)."""
     out = {}
-    for a in (0, 1):
-        for b in (0, 1):
-            index = [slice(None)] * len(shape)
-            index[first], index[second] = a, b
-            out[(a, b)] = blocks[tuple(index)]
+    for a, rows in enumerate(_pairs(backend, _even(backend, v, axes), axes[0])):
+        for b, part in enumerate(_pairs(backend, rows, axes[1])):
+            out[(a, b)] = part
     return out
 
 
 def _restrict(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
-    """R: the sum of each 2 x 2 block (an odd size zero-padded)."""
-    parts = list(_children(backend, v, axes).values())
-    return parts[0] + parts[1] + parts[2] + parts[3]
+    """R: the sum of each 2 x 2 block (an odd size zero-padded), rows first: 4 slices and 2
+    adds, the second pair on half the data."""
+    top, bottom = _pairs(backend, _even(backend, v, axes), axes[0])
+    left, right = _pairs(backend, top + bottom, axes[1])
+    return left + right
 
 
 def _prolong(backend: Backend, v: Any, axes: tuple[int, int], h: int, w: int) -> Any:
-    """P = R^T: each coarse value copied to its 2 x 2 block, cropped to (h, w)."""
+    """P = R^T: each coarse value copied to its 2 x 2 block (one broadcast), cropped to (h, w)
+    only where a size is odd."""
     expanded, tile, out = [-1], [1], [-1]
     for k in range(1, len(v.shape)):
         size = int(v.shape[k])
@@ -211,6 +235,8 @@ def _prolong(backend: Backend, v: Any, axes: tuple[int, int], h: int, w: int) ->
             tile.append(2)
     ones = backend.astype(backend.asarray(np.ones(tile, np.float32)), backend.dtype_name(v))
     fine = backend.reshape(backend.reshape(v, tuple(expanded)) * ones, tuple(out))
+    if (out[axes[0]], out[axes[1]]) == (h, w):
+        return fine
     return _take(fine, axes, slice(0, h), slice(0, w))
 
 
@@ -236,31 +262,36 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
                overcorrect: float = 1.7) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
     before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
-    Symmetric and positive definite on the removed pixels, so it preconditions CG."""
+    Symmetric and positive definite on the removed pixels, so it preconditions CG. Everything
+    that depends on the mask only (the coarse operators, omega / diagonal, the masked
+    over-correction) is set up once per solve, outside the CG loop."""
     h, w = _hw(m, axes)
     padded = _pad(backend, m, axes)
     fine = {(0, 0): m * s}
     for d, weight in _WEIGHT.items():
         fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
-    levels = [(operator, m / s, (h, w))]
+    levels = [(operator, _materialise(backend, (omega * m) / s), (h, w))]
     coefficients = fine
     while min(h, w) > coarsest:
         coefficients = _coarsen(backend, coefficients, axes)
         h, w = (h + 1) // 2, (w + 1) // 2
         levels.append((lambda v, c=coefficients: _stencil(backend, c, v, axes),
-                       _inverse(backend, coefficients[(0, 0)]), (h, w)))
+                       _materialise(backend, omega * _inverse(backend, coefficients[(0, 0)])), (h, w)))
+    fine_correction = _materialise(backend, overcorrect * m)
 
     def cycle(level: int, r: Any) -> Any:
-        apply, inv, _ = levels[level]
-        e = omega * inv * r
+        apply, weight, _ = levels[level]
+        e = weight * r
         if level == len(levels) - 1:
             for _ in range(coarse_sweeps):
-                e = e + omega * inv * (r - apply(e))
+                e = e + weight * (r - apply(e))
             return e
         coarse = cycle(level + 1, _restrict(backend, r - apply(e), axes))
-        correction = overcorrect * _prolong(backend, coarse, axes, *levels[level][2])
-        e = e + (m * correction if level == 0 else correction)
-        return e + omega * inv * (r - apply(e))
+        if level == 0:
+            e = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
+        else:  # the over-correction on the coarse data: 4x fewer multiplies
+            e = e + _prolong(backend, overcorrect * coarse, axes, *levels[level][2])
+        return e + weight * (r - apply(e))
 
     return lambda r: cycle(0, r)
 
@@ -272,18 +303,27 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
     (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
     ``"multigrid"`` (a V-cycle, 9-11 iterations at 96 px) or ``"jacobi"`` (75-265); None picks
-    multigrid, except JAX on the CPU (XLA's CPU code ran the V-cycle's ~300 small ops 50x
-    slower than their sum; the plain Jacobi loop is faster there). With ``return_iterations``,
+    multigrid, except JAX on the CPU (XLA's CPU code for the V-cycle compiled in 18-38 s and
+    ran an iteration 50x slower than a Jacobi one: 10 multigrid iterations took 2.0 s of CPU,
+    164 Jacobi ones 0.63 s, for 16 images of 96 px half removed). With ``return_iterations``,
     also the number of conjugate-gradient iterations taken."""
     axes = _layout(x, removed) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
     m = backend.astype(removed, dtype)
+    if backend.name == "tensorflow":
+        # the mask broadcast to every channel once, so that every product below is of equal
+        # shapes: TF's CPU kernel for a product broadcast over the channels ran several times
+        # slower, and the solver is mostly products (XLA fuses a broadcast into its loop)
+        channel_axis = next(k for k in range(1, len(x.shape)) if k not in axes)
+        ones = [1] * len(x.shape)
+        ones[channel_axis] = int(x.shape[channel_axis])
+        m = m * backend.astype(backend.asarray(np.ones(ones, np.float32)), dtype)
     known = 1.0 - m
     s = neighbour_sum(backend, known + m, axes)  # each pixel's in-image weight sum (the diagonal)
 
-    def operator(v):  # v is 0 at the known pixels
-        return m * (s * v - neighbour_sum(backend, v, axes))
+    def operator(v):  # v is 0 at the known pixels, so s v is too
+        return s * v - m * neighbour_sum(backend, v, axes)
 
     if preconditioner is None:
         preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"

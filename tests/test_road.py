@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from camavg_core.backends import resolve_backend
-from camavg_core.imputation import Road, impute, road_terms
+from camavg_core.imputation import Road, impute, neighbour_sum, road_terms
 from reference import reference_road_impute, reference_road_removed
 
 NUMPY = resolve_backend("numpy")
@@ -123,6 +123,18 @@ def test_each_preconditioner_agrees_with_spsolve_on_an_odd_size(framework, preco
     np.testing.assert_allclose(back(out), expected, atol=1e-4, rtol=0)
     # the V-cycle's point: many times fewer iterations than Jacobi on the 80% hole
     assert (int(iterations) <= 15) if preconditioner == "multigrid" else (int(iterations) > 40)
+
+
+@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
+def test_neighbour_sum_is_the_weighted_sum_of_the_in_image_neighbours(framework):
+    """The stencil each backend uses (TF: a depthwise convolution, elsewhere slices) against a
+    loop over the 8 offsets with weights 1/6 (edges) and 1/12 (diagonals), zero outside."""
+    backend, to, back = _framework(framework)
+    v = np.random.default_rng(12).random((2, 7, 5, 3)).astype(np.float32)
+    padded = np.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    expected = sum((1 / 6 if abs(di) + abs(dj) == 1 else 1 / 12) * padded[:, 1 + di:8 + di, 1 + dj:6 + dj]
+                   for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0))
+    np.testing.assert_allclose(back(neighbour_sum(backend, to(v), (1, 2))), expected, atol=1e-6)
 
 
 def test_unknown_preconditioner_names_itself():
