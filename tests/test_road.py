@@ -88,6 +88,7 @@ def test_everything_removed_gives_each_channels_mean_not_nan_or_zero():
     np.testing.assert_allclose(out[1], np.broadcast_to(x[1, 3, 3], (6, 7, 3)), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_impute_in_float32_on_each_backend_agrees_with_spsolve(framework, channels_last):
@@ -107,6 +108,7 @@ def test_impute_in_float32_on_each_backend_agrees_with_spsolve(framework, channe
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("preconditioner", ["multigrid", "jacobi"])
 def test_each_preconditioner_agrees_with_spsolve_on_an_odd_size(framework, preconditioner):
@@ -142,6 +144,7 @@ def test_unknown_preconditioner_names_itself():
         impute(NUMPY, np.zeros((1, 4, 4, 1)), np.ones((1, 4, 4, 1)), preconditioner="ilu")
 
 
+@pytest.mark.slow
 def test_impute_traced_in_tf_function_and_jax_jit():
     tf = pytest.importorskip("tensorflow")
     jax = pytest.importorskip("jax")
@@ -203,6 +206,7 @@ def test_percentile_selection_removes_everything_for_a_mostly_zero_cam():
         assert np.abs(out[0, 6:] - x[0, 6:]).max() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("selection", ["rank", "percentile"])
 def test_road_steps_agree_across_backends(framework, selection):
