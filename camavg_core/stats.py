@@ -476,11 +476,15 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
         reached = np.count_nonzero(flipped >= reach[random], axis=0)
         p_random = (1.0 + reached) / (FLIP_SAMPLES + 1.0)
         # beyond every random pattern: Hall's t tail (stats.hall_t_test of the same statistic),
-        # below the Monte Carlo floor 1 / (B + 1)
+        # below the Monte Carlo floor 1 / (B + 1), but never below what the exact test could
+        # give: with k non-zero differences the observed pattern and its mirror image both
+        # reach |G|, so the exact sign-flip p-value is at least 2 / 2^k (a tail far beyond that,
+        # e.g. 5e-39 from 128 samples, would claim more than sign flips can show)
         beyond = reached == 0
         if np.any(beyond):
             tail = 2.0 * _scipy_stats().t.sf(observed[random][beyond], n - 1)
-            p_random[beyond] = np.minimum(p_random[beyond], tail)
+            floor = np.exp2(1.0 - nonzero[random][beyond].astype(np.float64))
+            p_random[beyond] = np.minimum(p_random[beyond], np.maximum(tail, floor))
         p_values[random] = p_random
         if alpha is not None:
             with np.errstate(invalid="ignore"):

@@ -158,8 +158,14 @@ def test_a_difference_beyond_the_tie_rule_is_kept():
     result = compare(y, o_a, o_b)
     # drop a - b = -5e-5 / 0.5 on every sample: zero spread, the mean is the difference
     assert result.difference["average_drop"] == pytest.approx(-100 * 1e-4, rel=1e-6)
-    assert result.p_value["average_drop"] == 0.0 and not result.no_difference["average_drop"]
-    assert "p< 1e-300" in str(result)  # an underflowed p-value is not printed as 0
+    # 40 non-zero differences of one sign: of the 2^40 sign patterns only the observed one and
+    # its mirror image reach the statistic, so the exact test's p-value is 2 / 2^40, and the
+    # tail read beyond the random patterns stops there
+    assert result.p_value["average_drop"] == 2.0 / 2.0**40 and not result.no_difference["average_drop"]
+    # beyond 1,075 such differences 2 / 2^k underflows: printed as below 1e-300, never as 0
+    n = 1100
+    underflowed = compare(np.full(n, 0.5), np.full(n, 0.3), np.full(n, 0.3 - 5e-5))
+    assert underflowed.p_value["average_drop"] == 0.0 and "p< 1e-300" in str(underflowed)
     # significant, but 0.01 points: no method is better at the default margin of 0.5 points
     assert result.better["average_drop"] is None
     assert compare(y, o_a, o_b, margin=0.001).better["average_drop"] == "a"

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from camavg_core import MetricState, stats, summarize
 from reference import reference_terms
@@ -240,3 +242,14 @@ def test_outside_the_calibrated_conditions_the_result_says_approximate():
     record = few.to_dict()
     assert record["notes"] == list(few.notes) and record["ci_method"]["average_gain"] == "hall_t"
     json.dumps(record, allow_nan=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(20, 300), seed=st.integers(0, 2**16))  # from 20: no random pattern is all one sign
+def test_a_p_value_beyond_every_random_pattern_is_never_below_the_exact_tests_floor(n, seed):
+    """Differences all of one sign: no random sign pattern reaches the statistic, and the
+    p-value, read from Hall's t tail, stays between 2 / 2^n (only the observed signs and their
+    mirror image reach it in the exact test) and the Monte Carlo floor 1 / (4000 + 1)."""
+    d = np.random.default_rng(seed).uniform(0.5, 1.0, n)
+    p = stats.sign_flip_test(d)
+    assert 2.0 / 2.0**n <= p <= 1.0 / 4001.0
