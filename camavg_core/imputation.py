@@ -388,8 +388,11 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     # the stopping rule does not depend on the preconditioner: the Jacobi-scaled residual
     inverse_s = m / s
     limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
+    # the loop tracks r M r (free: CG needs it); its limit scales the Jacobi-scaled rule by the
+    # start's ratio of the two norms
+    limit = limit * rz / backend.maximum(_per_channel(backend, r * r * inverse_s, axes), 1e-30)
     limit = backend.where(live, limit, 3.0e38)
-    res = _per_channel(backend, r * r * inverse_s, axes)
+    res = rz
 
     # a product that broadcasts a (B, 1, 1, C) scalar ran 3x slower in TF than one of equal
     # shapes: alpha is copied to the full shape once and used twice
@@ -409,7 +412,7 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
         beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
-        return i + 1, u, r, z + beta * p, rz_new, _per_channel(backend, r * r * inverse_s, axes)
+        return i + 1, u, r, z + beta * p, rz_new, rz_new
 
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _, _ = _while_loop(backend, cond, body, (zero, u, r, p, rz, res))
