@@ -395,8 +395,14 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     res = rz
 
     # a product that broadcasts a (B, 1, 1, C) scalar ran 3x slower in TF than one of equal
-    # shapes: alpha is copied to the full shape once and used twice
-    widen_scalar = (lambda a: tf.broadcast_to(a, tf.shape(p))) if widen else (lambda a: a)  # noqa: E731
+    # shapes; a (B, 1, W, C) one, broadcast over the rows only, as fast: alpha and beta are
+    # tiled along the columns first
+    if widen is not None:
+        row = [1] * len(x.shape)
+        row[axes[1]] = int(x.shape[axes[1]])
+        widen_scalar = lambda a: tf.tile(a, row)  # noqa: E731
+    else:
+        widen_scalar = lambda a: a  # noqa: E731
 
     def cond(i, u, r, p, rz, res):
         return (i < max_iter) & (backend.max(res - limit) > 0.0)
@@ -411,7 +417,7 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         r = r - alpha * ap
         z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
-        beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
+        beta = widen_scalar(backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0))
         return i + 1, u, r, z + beta * p, rz_new, rz_new
 
     zero = backend.astype(backend.asarray(0), "int32")
