@@ -180,14 +180,7 @@ def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]
     h, w = _hw(v, axes)
     padded = _materialise(backend, _pad(backend, v, axes))
     terms = [coefficients[d] * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d in _OFFSETS]
-    if backend.name == "tensorflow":  # one sum of nine: 30% faster than eight adds
-        import tensorflow as tf
-
-        return tf.add_n(terms)
-    out = terms[0]
-    for term in terms[1:]:
-        out = out + term
-    return out
+    return _add_n(backend)(terms)
 
 
 def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -269,6 +262,22 @@ def _inverse(backend: Backend, diagonal: Any) -> Any:
     return backend.where(positive, 1.0 / backend.where(positive, diagonal, 1.0), 0.0)
 
 
+def _add_n(backend: Backend) -> Any:
+    """A sum of a list: one op in TensorFlow (30% faster than pairwise adds), else pairwise."""
+    if backend.name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.add_n
+
+    def add_n(terms):
+        out = terms[0]
+        for term in terms[1:]:
+            out = out + term
+        return out
+
+    return add_n
+
+
 def _restrict_tf(v: Any) -> Any:
     """R / 4 in TensorFlow with the channels last: one 2 x 2 average pool (an odd size
     zero-padded first), a quarter of the slices' time. The 4 is put back on the coarse data."""
@@ -281,7 +290,7 @@ def _restrict_tf(v: Any) -> Any:
 
 
 def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
-               widen: Any = None, omega: float = 0.9, coarsest: int = 3, coarse_sweeps: int = 4,
+               neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 3, coarse_sweeps: int = 4,
                overcorrect: float = 1.7) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
     before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
@@ -311,8 +320,24 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
                        _materialise(backend, widen(omega * _inverse(backend, coefficients[(0, 0)]))), (h, w)))
     fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
     fine_mask = _materialise(backend, widen(m))
+    fine_keep = _materialise(backend, widen((1.0 - omega) * m))
+    add_n = _add_n(backend)
+
+    def fine_cycle(r: Any) -> Any:
+        """Level 0 with its operator s v - N v (N the neighbour sum) and weight omega m / s
+        expanded: (s omega m / s) v = omega v for masked v, so the smoother's residuals need
+        no product by s. Pre: e = W r, the masked residual m (r - A e) = (1 - omega) m r +
+        m N e. Post: e + W (r - A e) = (1 - omega) e + W r + W N e. Three full passes fewer."""
+        weight = levels[0][1]
+        e = weight * r
+        residual = add_n([fine_keep * r, fine_mask * neighbours(e)])
+        coarse = cycle(1, restrict(residual))
+        e2 = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
+        return add_n([(1.0 - omega) * e2, e, weight * neighbours(e2)])
 
     def cycle(level: int, r: Any) -> Any:
+        if level == 0 and neighbours is not None:
+            return fine_cycle(r)
         apply, weight, _ = levels[level]
         e = weight * r
         if level == len(levels) - 1:
@@ -376,7 +401,8 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
     if preconditioner == "multigrid":
-        precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen)
+        precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen,
+                                  neighbours=lambda v: neighbour_sum(backend, v, axes))
     else:
         jacobi = m / s
         precondition = lambda r: jacobi * r  # noqa: E731
