@@ -14,8 +14,10 @@ known pixels; the 8-neighbour grid is connected). It is solved by conjugate grad
 preconditioned by a multigrid V-cycle (or by the diagonal s), one right-hand side per channel,
 batched over the images, the stencil a depthwise 3 x 3 convolution in TensorFlow and a
 separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the centre elsewhere, inside the compiled pass (a ``tf.while_loop``, ``jax.lax.while_loop``, or a Python loop for NumPy and
-PyTorch). Iterations stop when every image's and channel's preconditioned residual is below
-``tol`` times that of the right-hand side, or after ``max_iter``.
+PyTorch). Iterations stop when every image's and channel's r M r (M the preconditioner: the
+norm CG computes anyway) is below tol^2 times the Jacobi-scaled norm of the right-hand side,
+rescaled by the start's ratio of the two norms (exactly the Jacobi-scaled residual rule for
+the Jacobi preconditioner), or after ``max_iter``.
 
 When every pixel is removed the system is singular (``spsolve`` silently returns 0): the image
 then becomes each channel's mean of the input, plus the noise.
