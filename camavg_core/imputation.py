@@ -421,12 +421,11 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     z = precondition(r)
     p = z
     rz = _per_channel(backend, r * z, axes)
-    # the stopping rule does not depend on the preconditioner: the Jacobi-scaled residual
-    inverse_s = m / s
+    # the rule: the Jacobi-scaled residual below tol times the right-hand side's. The loop
+    # tracks r M r instead (CG computes it anyway: a product and a sum fewer an iteration), its
+    # limit rescaled by the start's ratio of the two norms (the same rule for Jacobi)
     limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
-    # the loop tracks r M r (free: CG needs it); its limit scales the Jacobi-scaled rule by the
-    # start's ratio of the two norms
-    limit = limit * rz / backend.maximum(_per_channel(backend, r * r * inverse_s, axes), 1e-30)
+    limit = limit * rz / backend.maximum(_per_channel(backend, r * r * (m / s), axes), 1e-30)
     limit = backend.where(live, limit, 3.0e38)
     res = rz
 
