@@ -88,6 +88,24 @@ def test_everything_removed_gives_each_channels_mean_not_nan_or_zero():
     np.testing.assert_allclose(out[1], np.broadcast_to(x[1, 3, 3], (6, 7, 3)), atol=1e-5)
 
 
+@pytest.mark.parametrize("preconditioner", ["multigrid", "jacobi"])
+def test_everything_removed_beside_other_images_in_one_tensorflow_batch(preconditioner):
+    """The all-removed image starts at each channel's mean and the loop leaves it there, while
+    the other images of the same batch are solved: spsolve for those (tests/reference.py), the
+    mean of the input for the first, in float32 on TensorFlow's batched solver (odd size)."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(21)
+    x = rng.random((3, 13, 11, 3)).astype(np.float32)
+    removed = (rng.random((3, 13, 11, 1)) < 0.6).astype(np.float32)
+    removed[0] = 1.0
+    out = impute(resolve_backend("tensorflow"), tf.constant(x), tf.constant(removed),
+                 preconditioner=preconditioner).numpy()
+    np.testing.assert_allclose(out[0], np.broadcast_to(x[0].mean(axis=(0, 1)), (13, 11, 3)), atol=1e-6)
+    for i in (1, 2):
+        expected = reference_road_impute(x[i], removed[i, ..., 0] > 0.5)
+        np.testing.assert_allclose(out[i], expected, atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("channels_last", [True, False])
