@@ -32,11 +32,10 @@ def make_data():
 
 
 def child_main() -> None:
-    import tensorflow as tf
+    from two_replicas import dense_softmax, mirrored_over_two_cpus
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
+    strategy = mirrored_over_two_cpus()  # before TensorFlow runs anything
+    import tensorflow as tf
     from tf_keras_vis.utils.scores import CategoricalScore
 
     from camavg_tf import AveragesCam
@@ -44,13 +43,8 @@ def child_main() -> None:
     inputs, cams, targets, kernel, bias = make_data()
 
     def build():
-        x = keras.Input(SHAPE)
-        dense = keras.layers.Dense(CLASSES, activation="softmax")
-        model = keras.Model(x, dense(keras.layers.Flatten()(x)))
-        dense.set_weights([kernel, bias])
-        return model
+        return dense_softmax(SHAPE, CLASSES, kernel, bias)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = build()
     score = CategoricalScore(targets.tolist())

@@ -52,25 +52,17 @@ def numpy_probabilities(x: np.ndarray) -> np.ndarray:
 
 
 def child_main() -> None:
-    import tensorflow as tf
+    from two_replicas import dense_softmax, mirrored_over_two_cpus
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-
+    strategy = mirrored_over_two_cpus()  # before TensorFlow runs anything
     from camavg_core.scoring import CategoricalScore
     from camavg_tf import AveragesCam
 
     inputs, cams, targets, kernel, bias = make_data()
 
     def build():
-        x = keras.Input(SHAPE)
-        dense = keras.layers.Dense(CLASSES, activation="softmax")
-        model = keras.Model(x, dense(keras.layers.Flatten()(x)))
-        dense.set_weights([kernel, bias])
-        return model
+        return dense_softmax(SHAPE, CLASSES, kernel, bias)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = build()
         in_scope = AveragesCam(model, inputs, batch_size=BATCH)  # picks the strategy up
