@@ -146,6 +146,34 @@ def test_set_weights_between_two_calls_gives_the_new_numbers(data):
     assert second.average_gain == pytest.approx(reference["average_gain"], abs=1e-3)
 
 
+def test_averagescams_of_one_model_share_its_weight_sums_and_each_sees_new_weights(data):
+    """The weight sums are shared per model (one trace): a change made after two
+    AveragesCams were built reaches both, each against the model itself."""
+    from camavg_tf import fingerprint
+
+    images, cams = data
+    model = conv_softmax_model(seed=3)
+    score = CategoricalScore(list(LABELS))
+    first, second = AveragesCam(model, images, batch_size=5), AveragesCam(model, images, batch_size=4)
+    assert first.engine.adapter.watch._sums[1] is second.engine.adapter.watch._sums[1]
+    for metrics in (first, second):
+        metrics.evaluate(cams, score)
+    model.set_weights(other_weights(model, 11))
+    expected = predict_scores(model, images, cams)
+    for metrics in (second, first):
+        result = metrics.evaluate(cams, score)
+        assert_scores((result.y_c, result.o_c), expected)
+    # the shared sums do not keep the model alive: they go with it
+    import gc
+    import weakref
+
+    gone = weakref.ref(model)
+    assert model in fingerprint._SHARED_SUMS
+    del first, second, model, metrics
+    gc.collect()
+    assert gone() is None
+
+
 def test_a_permuted_kernel_is_a_change(data):
     """set_weights with the same values in another order keeps sums and squares: the
     projection sees it."""
