@@ -258,6 +258,67 @@ def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dic
     return {d: _materialise(backend, c) for d, c in out.items()}
 
 
+def _matrix_inverse(backend: Backend, a: Any) -> Any:
+    """The inverses of a batch of (n, n) matrices (symmetric positive definite here)."""
+    if backend.name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.linalg.inv(a)
+    if backend.name == "jax":
+        import jax.numpy as jnp
+
+        return jnp.linalg.inv(a)
+    if backend.name == "torch":
+        import torch
+
+        return torch.linalg.inv(a)
+    return np.linalg.inv(a)
+
+
+def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
+    """(9, n, n), n = h w: S_d[I, I + d] = 1 for every cell I whose neighbour I + d is in the
+    grid (the 9 offsets of ``_OFFSETS``), row-major cells."""
+    n = h * w
+    out = np.zeros((len(_OFFSETS), n, n), dtype)
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    for k, (di, dj) in enumerate(_OFFSETS):
+        ok = (i + di >= 0) & (i + di < h) & (j + dj >= 0) & (j + dj < w)
+        out[k, (i * w + j)[ok], ((i + di) * w + j + dj)[ok]] = 1.0
+    return out
+
+
+def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any) -> Any:
+    """r -> A^{-1} r for the 9-point operator of ``coefficients`` (channel axis of 1) on a small
+    grid: its dense (B, n, n) matrix inverted once per solve, applied to every channel by one
+    batched product. A cell with no unknown (a zero row and column) gets a 1 on the diagonal
+    (its residual is 0, so is its correction); an image with no known pixel (a singular
+    operator, whose solve CG discards: alpha = 0) gets the identity added."""
+    c0 = coefficients[(0, 0)]
+    h, w = _hw(c0, axes)
+    n = h * w
+    flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
+    shifts = _shift_matrices(h, w, backend.to_numpy_dtype(c0))
+    matrix = backend.einsum("kbn,knm->bnm", flat, shifts)
+    empty = backend.astype(backend.reshape(c0, (-1, n)) <= 0.0, backend.dtype_name(c0))
+    singular = backend.reshape(1.0 - has_known, (-1, 1))
+    eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
+    matrix = matrix + backend.einsum("bn,nm->bnm", backend.maximum(empty, singular), eye)
+    inverse = _matrix_inverse(backend, matrix)
+    # LU's inverse is symmetric only to rounding; CG wants a symmetric preconditioner
+    inverse = _materialise(backend, (inverse + backend.einsum("bnm->bmn", inverse)) * 0.5)
+    last = axes == (1, 2)
+
+    def solve(r: Any) -> Any:
+        shape = tuple(int(d) for d in r.shape[1:])
+        if last:  # (B, h, w, C)
+            out = backend.einsum("bnm,bmc->bnc", inverse, backend.reshape(r, (-1, n, shape[-1])))
+        else:  # (B, C, h, w)
+            out = backend.einsum("bcm,bnm->bcn", backend.reshape(r, (-1, shape[0], n)), inverse)
+        return backend.reshape(out, (-1,) + shape)
+
+    return solve
+
+
 def _inverse(backend: Backend, diagonal: Any) -> Any:
     """1 / diagonal, 0 where a coarse cell holds no unknown (its row and column are 0)."""
     positive = diagonal > 0.0
@@ -292,7 +353,7 @@ def _restrict_tf(v: Any) -> Any:
 
 
 def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
-               neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 3, coarse_sweeps: int = 4,
+               neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 12,
                overcorrect: float = 1.7) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
     before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
@@ -314,12 +375,16 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
     levels = [(operator, _materialise(backend, widen((omega * m) / s)), (h, w))]
     coefficients = fine
-    while min(h, w) > coarsest:
+    while True:
         coefficients = _coarsen(backend, coefficients, axes)
         h, w = (h + 1) // 2, (w + 1) // 2
+        if h * w <= coarsest * coarsest:
+            break
         wide = {d: _materialise(backend, widen(c)) for d, c in coefficients.items()}
         levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
                        _materialise(backend, widen(omega * _inverse(backend, coefficients[(0, 0)]))), (h, w)))
+    has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
+    levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
     fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
     fine_mask = _materialise(backend, widen(m))
     fine_keep = _materialise(backend, widen((1.0 - omega) * m))
@@ -341,11 +406,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         if level == 0 and neighbours is not None:
             return fine_cycle(r)
         apply, weight, _ = levels[level]
-        e = weight * r
         if level == len(levels) - 1:
-            for _ in range(coarse_sweeps):
-                e = e + weight * (r - apply(e))
-            return e
+            return apply(r)  # the exact solve
+        e = weight * r
         residual = r - apply(e)
         if level == 0:  # the fine operator leaves junk at the known pixels (see impute)
             residual = fine_mask * residual
