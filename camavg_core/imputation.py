@@ -177,12 +177,13 @@ def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: in
     return _take(padded, axes, slice(1 + d[0], 1 + d[0] + h), slice(1 + d[1], 1 + d[1] + w))
 
 
-def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
-    """sum_d c_d(i) v_{i + d}: a 9-point operator whose coefficients vary per pixel."""
+def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int], extra: Sequence = ()) -> Any:
+    """sum_d c_d(i) v_{i + d} (+ the ``extra`` terms, in the same sum): a 9-point operator, or
+    the offsets ``coefficients`` holds, whose coefficients vary per pixel."""
     h, w = _hw(v, axes)
     padded = _materialise(backend, _pad(backend, v, axes))
-    terms = [coefficients[d] * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d in _OFFSETS]
-    return _add_n(backend)(terms)
+    terms = [c * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d, c in coefficients.items()]
+    return _add_n(backend)(list(extra) + terms)
 
 
 def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -380,9 +381,16 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         h, w = (h + 1) // 2, (w + 1) // 2
         if h * w <= coarsest * coarsest:
             break
-        wide = {d: _materialise(backend, widen(c)) for d, c in coefficients.items()}
-        levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
-                       _materialise(backend, widen(omega * _inverse(backend, coefficients[(0, 0)]))), (h, w)))
+        # the smoother's operator: the Galerkin one with its 4 diagonal couplings (small: one
+        # fine diagonal pair each) lumped onto the diagonal, a 5-point weighted Laplacian,
+        # symmetric and positive definite as the Galerkin one (half its slices and products, as
+        # many CG iterations); expanded as in fine_cycle, so only its off-diagonal part N (the
+        # -c_d) is applied
+        edges = [d for d in coefficients if abs(d[0]) + abs(d[1]) == 1]
+        wide = {d: _materialise(backend, widen(-coefficients[d])) for d in edges}
+        lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
+        levels.append((lambda v, extra=(), c=wide: _stencil(backend, c, v, axes, extra),
+                       _materialise(backend, widen(omega * _inverse(backend, lumped))), (h, w)))
     has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
     levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
     fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
@@ -409,14 +417,18 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         if level == len(levels) - 1:
             return apply(r)  # the exact solve
         e = weight * r
-        residual = r - apply(e)
-        if level == 0:  # the fine operator leaves junk at the known pixels (see impute)
-            residual = fine_mask * residual
+        if level > 0:
+            # the smoother expanded as in fine_cycle, with N the off-diagonal part: r is 0 at a
+            # cell with no unknown (row and column 0), so (1 - omega) r is its residual there;
+            # the post-smoothing's (1 - omega) e there (e, not 0) meets only zero coefficients
+            residual = apply(e, [(1.0 - omega) * r])
+            coarse = cycle(level + 1, restrict(residual))
+            # the over-correction on the coarse data: 4x fewer multiplies
+            e2 = e + _prolong(backend, (scale * overcorrect) * coarse, axes, *levels[level][2])
+            return add_n([(1.0 - omega) * e2, e, weight * apply(e2)])
+        residual = fine_mask * (r - apply(e))  # the fine operator leaves junk at the known pixels
         coarse = cycle(level + 1, restrict(residual))
-        if level == 0:
-            e = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
-        else:  # the over-correction on the coarse data: 4x fewer multiplies
-            e = e + _prolong(backend, (scale * overcorrect) * coarse, axes, *levels[level][2])
+        e = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
         return e + weight * (r - apply(e))
 
     return lambda r: cycle(0, r)
