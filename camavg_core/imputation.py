@@ -177,13 +177,13 @@ def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: in
     return _take(padded, axes, slice(1 + d[0], 1 + d[0] + h), slice(1 + d[1], 1 + d[1] + w))
 
 
-def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int], extra: Sequence = ()) -> Any:
-    """sum_d c_d(i) v_{i + d} (+ the ``extra`` terms, in the same sum): a 9-point operator, or
-    the offsets ``coefficients`` holds, whose coefficients vary per pixel."""
+def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
+    """sum_d c_d(i) v_{i + d} over the offsets d that ``coefficients`` holds (of the 9), whose
+    coefficients vary per pixel."""
     h, w = _hw(v, axes)
     padded = _materialise(backend, _pad(backend, v, axes))
     terms = [c * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d, c in coefficients.items()]
-    return _add_n(backend)(list(extra) + terms)
+    return _add_n(backend)(terms)
 
 
 def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -259,21 +259,29 @@ def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dic
     return {d: _materialise(backend, c) for d, c in out.items()}
 
 
-def _matrix_inverse(backend: Backend, a: Any) -> Any:
-    """The inverses of a batch of (n, n) matrices (symmetric positive definite here)."""
+def _spd_inverse(backend: Backend, a: Any) -> Any:
+    """The inverses of a batch of (n, n) symmetric positive definite matrices, symmetric (CG
+    wants a symmetric preconditioner). TensorFlow: L^-T L^-1 from the Cholesky factor (exactly
+    symmetric; 15 ms against 23 ms for LU's inverse and its symmetrisation, 64 of 144 x 144)."""
     if backend.name == "tensorflow":
         import tensorflow as tf
 
-        return tf.linalg.inv(a)
+        factor = tf.linalg.cholesky(a)
+        eye = tf.eye(int(a.shape[-1]), batch_shape=tf.shape(a)[:1], dtype=a.dtype)
+        lower_inverse = tf.linalg.triangular_solve(factor, eye, lower=True)
+        return tf.linalg.matmul(lower_inverse, lower_inverse, transpose_a=True)
     if backend.name == "jax":
         import jax.numpy as jnp
 
-        return jnp.linalg.inv(a)
-    if backend.name == "torch":
+        inverse = jnp.linalg.inv(a)
+    elif backend.name == "torch":
         import torch
 
-        return torch.linalg.inv(a)
-    return np.linalg.inv(a)
+        inverse = torch.linalg.inv(a)
+    else:
+        inverse = np.linalg.inv(a)
+    # LU's inverse is symmetric only to rounding
+    return (inverse + backend.einsum("bnm->bmn", inverse)) * 0.5
 
 
 def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
@@ -304,9 +312,7 @@ def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_know
     singular = backend.reshape(1.0 - has_known, (-1, 1))
     eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
     matrix = matrix + backend.einsum("bn,nm->bnm", backend.maximum(empty, singular), eye)
-    inverse = _matrix_inverse(backend, matrix)
-    # LU's inverse is symmetric only to rounding; CG wants a symmetric preconditioner
-    inverse = _materialise(backend, (inverse + backend.einsum("bnm->bmn", inverse)) * 0.5)
+    inverse = _materialise(backend, _spd_inverse(backend, matrix))
     last = axes == (1, 2)
 
     def solve(r: Any) -> Any:
@@ -356,13 +362,17 @@ def _restrict_tf(v: Any) -> Any:
 def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
                neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 12,
                overcorrect: float = 1.7) -> Any:
-    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
-    before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
-    Symmetric and positive definite on the removed pixels, so it preconditions CG. Everything
-    that depends on the mask only (the coarse operators, omega / diagonal, the masked
-    over-correction) is set up once per solve, outside the CG loop, on the mask's one channel
-    (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up array to every
-    channel (TensorFlow: its products of equal shapes are the fast ones), identity elsewhere."""
+    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): Jacobi before
+    and after each coarse correction (damped by omega on the fine level), piecewise-constant
+    P, Galerkin coarse operators (the smoothers' with their diagonal couplings lumped), the
+    first level of at most ``coarsest``^2 cells solved exactly (12 x 12 at 96 px: 8 CG
+    iterations instead of 9-11 with 4 Jacobi sweeps on a 3 x 3 level, and ~400 tiny ops fewer a
+    solve). Symmetric and positive definite on the removed pixels, so it preconditions CG.
+    Everything that depends on the mask only (the coarse operators and inverse, the Jacobi
+    weights, the masked over-correction) is set up once per solve, outside the CG loop, on the
+    mask's one channel (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up
+    array to every channel (TensorFlow: its products of equal shapes are the fast ones),
+    identity elsewhere."""
     widen = widen or (lambda v: v)
     pool = backend.name == "tensorflow" and axes == (1, 2)
     # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
@@ -384,13 +394,15 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         # the smoother's operator: the Galerkin one with its 4 diagonal couplings (small: one
         # fine diagonal pair each) lumped onto the diagonal, a 5-point weighted Laplacian,
         # symmetric and positive definite as the Galerkin one (half its slices and products, as
-        # many CG iterations); expanded as in fine_cycle, so only its off-diagonal part N (the
-        # -c_d) is applied
+        # many CG iterations); its smoother undamped Jacobi (omega = 1: a 5-point grid is
+        # bipartite, 2 D - A = D + N is positive definite once a pixel is known, so the cycle
+        # stays SPD; 8-9 iterations against 8-10 with 0.9) expanded, so only the off-diagonal
+        # part N (the -c_d) is applied
         edges = [d for d in coefficients if abs(d[0]) + abs(d[1]) == 1]
         wide = {d: _materialise(backend, widen(-coefficients[d])) for d in edges}
         lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
-        levels.append((lambda v, extra=(), c=wide: _stencil(backend, c, v, axes, extra),
-                       _materialise(backend, widen(omega * _inverse(backend, lumped))), (h, w)))
+        levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
+                       _materialise(backend, widen(_inverse(backend, lumped))), (h, w)))
     has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
     levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
     fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
@@ -418,14 +430,14 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
             return apply(r)  # the exact solve
         e = weight * r
         if level > 0:
-            # the smoother expanded as in fine_cycle, with N the off-diagonal part: r is 0 at a
-            # cell with no unknown (row and column 0), so (1 - omega) r is its residual there;
-            # the post-smoothing's (1 - omega) e there (e, not 0) meets only zero coefficients
-            residual = apply(e, [(1.0 - omega) * r])
-            coarse = cycle(level + 1, restrict(residual))
+            # the smoother expanded as in fine_cycle with omega = 1, A = D - N: pre, e = D^-1 r
+            # and r - A e = N e; post, e2 + D^-1 (r - A e2) = e + D^-1 N e2. Where a cell
+            # holds no unknown (row and column 0, r = 0) the residual is right and the result
+            # (e = 0 instead of e2) meets only zero coefficients
+            coarse = cycle(level + 1, restrict(apply(e)))
             # the over-correction on the coarse data: 4x fewer multiplies
             e2 = e + _prolong(backend, (scale * overcorrect) * coarse, axes, *levels[level][2])
-            return add_n([(1.0 - omega) * e2, e, weight * apply(e2)])
+            return e + weight * apply(e2)
         residual = fine_mask * (r - apply(e))  # the fine operator leaves junk at the known pixels
         coarse = cycle(level + 1, restrict(residual))
         e = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
