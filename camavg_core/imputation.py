@@ -394,10 +394,10 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         # the smoother's operator: the Galerkin one with its 4 diagonal couplings (small: one
         # fine diagonal pair each) lumped onto the diagonal, a 5-point weighted Laplacian,
         # symmetric and positive definite as the Galerkin one (half its slices and products, as
-        # many CG iterations); its smoother undamped Jacobi (omega = 1: a 5-point grid is
-        # bipartite, 2 D - A = D + N is positive definite once a pixel is known, so the cycle
-        # stays SPD; 8-9 iterations against 8-10 with 0.9) expanded, so only the off-diagonal
-        # part N (the -c_d) is applied
+        # many CG iterations); its smoother undamped Jacobi (omega = 1: the cycle stays SPD
+        # while 2 D - A = D + N is positive definite, which diagonal dominance gives wherever
+        # the cells' graph reaches a known pixel; 8 iterations against 8-10 with 0.9),
+        # expanded, so only the off-diagonal part N (the -c_d) is applied
         edges = [d for d in coefficients if abs(d[0]) + abs(d[1]) == 1]
         wide = {d: _materialise(backend, widen(-coefficients[d])) for d in edges}
         lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
