@@ -299,17 +299,18 @@ def _restrict_tf(v: Any) -> Any:
 _FUSED: dict = {}
 
 
-def _fused(omega: float, correction: float) -> Any:
-    """TensorFlow's fine-level kernels, each compiled by XLA (``jit_compile``) into one loop
-    over the pixels and called from the graph: the stencil by slices (XLA fuses them with the
-    products around them; its depthwise convolution ran 40x slower), one output each (XLA's
-    CPU code for two outputs of a stencil ran several times slower), no reductions (XLA's CPU
-    reductions are slow: TF's do them). The masks and weights come with a channel axis of 1,
-    broadcast in the loop. ``omega``: the smoother's damping; ``correction``: the coarse
-    correction's factor (over-correction times 4, the pooled restriction's scale)."""
-    key = (omega, correction)
-    if key in _FUSED:
-        return _FUSED[key]
+def _fused() -> dict:
+    """TensorFlow's fine-level (full-size) kernels of a CG iteration, each compiled by XLA
+    (``jit_compile``) into one loop over the pixels and called from the graph's while loop:
+    TF ran each product, sum and stencil as its own pass over memory (the iteration's fine
+    level took 2x the time). The stencil by slices (XLA fuses them with the products around
+    them; its depthwise convolution ran 40x slower), one output each (a stencil's second output
+    recomputed it), no reductions (XLA's CPU reductions ran slower than TF's: TF does them).
+    The masks and weights come with a channel axis of 1, broadcast in the loop. ``omega`` (the
+    smoother's damping) and ``correction`` (the coarse correction's factor) are constants of
+    the trace. Built once (each kernel traces and compiles once per shape)."""
+    if _FUSED:
+        return _FUSED
     import tensorflow as tf
 
     def stencil(v):
@@ -318,7 +319,7 @@ def _fused(omega: float, correction: float) -> Any:
         rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
         return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
 
-    compile = tf.function(jit_compile=True, autograph=False)
+    compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
     def apply(p, s):
@@ -331,13 +332,13 @@ def _fused(omega: float, correction: float) -> Any:
         return y + a * x
 
     @compile
-    def residual(r, m, weight):
+    def residual(r, m, weight, omega):
         """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
         (as in fine_cycle); TF pools it (XLA's 2 x 2 sums made the loop 1.6x slower)."""
         return m * ((1.0 - omega) * r + stencil(weight * r))
 
     @compile
-    def corrected(r, coarse, m, weight):
+    def corrected(r, coarse, m, weight, correction):
         """e2 = W r + correction m P coarse (e = W r recomputed, P a broadcast), cropped to r."""
         ch, cw, c = (int(d) for d in coarse.shape[1:])
         h, w = int(r.shape[1]), int(r.shape[2])
@@ -346,26 +347,27 @@ def _fused(omega: float, correction: float) -> Any:
         return weight * r + correction * m * fine
 
     @compile
-    def smoothed(e2, r, weight):
+    def smoothed(e2, r, weight, omega):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
         return (1.0 - omega) * e2 + weight * r + weight * stencil(e2)
 
-    _FUSED[key] = kernels = {"apply": apply, "axpy": axpy, "residual": residual, "corrected": corrected,
-                                  "smoothed": smoothed}
-    return kernels
+    _FUSED.update(apply=apply, axpy=axpy, residual=residual, corrected=corrected, smoothed=smoothed)
+    return _FUSED
 
 
 def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
-               neighbours: Any = None, widen: Any = None, fused: bool = False, omega: float = 0.9, coarsest: int = 3, coarse_sweeps: int = 4,
-               overcorrect: float = 1.7) -> Any:
+               neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 3, coarse_sweeps: int = 4,
+               overcorrect: float = 1.7, fused: bool = False) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): damped Jacobi
     before and after each coarse correction, piecewise-constant P, Galerkin coarse operators.
     Symmetric and positive definite on the removed pixels, so it preconditions CG. Everything
     that depends on the mask only (the coarse operators, omega / diagonal, the masked
     over-correction) is set up once per solve, outside the CG loop, on the mask's one channel
     (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up array to every
-    channel (TensorFlow: its products of equal shapes are the fast ones), identity elsewhere."""
+    channel (TensorFlow: its products of equal shapes are the fast ones), identity elsewhere.
+    ``fused`` (TensorFlow, channels last): the fine level's smoothing and correction in the
+    XLA loops of :func:`_fused`, the coarse levels as above."""
     widen = widen or (lambda v: v)
     pool = backend.name == "tensorflow" and axes == (1, 2)
     # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
@@ -387,7 +389,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
                        _materialise(backend, widen(omega * _inverse(backend, coefficients[(0, 0)]))), (h, w)))
     fused = fused and len(levels) > 1  # TensorFlow, channels last: the fine level in XLA loops
     if fused:
-        kernels = _fused(omega, scale * overcorrect)
+        kernels = _fused()
         fine_weight = (omega * m) / s  # one channel, broadcast in the loops
     else:
         fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
@@ -428,8 +430,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
 
     if fused:
         def fused_cycle(r: Any) -> Any:
-            coarse = cycle(1, restrict(kernels["residual"](r, m, fine_weight)))
-            return kernels["smoothed"](kernels["corrected"](r, coarse, m, fine_weight), r, fine_weight)
+            coarse = cycle(1, restrict(kernels["residual"](r, m, fine_weight, omega)))
+            e2 = kernels["corrected"](r, coarse, m, fine_weight, scale * overcorrect)
+            return kernels["smoothed"](e2, r, fine_weight, omega)
 
         return fused_cycle
     return lambda r: cycle(0, r)
@@ -522,7 +525,7 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         return (i < max_iter) & (backend.max(res - limit) > 0.0)
 
     if fused:
-        kernels = _fused(0.0, 0.0)
+        kernels = _fused()
 
         def fused_body(i, u, r, p, rz, res):  # body's steps in XLA loops, alpha and beta untiled
             ap = kernels["apply"](p, s1)
