@@ -301,6 +301,30 @@ def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
     return out
 
 
+def _banded(coefficients: dict, h: int, w: int, extra: Any) -> Any:
+    """TensorFlow: the dense (B, n, n) matrix of a 9-point operator on an h x w grid, n = h w,
+    from its diagonals (offset d is the diagonal k = d_0 w + d_1, indexed by row), plus
+    ``extra`` (B, n) on the main diagonal: one op filling the band, 3x faster than the
+    product with the shift matrices and the identity's."""
+    import tensorflow as tf
+
+    n = h * w
+    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    band = w + 1
+    rows = {}
+    for d in _OFFSETS:
+        flat = tf.reshape(coefficients[d], (-1, n))
+        if d == (0, 0):
+            flat = flat + extra
+        inside = ((i + d[0] >= 0) & (i + d[0] < h) & (j + d[1] >= 0) & (j + d[1] < w)).reshape(n)
+        if not inside.all():  # a neighbour across the grid's edge is no entry (a row's wrap)
+            flat = flat * tf.constant(inside.astype(flat.dtype.as_numpy_dtype))
+        rows[d[0] * w + d[1]] = flat
+    zero = tf.zeros_like(rows[0])
+    diagonals = tf.stack([rows.get(k, zero) for k in range(band, -band - 1, -1)], axis=1)
+    return tf.linalg.diag(diagonals, k=(-band, band), num_rows=n, num_cols=n, align="LEFT_RIGHT")
+
+
 def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any) -> Any:
     """r -> A^{-1} r for the 9-point operator of ``coefficients`` (channel axis of 1) on a small
     grid: its dense (B, n, n) matrix inverted once per solve, applied to every channel by one
@@ -310,13 +334,16 @@ def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_know
     c0 = coefficients[(0, 0)]
     h, w = _hw(c0, axes)
     n = h * w
-    flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
-    shifts = _shift_matrices(h, w, backend.to_numpy_dtype(c0))
-    matrix = backend.einsum("kbn,knm->bnm", flat, shifts)
     empty = backend.astype(backend.reshape(c0, (-1, n)) <= 0.0, backend.dtype_name(c0))
     singular = backend.reshape(1.0 - has_known, (-1, 1))
-    eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
-    matrix = matrix + backend.einsum("bn,nm->bnm", backend.maximum(empty, singular), eye)
+    if backend.name == "tensorflow":
+        matrix = _banded(coefficients, h, w, backend.maximum(empty, singular))
+    else:
+        flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
+        shifts = _shift_matrices(h, w, backend.to_numpy_dtype(c0))
+        matrix = backend.einsum("kbn,knm->bnm", flat, shifts)
+        eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
+        matrix = matrix + backend.einsum("bn,nm->bnm", backend.maximum(empty, singular), eye)
     inverse = _materialise(backend, _spd_inverse(backend, matrix))
     last = axes == (1, 2)
 
@@ -424,9 +451,85 @@ def _fused() -> dict:
     return _FUSED
 
 
+_SETUP: dict = {}
+
+
+def _setup_kernels() -> dict:
+    """TensorFlow's per-solve set-up (channels last) in XLA loops, as :func:`_fused` does for
+    the iteration: the right-hand side with the sums the start needs, the start and its
+    residual, the limit's two norms, the result, and the Galerkin coarsening (one kernel per
+    level: one for all recomputed the finer levels inside each coarse value). The mask and
+    weights come with a channel axis of 1, broadcast in the loops; each sum's operands leave
+    concatenated along the channels, for one TF reduction (XLA's CPU reductions are slow)."""
+    if _SETUP:
+        return _SETUP
+    import tensorflow as tf
+
+    from camavg_core.backends import resolve_backend
+
+    tfb, axes = resolve_backend("tensorflow"), (1, 2)
+
+    def stencil(v):
+        h, w = int(v.shape[1]), int(v.shape[2])
+        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
+        return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
+
+    compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
+
+    @compile
+    def start(x, m, s):
+        """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
+        known = 1.0 - m
+        rhs = m * stencil(known * x)
+        return tf.concat([known * x, x, rhs * rhs / s, known], -1)
+
+    @compile
+    def residual(x, m, mean):
+        """The start u = m mean and its residual rhs - A u = m N((1 - m) (x - mean)) (as
+        A m = m N(1 - m) at the removed pixels): no difference of two large terms (the
+        difference's rounding stays in the solution: its error vs spsolve doubled)."""
+        return m * mean, m * stencil((1.0 - m) * (x - mean))
+
+    @compile
+    def norms(r, z, m, s):
+        """[r z, r^2 m / s] to sum."""
+        return tf.concat([r * z, r * r * (m / s)], -1)
+
+    @compile
+    def restore(x, m, u):
+        """(1 - m) x + u."""
+        return (1.0 - m) * x + u
+
+    @compile
+    def fine_galerkin(m, s):
+        """The fine operator's 9 fields (:func:`_fine_fields`) coarsened once."""
+        coarse = _coarsen(tfb, _fine_fields(tfb, m, s, axes), axes)
+        return tuple(coarse[d] for d in _OFFSETS)
+
+    @compile
+    def galerkin(*fields):
+        coarse = _coarsen(tfb, dict(zip(_OFFSETS, fields)), axes)
+        return tuple(coarse[d] for d in _OFFSETS)
+
+    _SETUP.update(start=start, residual=residual, norms=norms, restore=restore,
+                  fine_galerkin=fine_galerkin, galerkin=galerkin)
+    return _SETUP
+
+
+def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int]) -> dict:
+    """The fine operator's coefficient fields: c_0 = m s, c_d = -w_d m m_{i + d}."""
+    h, w = _hw(m, axes)
+    padded = _pad(backend, m, axes)
+    fine = {(0, 0): m * s}
+    for d, weight in _WEIGHT.items():
+        fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
+    return fine
+
+
 def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
                neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 12,
-               overcorrect: float = 1.7, fused: bool = False) -> Any:
+               overcorrect: float = 1.7, fused: bool = False, has_known: Any = None) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): Jacobi before
     and after each coarse correction (damped by omega on the fine level), piecewise-constant
     P, Galerkin coarse operators (the smoothers' with their diagonal couplings lumped), the
@@ -438,7 +541,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     mask's one channel (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up
     array to every channel (TensorFlow: its products of equal shapes are the fast ones),
     identity elsewhere. ``fused`` (TensorFlow, channels last): the fine level's smoothing and
-    correction in the XLA loops of :func:`_fused`, the coarse levels as above."""
+    correction in the XLA loops of :func:`_fused`, the coarse levels as above, the Galerkin
+    operators from XLA loops too (:func:`_setup_kernels`). ``has_known``: (B,) 1 where an
+    image has a known pixel, if the caller has it."""
     widen = widen or (lambda v: v)
     pool = backend.name == "tensorflow" and axes == (1, 2)
     # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
@@ -446,14 +551,23 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     scale = 4.0 if pool else 1.0
     restrict = _restrict_tf if pool else (lambda v: _restrict(backend, v, axes))
     h, w = _hw(m, axes)
-    padded = _pad(backend, m, axes)
-    fine = {(0, 0): m * s}
-    for d, weight in _WEIGHT.items():
-        fine[d] = (-weight) * m * _shift(padded, axes, d, h, w)
-    levels = [(operator, _materialise(backend, widen((omega * m) / s)), (h, w))]
-    coefficients = fine
+    if fused:
+        setup = _setup_kernels()
+
+        def coarsen(coefficients):
+            if coefficients is None:
+                return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s)))
+            return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
+    else:
+        def coarsen(coefficients):
+            if coefficients is None:
+                coefficients = _fine_fields(backend, m, s, axes)
+            return _coarsen(backend, coefficients, axes)
+    # the fused fine level weighs by omega m / s in its loops, on one channel
+    levels = [(operator, None if fused else _materialise(backend, widen((omega * m) / s)), (h, w))]
+    coefficients = None
     while True:
-        coefficients = _coarsen(backend, coefficients, axes)
+        coefficients = coarsen(coefficients)
         h, w = (h + 1) // 2, (w + 1) // 2
         if h * w <= coarsest * coarsest:
             break
@@ -469,7 +583,8 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
         levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
                        _materialise(backend, widen(_inverse(backend, lumped))), (h, w)))
-    has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
+    if has_known is None:
+        has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
     levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
     fused = fused and len(levels) > 1  # TensorFlow, channels last: the fine level in XLA loops
     if fused:
@@ -524,6 +639,31 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     return lambda r: cycle(0, r)
 
 
+def _start(backend: Backend, x: Any, m: Any, s: Any, known: Any, operator: Any, precondition: Any,
+           axes: tuple[int, int], tol: float) -> tuple:
+    """The start u, its residual r and preconditioned z, r z per channel, the stopping limit
+    before its singular images are set, and which images have a known pixel: ``impute``'s
+    set-up outside TensorFlow's XLA path."""
+    rhs = m * neighbour_sum(backend, known * x, axes)
+    # start from each channel's mean of the known pixels: a constant image is then solved
+    known_count = _per_channel(backend, known, axes)
+    mean_known = _per_channel(backend, known * x, axes) / backend.maximum(known_count, 1.0)
+    # nothing known (every pixel removed): the system is singular; each channel's mean of the
+    # input instead, as the start, which the loop then leaves alone (alpha = 0, limit "met")
+    live = known_count > 0.0
+    mean_all = _per_channel(backend, x, axes) / float(int(x.shape[axes[0]]) * int(x.shape[axes[1]]))
+    u = m * backend.where(live, mean_known, mean_all)
+    r = rhs - operator(u)
+    z = precondition(r)
+    rz = _per_channel(backend, r * z, axes)
+    # the rule: the Jacobi-scaled residual below tol times the right-hand side's. The loop
+    # tracks r M r instead (CG computes it anyway: a product and a sum fewer an iteration), its
+    # limit rescaled by the start's ratio of the two norms (the same rule for Jacobi)
+    limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
+    limit = limit * rz / backend.maximum(_per_channel(backend, r * r * (m / s), axes), 1e-30)
+    return u, r, z, rz, limit, live
+
+
 def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
            axes: tuple[int, int] | None = None, return_iterations: bool = False,
            preconditioner: str | None = None) -> Any:
@@ -539,7 +679,26 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
     m1 = backend.astype(removed, dtype)  # the mask with its channel axis of 1
-    s1 = neighbour_sum(backend, m1 * 0.0 + 1.0, axes)  # each pixel's in-image weight sum
+    if preconditioner is None:
+        preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
+    if preconditioner not in ("multigrid", "jacobi"):
+        raise ValueError(validation.bad_road_preconditioner(preconditioner))
+    # TensorFlow with the channels last: the iteration's full-size products, sums and
+    # stencils as a few XLA loops (_fused), the reductions left to TF; with the multigrid,
+    # the set-up too (_setup_kernels), the mask and weights kept on one channel
+    fused = backend.name == "tensorflow" and axes == (1, 2)
+    xla_setup = fused and preconditioner == "multigrid"
+    if xla_setup:
+        import tensorflow as tf
+
+        from camavg_core.backends import resolve_backend
+
+        # each pixel's in-image weight sum depends on the shape only: a constant
+        h, w = (int(x.shape[a]) for a in axes)
+        ones = np.ones((1, h, w, 1))
+        s1 = tf.constant(neighbour_sum(resolve_backend("numpy"), ones, axes), dtype)
+    else:
+        s1 = neighbour_sum(backend, m1 * 0.0 + 1.0, axes)  # each pixel's in-image weight sum
     widen = None
     m = m1
     if backend.name == "tensorflow":
@@ -552,9 +711,9 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         tiles = [1] * len(x.shape)
         tiles[channel_axis] = int(x.shape[channel_axis])
         widen = lambda v: tf.tile(v, tiles)  # noqa: E731
-        m = widen(m1)
+        m = m1 if xla_setup else widen(m1)
     known = 1.0 - m
-    s = widen(s1) if widen else s1  # the diagonal
+    s = widen(s1) if widen and not xla_setup else s1  # the diagonal
 
     def operator(v):
         """A v at the removed pixels, for v that is 0 at the known ones; junk at the known
@@ -563,37 +722,31 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         (r z, r^2 m / s, the smoother's m omega / s, the restriction's mask)."""
         return s * v - neighbour_sum(backend, v, axes)
 
-    # TensorFlow with the channels last: the iteration's full-size products, sums and
-    # stencils as a few XLA loops (_fused), the reductions left to TF
-    fused = backend.name == "tensorflow" and axes == (1, 2)
-    if preconditioner is None:
-        preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
-    if preconditioner not in ("multigrid", "jacobi"):
-        raise ValueError(validation.bad_road_preconditioner(preconditioner))
-    if preconditioner == "multigrid":
-        precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen, fused=fused,
-                                  neighbours=lambda v: neighbour_sum(backend, v, axes))
+    if xla_setup:
+        setup = _setup_kernels()
+        channels = int(x.shape[-1])
+        sums = _per_channel(backend, setup["start"](x, m1, s1), axes)  # (B, 1, 1, 3 C + 1)
+        known_count = sums[..., 3 * channels:]
+        live = known_count > 0.0
+        mean_known = sums[..., :channels] / backend.maximum(known_count, 1.0)
+        mean_all = sums[..., channels: 2 * channels] / float(h * w)
+        precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen, fused=True,
+                                  has_known=backend.astype(backend.reshape(live, (-1,)), dtype))
+        u, r = setup["residual"](x, m1, backend.where(live, mean_known, mean_all))
+        z = precondition(r)
+        norms = _per_channel(backend, setup["norms"](r, z, m1, s1), axes)  # (B, 1, 1, 2 C)
+        rz = norms[..., :channels]
+        limit = (tol * tol) * (sums[..., 2 * channels: 3 * channels] + 1e-30)
+        limit = limit * rz / backend.maximum(norms[..., channels:], 1e-30)
     else:
-        jacobi = m / s
-        precondition = lambda r: jacobi * r  # noqa: E731
-    rhs = m * neighbour_sum(backend, known * x, axes)
-    # start from each channel's mean of the known pixels: a constant image is then solved
-    known_count = _per_channel(backend, known, axes)
-    mean_known = _per_channel(backend, known * x, axes) / backend.maximum(known_count, 1.0)
-    # nothing known (every pixel removed): the system is singular; each channel's mean of the
-    # input instead, as the start, which the loop then leaves alone (alpha = 0, limit "met")
-    live = known_count > 0.0
-    mean_all = _per_channel(backend, x, axes) / float(int(x.shape[axes[0]]) * int(x.shape[axes[1]]))
-    u = m * backend.where(live, mean_known, mean_all)
-    r = rhs - operator(u)
-    z = precondition(r)
+        if preconditioner == "multigrid":
+            precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen, fused=fused,
+                                      neighbours=lambda v: neighbour_sum(backend, v, axes))
+        else:
+            jacobi = m / s
+            precondition = lambda r: jacobi * r  # noqa: E731
+        u, r, z, rz, limit, live = _start(backend, x, m, s, known, operator, precondition, axes, tol)
     p = z
-    rz = _per_channel(backend, r * z, axes)
-    # the rule: the Jacobi-scaled residual below tol times the right-hand side's. The loop
-    # tracks r M r instead (CG computes it anyway: a product and a sum fewer an iteration), its
-    # limit rescaled by the start's ratio of the two norms (the same rule for Jacobi)
-    limit = (tol * tol) * (_per_channel(backend, rhs * rhs / s, axes) + 1e-30)
-    limit = limit * rz / backend.maximum(_per_channel(backend, r * r * (m / s), axes), 1e-30)
     limit = backend.where(live, limit, 3.0e38)
     res = rz
 
@@ -640,7 +793,8 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
 
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _, _ = _while_loop(backend, cond, fused_body if fused else body, (zero, u, r, p, rz, res))
-    out = known * x + u  # u is 0 at the known pixels (it moves along masked directions only)
+    # u is 0 at the known pixels (it moves along masked directions only)
+    out = setup["restore"](x, m1, u) if xla_setup else known * x + u
     return (out, iterations) if return_iterations else out
 
 
