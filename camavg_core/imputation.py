@@ -487,7 +487,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     mask's one channel (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up
     array to every channel (TensorFlow: its products of equal shapes are the fast ones),
     identity elsewhere. ``fused`` (TensorFlow, channels last): the fine level's smoothing and
-    correction in the XLA loops of :func:`_fused`, the coarse levels as above."""
+    correction in the XLA loops of :func:`_fused`, and the smoothed coarse levels' (two each)."""
     widen = widen or (lambda v: v)
     pool = backend.name == "tensorflow" and axes == (1, 2)
     # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
