@@ -435,12 +435,13 @@ def _fused() -> dict:
 
     def five_point(fields, v):
         """N v = sum_d c_d v_{i + d} over the 4 edge neighbours, ``fields`` (B, h, w, 5) holding
-        c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel each, broadcast)."""
-        h, w, c = (int(d) for d in v.shape[1:])
-        padded = tf.pad(tf.reshape(v, (-1, h, w * c)), [[0, 0], [1, 1], [c, c]])
-        shifted = [padded[:, :h, c:(w + 1) * c], padded[:, 2:, c:(w + 1) * c],
-                   padded[:, 1:h + 1, :w * c], padded[:, 1:h + 1, 2 * c:]]
-        return tf.add_n([fields[..., k:k + 1] * tf.reshape(t, (-1, h, w, c)) for k, t in enumerate(shifted)])
+        c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel each, broadcast). On
+        (B, h, w, c) itself: the fine stencil's (B, h, w c) form, the fields then broadcast
+        through a reshape, ran 1.2x slower here."""
+        h, w = int(v.shape[1]), int(v.shape[2])
+        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        return (fields[..., 0:1] * padded[:, :h, 1:w + 1] + fields[..., 1:2] * padded[:, 2:, 1:w + 1]
+                + fields[..., 2:3] * padded[:, 1:h + 1, :w] + fields[..., 3:4] * padded[:, 1:h + 1, 2:])
 
     @compile
     def coarse_residual(r, fields):
