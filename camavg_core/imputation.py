@@ -395,12 +395,14 @@ _FUSED: dict = {}
 
 
 def _fused() -> dict:
-    """TensorFlow's fine-level (full-size) kernels of a CG iteration, each compiled by XLA
-    (``jit_compile``) into one loop over the pixels and called from the graph's while loop:
-    TF ran each product, sum and stencil as its own pass over memory (the iteration's fine
-    level took 2x the time). The stencil by slices (XLA fuses them with the products around
-    them; its depthwise convolution ran 40x slower), one output each (a stencil's second output
-    recomputed it), no reductions (XLA's CPU reductions ran slower than TF's: TF does them).
+    """TensorFlow's kernels of a CG iteration, each compiled by XLA (``jit_compile``) into one
+    loop over the pixels and called from the graph's while loop: TF ran each product, sum and
+    stencil as its own pass over memory (the iteration's fine level took 2x the time; a coarse
+    level's smoothing, some 25 small TF ops, 2.3x). The stencil by slices (XLA fuses them with
+    the products around them; its depthwise convolution ran 40x slower), a second output only
+    where it is pointwise (a stencil's product as a second output recomputed the stencil), no
+    reductions (XLA's CPU reductions ran several times slower than TF's: TF does them, and the
+    2 x 2 pooling of the restriction).
     The masks and weights come with a channel axis of 1, broadcast in the loop. ``omega`` (the
     smoother's damping) and ``correction`` (the coarse correction's factor) are constants of
     the trace. Built once (each kernel traces and compiles once per shape)."""
@@ -414,12 +416,25 @@ def _fused() -> dict:
         rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
         return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
 
+    def flat_stencil(v):
+        """``stencil`` on (B, h, w c), the columns and channels one axis (a free reshape): a
+        column's neighbour c entries away, the zero padding c wide; the same sums. 5-15% faster
+        where ``v`` is a loop's input (XLA vectorises along w c rather than c = 3), 10-15%
+        slower where it is a product with a one-channel weight (the broadcast then goes
+        through the reshape)."""
+        h, w, c = (int(d) for d in v.shape[1:])
+        flat = tf.reshape(v, (-1, h, w * c))
+        padded = tf.pad(flat, [[0, 0], [1, 1], [c, c]])
+        rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
+        out = (rows[:, :, :w * c] + 2.0 * rows[:, :, c:(w + 1) * c] + rows[:, :, 2 * c:] - 4.0 * flat) / 12.0
+        return tf.reshape(out, (-1, h, w, c))
+
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
     def apply(p, s):
         """A p = s p - N p."""
-        return s * p - stencil(p)
+        return s * p - flat_stencil(p)
 
     @compile
     def axpy(a, x, y):
@@ -445,9 +460,52 @@ def _fused() -> dict:
     def smoothed(e2, r, weight, omega):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
-        return (1.0 - omega) * e2 + weight * r + weight * stencil(e2)
+        return (1.0 - omega) * e2 + weight * r + weight * flat_stencil(e2)
 
-    _FUSED.update(apply=apply, axpy=axpy, residual=residual, corrected=corrected, smoothed=smoothed)
+    def prolonged(coarse, h, w):
+        """P coarse, each value copied to its 2 x 2 block (a broadcast the loop fuses), cropped."""
+        ch, cw, c = (int(d) for d in coarse.shape[1:])
+        fine = tf.broadcast_to(coarse[:, :, None, :, None, :], tf.stack([tf.shape(coarse)[0], ch, 2, cw, 2, c]))
+        return tf.reshape(fine, (-1, 2 * ch, 2 * cw, c))[:, :h, :w]
+
+    def five_point(fields, v):
+        """N v = sum_d c_d v_{i + d} over the 4 edge neighbours, ``fields`` (B, h, w, 5) holding
+        c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel each, broadcast). On
+        (B, h, w, c) itself: the fine stencil's (B, h, w c) form, the fields then broadcast
+        through a reshape, ran 1.2x slower here."""
+        h, w = int(v.shape[1]), int(v.shape[2])
+        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        return (fields[..., 0:1] * padded[:, :h, 1:w + 1] + fields[..., 1:2] * padded[:, 2:, 1:w + 1]
+                + fields[..., 2:3] * padded[:, 1:h + 1, :w] + fields[..., 3:4] * padded[:, 1:h + 1, 2:])
+
+    @compile
+    def coarse_residual(r, fields):
+        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e."""
+        return five_point(fields, fields[..., 4:5] * r)
+
+    @compile
+    def coarse_smoothed(r, coarse, fields, correction):
+        """e2 = e + correction P coarse, then the post-smoothing e + D^-1 N e2 (e = D^-1 r)."""
+        e = fields[..., 4:5] * r
+        e2 = e + correction * prolonged(coarse, int(r.shape[1]), int(r.shape[2]))
+        return e + fields[..., 4:5] * five_point(fields, e2)
+
+    @compile
+    def descent(alpha, ap, r, m, weight, omega):
+        """CG's r - alpha A p and ``residual`` of it: one pass fewer than two loops (the second
+        output, r itself, is pointwise: a product of the stencil as a second output made XLA
+        compute the stencil twice, 1.3x slower)."""
+        r = r - alpha * ap
+        return r, m * ((1.0 - omega) * r + stencil(weight * r))
+
+    @compile
+    def update(alpha, beta, p, u, z):
+        """CG's u + alpha p and next direction z + beta p: one pass over p."""
+        return u + alpha * p, z + beta * p
+
+    _FUSED.update(apply=apply, axpy=axpy, residual=residual, corrected=corrected, smoothed=smoothed,
+                  descent=descent, update=update, coarse_residual=coarse_residual,
+                  coarse_smoothed=coarse_smoothed)
     return _FUSED
 
 
@@ -541,9 +599,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     mask's one channel (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up
     array to every channel (TensorFlow: its products of equal shapes are the fast ones),
     identity elsewhere. ``fused`` (TensorFlow, channels last): the fine level's smoothing and
-    correction in the XLA loops of :func:`_fused`, the coarse levels as above, the Galerkin
-    operators from XLA loops too (:func:`_setup_kernels`). ``has_known``: (B,) 1 where an
-    image has a known pixel, if the caller has it."""
+    correction in the XLA loops of :func:`_fused`, and the smoothed coarse levels' (two each), the
+    Galerkin operators from XLA loops too (:func:`_setup_kernels`). ``has_known``: (B,) 1 where
+    an image has a known pixel, if the caller has it."""
     widen = widen or (lambda v: v)
     pool = backend.name == "tensorflow" and axes == (1, 2)
     # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
@@ -551,7 +609,8 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     scale = 4.0 if pool else 1.0
     restrict = _restrict_tf if pool else (lambda v: _restrict(backend, v, axes))
     h, w = _hw(m, axes)
-    if fused:
+    if fused:  # the loops broadcast one-channel fields themselves: nothing to widen
+        widen = lambda v: v  # noqa: E731
         setup = _setup_kernels()
 
         def coarsen(coefficients):
@@ -565,6 +624,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
             return _coarsen(backend, coefficients, axes)
     # the fused fine level weighs by omega m / s in its loops, on one channel
     levels = [(operator, None if fused else _materialise(backend, widen((omega * m) / s)), (h, w))]
+    stencils = {}  # level -> its smoother's N coefficients
     coefficients = None
     while True:
         coefficients = coarsen(coefficients)
@@ -580,6 +640,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         # expanded, so only the off-diagonal part N (the -c_d) is applied
         edges = [d for d in coefficients if abs(d[0]) + abs(d[1]) == 1]
         wide = {d: _materialise(backend, widen(-coefficients[d])) for d in edges}
+        stencils[len(levels)] = wide
         lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
         levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
                        _materialise(backend, widen(_inverse(backend, lumped))), (h, w)))
@@ -588,8 +649,13 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
     levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
     fused = fused and len(levels) > 1  # TensorFlow, channels last: the fine level in XLA loops
     if fused:
+        import tensorflow as tf
+
         kernels = _fused()
         fine_weight = (omega * m) / s  # one channel, broadcast in the loops
+        # each smoothed coarse level's N and D^-1, one channel each, stacked
+        coarse_fields = {k: tf.concat([stencils[k][d] for d in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+                                      + [levels[k][1]], -1) for k in stencils}
     else:
         fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
         fine_mask = _materialise(backend, widen(m))
@@ -614,6 +680,11 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         apply, weight, _ = levels[level]
         if level == len(levels) - 1:
             return apply(r)  # the exact solve
+        if level > 0 and fused:
+            # the same in two XLA loops, the coefficients one channel each, stacked
+            fields = coarse_fields[level]
+            coarse = cycle(level + 1, restrict(kernels["coarse_residual"](r, fields)))
+            return kernels["coarse_smoothed"](r, coarse, fields, scale * overcorrect)
         e = weight * r
         if level > 0:
             # the smoother expanded as in fine_cycle with omega = 1, A = D - N: pre, e = D^-1 r
@@ -630,11 +701,19 @@ def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int,
         return e + weight * (r - apply(e))
 
     if fused:
-        def fused_cycle(r: Any) -> Any:
-            coarse = cycle(1, restrict(kernels["residual"](r, m, fine_weight, omega)))
+        def fused_cycle(r: Any, alpha: Any = None, ap: Any = None) -> Any:
+            """z = M r; given CG's alpha and A p, (r - alpha A p, M of it), the update in the
+            V-cycle's first loop."""
+            if alpha is None:
+                residual = kernels["residual"](r, m, fine_weight, omega)
+            else:
+                r, residual = kernels["descent"](alpha, ap, r, m, fine_weight, omega)
+            coarse = cycle(1, restrict(residual))
             e2 = kernels["corrected"](r, coarse, m, fine_weight, scale * overcorrect)
-            return kernels["smoothed"](e2, r, fine_weight, omega)
+            z = kernels["smoothed"](e2, r, fine_weight, omega)
+            return z if alpha is None else (r, z)
 
+        fused_cycle.descends = True  # takes (r, alpha, A p): CG's step to r in its first loop
         return fused_cycle
     return lambda r: cycle(0, r)
 
@@ -774,12 +853,15 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
             pap = _per_channel(backend, p * ap, axes)
             step = live & (pap > 0.0)
             alpha = backend.where(step, rz / backend.where(step, pap, 1.0), 0.0)
-            u = kernels["axpy"](alpha, p, u)
-            r = kernels["axpy"](-alpha, ap, r)
-            z = precondition(r)
+            if getattr(precondition, "descends", False):
+                r, z = precondition(r, alpha, ap)  # r - alpha A p in the V-cycle's first loop
+            else:  # Jacobi, or an image too small for a coarse level
+                r = kernels["axpy"](-alpha, ap, r)
+                z = precondition(r)
             rz_new = _per_channel(backend, r * z, axes)
             beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
-            return i + 1, u, r, kernels["axpy"](beta, p, z), rz_new, rz_new
+            u, p = kernels["update"](alpha, beta, p, u, z)  # u, deferred to here, shares p's pass
+            return i + 1, u, r, p, rz_new, rz_new
 
     def body(i, u, r, p, rz, res):
         ap = operator(p)
