@@ -41,6 +41,12 @@ class Backend:
 
     Subclasses import their framework in ``__init__``. Every method takes and returns the
     backend's own arrays, except ``to_numpy`` and the concrete scalar readers.
+
+    ``pad`` and ``while_loop`` are the two control and shape ops of ROAD's solver
+    (:mod:`camavg_core.imputation`); ``while_loop`` runs in Python unless the framework traces.
+    ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
+    imputations (TensorFlow's XLA kernels, channels last, multigrid) returns its result there,
+    and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
     """
 
     name: str = "abstract"
@@ -139,6 +145,24 @@ class Backend:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
         raise NotImplementedError
 
+    def pad(self, x: Any, widths: Any) -> Any:
+        """``x`` zero-padded by ``widths``, one (before, after) pair per axis (``np.pad``'s)."""
+        raise NotImplementedError
+
+    def while_loop(self, cond: Any, body: Any, state: tuple) -> tuple:
+        """``while cond(*state): state = body(*state)``, the final state as a tuple; one graph
+        loop where the framework traces (not ``max_iter`` unrolled copies), else Python's."""
+        while bool(cond(*state)):
+            state = tuple(body(*state))
+        return tuple(state)
+
+    def impute_fast(self, x: Any, removed: Any, *, tol: float, max_iter: int, axes: tuple[int, int],
+                    return_iterations: bool, preconditioner: str) -> Any:
+        """ROAD's imputation by this backend's own solver, or None where it has none (the
+        default): :func:`camavg_core.imputation.impute`'s arguments, ``x`` and ``removed``
+        already in the compute dtype, ``axes`` and ``preconditioner`` resolved."""
+        return None
+
     def __repr__(self) -> str:
         return f"<camavg backend {self.name!r}>"
 
@@ -218,6 +242,9 @@ class NumpyBackend(Backend):
 
     def einsum(self, subscripts, *operands):
         return np.einsum(subscripts, *operands)
+
+    def pad(self, x, widths):
+        return np.pad(x, widths)
 
     def select_class(self, outputs, indices):
         outputs = np.asarray(outputs)

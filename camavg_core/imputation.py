@@ -12,9 +12,13 @@ whose matrix is symmetric (w_ij = w_ji: a weight depends on the offset only) and
 one pixel is known, positive definite (a weighted graph Laplacian with Dirichlet values at the
 known pixels; the 8-neighbour grid is connected). It is solved by conjugate gradients
 preconditioned by a multigrid V-cycle (or by the diagonal s), one right-hand side per channel,
-batched over the images, the stencil a depthwise 3 x 3 convolution in TensorFlow and a
-separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the centre elsewhere, inside the compiled pass (a ``tf.while_loop``, ``jax.lax.while_loop``, or a Python loop for NumPy and
-PyTorch). Iterations stop when every image's and channel's r M r (M the preconditioner: the
+batched over the images, the stencil a separable [1, 2, 1] x [1, 2, 1] / 12 sum minus the
+centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
+``jax.lax.while_loop``, or a Python loop for NumPy and PyTorch). The code is written against
+the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
+solver first (``Backend.impute_fast``: TensorFlow's XLA kernels for channels last and the
+multigrid, in ``camavg_tf/imputation.py``, which shares this module's levels and coarsening).
+Iterations stop when every image's and channel's r M r (M the preconditioner: the
 norm CG computes anyway) is below tol^2 times the Jacobi-scaled norm of the right-hand side,
 rescaled by the start's ratio of the two norms (exactly the Jacobi-scaled residual rule for
 the Jacobi preconditioner), or after ``max_iter``.
@@ -64,26 +68,11 @@ def _slice(v: Any, axis: int, start: int, stop: int) -> Any:
 
 
 def _pad(backend: Backend, v: Any, axes: tuple[int, int], pads: tuple = ((1, 1), (1, 1))) -> Any:
-    """Zero padding of the two spatial axes, ``pads`` (before, after) per axis. Backends have no
-    pad operation (the one op this module would add: ``Backend.pad(x, widths)``), so it branches
-    here."""
+    """Zero padding of the two spatial axes, ``pads`` (before, after) per axis."""
     widths = [(0, 0)] * len(v.shape)
     for axis, pair in zip(axes, pads):
         widths[axis] = tuple(pair)
-    if backend.name == "tensorflow":
-        import tensorflow as tf
-
-        return tf.pad(v, widths)
-    if backend.name == "jax":
-        import jax.numpy as jnp
-
-        return jnp.pad(v, widths)
-    if backend.name == "torch":
-        import torch
-
-        flat = [w for pair in reversed(widths) for w in pair]  # torch lists the last axis first
-        return torch.nn.functional.pad(v, flat)
-    return np.pad(v, widths)
+    return backend.pad(v, widths)
 
 
 def _take(v: Any, axes: tuple[int, int], rows: slice, cols: slice) -> Any:
@@ -109,31 +98,11 @@ def _jax_on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _while_loop(backend: Backend, cond: Any, body: Any, state: tuple) -> tuple:
-    """``while cond(*state): state = body(*state)``, traced where the framework traces (one
-    graph loop, not ``max_iter`` unrolled copies). The other op this module would add:
-    ``Backend.while_loop``."""
-    if backend.name == "tensorflow":
-        import tensorflow as tf
-
-        return tuple(tf.while_loop(cond, body, state))
-    if backend.name == "jax":
-        import jax
-
-        return tuple(jax.lax.while_loop(lambda s: cond(*s), lambda s: body(*s), state))
-    while bool(cond(*state)):
-        state = tuple(body(*state))
-    return state
-
-
 def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
-    separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12. One
-    depthwise convolution in TensorFlow with the channels last (a pad, six slices and ten adds
-    cost TF on the CPU 2.7x the convolution's time); the slices elsewhere (XLA fuses them into
-    one loop, and its CPU depthwise convolution ran several times slower)."""
-    if axes == (1, 2) and backend.name == "tensorflow":
-        return _depthwise(backend, v)
+    separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12, by
+    slices (XLA fuses them into one loop; its CPU depthwise convolution ran several times
+    slower)."""
     h, w = (int(v.shape[a]) for a in axes)
     padded = _materialise(backend, _pad(backend, v, axes))
     rows = _slice(padded, axes[0], 0, h) + 2.0 * _slice(padded, axes[0], 1, h + 1) + _slice(padded, axes[0], 2, h + 2)
@@ -141,27 +110,9 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
     return (both - 4.0 * v) / 12.0
 
 
-_KERNEL = np.array([[1.0, 2.0, 1.0], [2.0, 0.0, 2.0], [1.0, 2.0, 1.0]]) / 12.0
-
-
-def _depthwise(backend: Backend, v: Any) -> Any:
-    """The neighbour sum of a (B, H, W, C) array as one depthwise 3 x 3 convolution, zero
-    padded ("SAME"), in TensorFlow. The module's one convolution, so it branches here rather
-    than adding ``Backend.conv``."""
-    import tensorflow as tf
-
-    kernel = np.tile(_KERNEL[:, :, None, None], (1, 1, int(v.shape[-1]), 1))  # (3, 3, C, 1)
-    return tf.nn.depthwise_conv2d(v, tf.constant(kernel, v.dtype), [1, 1, 1, 1], "SAME")
-
-
 def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
-    """Sum over the spatial axes, kept as axes of 1 so it broadcasts back against ``v``. In
-    TensorFlow two reductions, the rows first (then the columns, now at the rows' axis): TF's
-    CPU kernel for both axes at once ran 2.7x slower."""
-    if backend.name == "tensorflow" and len(axes) == 2 and axes[1] == axes[0] + 1:
-        total = backend.sum(backend.sum(v, axis=axes[0]), axis=axes[0])
-    else:
-        total = backend.sum(v, axis=axes)  # (B, C)
+    """Sum over the spatial axes, kept as axes of 1 so it broadcasts back against ``v``."""
+    total = backend.sum(v, axis=axes)  # (B, C)
     shape = [-1] + [int(d) for d in v.shape[1:]]
     for axis in axes:
         shape[axis] = 1
@@ -182,13 +133,19 @@ def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: in
     return _take(padded, axes, slice(1 + d[0], 1 + d[0] + h), slice(1 + d[1], 1 + d[1] + w))
 
 
+def _add_n(terms: list) -> Any:
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
+    return out
+
+
 def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
     """sum_d c_d(i) v_{i + d} over the offsets d that ``coefficients`` holds (of the 9), whose
     coefficients vary per pixel."""
     h, w = _hw(v, axes)
     padded = _materialise(backend, _pad(backend, v, axes))
-    terms = [c * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d, c in coefficients.items()]
-    return _add_n(backend)(terms)
+    return _add_n([c * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d, c in coefficients.items()])
 
 
 def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -229,14 +186,6 @@ def _restrict(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
 def _prolong(backend: Backend, v: Any, axes: tuple[int, int], h: int, w: int) -> Any:
     """P = R^T: each coarse value copied to its 2 x 2 block (one broadcast), cropped to (h, w)
     only where a size is odd."""
-    if backend.name == "tensorflow" and axes == (1, 2):
-        # two concatenations and free reshapes: 40% faster than the broadcast product in TF
-        import tensorflow as tf
-
-        ch, cw, c = (int(d) for d in v.shape[1:])
-        columns = tf.reshape(tf.concat([v, v], -1), (-1, ch, 1, 2 * cw, c))
-        fine = tf.reshape(tf.concat([columns, columns], 2), (-1, 2 * ch, 2 * cw, c))
-        return fine if (2 * ch, 2 * cw) == (h, w) else fine[:, :h, :w]
     expanded, tile, out = [-1], [1], [-1]
     for k in range(1, len(v.shape)):
         size = int(v.shape[k])
@@ -301,49 +250,31 @@ def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
     return out
 
 
-def _banded(coefficients: dict, h: int, w: int, extra: Any) -> Any:
-    """TensorFlow: the dense (B, n, n) matrix of a 9-point operator on an h x w grid, n = h w,
-    from its diagonals (offset d is the diagonal k = d_0 w + d_1, indexed by row), plus
-    ``extra`` (B, n) on the main diagonal: one op filling the band, 3x faster than the
-    product with the shift matrices and the identity's."""
-    import tensorflow as tf
-
+def _dense(backend: Backend, coefficients: dict, h: int, w: int, extra: Any) -> Any:
+    """The dense (B, n, n) matrix of a 9-point operator on an h x w grid, n = h w, row-major
+    cells, plus ``extra`` (B, n) on the main diagonal: sum_d diag(c_d) S_d."""
     n = h * w
-    i, j = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    band = w + 1
-    rows = {}
-    for d in _OFFSETS:
-        flat = tf.reshape(coefficients[d], (-1, n))
-        if d == (0, 0):
-            flat = flat + extra
-        inside = ((i + d[0] >= 0) & (i + d[0] < h) & (j + d[1] >= 0) & (j + d[1] < w)).reshape(n)
-        if not inside.all():  # a neighbour across the grid's edge is no entry (a row's wrap)
-            flat = flat * tf.constant(inside.astype(flat.dtype.as_numpy_dtype))
-        rows[d[0] * w + d[1]] = flat
-    zero = tf.zeros_like(rows[0])
-    diagonals = tf.stack([rows.get(k, zero) for k in range(band, -band - 1, -1)], axis=1)
-    return tf.linalg.diag(diagonals, k=(-band, band), num_rows=n, num_cols=n, align="LEFT_RIGHT")
+    c0 = coefficients[(0, 0)]
+    flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
+    matrix = backend.einsum("kbn,knm->bnm", flat, _shift_matrices(h, w, backend.to_numpy_dtype(c0)))
+    eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
+    return matrix + backend.einsum("bn,nm->bnm", extra, eye)
 
 
-def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any) -> Any:
+def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any, *,
+           dense: Any = _dense) -> Any:
     """r -> A^{-1} r for the 9-point operator of ``coefficients`` (channel axis of 1) on a small
-    grid: its dense (B, n, n) matrix inverted once per solve, applied to every channel by one
-    batched product. A cell with no unknown (a zero row and column) gets a 1 on the diagonal
-    (its residual is 0, so is its correction); an image with no known pixel (a singular
-    operator, whose solve CG discards: alpha = 0) gets the identity added."""
+    grid: its dense (B, n, n) matrix (``dense``, :func:`_dense`'s arguments) inverted once per
+    solve, applied to every channel by one batched product. A cell with no unknown (a zero row
+    and column) gets a 1 on the diagonal (its residual is 0, so is its correction); an image
+    with no known pixel (a singular operator, whose solve CG discards: alpha = 0) gets the
+    identity added."""
     c0 = coefficients[(0, 0)]
     h, w = _hw(c0, axes)
     n = h * w
     empty = backend.astype(backend.reshape(c0, (-1, n)) <= 0.0, backend.dtype_name(c0))
     singular = backend.reshape(1.0 - has_known, (-1, 1))
-    if backend.name == "tensorflow":
-        matrix = _banded(coefficients, h, w, backend.maximum(empty, singular))
-    else:
-        flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
-        shifts = _shift_matrices(h, w, backend.to_numpy_dtype(c0))
-        matrix = backend.einsum("kbn,knm->bnm", flat, shifts)
-        eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
-        matrix = matrix + backend.einsum("bn,nm->bnm", backend.maximum(empty, singular), eye)
+    matrix = dense(backend, coefficients, h, w, backend.maximum(empty, singular))
     inverse = _materialise(backend, _spd_inverse(backend, matrix))
     last = axes == (1, 2)
 
@@ -364,217 +295,6 @@ def _inverse(backend: Backend, diagonal: Any) -> Any:
     return backend.where(positive, 1.0 / backend.where(positive, diagonal, 1.0), 0.0)
 
 
-def _add_n(backend: Backend) -> Any:
-    """A sum of a list: one op in TensorFlow (30% faster than pairwise adds), else pairwise."""
-    if backend.name == "tensorflow":
-        import tensorflow as tf
-
-        return tf.add_n
-
-    def add_n(terms):
-        out = terms[0]
-        for term in terms[1:]:
-            out = out + term
-        return out
-
-    return add_n
-
-
-def _restrict_tf(v: Any) -> Any:
-    """R / 4 in TensorFlow with the channels last: one 2 x 2 average pool (an odd size
-    zero-padded first), a quarter of the slices' time. The 4 is put back on the coarse data."""
-    import tensorflow as tf
-
-    h, w = int(v.shape[1]), int(v.shape[2])
-    if h % 2 or w % 2:
-        v = tf.pad(v, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]])
-    return tf.nn.avg_pool2d(v, 2, 2, "VALID")
-
-
-_FUSED: dict = {}
-
-
-def _fused() -> dict:
-    """TensorFlow's kernels of a CG iteration, each compiled by XLA (``jit_compile``) into one
-    loop over the pixels and called from the graph's while loop: TF ran each product, sum and
-    stencil as its own pass over memory (the iteration's fine level took 2x the time; a coarse
-    level's smoothing, some 25 small TF ops, 2.3x). The stencil by slices (XLA fuses them with
-    the products around them; its depthwise convolution ran 40x slower), a second output only
-    where it is pointwise (a stencil's product as a second output recomputed the stencil), no
-    reductions (XLA's CPU reductions ran several times slower than TF's: TF does them, and the
-    2 x 2 pooling of the restriction).
-    The masks and weights come with a channel axis of 1, broadcast in the loop. ``omega`` (the
-    smoother's damping) and ``correction`` (the coarse correction's factor) are constants of
-    the trace. Built once (each kernel traces and compiles once per shape)."""
-    if _FUSED:
-        return _FUSED
-    import tensorflow as tf
-
-    def stencil(v):
-        h, w = int(v.shape[1]), int(v.shape[2])
-        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
-        return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
-
-    def flat_stencil(v):
-        """``stencil`` on (B, h, w c), the columns and channels one axis (a free reshape): a
-        column's neighbour c entries away, the zero padding c wide; the same sums. 5-15% faster
-        where ``v`` is a loop's input (XLA vectorises along w c rather than c = 3), 10-15%
-        slower where it is a product with a one-channel weight (the broadcast then goes
-        through the reshape)."""
-        h, w, c = (int(d) for d in v.shape[1:])
-        flat = tf.reshape(v, (-1, h, w * c))
-        padded = tf.pad(flat, [[0, 0], [1, 1], [c, c]])
-        rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
-        out = (rows[:, :, :w * c] + 2.0 * rows[:, :, c:(w + 1) * c] + rows[:, :, 2 * c:] - 4.0 * flat) / 12.0
-        return tf.reshape(out, (-1, h, w, c))
-
-    compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
-
-    @compile
-    def apply(p, s):
-        """A p = s p - N p."""
-        return s * p - flat_stencil(p)
-
-    @compile
-    def axpy(a, x, y):
-        """y + a x, ``a`` per image and channel."""
-        return y + a * x
-
-    @compile
-    def residual(r, m, weight, omega):
-        """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
-        (as in fine_cycle); TF pools it (XLA's 2 x 2 sums made the loop 1.6x slower)."""
-        return m * ((1.0 - omega) * r + stencil(weight * r))
-
-    @compile
-    def corrected(r, coarse, m, weight, correction):
-        """e2 = W r + correction m P coarse (e = W r recomputed, P a broadcast), cropped to r."""
-        ch, cw, c = (int(d) for d in coarse.shape[1:])
-        h, w = int(r.shape[1]), int(r.shape[2])
-        fine = tf.broadcast_to(coarse[:, :, None, :, None, :], tf.stack([tf.shape(coarse)[0], ch, 2, cw, 2, c]))
-        fine = tf.reshape(fine, (-1, 2 * ch, 2 * cw, c))[:, :h, :w]
-        return weight * r + correction * m * fine
-
-    @compile
-    def smoothed(e2, r, weight, omega):
-        """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
-        loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
-        return (1.0 - omega) * e2 + weight * r + weight * flat_stencil(e2)
-
-    def prolonged(coarse, h, w):
-        """P coarse, each value copied to its 2 x 2 block (a broadcast the loop fuses), cropped."""
-        ch, cw, c = (int(d) for d in coarse.shape[1:])
-        fine = tf.broadcast_to(coarse[:, :, None, :, None, :], tf.stack([tf.shape(coarse)[0], ch, 2, cw, 2, c]))
-        return tf.reshape(fine, (-1, 2 * ch, 2 * cw, c))[:, :h, :w]
-
-    def five_point(fields, v):
-        """N v = sum_d c_d v_{i + d} over the 4 edge neighbours, ``fields`` (B, h, w, 5) holding
-        c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel each, broadcast). On
-        (B, h, w, c) itself: the fine stencil's (B, h, w c) form, the fields then broadcast
-        through a reshape, ran 1.2x slower here."""
-        h, w = int(v.shape[1]), int(v.shape[2])
-        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        return (fields[..., 0:1] * padded[:, :h, 1:w + 1] + fields[..., 1:2] * padded[:, 2:, 1:w + 1]
-                + fields[..., 2:3] * padded[:, 1:h + 1, :w] + fields[..., 3:4] * padded[:, 1:h + 1, 2:])
-
-    @compile
-    def coarse_residual(r, fields):
-        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e."""
-        return five_point(fields, fields[..., 4:5] * r)
-
-    @compile
-    def coarse_smoothed(r, coarse, fields, correction):
-        """e2 = e + correction P coarse, then the post-smoothing e + D^-1 N e2 (e = D^-1 r)."""
-        e = fields[..., 4:5] * r
-        e2 = e + correction * prolonged(coarse, int(r.shape[1]), int(r.shape[2]))
-        return e + fields[..., 4:5] * five_point(fields, e2)
-
-    @compile
-    def descent(alpha, ap, r, m, weight, omega):
-        """CG's r - alpha A p and ``residual`` of it: one pass fewer than two loops (the second
-        output, r itself, is pointwise: a product of the stencil as a second output made XLA
-        compute the stencil twice, 1.3x slower)."""
-        r = r - alpha * ap
-        return r, m * ((1.0 - omega) * r + stencil(weight * r))
-
-    @compile
-    def update(alpha, beta, p, u, z):
-        """CG's u + alpha p and next direction z + beta p: one pass over p."""
-        return u + alpha * p, z + beta * p
-
-    _FUSED.update(apply=apply, axpy=axpy, residual=residual, corrected=corrected, smoothed=smoothed,
-                  descent=descent, update=update, coarse_residual=coarse_residual,
-                  coarse_smoothed=coarse_smoothed)
-    return _FUSED
-
-
-_SETUP: dict = {}
-
-
-def _setup_kernels() -> dict:
-    """TensorFlow's per-solve set-up (channels last) in XLA loops, as :func:`_fused` does for
-    the iteration: the right-hand side with the sums the start needs, the start and its
-    residual, the limit's two norms, the result, and the Galerkin coarsening (one kernel per
-    level: one for all recomputed the finer levels inside each coarse value). The mask and
-    weights come with a channel axis of 1, broadcast in the loops; each sum's operands leave
-    concatenated along the channels, for one TF reduction (XLA's CPU reductions are slow)."""
-    if _SETUP:
-        return _SETUP
-    import tensorflow as tf
-
-    from camavg_core.backends import resolve_backend
-
-    tfb, axes = resolve_backend("tensorflow"), (1, 2)
-
-    def stencil(v):
-        h, w = int(v.shape[1]), int(v.shape[2])
-        padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
-        return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
-
-    compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
-
-    @compile
-    def start(x, m, s):
-        """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
-        known = 1.0 - m
-        rhs = m * stencil(known * x)
-        return tf.concat([known * x, x, rhs * rhs / s, known], -1)
-
-    @compile
-    def residual(x, m, mean):
-        """The start u = m mean and its residual rhs - A u = m N((1 - m) (x - mean)) (as
-        A m = m N(1 - m) at the removed pixels): no difference of two large terms (the
-        difference's rounding stays in the solution: its error vs spsolve doubled)."""
-        return m * mean, m * stencil((1.0 - m) * (x - mean))
-
-    @compile
-    def norms(r, z, m, s):
-        """[r z, r^2 m / s] to sum."""
-        return tf.concat([r * z, r * r * (m / s)], -1)
-
-    @compile
-    def restore(x, m, u):
-        """(1 - m) x + u."""
-        return (1.0 - m) * x + u
-
-    @compile
-    def fine_galerkin(m, s):
-        """The fine operator's 9 fields (:func:`_fine_fields`) coarsened once."""
-        coarse = _coarsen(tfb, _fine_fields(tfb, m, s, axes), axes)
-        return tuple(coarse[d] for d in _OFFSETS)
-
-    @compile
-    def galerkin(*fields):
-        coarse = _coarsen(tfb, dict(zip(_OFFSETS, fields)), axes)
-        return tuple(coarse[d] for d in _OFFSETS)
-
-    _SETUP.update(start=start, residual=residual, norms=norms, restore=restore,
-                  fine_galerkin=fine_galerkin, galerkin=galerkin)
-    return _SETUP
-
-
 def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int]) -> dict:
     """The fine operator's coefficient fields: c_0 = m s, c_d = -w_d m m_{i + d}."""
     h, w = _hw(m, axes)
@@ -585,144 +305,99 @@ def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int]) -> dic
     return fine
 
 
-def _multigrid(backend: Backend, m: Any, s: Any, operator: Any, axes: tuple[int, int], *,
-               neighbours: Any = None, widen: Any = None, omega: float = 0.9, coarsest: int = 12,
-               overcorrect: float = 1.7, fused: bool = False, has_known: Any = None) -> Any:
-    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): Jacobi before
-    and after each coarse correction (damped by omega on the fine level), piecewise-constant
-    P, Galerkin coarse operators (the smoothers' with their diagonal couplings lumped), the
-    first level of at most ``coarsest``^2 cells solved exactly (12 x 12 at 96 px: 8 CG
-    iterations instead of 9-11 with 4 Jacobi sweeps on a 3 x 3 level, and ~400 tiny ops fewer a
-    solve). Symmetric and positive definite on the removed pixels, so it preconditions CG.
-    Everything that depends on the mask only (the coarse operators and inverse, the Jacobi
-    weights, the masked over-correction) is set up once per solve, outside the CG loop, on the
-    mask's one channel (``m`` and ``s`` with a channel axis of 1); ``widen`` copies a set-up
-    array to every channel (TensorFlow: its products of equal shapes are the fast ones),
-    identity elsewhere. ``fused`` (TensorFlow, channels last): the fine level's smoothing and
-    correction in the XLA loops of :func:`_fused`, and the smoothed coarse levels' (two each), the
-    Galerkin operators from XLA loops too (:func:`_setup_kernels`). ``has_known``: (B,) 1 where
-    an image has a known pixel, if the caller has it."""
-    widen = widen or (lambda v: v)
-    pool = backend.name == "tensorflow" and axes == (1, 2)
-    # with the pooled restriction each coarse residual is a quarter of R r: scale back on the
-    # coarse data, where the multiply is 4x cheaper
-    scale = 4.0 if pool else 1.0
-    restrict = _restrict_tf if pool else (lambda v: _restrict(backend, v, axes))
-    h, w = _hw(m, axes)
-    if fused:  # the loops broadcast one-channel fields themselves: nothing to widen
-        widen = lambda v: v  # noqa: E731
-        setup = _setup_kernels()
+# the V-cycle's constants: the fine smoother's damping, the largest grid solved exactly
+# (coarsest^2 cells), the coarse correction's over-weighting
+OMEGA, COARSEST, OVERCORRECT = 0.9, 12, 1.7
 
-        def coarsen(coefficients):
-            if coefficients is None:
-                return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s)))
-            return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
-    else:
-        def coarsen(coefficients):
-            if coefficients is None:
-                coefficients = _fine_fields(backend, m, s, axes)
-            return _coarsen(backend, coefficients, axes)
-    # the fused fine level weighs by omega m / s in its loops, on one channel
-    levels = [(operator, None if fused else _materialise(backend, widen((omega * m) / s)), (h, w))]
-    stencils = {}  # level -> its smoother's N coefficients
+
+def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: Any, *,
+            has_known: Any = None, dense: Any = _dense) -> tuple[list, Any]:
+    """The V-cycle's coarse levels under the fine one (``m``, ``s``: the fine mask and weight
+    sums, a channel axis of 1), each the Galerkin operator of the level above
+    (``coarsen(coefficients)``, None for the fine operator's): for each smoothed level, finest
+    first, its smoother's 5-point N (the -c_d of the 4 edge neighbours), the inverse of its
+    diagonal with the 4 diagonal couplings lumped on, and its (h, w); then the exact solve
+    (:func:`_exact`, ``dense`` its matrix) of the first level of at most ``COARSEST``^2 cells.
+    The lumped operator is a 5-point weighted Laplacian, symmetric and positive definite as
+    the Galerkin one (half its slices and products, as many CG iterations); its smoother
+    undamped Jacobi (omega = 1: the cycle stays SPD while 2 D - A = D + N is positive
+    definite, which diagonal dominance gives wherever the cells' graph reaches a known pixel;
+    8 iterations against 8-10 with 0.9), expanded, so only N is applied. ``has_known``: (B,)
+    1 where an image has a known pixel, if the caller has it."""
+    h, w = _hw(m, axes)
+    smoothed = []
     coefficients = None
     while True:
         coefficients = coarsen(coefficients)
         h, w = (h + 1) // 2, (w + 1) // 2
-        if h * w <= coarsest * coarsest:
+        if h * w <= COARSEST * COARSEST:
             break
-        # the smoother's operator: the Galerkin one with its 4 diagonal couplings (small: one
-        # fine diagonal pair each) lumped onto the diagonal, a 5-point weighted Laplacian,
-        # symmetric and positive definite as the Galerkin one (half its slices and products, as
-        # many CG iterations); its smoother undamped Jacobi (omega = 1: the cycle stays SPD
-        # while 2 D - A = D + N is positive definite, which diagonal dominance gives wherever
-        # the cells' graph reaches a known pixel; 8 iterations against 8-10 with 0.9),
-        # expanded, so only the off-diagonal part N (the -c_d) is applied
-        edges = [d for d in coefficients if abs(d[0]) + abs(d[1]) == 1]
-        wide = {d: _materialise(backend, widen(-coefficients[d])) for d in edges}
-        stencils[len(levels)] = wide
-        lumped = _add_n(backend)([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
-        levels.append((lambda v, c=wide: _stencil(backend, c, v, axes),
-                       _materialise(backend, widen(_inverse(backend, lumped))), (h, w)))
+        edges = {d: _materialise(backend, -c) for d, c in coefficients.items() if abs(d[0]) + abs(d[1]) == 1}
+        lumped = _add_n([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
+        smoothed.append((edges, _materialise(backend, _inverse(backend, lumped)), (h, w)))
     if has_known is None:
         has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
-    levels.append((_exact(backend, coefficients, axes, has_known), None, (h, w)))
-    fused = fused and len(levels) > 1  # TensorFlow, channels last: the fine level in XLA loops
-    if fused:
-        import tensorflow as tf
+    return smoothed, _exact(backend, coefficients, axes, has_known, dense=dense)
 
-        kernels = _fused()
-        fine_weight = (omega * m) / s  # one channel, broadcast in the loops
-        # each smoothed coarse level's N and D^-1, one channel each, stacked
-        coarse_fields = {k: tf.concat([stencils[k][d] for d in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-                                      + [levels[k][1]], -1) for k in stencils}
-    else:
-        fine_correction = _materialise(backend, widen((scale * overcorrect) * m))
-        fine_mask = _materialise(backend, widen(m))
-        fine_keep = _materialise(backend, widen((1.0 - omega) * m))
-    add_n = _add_n(backend)
+
+def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int]) -> Any:
+    """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): Jacobi before
+    and after each coarse correction (damped by ``OMEGA`` on the fine level), piecewise-constant
+    P, Galerkin coarse operators (the smoothers' with their diagonal couplings lumped:
+    :func:`_levels`), the first level of at most ``COARSEST``^2 cells solved exactly (12 x 12 at
+    96 px: 8 CG iterations instead of 9-11 with 4 Jacobi sweeps on a 3 x 3 level, and ~400 tiny
+    ops fewer a solve), the coarse correction weighted by ``OVERCORRECT``. Symmetric and
+    positive definite on the removed pixels, so it preconditions CG. Everything that depends on
+    the mask only (the coarse operators and inverse, the Jacobi weights, the masked
+    over-correction) is set up once per solve, outside the CG loop, on the mask's one channel
+    (``m`` and ``s`` with a channel axis of 1)."""
+    h, w = _hw(m, axes)
+
+    def coarsen(coefficients):
+        return _coarsen(backend, _fine_fields(backend, m, s, axes) if coefficients is None else coefficients, axes)
+
+    smoothed, exact = _levels(backend, m, s, axes, coarsen)
+    weight = _materialise(backend, (OMEGA * m) / s)
+    correction = _materialise(backend, OVERCORRECT * m)
+    mask = _materialise(backend, m)
+    keep = _materialise(backend, (1.0 - OMEGA) * m)
+
+    def neighbours(v: Any) -> Any:
+        return neighbour_sum(backend, v, axes)
+
+    def cycle(level: int, r: Any) -> Any:
+        """Coarse level ``level`` (1: the first under the fine one), its smoother expanded as in
+        ``fine_cycle`` with omega = 1 and A = D - N: pre, e = D^-1 r and r - A e = N e; post,
+        e2 + D^-1 (r - A e2) = e + D^-1 N e2. Where a cell holds no unknown (row and column 0,
+        r = 0) the residual is right and the result (e = 0 instead of e2) meets only zero
+        coefficients."""
+        if level > len(smoothed):
+            return exact(r)
+        edges, inverse, size = smoothed[level - 1]
+        e = inverse * r
+        coarse = cycle(level + 1, _restrict(backend, _stencil(backend, edges, e, axes), axes))
+        # the over-correction on the coarse data: 4x fewer multiplies
+        e2 = e + _prolong(backend, OVERCORRECT * coarse, axes, *size)
+        return e + inverse * _stencil(backend, edges, e2, axes)
 
     def fine_cycle(r: Any) -> Any:
-        """Level 0 with its operator s v - N v (N the neighbour sum) and weight omega m / s
+        """The fine level with its operator s v - N v (N the neighbour sum) and weight omega m / s
         expanded: (s omega m / s) v = omega v for masked v, so the smoother's residuals need
         no product by s. Pre: e = W r, the masked residual m (r - A e) = (1 - omega) m r +
         m N e. Post: e + W (r - A e) = (1 - omega) e + W r + W N e. Three full passes fewer."""
-        weight = levels[0][1]
         e = weight * r
-        residual = add_n([fine_keep * r, fine_mask * neighbours(e)])
-        coarse = cycle(1, restrict(residual))
-        e2 = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
-        return add_n([(1.0 - omega) * e2, e, weight * neighbours(e2)])
+        residual = _add_n([keep * r, mask * neighbours(e)])
+        coarse = cycle(1, _restrict(backend, residual, axes))
+        e2 = e + correction * _prolong(backend, coarse, axes, h, w)
+        return _add_n([(1.0 - OMEGA) * e2, e, weight * neighbours(e2)])
 
-    def cycle(level: int, r: Any) -> Any:
-        if level == 0 and neighbours is not None:
-            return fine_cycle(r)
-        apply, weight, _ = levels[level]
-        if level == len(levels) - 1:
-            return apply(r)  # the exact solve
-        if level > 0 and fused:
-            # the same in two XLA loops, the coefficients one channel each, stacked
-            fields = coarse_fields[level]
-            coarse = cycle(level + 1, restrict(kernels["coarse_residual"](r, fields)))
-            return kernels["coarse_smoothed"](r, coarse, fields, scale * overcorrect)
-        e = weight * r
-        if level > 0:
-            # the smoother expanded as in fine_cycle with omega = 1, A = D - N: pre, e = D^-1 r
-            # and r - A e = N e; post, e2 + D^-1 (r - A e2) = e + D^-1 N e2. Where a cell
-            # holds no unknown (row and column 0, r = 0) the residual is right and the result
-            # (e = 0 instead of e2) meets only zero coefficients
-            coarse = cycle(level + 1, restrict(apply(e)))
-            # the over-correction on the coarse data: 4x fewer multiplies
-            e2 = e + _prolong(backend, (scale * overcorrect) * coarse, axes, *levels[level][2])
-            return e + weight * apply(e2)
-        residual = fine_mask * (r - apply(e))  # the fine operator leaves junk at the known pixels
-        coarse = cycle(level + 1, restrict(residual))
-        e = e + fine_correction * _prolong(backend, coarse, axes, *levels[0][2])
-        return e + weight * (r - apply(e))
-
-    if fused:
-        def fused_cycle(r: Any, alpha: Any = None, ap: Any = None) -> Any:
-            """z = M r; given CG's alpha and A p, (r - alpha A p, M of it), the update in the
-            V-cycle's first loop."""
-            if alpha is None:
-                residual = kernels["residual"](r, m, fine_weight, omega)
-            else:
-                r, residual = kernels["descent"](alpha, ap, r, m, fine_weight, omega)
-            coarse = cycle(1, restrict(residual))
-            e2 = kernels["corrected"](r, coarse, m, fine_weight, scale * overcorrect)
-            z = kernels["smoothed"](e2, r, fine_weight, omega)
-            return z if alpha is None else (r, z)
-
-        fused_cycle.descends = True  # takes (r, alpha, A p): CG's step to r in its first loop
-        return fused_cycle
-    return lambda r: cycle(0, r)
+    return fine_cycle
 
 
 def _start(backend: Backend, x: Any, m: Any, s: Any, known: Any, precondition: Any,
            axes: tuple[int, int], tol: float) -> tuple:
     """The start u, its residual r and preconditioned z, r z per channel, the stopping limit
-    before its singular images are set, and which images have a known pixel: ``impute``'s
-    set-up outside TensorFlow's XLA path."""
+    before its singular images are set, and which images have a known pixel."""
     rhs = m * neighbour_sum(backend, known * x, axes)
     # start from each channel's mean of the known pixels: a constant image is then solved
     known_count = _per_channel(backend, known, axes)
@@ -746,6 +421,17 @@ def _start(backend: Backend, x: Any, m: Any, s: Any, known: Any, precondition: A
     return u, r, z, rz, limit, live
 
 
+def _alpha(backend: Backend, live: Any, rz: Any, pap: Any) -> Any:
+    """CG's step rz / p A p per image and channel; 0 where nothing is known or p A p is 0."""
+    step = live & (pap > 0.0)
+    return backend.where(step, rz / backend.where(step, pap, 1.0), 0.0)
+
+
+def _beta(backend: Backend, rz: Any, rz_new: Any) -> Any:
+    """CG's next-direction weight rz_new / rz, 0 where rz is 0."""
+    return backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
+
+
 def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
            axes: tuple[int, int] | None = None, return_iterations: bool = False,
            preconditioner: str | None = None) -> Any:
@@ -756,46 +442,22 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     multigrid, except JAX on the CPU (XLA's CPU code for the V-cycle compiled in 18-38 s and
     ran an iteration 50x slower than a Jacobi one: 10 multigrid iterations took 2.0 s of CPU,
     164 Jacobi ones 0.63 s, for 16 images of 96 px half removed). With ``return_iterations``,
-    also the number of conjugate-gradient iterations taken."""
+    also the number of conjugate-gradient iterations taken. A backend's own solver
+    (:meth:`Backend.impute_fast <camavg_core.backends.Backend.impute_fast>`) answers first."""
     axes = _layout(x, removed) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
-    m1 = backend.astype(removed, dtype)  # the mask with its channel axis of 1
+    m = backend.astype(removed, dtype)  # the mask with its channel axis of 1
     if preconditioner is None:
         preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
-    # TensorFlow with the channels last: the iteration's full-size products, sums and
-    # stencils as a few XLA loops (_fused), the reductions left to TF; with the multigrid,
-    # the set-up too (_setup_kernels), the mask and weights kept on one channel
-    fused = backend.name == "tensorflow" and axes == (1, 2)
-    xla_setup = fused and preconditioner == "multigrid"
-    if xla_setup:
-        import tensorflow as tf
-
-        from camavg_core.backends import resolve_backend
-
-        # each pixel's in-image weight sum depends on the shape only: a constant
-        h, w = (int(x.shape[a]) for a in axes)
-        ones = np.ones((1, h, w, 1))
-        s1 = tf.constant(neighbour_sum(resolve_backend("numpy"), ones, axes), dtype)
-    else:
-        s1 = neighbour_sum(backend, m1 * 0.0 + 1.0, axes)  # each pixel's in-image weight sum
-    widen = None
-    m = m1
-    if backend.name == "tensorflow":
-        # the mask broadcast to every channel once, so that every product below is of equal
-        # shapes: TF's CPU kernel for a product broadcast over the channels ran several times
-        # slower, and the solver is mostly products (XLA fuses a broadcast into its loop)
-        import tensorflow as tf
-
-        channel_axis = next(k for k in range(1, len(x.shape)) if k not in axes)
-        tiles = [1] * len(x.shape)
-        tiles[channel_axis] = int(x.shape[channel_axis])
-        widen = lambda v: tf.tile(v, tiles)  # noqa: E731
-        m = m1 if xla_setup else widen(m1)
+    fast = backend.impute_fast(x, m, tol=tol, max_iter=max_iter, axes=axes, return_iterations=return_iterations,
+                               preconditioner=preconditioner)
+    if fast is not None:
+        return fast
+    s = neighbour_sum(backend, m * 0.0 + 1.0, axes)  # each pixel's in-image weight sum: the diagonal
     known = 1.0 - m
-    s = widen(s1) if widen and not xla_setup else s1  # the diagonal
 
     def operator(v):
         """A v at the removed pixels, for v that is 0 at the known ones; junk at the known
@@ -804,82 +466,30 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
         (r z, r^2 m / s, the smoother's m omega / s, the restriction's mask)."""
         return s * v - neighbour_sum(backend, v, axes)
 
-    if xla_setup:
-        setup = _setup_kernels()
-        channels = int(x.shape[-1])
-        sums = _per_channel(backend, setup["start"](x, m1, s1), axes)  # (B, 1, 1, 3 C + 1)
-        known_count = sums[..., 3 * channels:]
-        live = known_count > 0.0
-        mean_known = sums[..., :channels] / backend.maximum(known_count, 1.0)
-        mean_all = sums[..., channels: 2 * channels] / float(h * w)
-        precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen, fused=True,
-                                  has_known=backend.astype(backend.reshape(live, (-1,)), dtype))
-        u, r = setup["residual"](x, m1, backend.where(live, mean_known, mean_all))
-        z = precondition(r)
-        norms = _per_channel(backend, setup["norms"](r, z, m1, s1), axes)  # (B, 1, 1, 2 C)
-        rz = norms[..., :channels]
-        limit = (tol * tol) * (sums[..., 2 * channels: 3 * channels] + 1e-30)
-        limit = limit * rz / backend.maximum(norms[..., channels:], 1e-30)
+    if preconditioner == "multigrid":
+        precondition = _multigrid(backend, m, s, axes)
     else:
-        if preconditioner == "multigrid":
-            precondition = _multigrid(backend, m1, s1, operator, axes, widen=widen, fused=fused,
-                                      neighbours=lambda v: neighbour_sum(backend, v, axes))
-        else:
-            jacobi = m / s
-            precondition = lambda r: jacobi * r  # noqa: E731
-        u, r, z, rz, limit, live = _start(backend, x, m, s, known, precondition, axes, tol)
-    p = z
+        jacobi = m / s
+        precondition = lambda r: jacobi * r  # noqa: E731
+    u, r, z, rz, limit, live = _start(backend, x, m, s, known, precondition, axes, tol)
     limit = backend.where(live, limit, 3.0e38)
-    res = rz
 
-    # a product that broadcasts a (B, 1, 1, C) scalar ran 3x slower in TF than one of equal
-    # shapes; a (B, 1, W, C) one, broadcast over the rows only, as fast: alpha and beta are
-    # tiled along the columns first
-    if widen is not None:
-        row = [1] * len(x.shape)
-        row[axes[1]] = int(x.shape[axes[1]])
-        widen_scalar = lambda a: tf.tile(a, row)  # noqa: E731
-    else:
-        widen_scalar = lambda a: a  # noqa: E731
+    def cond(i, u, r, p, rz):
+        return (i < max_iter) & (backend.max(rz - limit) > 0.0)
 
-    def cond(i, u, r, p, rz, res):
-        return (i < max_iter) & (backend.max(res - limit) > 0.0)
-
-    if fused:
-        kernels = _fused()
-
-        def fused_body(i, u, r, p, rz, res):  # body's steps in XLA loops, alpha and beta untiled
-            ap = kernels["apply"](p, s1)
-            pap = _per_channel(backend, p * ap, axes)
-            step = live & (pap > 0.0)
-            alpha = backend.where(step, rz / backend.where(step, pap, 1.0), 0.0)
-            if getattr(precondition, "descends", False):
-                r, z = precondition(r, alpha, ap)  # r - alpha A p in the V-cycle's first loop
-            else:  # Jacobi, or an image too small for a coarse level
-                r = kernels["axpy"](-alpha, ap, r)
-                z = precondition(r)
-            rz_new = _per_channel(backend, r * z, axes)
-            beta = backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0)
-            u, p = kernels["update"](alpha, beta, p, u, z)  # u, deferred to here, shares p's pass
-            return i + 1, u, r, p, rz_new, rz_new
-
-    def body(i, u, r, p, rz, res):
+    def body(i, u, r, p, rz):
         ap = operator(p)
-        pap = _per_channel(backend, p * ap, axes)
-        step = live & (pap > 0.0)
-        alpha = backend.where(step, rz / backend.where(step, pap, 1.0), 0.0)
-        alpha = widen_scalar(alpha)
+        alpha = _alpha(backend, live, rz, _per_channel(backend, p * ap, axes))
         u = u + alpha * p
         r = r - alpha * ap
         z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
-        beta = widen_scalar(backend.where(rz > 0.0, rz_new / backend.where(rz > 0.0, rz, 1.0), 0.0))
-        return i + 1, u, r, z + beta * p, rz_new, rz_new
+        return i + 1, u, r, z + _beta(backend, rz, rz_new) * p, rz_new
 
     zero = backend.astype(backend.asarray(0), "int32")
-    iterations, u, _, _, _, _ = _while_loop(backend, cond, fused_body if fused else body, (zero, u, r, p, rz, res))
+    iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
-    out = setup["restore"](x, m1, u) if xla_setup else known * x + u
+    out = known * x + u
     return (out, iterations) if return_iterations else out
 
 

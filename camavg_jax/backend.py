@@ -122,3 +122,9 @@ class JaxBackend(Backend):
             picked = jnp.moveaxis(outputs, -1, 1)[rows, classes]
             return jnp.mean(jnp.reshape(picked, (outputs.shape[0], -1)), axis=1)
         return outputs[rows, classes]
+
+    def pad(self, x, widths):
+        return self.jnp.pad(x, widths)
+
+    def while_loop(self, cond, body, state):
+        return tuple(self.jax.lax.while_loop(lambda s: cond(*s), lambda s: body(*s), tuple(state)))

@@ -118,3 +118,17 @@ class TensorFlowBackend(Backend):
             picked = tf.gather(outputs, indices, axis=1, batch_dims=1)
             return tf.reduce_mean(tf.reshape(picked, (tf.shape(picked)[0], -1)), axis=1)
         return tf.gather(outputs, indices, axis=1, batch_dims=1)
+
+    def pad(self, x, widths):
+        return self.tf.pad(x, widths)
+
+    def while_loop(self, cond, body, state):
+        return tuple(self.tf.while_loop(cond, body, state))
+
+    def impute_fast(self, x, removed, *, tol, max_iter, axes, return_iterations, preconditioner):
+        # the solver's iteration and set-up as XLA kernels: channels last, multigrid only
+        if tuple(axes) != (1, 2) or preconditioner != "multigrid":
+            return None
+        from camavg_tf.imputation import impute
+
+        return impute(x, removed, tol=tol, max_iter=max_iter, return_iterations=return_iterations)

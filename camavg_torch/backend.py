@@ -124,3 +124,7 @@ class TorchBackend(Backend):
             picked = self.torch.movedim(outputs, -1, 1)[rows, classes]
             return picked.reshape(outputs.shape[0], -1).mean(dim=1)
         return outputs[rows, classes]
+
+    def pad(self, x, widths):
+        flat = [w for pair in reversed(list(widths)) for w in pair]  # torch lists the last axis first
+        return self.F.pad(x, flat)
