@@ -311,7 +311,7 @@ OMEGA, COARSEST, OVERCORRECT = 0.9, 12, 1.7
 
 
 def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: Any, *,
-            has_known: Any = None, dense: Any = _dense) -> tuple[list, Any]:
+            has_known: Any = None, dense: Any = _dense, add_n: Any = _add_n) -> tuple[list, Any]:
     """The V-cycle's coarse levels under the fine one (``m``, ``s``: the fine mask and weight
     sums, a channel axis of 1), each the Galerkin operator of the level above
     (``coarsen(coefficients)``, None for the fine operator's): for each smoothed level, finest
@@ -323,7 +323,8 @@ def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: An
     undamped Jacobi (omega = 1: the cycle stays SPD while 2 D - A = D + N is positive
     definite, which diagonal dominance gives wherever the cells' graph reaches a known pixel;
     8 iterations against 8-10 with 0.9), expanded, so only N is applied. ``has_known``: (B,)
-    1 where an image has a known pixel, if the caller has it."""
+    1 where an image has a known pixel, if the caller has it; ``add_n``: the lumping's sum of
+    a list (TensorFlow's one op rounds as the fast path always has)."""
     h, w = _hw(m, axes)
     smoothed = []
     coefficients = None
@@ -333,7 +334,7 @@ def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: An
         if h * w <= COARSEST * COARSEST:
             break
         edges = {d: _materialise(backend, -c) for d, c in coefficients.items() if abs(d[0]) + abs(d[1]) == 1}
-        lumped = _add_n([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
+        lumped = add_n([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
         smoothed.append((edges, _materialise(backend, _inverse(backend, lumped)), (h, w)))
     if has_known is None:
         has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))

@@ -261,7 +261,7 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
         return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
 
     tfb = resolve_backend("tensorflow")
-    smoothed, exact = _levels(tfb, m, s, _AXES, coarsen, has_known=has_known, dense=_banded)
+    smoothed, exact = _levels(tfb, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
     fields = [tf.concat([edges[d] for d in _EDGES] + [inverse], -1) for edges, inverse, _ in smoothed]
     fine_weight = (OMEGA * m) / s  # one channel, broadcast in the loops
     correction = 4.0 * OVERCORRECT  # the pooled restriction's 1/4 put back
