@@ -144,6 +144,41 @@ def test_shape_operations_match_numpy(backend):
     np.testing.assert_array_equal(backend.to_numpy(backend.stack([x[0], x[1]])), x)
 
 
+def test_pad_adds_zeros_where_the_widths_say(backend):
+    x = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 2, 3)
+    expected = np.zeros((1, 3, 5), np.float32)  # one row before, two columns after
+    expected[:, 1:, :3] = x
+    out = backend.pad(backend.asarray(x), [(0, 0), (1, 0), (0, 2)])
+    np.testing.assert_array_equal(backend.to_numpy(out), expected)
+
+
+def test_while_loop_runs_until_the_condition_fails(backend):
+    # 0 + 1 + 2 + 3 + 4 = 10 after 5 steps
+    start = (backend.astype(backend.asarray(0), "int32"), backend.asarray(np.float32(0.0)))
+    i, total = backend.while_loop(lambda i, t: i < 5, lambda i, t: (i + 1, t + backend.astype(i, "float32")), start)
+    assert int(backend.to_numpy(i)) == 5 and float(backend.to_numpy(total)) == 10.0
+
+
+def test_impute_fast_answers_only_where_a_backend_has_its_own_solver(backend):
+    from camavg_core.imputation import impute
+
+    x = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
+    removed = np.zeros((2, 8, 8, 1), np.float32)
+    removed[:, 2:6, 3:7] = 1.0
+    kwargs = dict(tol=1e-6, max_iter=200, return_iterations=False)
+    jacobi = backend.impute_fast(backend.asarray(x), backend.asarray(removed), axes=(1, 2),
+                                 preconditioner="jacobi", **kwargs)
+    assert jacobi is None  # no backend has a Jacobi fast path: the core's solver runs
+    fast = backend.impute_fast(backend.asarray(x), backend.asarray(removed), axes=(1, 2),
+                               preconditioner="multigrid", **kwargs)
+    if backend.name != "tensorflow":
+        assert fast is None
+        return
+    # TensorFlow's XLA solver against the core's on NumPy, float64
+    expected = impute(NumpyBackend(), x.astype(np.float64), removed.astype(np.float64), tol=1e-10)
+    np.testing.assert_allclose(backend.to_numpy(fast), expected, atol=1e-4)
+
+
 def test_select_class_matches_numpy_indexing(backend):
     outputs = np.arange(12, dtype=np.float32).reshape(4, 3) / 12
     indices = np.array([0, 2, 1, 2])
