@@ -16,8 +16,8 @@ batched over the images, the stencil a separable [1, 2, 1] x [1, 2, 1] / 12 sum 
 centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
 ``jax.lax.while_loop``, or a Python loop for NumPy and PyTorch). The code is written against
 the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
-solver first (``Backend.impute_fast``: TensorFlow's XLA kernels for channels last and the
-multigrid, in ``camavg_tf/imputation.py``, which shares this module's levels and coarsening).
+solver first (``Backend.impute_fast``: TensorFlow's XLA kernels for channels last, in
+``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps).
 Iterations stop when every image's and channel's r M r (M the preconditioner: the
 norm CG computes anyway) is below tol^2 times the Jacobi-scaled norm of the right-hand side,
 rescaled by the start's ratio of the two norms (exactly the Jacobi-scaled residual rule for

@@ -126,9 +126,10 @@ class TensorFlowBackend(Backend):
         return tuple(self.tf.while_loop(cond, body, state))
 
     def impute_fast(self, x, removed, *, tol, max_iter, axes, return_iterations, preconditioner):
-        # the solver's iteration and set-up as XLA kernels: channels last, multigrid only
-        if tuple(axes) != (1, 2) or preconditioner != "multigrid":
+        # the solver's iteration (and the multigrid's set-up) as XLA kernels: channels last only
+        if tuple(axes) != (1, 2):
             return None
         from camavg_tf.imputation import impute
 
-        return impute(x, removed, tol=tol, max_iter=max_iter, return_iterations=return_iterations)
+        return impute(x, removed, tol=tol, max_iter=max_iter, return_iterations=return_iterations,
+                      preconditioner=preconditioner)

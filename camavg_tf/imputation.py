@@ -1,13 +1,13 @@
-"""ROAD's imputation solver in TensorFlow, channels last, with the multigrid preconditioner: the
-equations of :mod:`camavg_core.imputation` (its levels, Galerkin coarsening and exact coarse
-solve are shared) with the iteration and the per-solve set-up compiled by XLA.
+"""ROAD's imputation solver in TensorFlow, channels last: the equations of
+:mod:`camavg_core.imputation` (its levels, Galerkin coarsening, exact coarse solve and CG steps
+are shared) with the iteration, and the multigrid's per-solve set-up, compiled by XLA.
 
 TF runs each product, sum and stencil as its own pass over memory (the iteration's fine level
 took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so the full-size
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
 loop, the reductions left to TF. The mask and weights stay on one channel, broadcast inside
 the loops. :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here;
-channels first and the Jacobi preconditioner run the core's generic solver.
+channels first run the core's generic solver.
 
 >>> import numpy as np, tensorflow as tf
 >>> x = tf.constant(np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1))  # x[i, j] = 4 i + j
@@ -34,6 +34,7 @@ from camavg_core.imputation import (
     _coarsen,
     _fine_fields,
     _levels,
+    _start,
     neighbour_sum,
 )
 
@@ -143,6 +144,11 @@ def _fused() -> dict:
         return s * p - _flat_stencil(p)
 
     @compile
+    def axpy(a, x, y):
+        """y + a x, ``a`` per image and channel."""
+        return y + a * x
+
+    @compile
     def residual(r, m, weight, omega):
         """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
         (the core's fine_cycle); TF pools it (XLA's 2 x 2 sums made the loop 1.6x slower)."""
@@ -184,7 +190,7 @@ def _fused() -> dict:
         """CG's u + alpha p and next direction z + beta p: one pass over p."""
         return u + alpha * p, z + beta * p
 
-    _FUSED.update(apply=apply, residual=residual, corrected=corrected, smoothed=smoothed,
+    _FUSED.update(apply=apply, axpy=axpy, residual=residual, corrected=corrected, smoothed=smoothed,
                   descent=descent, update=update, coarse_residual=coarse_residual,
                   coarse_smoothed=coarse_smoothed)
     return _FUSED
@@ -285,29 +291,48 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
     return precondition
 
 
-def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool = False) -> Any:
+def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool = False,
+           preconditioner: str = "multigrid") -> Any:
     """:func:`camavg_core.imputation.impute` for (B, H, W, C) ``x`` and the (B, H, W, 1) mask
-    ``m``, both in the compute dtype, with the multigrid preconditioner: the same start,
-    V-cycle, stopping rule and result, computed in XLA loops."""
+    ``m``, both in the compute dtype: the same start, preconditioner, stopping rule and result,
+    the iteration's full-size products, sums and stencils in XLA loops; with the multigrid,
+    the set-up too."""
     backend = resolve_backend("tensorflow")
     dtype = backend.dtype_name(x)
     h, w, channels = (int(d) for d in x.shape[1:])
     # each pixel's in-image weight sum depends on the shape only: a constant
     s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, h, w, 1)), _AXES), dtype)
-    setup, kernels = _setup_kernels(), _fused()
-    sums = _per_channel(setup["start"](x, m, s))  # (B, 1, 1, 3 C + 1)
-    known_count = sums[..., 3 * channels:]
-    live = known_count > 0.0
-    mean_known = sums[..., :channels] / backend.maximum(known_count, 1.0)
-    mean_all = sums[..., channels: 2 * channels] / float(h * w)
-    precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype))
-    u, r = setup["residual"](x, m, backend.where(live, mean_known, mean_all))
-    z = precondition(r)
-    norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 1, 1, 2 C)
-    rz = norms[..., :channels]
-    # the core's stopping rule (camavg_core.imputation._start)
-    limit = (tol * tol) * (sums[..., 2 * channels: 3 * channels] + 1e-30)
-    limit = limit * rz / backend.maximum(norms[..., channels:], 1e-30)
+    kernels = _fused()
+    if preconditioner == "multigrid":
+        setup = _setup_kernels()
+        sums = _per_channel(setup["start"](x, m, s))  # (B, 1, 1, 3 C + 1)
+        known_count = sums[..., 3 * channels:]
+        live = known_count > 0.0
+        mean_known = sums[..., :channels] / backend.maximum(known_count, 1.0)
+        mean_all = sums[..., channels: 2 * channels] / float(h * w)
+        precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype))
+        u, r = setup["residual"](x, m, backend.where(live, mean_known, mean_all))
+        z = precondition(r)
+        norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 1, 1, 2 C)
+        rz = norms[..., :channels]
+        # the core's stopping rule (camavg_core.imputation._start)
+        limit = (tol * tol) * (sums[..., 2 * channels: 3 * channels] + 1e-30)
+        limit = limit * rz / backend.maximum(norms[..., channels:], 1e-30)
+        descend = precondition  # r - alpha A p in the V-cycle's first loop
+        restore = setup["restore"]
+    else:
+        # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
+        # channels ran several times slower than one of equal shapes), the set-up the core's
+        wide_m, wide_s = (tf.tile(v, [1, 1, 1, channels]) for v in (m, s * tf.ones_like(m)))
+        jacobi = wide_m / wide_s
+        u, r, z, rz, limit, live = _start(backend, x, wide_m, wide_s, 1.0 - wide_m, lambda r: jacobi * r, _AXES, tol)
+
+        def descend(r, alpha, ap):
+            r = kernels["axpy"](-alpha, ap, r)
+            return r, jacobi * r
+
+        def restore(x, m, u):
+            return (1.0 - m) * x + u
     limit = backend.where(live, limit, 3.0e38)
 
     def cond(i, u, r, p, rz):
@@ -316,7 +341,7 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     def body(i, u, r, p, rz):
         ap = kernels["apply"](p, s)
         alpha = _alpha(backend, live, rz, _per_channel(p * ap))
-        r, z = precondition(r, alpha, ap)  # r - alpha A p in the V-cycle's first loop
+        r, z = descend(r, alpha, ap)
         rz_new = _per_channel(r * z)
         u, p = kernels["update"](alpha, _beta(backend, rz, rz_new), p, u, z)  # u, deferred, shares p's pass
         return i + 1, u, r, p, rz_new
@@ -324,5 +349,5 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
-    out = setup["restore"](x, m, u)
+    out = restore(x, m, u)
     return (out, iterations) if return_iterations else out
