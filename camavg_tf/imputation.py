@@ -1,12 +1,13 @@
-"""ROAD's imputation solver in TensorFlow, channels last: the equations of
+"""ROAD's imputation solver in TensorFlow: the equations of
 :mod:`camavg_core.imputation` (its levels, Galerkin coarsening, exact coarse solve and CG steps
 are shared) with the iteration, and the multigrid's per-solve set-up, compiled by XLA.
 
 TF runs each product, sum and stencil as its own pass over memory (the iteration's fine level
 took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so the full-size
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
-loop, the reductions left to TF. The mask and weights stay on one channel, broadcast inside
-the loops. :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here;
+loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), one transpose
+each way (the loops vectorise along a row's W pixels rather than C = 3 channels: 15% off the
+solve). The mask and weights stay on one channel, broadcast inside the loops. :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here;
 channels first run the core's generic solver.
 
 >>> import numpy as np, tensorflow as tf
@@ -38,26 +39,29 @@ from camavg_core.imputation import (
     neighbour_sum,
 )
 
-_AXES = (1, 2)
+_AXES = (2, 3)  # the iteration runs channels first: (B, C, H, W), W innermost
 # a smoothed coarse level's N: its 4 edge neighbours, in the order of five_point's fields
 _EDGES = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
 def _per_channel(v: Any) -> Any:
-    """Sum over the rows and columns of (B, H, W, C), kept as axes of 1: two reductions, the
-    rows first (then the columns, now at the rows' axis): TF's CPU kernel for both axes at once
-    ran 2.7x slower."""
-    total = tf.reduce_sum(tf.reduce_sum(v, axis=1), axis=1)
-    return tf.reshape(total, (-1, 1, 1, int(v.shape[-1])))
+    """Sum over the rows and columns of (B, C, H, W), kept as axes of 1: one reduction over
+    the H W contiguous values of each channel."""
+    c, h, w = (int(d) for d in v.shape[1:])
+    total = tf.reduce_sum(tf.reshape(v, (-1, c, h * w)), axis=-1)
+    return tf.reshape(total, (-1, c, 1, 1))
 
 
 def _restrict(v: Any) -> Any:
-    """R / 4: one 2 x 2 average pool (an odd size zero-padded first), a quarter of the slices'
-    time. The 4 is put back on the coarse data."""
-    h, w = int(v.shape[1]), int(v.shape[2])
+    """R / 4: the 2 x 2 average (an odd size zero-padded first) of (B, c, h, w), by strided
+    slices, inside the XLA loop whose output it pools (TF's average pool of channels first,
+    through a (B c, h, w, 1) view, took 2x its channels-last time, a loop's own time). The 4
+    is put back on the coarse data."""
+    h, w = int(v.shape[2]), int(v.shape[3])
     if h % 2 or w % 2:
-        v = tf.pad(v, [[0, 0], [0, h % 2], [0, w % 2], [0, 0]])
-    return tf.nn.avg_pool2d(v, 2, 2, "VALID")
+        v = tf.pad(v, [[0, 0], [0, 0], [0, h % 2], [0, w % 2]])
+    rows = v[:, :, 0::2] + v[:, :, 1::2]
+    return 0.25 * (rows[..., 0::2] + rows[..., 1::2])
 
 
 def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any:
@@ -83,44 +87,29 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
 
 
 def _stencil(v: Any) -> Any:
-    """The neighbour sum N v of (B, h, w, c), by slices (XLA fuses them with the products
+    """The neighbour sum N v of (B, c, h, w), by slices (XLA fuses them with the products
     around them; its depthwise convolution ran 40x slower)."""
-    h, w = int(v.shape[1]), int(v.shape[2])
-    padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
-    return (rows[:, :, :w] + 2.0 * rows[:, :, 1:w + 1] + rows[:, :, 2:] - 4.0 * v) / 12.0
-
-
-def _flat_stencil(v: Any) -> Any:
-    """``_stencil`` on (B, h, w c), the columns and channels one axis (a free reshape): a
-    column's neighbour c entries away, the zero padding c wide; the same sums. 5-15% faster
-    where ``v`` is a loop's input (XLA vectorises along w c rather than c = 3), 10-15% slower
-    where it is a product with a one-channel weight (the broadcast then goes through the
-    reshape)."""
-    h, w, c = (int(d) for d in v.shape[1:])
-    flat = tf.reshape(v, (-1, h, w * c))
-    padded = tf.pad(flat, [[0, 0], [1, 1], [c, c]])
-    rows = padded[:, :h] + 2.0 * padded[:, 1:h + 1] + padded[:, 2:]
-    out = (rows[:, :, :w * c] + 2.0 * rows[:, :, c:(w + 1) * c] + rows[:, :, 2 * c:] - 4.0 * flat) / 12.0
-    return tf.reshape(out, (-1, h, w, c))
+    h, w = int(v.shape[2]), int(v.shape[3])
+    padded = tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
+    rows = padded[:, :, :h] + 2.0 * padded[:, :, 1:h + 1] + padded[:, :, 2:]
+    return (rows[..., :w] + 2.0 * rows[..., 1:w + 1] + rows[..., 2:] - 4.0 * v) / 12.0
 
 
 def _prolonged(coarse: Any, h: int, w: int) -> Any:
     """P coarse, each value copied to its 2 x 2 block (a broadcast the loop fuses), cropped."""
-    ch, cw, c = (int(d) for d in coarse.shape[1:])
-    fine = tf.broadcast_to(coarse[:, :, None, :, None, :], tf.stack([tf.shape(coarse)[0], ch, 2, cw, 2, c]))
-    return tf.reshape(fine, (-1, 2 * ch, 2 * cw, c))[:, :h, :w]
+    c, ch, cw = (int(d) for d in coarse.shape[1:])
+    fine = tf.broadcast_to(coarse[:, :, :, None, :, None], tf.stack([tf.shape(coarse)[0], c, ch, 2, cw, 2]))
+    return tf.reshape(fine, (-1, c, 2 * ch, 2 * cw))[:, :, :h, :w]
 
 
 def _five_point(fields: Any, v: Any) -> Any:
-    """N v = sum_d c_d v_{i + d} over the 4 edge neighbours, ``fields`` (B, h, w, 5) holding
-    c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel each, broadcast). On
-    (B, h, w, c) itself: the fine stencil's (B, h, w c) form, the fields then broadcast through
-    a reshape, ran 1.2x slower here."""
-    h, w = int(v.shape[1]), int(v.shape[2])
-    padded = tf.pad(v, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return (fields[..., 0:1] * padded[:, :h, 1:w + 1] + fields[..., 1:2] * padded[:, 2:, 1:w + 1]
-            + fields[..., 2:3] * padded[:, 1:h + 1, :w] + fields[..., 3:4] * padded[:, 1:h + 1, 2:])
+    """N v = sum_d c_d v_{i + d} over the 4 edge neighbours of (B, c, h, w), ``fields``
+    (B, 5, h, w) holding c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel
+    each, broadcast)."""
+    h, w = int(v.shape[2]), int(v.shape[3])
+    padded = tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
+    return (fields[:, 0:1] * padded[:, :, :h, 1:w + 1] + fields[:, 1:2] * padded[:, :, 2:, 1:w + 1]
+            + fields[:, 2:3] * padded[:, :, 1:h + 1, :w] + fields[:, 3:4] * padded[:, :, 1:h + 1, 2:])
 
 
 _FUSED: dict = {}
@@ -130,7 +119,8 @@ def _fused() -> dict:
     """The kernels of a CG iteration, each compiled by XLA into one loop over the pixels: a
     second output only where it is pointwise (a stencil's product as a second output
     recomputed the stencil), no reductions (XLA's CPU reductions ran several times slower than
-    TF's: TF does them, and the 2 x 2 pooling of the restriction). The masks and weights come
+    TF's: TF does them; the restriction's 2 x 2 average is no reduction, it is pooled in the loop
+that makes its input). The masks and weights come
     with a channel axis of 1, broadcast in the loop. ``omega`` (the smoother's damping) and
     ``correction`` (the coarse correction's factor) are constants of the trace. Built once
     (each kernel traces and compiles once per shape)."""
@@ -141,7 +131,7 @@ def _fused() -> dict:
     @compile
     def apply(p, s):
         """A p = s p - N p."""
-        return s * p - _flat_stencil(p)
+        return s * p - _stencil(p)
 
     @compile
     def axpy(a, x, y):
@@ -151,39 +141,39 @@ def _fused() -> dict:
     @compile
     def residual(r, m, weight, omega):
         """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
-        (the core's fine_cycle); TF pools it (XLA's 2 x 2 sums made the loop 1.6x slower)."""
-        return m * ((1.0 - omega) * r + _stencil(weight * r))
+        (the core's fine_cycle), restricted (R / 4)."""
+        return _restrict(m * ((1.0 - omega) * r + _stencil(weight * r)))
 
     @compile
     def corrected(r, coarse, m, weight, correction):
         """e2 = W r + correction m P coarse (e = W r recomputed, P a broadcast), cropped to r."""
-        return weight * r + correction * m * _prolonged(coarse, int(r.shape[1]), int(r.shape[2]))
+        return weight * r + correction * m * _prolonged(coarse, int(r.shape[2]), int(r.shape[3]))
 
     @compile
     def smoothed(e2, r, weight, omega):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
-        return (1.0 - omega) * e2 + weight * r + weight * _flat_stencil(e2)
+        return (1.0 - omega) * e2 + weight * r + weight * _stencil(e2)
 
     @compile
     def coarse_residual(r, fields):
-        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e."""
-        return _five_point(fields, fields[..., 4:5] * r)
+        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e, restricted."""
+        return _restrict(_five_point(fields, fields[:, 4:5] * r))
 
     @compile
     def coarse_smoothed(r, coarse, fields, correction):
         """e2 = e + correction P coarse, then the post-smoothing e + D^-1 N e2 (e = D^-1 r)."""
-        e = fields[..., 4:5] * r
-        e2 = e + correction * _prolonged(coarse, int(r.shape[1]), int(r.shape[2]))
-        return e + fields[..., 4:5] * _five_point(fields, e2)
+        e = fields[:, 4:5] * r
+        e2 = e + correction * _prolonged(coarse, int(r.shape[2]), int(r.shape[3]))
+        return e + fields[:, 4:5] * _five_point(fields, e2)
 
     @compile
     def descent(alpha, ap, r, m, weight, omega):
-        """CG's r - alpha A p and ``residual`` of it: one pass fewer than two loops (the second
+        """CG's r - alpha A p and ``residual`` of it (restricted): one pass fewer than two loops (the second
         output, r itself, is pointwise: a product of the stencil as a second output made XLA
         compute the stencil twice, 1.3x slower)."""
         r = r - alpha * ap
-        return r, m * ((1.0 - omega) * r + _stencil(weight * r))
+        return r, _restrict(m * ((1.0 - omega) * r + _stencil(weight * r)))
 
     @compile
     def update(alpha, beta, p, u, z):
@@ -216,7 +206,7 @@ def _setup_kernels() -> dict:
         """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
         known = 1.0 - m
         rhs = m * _stencil(known * x)
-        return tf.concat([known * x, x, rhs * rhs / s, known], -1)
+        return tf.concat([known * x, x, rhs * rhs / s, known], 1)
 
     @compile
     def residual(x, m, mean):
@@ -228,7 +218,7 @@ def _setup_kernels() -> dict:
     @compile
     def norms(r, z, m, s):
         """[r z, r^2 m / s] to sum."""
-        return tf.concat([r * z, r * r * (m / s)], -1)
+        return tf.concat([r * z, r * r * (m / s)], 1)
 
     @compile
     def restore(x, m, u):
@@ -255,7 +245,8 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
     """The core's V-cycle (:func:`camavg_core.imputation._multigrid`) in XLA loops: the fine
     level's smoothing and correction in three, each smoothed coarse level's in two (its N and
     D^-1 one channel each, stacked), the Galerkin operators from :func:`_setup_kernels`, the
-    restriction a 2 x 2 average pool (R / 4: the 4 goes on the coarse correction's factor).
+    restriction a 2 x 2 average in the residual's loop (R / 4: the 4 goes on the coarse
+    correction's factor); everything channels first.
     ``m``, ``s``: the mask and weight sums with a channel axis of 1; ``has_known``: (B,) 1
     where an image has a known pixel. Returns r -> z = M r, and (r, alpha, A p) -> (r - alpha
     A p, M of it), CG's update of r in the V-cycle's first loop."""
@@ -268,14 +259,14 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
 
     tfb = resolve_backend("tensorflow")
     smoothed, exact = _levels(tfb, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
-    fields = [tf.concat([edges[d] for d in _EDGES] + [inverse], -1) for edges, inverse, _ in smoothed]
+    fields = [tf.concat([edges[d] for d in _EDGES] + [inverse], 1) for edges, inverse, _ in smoothed]
     fine_weight = (OMEGA * m) / s  # one channel, broadcast in the loops
     correction = 4.0 * OVERCORRECT  # the pooled restriction's 1/4 put back
 
     def cycle(level: int, r: Any) -> Any:
         if level > len(fields):
             return exact(r)
-        coarse = cycle(level + 1, _restrict(kernels["coarse_residual"](r, fields[level - 1])))
+        coarse = cycle(level + 1, kernels["coarse_residual"](r, fields[level - 1]))
         return kernels["coarse_smoothed"](r, coarse, fields[level - 1], correction)
 
     def precondition(r: Any, alpha: Any = None, ap: Any = None) -> Any:
@@ -283,7 +274,7 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
             residual = kernels["residual"](r, m, fine_weight, OMEGA)
         else:
             r, residual = kernels["descent"](alpha, ap, r, m, fine_weight, OMEGA)
-        coarse = cycle(1, _restrict(residual))
+        coarse = cycle(1, residual)
         e2 = kernels["corrected"](r, coarse, m, fine_weight, correction)
         z = kernels["smoothed"](e2, r, fine_weight, OMEGA)
         return z if alpha is None else (r, z)
@@ -300,30 +291,33 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     backend = resolve_backend("tensorflow")
     dtype = backend.dtype_name(x)
     h, w, channels = (int(d) for d in x.shape[1:])
+    # channels first for the solve (one transpose each way): XLA vectorises along the rows'
+    # W pixels rather than the C = 3 channels
+    x, m = tf.transpose(x, (0, 3, 1, 2)), tf.transpose(m, (0, 3, 1, 2))
     # each pixel's in-image weight sum depends on the shape only: a constant
-    s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, h, w, 1)), _AXES), dtype)
+    s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), dtype)
     kernels = _fused()
     if preconditioner == "multigrid":
         setup = _setup_kernels()
-        sums = _per_channel(setup["start"](x, m, s))  # (B, 1, 1, 3 C + 1)
-        known_count = sums[..., 3 * channels:]
+        sums = _per_channel(setup["start"](x, m, s))  # (B, 3 C + 1, 1, 1)
+        known_count = sums[:, 3 * channels:]
         live = known_count > 0.0
-        mean_known = sums[..., :channels] / backend.maximum(known_count, 1.0)
-        mean_all = sums[..., channels: 2 * channels] / float(h * w)
+        mean_known = sums[:, :channels] / backend.maximum(known_count, 1.0)
+        mean_all = sums[:, channels: 2 * channels] / float(h * w)
         precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype))
         u, r = setup["residual"](x, m, backend.where(live, mean_known, mean_all))
         z = precondition(r)
-        norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 1, 1, 2 C)
-        rz = norms[..., :channels]
+        norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 2 C, 1, 1)
+        rz = norms[:, :channels]
         # the core's stopping rule (camavg_core.imputation._start)
-        limit = (tol * tol) * (sums[..., 2 * channels: 3 * channels] + 1e-30)
-        limit = limit * rz / backend.maximum(norms[..., channels:], 1e-30)
+        limit = (tol * tol) * (sums[:, 2 * channels: 3 * channels] + 1e-30)
+        limit = limit * rz / backend.maximum(norms[:, channels:], 1e-30)
         descend = precondition  # r - alpha A p in the V-cycle's first loop
         restore = setup["restore"]
     else:
         # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
         # channels ran several times slower than one of equal shapes), the set-up the core's
-        wide_m, wide_s = (tf.tile(v, [1, 1, 1, channels]) for v in (m, s * tf.ones_like(m)))
+        wide_m, wide_s = (tf.tile(v, [1, channels, 1, 1]) for v in (m, s * tf.ones_like(m)))
         jacobi = wide_m / wide_s
         u, r, z, rz, limit, live = _start(backend, x, wide_m, wide_s, 1.0 - wide_m, lambda r: jacobi * r, _AXES, tol)
 
@@ -349,5 +343,5 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
-    out = restore(x, m, u)
+    out = tf.transpose(restore(x, m, u), (0, 2, 3, 1))
     return (out, iterations) if return_iterations else out
