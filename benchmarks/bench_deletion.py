@@ -22,6 +22,7 @@ ratios are of the best times (goal 1.05x, bound 1.10x). The mean AUCs are printe
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -90,13 +91,8 @@ def main() -> None:
     cam_sets = [engine.own_cams(cams, False), engine.own_cams(other_cams, False)]
 
     def alternating(perturbation_type):
-        calls = []
-
-        def run():
-            calls.append(None)
-            return camavg_deletion(engine, cam_sets[len(calls) % 2], functions, perturbation_type())
-
-        return run
+        sets = itertools.cycle(cam_sets)
+        return lambda: camavg_deletion(engine, next(sets), functions, perturbation_type())
     functions = as_score_list(CategoricalScore(labels), 1)
     prepared = tf.constant(deleted_inputs(images, cams, 10))
     forward = tf.function(lambda x: model(x, training=False))

@@ -36,11 +36,13 @@ from camavg_core.imputation import (
     _fine_fields,
     _levels,
     _start,
+    _stencil,
     neighbour_sum,
 )
 
 _AXES = (2, 3)  # the iteration runs channels first: (B, C, H, W), W innermost
-# a smoothed coarse level's N: its 4 edge neighbours, in the order of five_point's fields
+_TF = resolve_backend("tensorflow")
+# a smoothed coarse level's N: its 4 edge neighbours, in the order its loops take them
 _EDGES = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
@@ -86,13 +88,16 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
     return tf.linalg.diag(diagonals, k=(-band, band), num_rows=n, num_cols=n, align="LEFT_RIGHT")
 
 
-def _stencil(v: Any) -> Any:
-    """The neighbour sum N v of (B, c, h, w), by slices (XLA fuses them with the products
-    around them; its depthwise convolution ran 40x slower)."""
-    h, w = int(v.shape[2]), int(v.shape[3])
-    padded = tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
-    rows = padded[:, :, :h] + 2.0 * padded[:, :, 1:h + 1] + padded[:, :, 2:]
-    return (rows[..., :w] + 2.0 * rows[..., 1:w + 1] + rows[..., 2:] - 4.0 * v) / 12.0
+def _neighbours(v: Any) -> Any:
+    """The neighbour sum N v of (B, c, h, w): the core's, by slices (XLA fuses them with the
+    products around them; its depthwise convolution ran 40x slower)."""
+    return neighbour_sum(_TF, v, _AXES)
+
+
+def _edges(fields: tuple, v: Any) -> Any:
+    """A smoothed coarse level's N v, ``fields`` its 4 edge coefficients (one channel each,
+    broadcast) in the order of ``_EDGES``."""
+    return _stencil(_TF, dict(zip(_EDGES, fields)), v, _AXES)
 
 
 def _prolonged(coarse: Any, h: int, w: int) -> Any:
@@ -100,16 +105,6 @@ def _prolonged(coarse: Any, h: int, w: int) -> Any:
     c, ch, cw = (int(d) for d in coarse.shape[1:])
     fine = tf.broadcast_to(coarse[:, :, :, None, :, None], tf.stack([tf.shape(coarse)[0], c, ch, 2, cw, 2]))
     return tf.reshape(fine, (-1, c, 2 * ch, 2 * cw))[:, :, :h, :w]
-
-
-def _five_point(fields: Any, v: Any) -> Any:
-    """N v = sum_d c_d v_{i + d} over the 4 edge neighbours of (B, c, h, w), ``fields``
-    (B, 5, h, w) holding c_(-1, 0), c_(1, 0), c_(0, -1), c_(0, 1) and D^-1 (one channel
-    each, broadcast)."""
-    h, w = int(v.shape[2]), int(v.shape[3])
-    padded = tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
-    return (fields[:, 0:1] * padded[:, :, :h, 1:w + 1] + fields[:, 1:2] * padded[:, :, 2:, 1:w + 1]
-            + fields[:, 2:3] * padded[:, :, 1:h + 1, :w] + fields[:, 3:4] * padded[:, :, 1:h + 1, 2:])
 
 
 _FUSED: dict = {}
@@ -131,7 +126,7 @@ that makes its input). The masks and weights come
     @compile
     def apply(p, s):
         """A p = s p - N p."""
-        return s * p - _stencil(p)
+        return s * p - _neighbours(p)
 
     @compile
     def axpy(a, x, y):
@@ -142,7 +137,7 @@ that makes its input). The masks and weights come
     def residual(r, m, weight, omega):
         """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
         (the core's fine_cycle), restricted (R / 4)."""
-        return _restrict(m * ((1.0 - omega) * r + _stencil(weight * r)))
+        return _restrict(m * ((1.0 - omega) * r + _neighbours(weight * r)))
 
     @compile
     def corrected(r, coarse, m, weight, correction):
@@ -153,19 +148,19 @@ that makes its input). The masks and weights come
     def smoothed(e2, r, weight, omega):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
-        return (1.0 - omega) * e2 + weight * r + weight * _stencil(e2)
+        return (1.0 - omega) * e2 + weight * r + weight * _neighbours(e2)
 
     @compile
-    def coarse_residual(r, fields):
+    def coarse_residual(r, edges, inverse):
         """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e, restricted."""
-        return _restrict(_five_point(fields, fields[:, 4:5] * r))
+        return _restrict(_edges(edges, inverse * r))
 
     @compile
-    def coarse_smoothed(r, coarse, fields, correction):
+    def coarse_smoothed(r, coarse, edges, inverse, correction):
         """e2 = e + correction P coarse, then the post-smoothing e + D^-1 N e2 (e = D^-1 r)."""
-        e = fields[:, 4:5] * r
+        e = inverse * r
         e2 = e + correction * _prolonged(coarse, int(r.shape[2]), int(r.shape[3]))
-        return e + fields[:, 4:5] * _five_point(fields, e2)
+        return e + inverse * _edges(edges, e2)
 
     @compile
     def descent(alpha, ap, r, m, weight, omega):
@@ -173,7 +168,7 @@ that makes its input). The masks and weights come
         output, r itself, is pointwise: a product of the stencil as a second output made XLA
         compute the stencil twice, 1.3x slower)."""
         r = r - alpha * ap
-        return r, _restrict(m * ((1.0 - omega) * r + _stencil(weight * r)))
+        return r, _restrict(m * ((1.0 - omega) * r + _neighbours(weight * r)))
 
     @compile
     def update(alpha, beta, p, u, z):
@@ -198,14 +193,13 @@ def _setup_kernels() -> dict:
     channels, for one TF reduction (XLA's CPU reductions are slow)."""
     if _SETUP:
         return _SETUP
-    tfb = resolve_backend("tensorflow")
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
     def start(x, m, s):
         """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
         known = 1.0 - m
-        rhs = m * _stencil(known * x)
+        rhs = m * _neighbours(known * x)
         return tf.concat([known * x, x, rhs * rhs / s, known], 1)
 
     @compile
@@ -213,7 +207,7 @@ def _setup_kernels() -> dict:
         """The start u = m mean and its residual rhs - A u = m N((1 - m) (x - mean)) (as
         A m = m N(1 - m) at the removed pixels): no difference of two large terms (the
         difference's rounding stays in the solution: its error vs spsolve doubled)."""
-        return m * mean, m * _stencil((1.0 - m) * (x - mean))
+        return m * mean, m * _neighbours((1.0 - m) * (x - mean))
 
     @compile
     def norms(r, z, m, s):
@@ -228,12 +222,12 @@ def _setup_kernels() -> dict:
     @compile
     def fine_galerkin(m, s):
         """The fine operator's 9 fields coarsened once."""
-        coarse = _coarsen(tfb, _fine_fields(tfb, m, s, _AXES), _AXES)
+        coarse = _coarsen(_TF, _fine_fields(_TF, m, s, _AXES), _AXES)
         return tuple(coarse[d] for d in _OFFSETS)
 
     @compile
     def galerkin(*fields):
-        coarse = _coarsen(tfb, dict(zip(_OFFSETS, fields)), _AXES)
+        coarse = _coarsen(_TF, dict(zip(_OFFSETS, fields)), _AXES)
         return tuple(coarse[d] for d in _OFFSETS)
 
     _SETUP.update(start=start, residual=residual, norms=norms, restore=restore,
@@ -244,7 +238,7 @@ def _setup_kernels() -> dict:
 def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
     """The core's V-cycle (:func:`camavg_core.imputation._multigrid`) in XLA loops: the fine
     level's smoothing and correction in three, each smoothed coarse level's in two (its N and
-    D^-1 one channel each, stacked), the Galerkin operators from :func:`_setup_kernels`, the
+    D^-1 one channel each), the Galerkin operators from :func:`_setup_kernels`, the
     restriction a 2 x 2 average in the residual's loop (R / 4: the 4 goes on the coarse
     correction's factor); everything channels first.
     ``m``, ``s``: the mask and weight sums with a channel axis of 1; ``has_known``: (B,) 1
@@ -257,17 +251,17 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
             return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s)))
         return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
 
-    tfb = resolve_backend("tensorflow")
-    smoothed, exact = _levels(tfb, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
-    fields = [tf.concat([edges[d] for d in _EDGES] + [inverse], 1) for edges, inverse, _ in smoothed]
+    smoothed, exact = _levels(_TF, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
+    fields = [(tuple(edges[d] for d in _EDGES), inverse) for edges, inverse, _ in smoothed]
     fine_weight = (OMEGA * m) / s  # one channel, broadcast in the loops
     correction = 4.0 * OVERCORRECT  # the pooled restriction's 1/4 put back
 
     def cycle(level: int, r: Any) -> Any:
         if level > len(fields):
             return exact(r)
-        coarse = cycle(level + 1, kernels["coarse_residual"](r, fields[level - 1]))
-        return kernels["coarse_smoothed"](r, coarse, fields[level - 1], correction)
+        edges, inverse = fields[level - 1]
+        coarse = cycle(level + 1, kernels["coarse_residual"](r, edges, inverse))
+        return kernels["coarse_smoothed"](r, coarse, edges, inverse, correction)
 
     def precondition(r: Any, alpha: Any = None, ap: Any = None) -> Any:
         if alpha is None:
@@ -288,7 +282,7 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     ``m``, both in the compute dtype: the same start, preconditioner, stopping rule and result,
     the iteration's full-size products, sums and stencils in XLA loops; with the multigrid,
     the set-up too."""
-    backend = resolve_backend("tensorflow")
+    backend = _TF
     dtype = backend.dtype_name(x)
     h, w, channels = (int(d) for d in x.shape[1:])
     # channels first for the solve (one transpose each way): XLA vectorises along the rows'
@@ -296,9 +290,8 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     x, m = tf.transpose(x, (0, 3, 1, 2)), tf.transpose(m, (0, 3, 1, 2))
     # each pixel's in-image weight sum depends on the shape only: a constant
     s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), dtype)
-    kernels = _fused()
+    kernels, setup = _fused(), _setup_kernels()
     if preconditioner == "multigrid":
-        setup = _setup_kernels()
         sums = _per_channel(setup["start"](x, m, s))  # (B, 3 C + 1, 1, 1)
         known_count = sums[:, 3 * channels:]
         live = known_count > 0.0
@@ -313,7 +306,6 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
         limit = (tol * tol) * (sums[:, 2 * channels: 3 * channels] + 1e-30)
         limit = limit * rz / backend.maximum(norms[:, channels:], 1e-30)
         descend = precondition  # r - alpha A p in the V-cycle's first loop
-        restore = setup["restore"]
     else:
         # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
         # channels ran several times slower than one of equal shapes), the set-up the core's
@@ -324,9 +316,6 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
         def descend(r, alpha, ap):
             r = kernels["axpy"](-alpha, ap, r)
             return r, jacobi * r
-
-        def restore(x, m, u):
-            return (1.0 - m) * x + u
     limit = backend.where(live, limit, 3.0e38)
 
     def cond(i, u, r, p, rz):
@@ -343,5 +332,5 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
-    out = tf.transpose(restore(x, m, u), (0, 2, 3, 1))
+    out = tf.transpose(setup["restore"](x, m, u), (0, 2, 3, 1))
     return (out, iterations) if return_iterations else out
