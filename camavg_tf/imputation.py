@@ -276,12 +276,32 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
     return precondition
 
 
+#: independent solves a batch is split into (:func:`impute`)
+STREAMS = 2
+
+
 def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool = False,
            preconditioner: str = "multigrid") -> Any:
     """:func:`camavg_core.imputation.impute` for (B, H, W, C) ``x`` and the (B, H, W, 1) mask
     ``m``, both in the compute dtype: the same start, preconditioner, stopping rule and result,
     the iteration's full-size products, sums and stencils in XLA loops; with the multigrid,
-    the set-up too."""
+    the set-up too.
+
+    The batch is solved as ``STREAMS`` parts (images first - last, in order; a part may be
+    empty), each its own graph loop: nothing joins them, so TF's executor runs them side by
+    side, one's sums, small ops and loop control beside the other's XLA loops (one loop over
+    64 images kept 1.6 of the 2 cores busy; two over 32 each 1.9, 0.78x the time). Each part
+    stops when its own images meet the rule; the iterations returned are the most any took."""
+    n = tf.shape(x)[0]
+    bounds = [(k * n) // STREAMS for k in range(STREAMS + 1)]
+    solved = [_solve(x[lo:hi], m[lo:hi], tol=tol, max_iter=max_iter, preconditioner=preconditioner)
+              for lo, hi in zip(bounds[:-1], bounds[1:])]
+    out = tf.concat([part for part, _ in solved], 0)
+    return (out, tf.reduce_max(tf.stack([i for _, i in solved]))) if return_iterations else out
+
+
+def _solve(x: Any, m: Any, *, tol: float, max_iter: int, preconditioner: str) -> tuple:
+    """One part's solve: (the imputed x, the iterations taken)."""
     backend = _TF
     dtype = backend.dtype_name(x)
     h, w, channels = (int(d) for d in x.shape[1:])
@@ -332,5 +352,4 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
-    out = tf.transpose(setup["restore"](x, m, u), (0, 2, 3, 1))
-    return (out, iterations) if return_iterations else out
+    return tf.transpose(setup["restore"](x, m, u), (0, 2, 3, 1)), iterations
