@@ -9,7 +9,8 @@ steps, each ``Road.apply``, i.e. the batched device solve, then the model). Repo
 - a host ``scipy.sparse.linalg.spsolve`` per image of the same masks (the original's cost).
 
 Each timing is the best of ``--repeats`` calls after one that traces, wall and CPU (process) time
-taken apart (on this 2-core VM one call's wall time moved by 10-20% between runs). The two
+taken apart (on this 2-core VM one call's wall time moved by 10-20% between runs). The three
+figures take turns, one call each a round, so a slow spell falls on all of them; the two
 ``road`` timings alternate between two sets of CAMs, so that no call follows one on the same
 CAMs (the engine keeps a call's outputs). On a shared machine compare the ratios of one run.
 
@@ -70,16 +71,21 @@ def spsolve_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, c)
 
 
-def _timed(*calls, repeats: int = 3) -> tuple[float, float]:
-    """The best wall and the best CPU time of ``repeats`` calls, after one call that traces;
-    the calls cycle through ``calls``, the traced one being the last."""
-    calls[-1]()
-    best_wall = best_cpu = float("inf")
+def _timed(figures: dict, repeats: int = 3) -> dict:
+    """The best wall and the best CPU time of ``repeats`` calls per figure, after one call each
+    that traces. ``figures`` maps a name to its calls, which the figure's timed calls cycle
+    through (its traced call the last). The figures take turns, one call each a round, so a
+    slower spell of a shared machine falls on all of them rather than on one."""
+    for calls in figures.values():
+        calls[-1]()
+    best = {name: [float("inf"), float("inf")] for name in figures}
     for i in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        calls[i % len(calls)]()
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
-    return best_wall, best_cpu
+        for name, calls in figures.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            calls[i % len(calls)]()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+    return {name: tuple(pair) for name, pair in best.items()}
 
 
 def main() -> None:
@@ -88,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--spsolve-images", type=int, default=32, help="images for the host solver (scaled to n)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per figure (the best is kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (the best is kept)")
     args = parser.parse_args()
 
     import keras
@@ -112,12 +118,15 @@ def main() -> None:
 
     forward = tf.function(lambda xb: model(xb, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
     batches = [x[s:s + args.batch] for s in range(0, args.n, args.batch)]
-    t_forward = _timed(lambda: [forward(b).numpy() for b in batches for _ in range(k)], repeats=args.repeats)
     metrics = AveragesCam(model, x, batch_size=args.batch)
-    other = smooth_cams(args.n, size, seed=1)  # the second set of CAMs: the engine keeps a call's outputs
-    t_whole = _timed(lambda: metrics.road(cams, score), lambda: metrics.road(other, score), repeats=args.repeats)
     solver_only = AveragesCam(cheap, x, batch_size=args.batch)
-    t_solver = _timed(lambda: solver_only.road(cams, score), lambda: solver_only.road(other, score), repeats=args.repeats)
+    other = smooth_cams(args.n, size, seed=1)  # the second set of CAMs: the engine keeps a call's outputs
+    timed = _timed({
+        "forward": [lambda: [forward(b).numpy() for b in batches for _ in range(k)]],
+        "whole": [lambda: metrics.road(cams, score), lambda: metrics.road(other, score)],
+        "solver": [lambda: solver_only.road(cams, score), lambda: solver_only.road(other, score)],
+    }, repeats=args.repeats)
+    t_forward, t_whole, t_solver = timed["forward"], timed["whole"], timed["solver"]
 
     backend = resolve_backend("tensorflow")
     spec = [tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, size, size, 1), tf.float32)]

@@ -98,16 +98,21 @@ def _jax_on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
+def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bool = False) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
     separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12, by
     slices (XLA fuses them into one loop; its CPU depthwise convolution ran several times
-    slower)."""
-    h, w = (int(v.shape[a]) for a in axes)
-    padded = _materialise(backend, _pad(backend, v, axes))
-    rows = _slice(padded, axes[0], 0, h) + 2.0 * _slice(padded, axes[0], 1, h + 1) + _slice(padded, axes[0], 2, h + 2)
+    slower). ``padded``: ``v`` already has its zero border of one pixel, and the sum is that of
+    its interior (no pad op: XLA wrote a padded copy of the operand before the loop)."""
+    if padded:
+        h, w = (int(v.shape[a]) - 2 for a in axes)
+        centre = _take(v, axes, slice(1, h + 1), slice(1, w + 1))
+    else:
+        h, w = (int(v.shape[a]) for a in axes)
+        v, centre = _materialise(backend, _pad(backend, v, axes)), v
+    rows = _slice(v, axes[0], 0, h) + 2.0 * _slice(v, axes[0], 1, h + 1) + _slice(v, axes[0], 2, h + 2)
     both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1) + _slice(rows, axes[1], 2, w + 2)
-    return (both - 4.0 * v) / 12.0
+    return (both - 4.0 * centre) / 12.0
 
 
 def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -140,12 +145,14 @@ def _add_n(terms: list) -> Any:
     return out
 
 
-def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]) -> Any:
+def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int], *, padded: bool = False) -> Any:
     """sum_d c_d(i) v_{i + d} over the offsets d that ``coefficients`` holds (of the 9), whose
-    coefficients vary per pixel."""
-    h, w = _hw(v, axes)
-    padded = _materialise(backend, _pad(backend, v, axes))
-    return _add_n([c * (v if d == (0, 0) else _shift(padded, axes, d, h, w)) for d, c in coefficients.items()])
+    coefficients vary per pixel; ``padded`` as for :func:`neighbour_sum` (the coefficients are
+    the interior's)."""
+    if not padded:
+        v = _materialise(backend, _pad(backend, v, axes))
+    h, w = (int(v.shape[a]) - 2 for a in axes)
+    return _add_n([c * _shift(v, axes, d, h, w) for d, c in coefficients.items()])
 
 
 def _even(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:

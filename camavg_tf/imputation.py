@@ -88,23 +88,48 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
     return tf.linalg.diag(diagonals, k=(-band, band), num_rows=n, num_cols=n, align="LEFT_RIGHT")
 
 
+def _inner(v: Any) -> Any:
+    """The interior of a bordered (B, c, h + 2, w + 2) field."""
+    return v[:, :, 1:-1, 1:-1]
+
+
+def _bordered(v: Any) -> Any:
+    """(B, c, h, w) with a zero border of one pixel: the form every field the loop runs a
+    stencil on is kept in, so a stencil reads its neighbours by slices of its operand. A pad
+    inside the loop that reads it (the stencil's own zero padding) made XLA write a padded
+    copy first, two more passes over memory: a bordered operand made the fine operator's loop
+    2.6x faster. A pad of a loop's result is part of that loop."""
+    return tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
+
+
 def _neighbours(v: Any) -> Any:
-    """The neighbour sum N v of (B, c, h, w): the core's, by slices (XLA fuses them with the
-    products around them; its depthwise convolution ran 40x slower)."""
-    return neighbour_sum(_TF, v, _AXES)
+    """The neighbour sum N v of the interior of a bordered field: the core's, by slices (XLA
+    fuses them with the products around them; its depthwise convolution ran 40x slower)."""
+    return neighbour_sum(_TF, v, _AXES, padded=True)
 
 
-def _edges(fields: tuple, v: Any) -> Any:
+def _coarse_edges(fields: tuple, v: Any) -> Any:
     """A smoothed coarse level's N v, ``fields`` its 4 edge coefficients (one channel each,
     broadcast) in the order of ``_EDGES``."""
     return _stencil(_TF, dict(zip(_EDGES, fields)), v, _AXES)
 
 
 def _prolonged(coarse: Any, h: int, w: int) -> Any:
-    """P coarse, each value copied to its 2 x 2 block (a broadcast the loop fuses), cropped."""
+    """P coarse, each value copied to its 2 x 2 block (a broadcast the loop fuses), cropped to
+    (h, w)."""
     c, ch, cw = (int(d) for d in coarse.shape[1:])
     fine = tf.broadcast_to(coarse[:, :, :, None, :, None], tf.stack([tf.shape(coarse)[0], c, ch, 2, cw, 2]))
     return tf.reshape(fine, (-1, c, 2 * ch, 2 * cw))[:, :, :h, :w]
+
+
+def _prolonged_bordered(coarse: Any, h: int, w: int) -> Any:
+    """P coarse on the bordered fine grid (h + 2, w + 2): the coarse field bordered too (a
+    quarter-size copy), each value copied to its 2 x 2 block, the border's half blocks cut off
+    (bordered fine pixel i takes bordered coarse cell (i + 1) // 2). Where a size is odd the
+    fine border's last row or column holds the last coarse cell, not 0: every use multiplies
+    it by the mask, which is 0 there."""
+    coarse = _bordered(coarse)
+    return _prolonged(coarse, 2 * int(coarse.shape[2]), 2 * int(coarse.shape[3]))[:, :, 1: h + 3, 1: w + 3]
 
 
 _FUSED: dict = {}
@@ -115,52 +140,61 @@ def _fused() -> dict:
     second output only where it is pointwise (a stencil's product as a second output
     recomputed the stencil), no reductions (XLA's CPU reductions ran several times slower than
     TF's: TF does them; the restriction's 2 x 2 average is no reduction, it is pooled in the loop
-that makes its input). The masks and weights come
-    with a channel axis of 1, broadcast in the loop. ``omega`` (the smoother's damping) and
-    ``correction`` (the coarse correction's factor) are constants of the trace. Built once
-    (each kernel traces and compiles once per shape)."""
+    that makes its input). Every full-size field is bordered (:func:`_bordered`): a loop with
+    a stencil computes the interior and borders its result, a pointwise one runs over the
+    border too (0 stays 0). The fine masks and weights come bordered with a channel axis of 1,
+    broadcast in the loop; the coarse levels' fields as they are. ``omega``
+    (the smoother's damping) and ``correction`` (the coarse correction's factor) are
+    constants of the trace. Built once (each kernel traces and compiles once per shape)."""
     if _FUSED:
         return _FUSED
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
     def apply(p, s):
-        """A p = s p - N p."""
-        return s * p - _neighbours(p)
+        """A p = s p - N p (``s`` the interior's weight sums)."""
+        return _bordered(s * _inner(p) - _neighbours(p))
 
     @compile
     def axpy(a, x, y):
         """y + a x, ``a`` per image and channel."""
         return y + a * x
 
+    def smoothed_residual(r, m, weight, omega):
+        """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
+        (the core's fine_cycle), restricted (R / 4), as it is (a pad of the restricted result
+        made the loop 1.5x slower)."""
+        return _restrict(_inner(m) * ((1.0 - omega) * _inner(r) + _neighbours(weight * r)))
+
     @compile
     def residual(r, m, weight, omega):
-        """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
-        (the core's fine_cycle), restricted (R / 4)."""
-        return _restrict(m * ((1.0 - omega) * r + _neighbours(weight * r)))
+        return smoothed_residual(r, m, weight, omega)
 
     @compile
     def corrected(r, coarse, m, weight, correction):
-        """e2 = W r + correction m P coarse (e = W r recomputed, P a broadcast), cropped to r."""
-        return weight * r + correction * m * _prolonged(coarse, int(r.shape[2]), int(r.shape[3]))
+        """e2 = W r + correction m P coarse (e = W r recomputed, P a broadcast), bordered."""
+        return weight * r + correction * m * _prolonged_bordered(coarse, int(r.shape[2]) - 2, int(r.shape[3]) - 2)
 
     @compile
     def smoothed(e2, r, weight, omega):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
-        return (1.0 - omega) * e2 + weight * r + weight * _neighbours(e2)
+        inner_weight = _inner(weight)
+        return _bordered((1.0 - omega) * _inner(e2) + inner_weight * _inner(r) + inner_weight * _neighbours(e2))
 
     @compile
     def coarse_residual(r, edges, inverse):
-        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e, restricted."""
-        return _restrict(_edges(edges, inverse * r))
+        """A coarse level's pre-smoothing e = D^-1 r and its residual r - A e = N e, restricted.
+        The coarse levels' fields are kept as they are: bordered, with the pads at the ends of
+        their loops, they ran 1.6x slower."""
+        return _restrict(_coarse_edges(edges, inverse * r))
 
     @compile
     def coarse_smoothed(r, coarse, edges, inverse, correction):
         """e2 = e + correction P coarse, then the post-smoothing e + D^-1 N e2 (e = D^-1 r)."""
         e = inverse * r
         e2 = e + correction * _prolonged(coarse, int(r.shape[2]), int(r.shape[3]))
-        return e + inverse * _edges(edges, e2)
+        return e + inverse * _coarse_edges(edges, e2)
 
     @compile
     def descent(alpha, ap, r, m, weight, omega):
@@ -168,7 +202,7 @@ that makes its input). The masks and weights come
         output, r itself, is pointwise: a product of the stencil as a second output made XLA
         compute the stencil twice, 1.3x slower)."""
         r = r - alpha * ap
-        return r, _restrict(m * ((1.0 - omega) * r + _neighbours(weight * r)))
+        return r, smoothed_residual(r, m, weight, omega)
 
     @compile
     def update(alpha, beta, p, u, z):
@@ -190,7 +224,8 @@ def _setup_kernels() -> dict:
     norms, the result, and the Galerkin coarsening (one kernel per level: one for all
     recomputed the finer levels inside each coarse value). The mask and weights come with a
     channel axis of 1, broadcast in the loops; each sum's operands leave concatenated along the
-    channels, for one TF reduction (XLA's CPU reductions are slow)."""
+    channels, for one TF reduction (XLA's CPU reductions are slow). ``x``, the mask ``m`` and
+    ``s`` come as they are; the iteration's fields, bordered."""
     if _SETUP:
         return _SETUP
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
@@ -199,25 +234,26 @@ def _setup_kernels() -> dict:
     def start(x, m, s):
         """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
         known = 1.0 - m
-        rhs = m * _neighbours(known * x)
+        rhs = m * neighbour_sum(_TF, known * x, _AXES)
         return tf.concat([known * x, x, rhs * rhs / s, known], 1)
 
     @compile
     def residual(x, m, mean):
         """The start u = m mean and its residual rhs - A u = m N((1 - m) (x - mean)) (as
         A m = m N(1 - m) at the removed pixels): no difference of two large terms (the
-        difference's rounding stays in the solution: its error vs spsolve doubled)."""
-        return m * mean, m * _neighbours((1.0 - m) * (x - mean))
+        difference's rounding stays in the solution: its error vs spsolve doubled); bordered."""
+        return _bordered(m * mean), _bordered(m * neighbour_sum(_TF, (1.0 - m) * (x - mean), _AXES))
 
     @compile
     def norms(r, z, m, s):
-        """[r z, r^2 m / s] to sum."""
+        """[r z, r^2 m / s] to sum (``r``, ``z`` bordered)."""
+        r, z = _inner(r), _inner(z)
         return tf.concat([r * z, r * r * (m / s)], 1)
 
     @compile
     def restore(x, m, u):
-        """(1 - m) x + u."""
-        return (1.0 - m) * x + u
+        """(1 - m) x + u (``u`` bordered)."""
+        return (1.0 - m) * x + _inner(u)
 
     @compile
     def fine_galerkin(m, s):
@@ -240,10 +276,11 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
     level's smoothing and correction in three, each smoothed coarse level's in two (its N and
     D^-1 one channel each), the Galerkin operators from :func:`_setup_kernels`, the
     restriction a 2 x 2 average in the residual's loop (R / 4: the 4 goes on the coarse
-    correction's factor); everything channels first.
-    ``m``, ``s``: the mask and weight sums with a channel axis of 1; ``has_known``: (B,) 1
-    where an image has a known pixel. Returns r -> z = M r, and (r, alpha, A p) -> (r - alpha
-    A p, M of it), CG's update of r in the V-cycle's first loop."""
+    correction's factor); everything channels first, the full-size fields bordered
+    (:func:`_bordered`).
+    ``m``, ``s``: the mask and weight sums with a channel axis of 1, as they are; ``has_known``:
+    (B,) 1 where an image has a known pixel. Returns r -> z = M r, and (r, alpha, A p) -> (r -
+    alpha A p, M of it), CG's update of r in the V-cycle's first loop."""
     setup, kernels = _setup_kernels(), _fused()
 
     def coarsen(coefficients):
@@ -253,7 +290,8 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
 
     smoothed, exact = _levels(_TF, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
     fields = [(tuple(edges[d] for d in _EDGES), inverse) for edges, inverse, _ in smoothed]
-    fine_weight = (OMEGA * m) / s  # one channel, broadcast in the loops
+    fine_weight = _bordered((OMEGA * m) / s)  # one channel, broadcast in the loops
+    mask = _bordered(m)
     correction = 4.0 * OVERCORRECT  # the pooled restriction's 1/4 put back
 
     def cycle(level: int, r: Any) -> Any:
@@ -265,11 +303,11 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
 
     def precondition(r: Any, alpha: Any = None, ap: Any = None) -> Any:
         if alpha is None:
-            residual = kernels["residual"](r, m, fine_weight, OMEGA)
+            residual = kernels["residual"](r, mask, fine_weight, OMEGA)
         else:
-            r, residual = kernels["descent"](alpha, ap, r, m, fine_weight, OMEGA)
+            r, residual = kernels["descent"](alpha, ap, r, mask, fine_weight, OMEGA)
         coarse = cycle(1, residual)
-        e2 = kernels["corrected"](r, coarse, m, fine_weight, correction)
+        e2 = kernels["corrected"](r, coarse, mask, fine_weight, correction)
         z = kernels["smoothed"](e2, r, fine_weight, OMEGA)
         return z if alpha is None else (r, z)
 
@@ -332,6 +370,7 @@ def _solve(x: Any, m: Any, *, tol: float, max_iter: int, preconditioner: str) ->
         wide_m, wide_s = (tf.tile(v, [1, channels, 1, 1]) for v in (m, s * tf.ones_like(m)))
         jacobi = wide_m / wide_s
         u, r, z, rz, limit, live = _start(backend, x, wide_m, wide_s, 1.0 - wide_m, lambda r: jacobi * r, _AXES, tol)
+        u, r, z, jacobi = (_bordered(v) for v in (u, r, z, jacobi))
 
         def descend(r, alpha, ap):
             r = kernels["axpy"](-alpha, ap, r)
