@@ -7,8 +7,11 @@ took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so th
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
 loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), one transpose
 each way (the loops vectorise along a row's W pixels rather than C = 3 channels: 15% off the
-solve). The mask and weights stay on one channel, broadcast inside the loops. :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here;
-channels first run the core's generic solver.
+solve), its full-size fields with a zero border of one pixel (:func:`_bordered`). The mask and
+weights stay on one channel, broadcast inside the loops. A batch is solved as ``STREAMS``
+independent parts that TF runs side by side (:func:`impute`).
+:meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here; channels first
+run the core's generic solver.
 
 >>> import numpy as np, tensorflow as tf
 >>> x = tf.constant(np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1))  # x[i, j] = 4 i + j
