@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,3 +70,17 @@ def block(value):
 
         tf.test.experimental.sync_devices()
     return value
+
+
+def interleaved(figures: dict, repeats: int) -> dict:
+    """Wall and CPU (process) times of ``repeats`` calls of each figure's function, the figures
+    taking turns call by call, so that a slower spell of a shared machine falls on all of them
+    rather than on one: {name: [(wall s, CPU s), ...]}. Trace and warm up before."""
+    times = {name: [] for name in figures}
+    for _ in range(repeats):
+        for name, run in figures.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return times
+

@@ -31,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks import interleaved  # noqa: E402
 from camavg_core.perturbations import Deletion, auc_terms, pixel_counts  # noqa: E402
 from camavg_core.scoring import CategoricalScore, as_score_list  # noqa: E402
 
@@ -107,12 +108,7 @@ def main() -> None:
     }
     for run in rows.values():  # traces and warms up
         run()
-    times = {name: [] for name in rows}
-    for _ in range(args.repeats):
-        for name, run in rows.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times = {name: [wall for wall, _ in pairs] for name, pairs in interleaved(rows, args.repeats).items()}
 
     ours = float(np.mean(camavg_deletion(engine, cam_sets[0], functions, Deletion())))  # after the timing: no cache hit there
     print(f"TensorFlow MobileNetV2 (weights=None), N = {args.n}, {args.size} px, batch {args.batch}, "

@@ -20,9 +20,12 @@ CAMs (the engine keeps a call's outputs). On a shared machine compare the ratios
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
+
+from benchmarks import interleaved
 
 
 def smooth_cams(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -71,23 +74,6 @@ def spsolve_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, c)
 
 
-def _timed(figures: dict, repeats: int = 3) -> dict:
-    """The best wall and the best CPU time of ``repeats`` calls per figure, after one call each
-    that traces. ``figures`` maps a name to its calls, which the figure's timed calls cycle
-    through (its traced call the last). The figures take turns, one call each a round, so a
-    slower spell of a shared machine falls on all of them rather than on one."""
-    for calls in figures.values():
-        calls[-1]()
-    best = {name: [float("inf"), float("inf")] for name in figures}
-    for i in range(repeats):
-        for name, calls in figures.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            calls[i % len(calls)]()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
-    return {name: tuple(pair) for name, pair in best.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=256)
@@ -120,13 +106,20 @@ def main() -> None:
     batches = [x[s:s + args.batch] for s in range(0, args.n, args.batch)]
     metrics = AveragesCam(model, x, batch_size=args.batch)
     solver_only = AveragesCam(cheap, x, batch_size=args.batch)
-    other = smooth_cams(args.n, size, seed=1)  # the second set of CAMs: the engine keeps a call's outputs
-    timed = _timed({
-        "forward": [lambda: [forward(b).numpy() for b in batches for _ in range(k)]],
-        "whole": [lambda: metrics.road(cams, score), lambda: metrics.road(other, score)],
-        "solver": [lambda: solver_only.road(cams, score), lambda: solver_only.road(other, score)],
-    }, repeats=args.repeats)
-    t_forward, t_whole, t_solver = timed["forward"], timed["whole"], timed["solver"]
+    # two sets of CAMs, taken in turn: the engine keeps a call's outputs
+    cam_sets = [cams, smooth_cams(args.n, size, seed=1)]
+
+    def alternating(engine):
+        sets = itertools.cycle(cam_sets)
+        return lambda: engine.road(next(sets), score)
+
+    figures = {"forward": lambda: [forward(b).numpy() for b in batches for _ in range(k)],
+               "whole": alternating(metrics), "solver": alternating(solver_only)}
+    for run in figures.values():  # traces
+        run()
+    times = interleaved(figures, args.repeats)
+    t_forward, t_whole, t_solver = ((min(w for w, _ in times[name]), min(c for _, c in times[name]))
+                                    for name in ("forward", "whole", "solver"))
 
     backend = resolve_backend("tensorflow")
     spec = [tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, size, size, 1), tf.float32)]

@@ -38,8 +38,10 @@ from camavg_core.imputation import (
     _coarsen,
     _fine_fields,
     _levels,
+    _pad,
     _start,
     _stencil,
+    _take,
     neighbour_sum,
 )
 
@@ -93,7 +95,7 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
 
 def _inner(v: Any) -> Any:
     """The interior of a bordered (B, c, h + 2, w + 2) field."""
-    return v[:, :, 1:-1, 1:-1]
+    return _take(v, _AXES, slice(1, -1), slice(1, -1))
 
 
 def _bordered(v: Any) -> Any:
@@ -102,7 +104,7 @@ def _bordered(v: Any) -> Any:
     inside the loop that reads it (the stencil's own zero padding) made XLA write a padded
     copy first, two more passes over memory: a bordered operand made the fine operator's loop
     2.6x faster. A pad of a loop's result is part of that loop."""
-    return tf.pad(v, [[0, 0], [0, 0], [1, 1], [1, 1]])
+    return _pad(_TF, v, _AXES)
 
 
 def _neighbours(v: Any) -> Any:
