@@ -125,11 +125,10 @@ class TensorFlowBackend(Backend):
     def while_loop(self, cond, body, state):
         return tuple(self.tf.while_loop(cond, body, state))
 
-    def impute_fast(self, x, removed, *, tol, max_iter, axes, return_iterations, preconditioner):
+    def impute_fast(self, x, masks, *, tol, max_iter, axes, preconditioner):
         # the solver's iteration (and the multigrid's set-up) as XLA kernels: channels last only
         if tuple(axes) != (1, 2):
             return None
-        from camavg_tf.imputation import impute
+        from camavg_tf.imputation import impute_masks
 
-        return impute(x, removed, tol=tol, max_iter=max_iter, return_iterations=return_iterations,
-                      preconditioner=preconditioner)
+        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)

@@ -10,13 +10,15 @@ each way (the loops vectorise along a row's W pixels rather than C = 3 channels:
 solve), its full-size fields with a zero border of one pixel (:func:`_bordered`). The mask and
 weights stay on one channel, broadcast inside the loops. A batch is solved as ``STREAMS``
 independent parts that TF runs side by side (:func:`impute`).
-:meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here; channels first
+:meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here, one mask or two
+disjoint ones in one field (:func:`camavg_core.imputation.impute_pair`: the fine stencils then
+couple only the pixels of one system, :func:`camavg_core.imputation.class_sum`); channels first
 run the core's generic solver.
 
 >>> import numpy as np, tensorflow as tf
 >>> x = tf.constant(np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1))  # x[i, j] = 4 i + j
 >>> removed = np.zeros((1, 4, 4, 1), np.float32); removed[0, 1:3, 1:3] = 1.0
->>> out = impute(x, tf.constant(removed), tol=1e-5, max_iter=2000)
+>>> (out,), _ = impute_masks(x, (tf.constant(removed),), tol=1e-5, max_iter=2000)
 >>> np.round(out.numpy()[0, 1:3, 1:3, 0], 4).tolist()   # a linear ramp is its own weighted mean
 [[5.0, 6.0], [9.0, 10.0]]
 """
@@ -33,15 +35,18 @@ from camavg_core.imputation import (
     OMEGA,
     OVERCORRECT,
     _OFFSETS,
+    _add_n,
     _alpha,
     _beta,
     _coarsen,
     _fine_fields,
+    _initial,
     _levels,
+    _limit,
     _pad,
-    _start,
     _stencil,
     _take,
+    class_sum,
     neighbour_sum,
 )
 
@@ -107,10 +112,12 @@ def _bordered(v: Any) -> Any:
     return _pad(_TF, v, _AXES)
 
 
-def _neighbours(v: Any) -> Any:
-    """The neighbour sum N v of the interior of a bordered field: the core's, by slices (XLA
-    fuses them with the products around them; its depthwise convolution ran 40x slower)."""
-    return neighbour_sum(_TF, v, _AXES, padded=True)
+def _neighbours(v: Any, sign: Any) -> Any:
+    """The neighbour sum N v of the interior of a bordered field, over the neighbours of the
+    same system where two share the field (``sign`` bordered, else None: the core's
+    :func:`~camavg_core.imputation.class_sum`), by slices (XLA fuses them with the products
+    around them; its depthwise convolution ran 40x slower)."""
+    return class_sum(_TF, v, sign, _AXES, padded=True)
 
 
 def _coarse_edges(fields: tuple, v: Any) -> Any:
@@ -148,7 +155,8 @@ def _fused() -> dict:
     that makes its input). Every full-size field is bordered (:func:`_bordered`): a loop with
     a stencil computes the interior and borders its result, a pointwise one runs over the
     border too (0 stays 0). The fine masks and weights come bordered with a channel axis of 1,
-    broadcast in the loop; the coarse levels' fields as they are. ``omega``
+    broadcast in the loop; the coarse levels' fields as they are. ``sign``: None for one system,
+    else first - second of two in one field, bordered (:func:`_neighbours`). ``omega``
     (the smoother's damping) and ``correction`` (the coarse correction's factor) are
     constants of the trace. Built once (each kernel traces and compiles once per shape)."""
     if _FUSED:
@@ -156,24 +164,24 @@ def _fused() -> dict:
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
-    def apply(p, s):
+    def apply(p, s, sign):
         """A p = s p - N p (``s`` the interior's weight sums)."""
-        return _bordered(s * _inner(p) - _neighbours(p))
+        return _bordered(s * _inner(p) - _neighbours(p, sign))
 
     @compile
     def axpy(a, x, y):
         """y + a x, ``a`` per image and channel."""
         return y + a * x
 
-    def smoothed_residual(r, m, weight, omega):
+    def smoothed_residual(r, m, weight, omega, sign):
         """Pre-smoothing e = W r, then the masked residual m (r - A e) = m ((1 - omega) r + N e)
         (the core's fine_cycle), restricted (R / 4), as it is (a pad of the restricted result
         made the loop 1.5x slower)."""
-        return _restrict(_inner(m) * ((1.0 - omega) * _inner(r) + _neighbours(weight * r)))
+        return _restrict(_inner(m) * ((1.0 - omega) * _inner(r) + _neighbours(weight * r, sign)))
 
     @compile
-    def residual(r, m, weight, omega):
-        return smoothed_residual(r, m, weight, omega)
+    def residual(r, m, weight, omega, sign):
+        return smoothed_residual(r, m, weight, omega, sign)
 
     @compile
     def corrected(r, coarse, m, weight, correction):
@@ -181,11 +189,11 @@ def _fused() -> dict:
         return weight * r + correction * m * _prolonged_bordered(coarse, int(r.shape[2]) - 2, int(r.shape[3]) - 2)
 
     @compile
-    def smoothed(e2, r, weight, omega):
+    def smoothed(e2, r, weight, omega, sign):
         """The post-smoothing e2 + W (r - A e2) = (1 - omega) e2 + W r + W N e2, with e2 a
         loop's input: the stencil of e2 computed in the same loop ran 1.5x slower."""
         inner_weight = _inner(weight)
-        return _bordered((1.0 - omega) * _inner(e2) + inner_weight * _inner(r) + inner_weight * _neighbours(e2))
+        return _bordered((1.0 - omega) * _inner(e2) + inner_weight * _inner(r) + inner_weight * _neighbours(e2, sign))
 
     @compile
     def coarse_residual(r, edges, inverse):
@@ -202,12 +210,12 @@ def _fused() -> dict:
         return e + inverse * _coarse_edges(edges, e2)
 
     @compile
-    def descent(alpha, ap, r, m, weight, omega):
+    def descent(alpha, ap, r, m, weight, omega, sign):
         """CG's r - alpha A p and ``residual`` of it (restricted): one pass fewer than two loops (the second
         output, r itself, is pointwise: a product of the stencil as a second output made XLA
         compute the stencil twice, 1.3x slower)."""
         r = r - alpha * ap
-        return r, smoothed_residual(r, m, weight, omega)
+        return r, smoothed_residual(r, m, weight, omega, sign)
 
     @compile
     def update(alpha, beta, p, u, z):
@@ -227,27 +235,31 @@ def _setup_kernels() -> dict:
     """The per-solve set-up in XLA loops, as :func:`_fused` does for the iteration: the
     right-hand side with the sums the start needs, the start and its residual, the limit's two
     norms, the result, and the Galerkin coarsening (one kernel per level: one for all
-    recomputed the finer levels inside each coarse value). The mask and weights come with a
+    recomputed the finer levels inside each coarse value). The masks and weights come with a
     channel axis of 1, broadcast in the loops; each sum's operands leave concatenated along the
-    channels, for one TF reduction (XLA's CPU reductions are slow). ``x``, the mask ``m`` and
-    ``s`` come as they are; the iteration's fields, bordered."""
+    channels, for one TF reduction (XLA's CPU reductions are slow). ``x``, the masks (one per
+    system, ``masks``), their union ``m``, ``sign`` and ``s`` come as they are; the iteration's
+    fields, bordered."""
     if _SETUP:
         return _SETUP
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
-    def start(x, m, s):
-        """[(1 - m) x, x, rhs^2 / s, 1 - m] to sum, rhs = m N((1 - m) x) the right-hand side."""
-        known = 1.0 - m
-        rhs = m * neighbour_sum(_TF, known * x, _AXES)
-        return tf.concat([known * x, x, rhs * rhs / s, known], 1)
+    def start(x, masks, s):
+        """[(1 - m_k) x per system k, x, rhs^2 / s, 1 - m_k per system] to sum, rhs = sum_k m_k
+        N((1 - m_k) x) the right-hand side."""
+        rhs = _add_n([m * neighbour_sum(_TF, (1.0 - m) * x, _AXES) for m in masks])
+        return tf.concat([(1.0 - m) * x for m in masks] + [x, rhs * rhs / s] + [1.0 - m for m in masks], 1)
 
     @compile
-    def residual(x, m, mean):
-        """The start u = m mean and its residual rhs - A u = m N((1 - m) (x - mean)) (as
-        A m = m N(1 - m) at the removed pixels): no difference of two large terms (the
-        difference's rounding stays in the solution: its error vs spsolve doubled); bordered."""
-        return _bordered(m * mean), _bordered(m * neighbour_sum(_TF, (1.0 - m) * (x - mean), _AXES))
+    def residual(x, masks, means):
+        """The start u = sum_k m_k mean_k and its residual rhs - A u = sum_k m_k N((1 - m_k)
+        (x - mean_k)) (the core's :func:`~camavg_core.imputation._initial`): no difference of
+        two large terms (the difference's rounding stays in the solution: its error vs spsolve
+        doubled); bordered."""
+        u = _add_n([m * mean for m, mean in zip(masks, means)])
+        r = _add_n([m * neighbour_sum(_TF, (1.0 - m) * (x - mean), _AXES) for m, mean in zip(masks, means)])
+        return _bordered(u), _bordered(r)
 
     @compile
     def norms(r, z, m, s):
@@ -256,14 +268,15 @@ def _setup_kernels() -> dict:
         return tf.concat([r * z, r * r * (m / s)], 1)
 
     @compile
-    def restore(x, m, u):
-        """(1 - m) x + u (``u`` bordered)."""
-        return (1.0 - m) * x + _inner(u)
+    def restore(x, masks, u):
+        """(1 - m_k) x + m_k u per system k (``u`` bordered)."""
+        u = _inner(u)
+        return tuple((1.0 - m) * x + m * u for m in masks)
 
     @compile
-    def fine_galerkin(m, s):
+    def fine_galerkin(m, s, sign):
         """The fine operator's 9 fields coarsened once."""
-        coarse = _coarsen(_TF, _fine_fields(_TF, m, s, _AXES), _AXES)
+        coarse = _coarsen(_TF, _fine_fields(_TF, m, s, _AXES, sign), _AXES)
         return tuple(coarse[d] for d in _OFFSETS)
 
     @compile
@@ -276,27 +289,29 @@ def _setup_kernels() -> dict:
     return _SETUP
 
 
-def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
+def _multigrid(m: Any, s: Any, has_known: Any, sign: Any) -> Any:
     """The core's V-cycle (:func:`camavg_core.imputation._multigrid`) in XLA loops: the fine
     level's smoothing and correction in three, each smoothed coarse level's in two (its N and
     D^-1 one channel each), the Galerkin operators from :func:`_setup_kernels`, the
     restriction a 2 x 2 average in the residual's loop (R / 4: the 4 goes on the coarse
     correction's factor); everything channels first, the full-size fields bordered
     (:func:`_bordered`).
-    ``m``, ``s``: the mask and weight sums with a channel axis of 1, as they are; ``has_known``:
-    (B,) 1 where an image has a known pixel. Returns r -> z = M r, and (r, alpha, A p) -> (r -
+    ``m``, ``s``: the mask (the union of the systems') and weight sums with a channel axis of
+    1, as they are; ``sign``: None for one system, else first - second, as it is;
+    ``has_known``: (B,) 1 where an image can be solved. Returns r -> z = M r, and (r, alpha, A p) -> (r -
     alpha A p, M of it), CG's update of r in the V-cycle's first loop."""
     setup, kernels = _setup_kernels(), _fused()
 
     def coarsen(coefficients):
         if coefficients is None:
-            return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s)))
+            return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s, sign)))
         return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
 
     smoothed, exact = _levels(_TF, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
     fields = [(tuple(edges[d] for d in _EDGES), inverse) for edges, inverse, _ in smoothed]
     fine_weight = _bordered((OMEGA * m) / s)  # one channel, broadcast in the loops
     mask = _bordered(m)
+    sign = None if sign is None else _bordered(sign)
     correction = 4.0 * OVERCORRECT  # the pooled restriction's 1/4 put back
 
     def cycle(level: int, r: Any) -> Any:
@@ -308,12 +323,12 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
 
     def precondition(r: Any, alpha: Any = None, ap: Any = None) -> Any:
         if alpha is None:
-            residual = kernels["residual"](r, mask, fine_weight, OMEGA)
+            residual = kernels["residual"](r, mask, fine_weight, OMEGA, sign)
         else:
-            r, residual = kernels["descent"](alpha, ap, r, mask, fine_weight, OMEGA)
+            r, residual = kernels["descent"](alpha, ap, r, mask, fine_weight, OMEGA, sign)
         coarse = cycle(1, residual)
         e2 = kernels["corrected"](r, coarse, mask, fine_weight, correction)
-        z = kernels["smoothed"](e2, r, fine_weight, OMEGA)
+        z = kernels["smoothed"](e2, r, fine_weight, OMEGA, sign)
         return z if alpha is None else (r, z)
 
     return precondition
@@ -323,12 +338,12 @@ def _multigrid(m: Any, s: Any, has_known: Any) -> Any:
 STREAMS = 2
 
 
-def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool = False,
-           preconditioner: str = "multigrid") -> Any:
-    """:func:`camavg_core.imputation.impute` for (B, H, W, C) ``x`` and the (B, H, W, 1) mask
-    ``m``, both in the compute dtype: the same start, preconditioner, stopping rule and result,
-    the iteration's full-size products, sums and stencils in XLA loops; with the multigrid,
-    the set-up too.
+def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str = "multigrid") -> tuple:
+    """:func:`camavg_core.imputation.impute` (one mask) or :func:`~camavg_core.imputation.
+    impute_pair` (two disjoint ones in one field) for (B, H, W, C) ``x`` and (B, H, W, 1)
+    ``masks``, all in the compute dtype: ``(outputs, iterations)``, one output per mask. The
+    same start, preconditioner, stopping rule and result, the iteration's full-size products,
+    sums and stencils in XLA loops; with the multigrid, the set-up too.
 
     The batch is solved as ``STREAMS`` parts (images first - last, in order; a part may be
     empty), each its own graph loop: nothing joins them, so TF's executor runs them side by
@@ -337,44 +352,57 @@ def impute(x: Any, m: Any, *, tol: float, max_iter: int, return_iterations: bool
     stops when its own images meet the rule; the iterations returned are the most any took."""
     n = tf.shape(x)[0]
     bounds = [(k * n) // STREAMS for k in range(STREAMS + 1)]
-    solved = [_solve(x[lo:hi], m[lo:hi], tol=tol, max_iter=max_iter, preconditioner=preconditioner)
+    solved = [_solve(x[lo:hi], tuple(m[lo:hi] for m in masks), tol=tol, max_iter=max_iter,
+                     preconditioner=preconditioner)
               for lo, hi in zip(bounds[:-1], bounds[1:])]
-    out = tf.concat([part for part, _ in solved], 0)
-    return (out, tf.reduce_max(tf.stack([i for _, i in solved]))) if return_iterations else out
+    outs = tuple(tf.concat(parts, 0) for parts in zip(*(part for part, _ in solved)))
+    return outs, tf.reduce_max(tf.stack([i for _, i in solved]))
 
 
-def _solve(x: Any, m: Any, *, tol: float, max_iter: int, preconditioner: str) -> tuple:
-    """One part's solve: (the imputed x, the iterations taken)."""
+def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> tuple:
+    """One part's solve: (the imputed x per mask, the iterations taken)."""
     backend = _TF
     dtype = backend.dtype_name(x)
     h, w, channels = (int(d) for d in x.shape[1:])
+    k = len(masks)
     # channels first for the solve (one transpose each way): XLA vectorises along the rows'
     # W pixels rather than the C = 3 channels
-    x, m = tf.transpose(x, (0, 3, 1, 2)), tf.transpose(m, (0, 3, 1, 2))
+    x = tf.transpose(x, (0, 3, 1, 2))
+    masks = tuple(tf.transpose(m, (0, 3, 1, 2)) for m in masks)
+    m = _add_n(list(masks))  # the union
+    sign = None if k == 1 else masks[0] - masks[1]
     # each pixel's in-image weight sum depends on the shape only: a constant
     s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), dtype)
     kernels, setup = _fused(), _setup_kernels()
+    bordered_sign = None if sign is None else _bordered(sign)
     if preconditioner == "multigrid":
-        sums = _per_channel(setup["start"](x, m, s))  # (B, 3 C + 1, 1, 1)
-        known_count = sums[:, 3 * channels:]
-        live = known_count > 0.0
-        mean_known = sums[:, :channels] / backend.maximum(known_count, 1.0)
-        mean_all = sums[:, channels: 2 * channels] / float(h * w)
-        precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype))
-        u, r = setup["residual"](x, m, backend.where(live, mean_known, mean_all))
+        sums = _per_channel(setup["start"](x, masks, s))  # (B, (k + 2) C + k, 1, 1)
+        known_x = [sums[:, j * channels: (j + 1) * channels] for j in range(k)]
+        mean_all = sums[:, k * channels: (k + 1) * channels] / float(h * w)
+        rhs_norm = sums[:, (k + 1) * channels: (k + 2) * channels]
+        counts = [sums[:, (k + 2) * channels + j: (k + 2) * channels + j + 1] for j in range(k)]
+        has_known = [count > 0.0 for count in counts]
+        live = has_known[0] if k == 1 else has_known[0] & has_known[1]
+        means = tuple(backend.where(ok, total / backend.maximum(count, 1.0), mean_all)
+                      for ok, total, count in zip(has_known, known_x, counts))
+        precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype), sign)
+        u, r = setup["residual"](x, masks, means)
         z = precondition(r)
         norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 2 C, 1, 1)
         rz = norms[:, :channels]
-        # the core's stopping rule (camavg_core.imputation._start)
-        limit = (tol * tol) * (sums[:, 2 * channels: 3 * channels] + 1e-30)
+        # the core's stopping rule (camavg_core.imputation._limit)
+        limit = (tol * tol) * (rhs_norm + 1e-30)
         limit = limit * rz / backend.maximum(norms[:, channels:], 1e-30)
         descend = precondition  # r - alpha A p in the V-cycle's first loop
     else:
         # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
         # channels ran several times slower than one of equal shapes), the set-up the core's
-        wide_m, wide_s = (tf.tile(v, [1, channels, 1, 1]) for v in (m, s * tf.ones_like(m)))
+        wide = tuple(tf.tile(v, [1, channels, 1, 1]) for v in masks)
+        wide_m, wide_s = _add_n(list(wide)), tf.tile(s * tf.ones_like(m), [1, channels, 1, 1])
         jacobi = wide_m / wide_s
-        u, r, z, rz, limit, live = _start(backend, x, wide_m, wide_s, 1.0 - wide_m, lambda r: jacobi * r, _AXES, tol)
+        u, r, rhs, live = _initial(backend, x, wide, _AXES)
+        z = jacobi * r
+        rz, limit = _limit(backend, r, z, rhs, wide_m, wide_s, _AXES, tol)
         u, r, z, jacobi = (_bordered(v) for v in (u, r, z, jacobi))
 
         def descend(r, alpha, ap):
@@ -386,7 +414,7 @@ def _solve(x: Any, m: Any, *, tol: float, max_iter: int, preconditioner: str) ->
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)
 
     def body(i, u, r, p, rz):
-        ap = kernels["apply"](p, s)
+        ap = kernels["apply"](p, s, bordered_sign)
         alpha = _alpha(backend, live, rz, _per_channel(p * ap))
         r, z = descend(r, alpha, ap)
         rz_new = _per_channel(r * z)
@@ -395,5 +423,5 @@ def _solve(x: Any, m: Any, *, tol: float, max_iter: int, preconditioner: str) ->
 
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
-    # u is 0 at the known pixels (it moves along masked directions only)
-    return tf.transpose(setup["restore"](x, m, u), (0, 2, 3, 1)), iterations
+    # u is 0 at the pixels no system removes (it moves along masked directions only)
+    return tuple(tf.transpose(out, (0, 2, 3, 1)) for out in setup["restore"](x, masks, u)), iterations

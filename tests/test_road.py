@@ -296,7 +296,8 @@ def test_road_terms_are_combined_lerf_minus_morf_over_two():
 def test_parameters_are_floor_counts_and_key_excludes_fractions():
     road = Road()
     rows = road.parameters(96 * 96)
-    assert rows.shape == (18, 7)
+    assert rows.shape == (18, 8)
+    np.testing.assert_array_equal(rows[:, 7], 96 * 96)
     np.testing.assert_array_equal(rows[:9, 1], [921, 1843, 2764, 3686, 4608, 5529, 6451, 7372, 8294])
     np.testing.assert_array_equal(rows[:, 0], [0.0] * 9 + [1.0] * 9)
     assert Road(fractions=(0.3,)).key == Road().key != Road(selection="percentile").key
