@@ -4,7 +4,8 @@ A toy removal perturbation pairs its K = 4 steps in a shuffled order ([[3, 0], [
 ``apply_group`` either returns its rows' ``apply`` or scales the batch of the group's place s by
 s + 1, which only a pass that really calls it, and puts each output at its step, reproduces.
 Oracles: the model's softmax written in NumPy from its known weights on inputs perturbed by hand
-(NumPy ranks), and the same perturbation run one step at a time. The two-replica run happens in
+(NumPy ranks), and the same perturbation run one step at a time, on TensorFlow (one device and
+two replicas), JAX and PyTorch. The two-replica run happens in
 a child process (this file run as a script), as in tests/test_tf_distribute_curves.py.
 """
 
@@ -204,6 +205,57 @@ def test_grouped_steps_on_two_replicas_equal_numpy():
     report = json.loads(lines[-1][len("CHILD-REPORT "):])
     assert report["replicas"] == 2
     check_runs(report["runs"], "DistributedPasses")
+
+
+# --------------------------------------------------------------------------- JAX and PyTorch
+def jax_metrics(multi_input, batch_size):
+    jax = pytest.importorskip("jax")
+    from camavg_jax import AveragesCam
+
+    inputs, _, kernel, bias, _ = make_data(multi_input)
+
+    def model(x):
+        flat = jax.numpy.concatenate([part.reshape(part.shape[0], -1) for part in (x if multi_input else [x])], axis=1)
+        return jax.nn.softmax(flat @ kernel + bias)
+
+    return AveragesCam(model, inputs if multi_input else inputs[0], batch_size=batch_size)
+
+
+def torch_metrics(multi_input, batch_size):
+    torch = pytest.importorskip("torch")
+    from camavg_torch import AveragesCam
+
+    inputs, _, kernel, bias, _ = make_data(multi_input)
+    w, b = torch.from_numpy(kernel), torch.from_numpy(bias)
+
+    def model(*x):  # channels first, flattened in the reference's (H, W, C) order
+        return torch.softmax(torch.cat([part.permute(0, 2, 3, 1).reshape(len(part), -1) for part in x], dim=1) @ w + b, dim=-1)
+
+    first = [np.ascontiguousarray(x.transpose(0, 3, 1, 2)) for x in inputs]
+    return AveragesCam(model, first if multi_input else first[0], batch_size=batch_size)
+
+
+@pytest.mark.parametrize("metrics_of", [jax_metrics, torch_metrics], ids=["jax", "torch"])
+@pytest.mark.parametrize("multi_input", [False, True], ids=["single", "multi"])
+def test_grouped_steps_on_jax_and_torch_equal_numpy(metrics_of, multi_input):
+    for batch_size in (2, 4):
+        metrics = metrics_of(multi_input, batch_size)
+        expected = expected_scores(multi_input, scaled=False)
+        grouped, scaled = PairedRemoval(), PairedRemoval(scaled=True)
+        np.testing.assert_allclose(step_scores(metrics, multi_input, PairedRemoval(pairs=None)), expected, atol=1e-5)
+        np.testing.assert_allclose(step_scores(metrics, multi_input, grouped), expected, atol=1e-5)
+        np.testing.assert_allclose(step_scores(metrics, multi_input, scaled), expected_scores(multi_input, scaled=True),
+                                   atol=1e-5)
+        assert grouped.group_sizes and set(grouped.group_sizes + scaled.group_sizes) == {2}
+
+
+def test_jax_traces_a_group_size_once():
+    metrics = jax_metrics(False, 3)
+    before = metrics.trace_count
+    step_scores(metrics, False, PairedRemoval())
+    assert metrics.trace_count - before == 2  # the first group (with prepare) and the later ones
+    step_scores(metrics, False, PairedRemoval(fractions=(0.1, 0.3, 0.5, 0.7, 0.9, 1.0), pairs=[[5, 2], [0, 4], [1, 3]]))
+    assert metrics.trace_count - before == 2
 
 
 # --------------------------------------------------------------------------- the core functions
