@@ -3,10 +3,12 @@
 A perturbation is a schedule of K steps. An adapter's compiled pass runs it: for each batch
 (outer loop) it calls :meth:`Perturbation.prepare` once, then for each step (inner loop)
 :meth:`Perturbation.apply` with that step's row of :meth:`Perturbation.parameters`, then
-``preprocess``, the model and the activation; the outputs have shape (K, N, ...). The
+``preprocess``, the model and the activation; the outputs have shape (K, N, ...), in step order.
+A perturbation may compute several steps together (:func:`step_groups`, :func:`apply_group`):
+the inner loop then runs over its groups. The
 parameters enter the pass as a tensor, so neither K nor their values re-trace it: one trace per
-``(perturbation.key, options, per-sample shapes)``. One perturbed batch exists at a time, never
-K copies of the inputs.
+``(perturbation.key, options, per-sample shapes)`` (and group size). One perturbed batch exists
+at a time (one group's, when grouped), never K copies of the inputs.
 
 The three averages use :data:`CAM_MASK`, the one-step case: :math:`x_i \\cdot L_i`, the CAM
 broadcast over the channels.
