@@ -76,8 +76,8 @@ class BatchStep:
     def perturbed(self, batch: tuple, perturbation: Perturbation, grouped: tf.Tensor, output_dtypes: list) -> list:
         """The K = G * S steps of ``perturbation`` on one batch, in a graph loop over the G
         groups of ``grouped``, its (G, S, P) parameters (S static): (B, K, ...) per output (the
-        sample axis first, so the batches concatenate along it), step g * S + s at place
-        g * S + s, in group order."""
+        sample axis first, so the batches concatenate along it), in group order: the step of
+        row ``grouped[g, s]`` at place g * S + s."""
         prepared = self.prepare(batch, perturbation)
         size = grouped.shape[1]
         n_groups = tf.shape(grouped)[0]
@@ -208,8 +208,7 @@ class CompiledPasses:
         """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
         the sample axis left unknown in its signature (any N, any batch size) and, for a
         perturbed pass, its (G, S, P) grouped parameters with G and P unknown: one trace per
-        group size S. A
-        perturbation's per-sample extra (the third argument) has every axis unknown: its shape
+        group size S (part of ``kind``). A perturbation's per-sample extra (the third argument) has every axis unknown: its shape
         follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
