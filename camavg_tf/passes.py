@@ -208,8 +208,9 @@ class CompiledPasses:
         """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
         the sample axis left unknown in its signature (any N, any batch size) and, for a
         perturbed pass, its (G, S, P) grouped parameters with G and P unknown: one trace per
-        group size S (part of ``kind``). A perturbation's per-sample extra (the third argument) has every axis unknown: its shape
-        follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
+        group size S (part of ``kind``). A perturbation's per-sample extra (the third
+        argument) has every axis unknown: its shape follows K or a seed's draw (MuFidelity's
+        (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
