@@ -3,10 +3,12 @@
 A perturbation is a schedule of K steps. An adapter's compiled pass runs it: for each batch
 (outer loop) it calls :meth:`Perturbation.prepare` once, then for each step (inner loop)
 :meth:`Perturbation.apply` with that step's row of :meth:`Perturbation.parameters`, then
-``preprocess``, the model and the activation; the outputs have shape (K, N, ...). The
+``preprocess``, the model and the activation; the outputs have shape (K, N, ...), in step order.
+A perturbation may compute several steps together (:func:`step_groups`, :func:`apply_group`):
+the inner loop then runs over its groups. The
 parameters enter the pass as a tensor, so neither K nor their values re-trace it: one trace per
-``(perturbation.key, options, per-sample shapes)``. One perturbed batch exists at a time, never
-K copies of the inputs.
+``(perturbation.key, options, per-sample shapes)`` (and group size). One perturbed batch exists
+at a time (one group's, when grouped), never K copies of the inputs.
 
 The three averages use :data:`CAM_MASK`, the one-step case: :math:`x_i \\cdot L_i`, the CAM
 broadcast over the channels.
@@ -175,6 +177,18 @@ class Perturbation(Protocol):
     Optionally ``per_sample(indices, x_shape) -> (N, ...) | None``: host data drawn from each
     sample's global index (e.g. :class:`camavg_core.mufidelity.MuFidelity`'s masks), batched
     with the inputs and given to ``prepare(backend, x, cams, extra)`` as the batch's rows.
+
+    Optionally, steps computed together (e.g. ROAD's MoRF at f and LeRF at 1 - f, which impute
+    disjoint pixels in one solve), both or neither:
+
+    - ``groups(parameters) -> (G, S) | None``: host side, given the (K, P) step parameters,
+      a (G, S) integer array of step indices holding each of 0..K-1 exactly once: the steps
+      that ``apply_group`` computes together; None for one step at a time.
+    - ``apply_group(backend, x, prepared, rows) -> list``: traced; ``rows`` is (S, P), S
+      static; returns the S perturbed batches, in the order of the rows.
+
+    An adapter reaches them through :func:`step_groups` and :func:`apply_group`; the model
+    still runs once per step, and the outputs come back in step order.
     """
 
     key: Hashable
@@ -264,6 +278,47 @@ def step_parameters(perturbation: Perturbation, n_pixels: int) -> np.ndarray:
     if parameters.ndim != 2 or parameters.shape[0] != steps or parameters.shape[1] < 1 or not np.isfinite(parameters).all():
         raise ValueError(validation.bad_perturbation_parameters(perturbation, steps, parameters))
     return parameters
+
+
+def step_groups(perturbation: Perturbation, parameters: np.ndarray) -> np.ndarray:
+    """(G, S) int64 step indices: ``perturbation.groups(parameters)`` checked (a 2-D integer
+    array holding each of 0..K-1 exactly once), or one step per group, ``arange(K)[:, None]``,
+    when the perturbation has no ``groups`` or it returns None.
+
+    >>> class Paired(CamMask):
+    ...     def groups(self, parameters):
+    ...         return np.array([[3, 0], [1, 2]])
+    >>> step_groups(Paired(), np.zeros((4, 1), np.float32)).tolist()
+    [[3, 0], [1, 2]]
+    >>> step_groups(CAM_MASK, np.zeros((2, 1), np.float32)).tolist()
+    [[0], [1]]
+    """
+    steps = len(parameters)
+    chosen = getattr(perturbation, "groups", None)
+    groups = None if chosen is None else chosen(parameters)
+    if groups is None:
+        return np.arange(steps, dtype=np.int64)[:, None]
+    try:
+        seen = np.asarray(groups)
+    except (TypeError, ValueError):  # ragged lists
+        raise ValueError(validation.bad_perturbation_groups(perturbation, steps, groups)) from None
+    if (seen.ndim != 2 or seen.shape[1] < 1 or not np.issubdtype(seen.dtype, np.integer)
+            or not np.array_equal(np.sort(seen, axis=None), np.arange(steps))):
+        raise ValueError(validation.bad_perturbation_groups(perturbation, steps, groups))
+    return seen.astype(np.int64)
+
+
+def apply_group(perturbation: Perturbation, backend: Backend, x: Any, prepared: Any, rows: Any) -> list:
+    """The S perturbed batches of the (S, P) parameter ``rows`` (S static), in their order:
+    ``perturbation.apply_group`` when it has one and S > 1, else one ``apply`` per row."""
+    size = int(backend.shape(rows)[0])
+    together = getattr(perturbation, "apply_group", None)
+    if size == 1 or together is None:
+        return [perturbation.apply(backend, x, prepared, rows[i]) for i in range(size)]
+    batches = list(together(backend, x, prepared, rows))
+    if len(batches) != size:
+        raise ValueError(validation.bad_group_batches(perturbation, size, len(batches)))
+    return batches
 
 
 # --------------------------------------------------------------------------- deletion, insertion

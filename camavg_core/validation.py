@@ -823,6 +823,22 @@ def bad_perturbation_parameters(perturbation: Any, steps: int, parameters: np.nd
     )
 
 
+def bad_perturbation_groups(perturbation: Any, steps: int, groups: Any) -> str:
+    seen = f"{groups.tolist()!r} (shape {groups.shape}, dtype {groups.dtype})" if isinstance(groups, np.ndarray) else repr(groups)
+    return (
+        f"perturbation {perturbation!r}.groups() returned {seen}: it must return a (G, S) integer array of step indices holding each "
+        f"of 0..{steps - 1} exactly once (K = {steps} steps, S >= 1 per group), or None to run "
+        f"one step at a time."
+    )
+
+
+def bad_group_batches(perturbation: Any, size: int, returned: int) -> str:
+    return (
+        f"perturbation {perturbation!r}.apply_group() returned {returned} batch(es) for {size} "
+        f"parameter rows: it must return one perturbed batch per row, in the rows' order."
+    )
+
+
 def bad_per_sample(perturbation: Any, n: int, extra: np.ndarray) -> str:
     return (
         f"perturbation {perturbation!r}: per_sample(indices, x_shape) returned an array of shape "

@@ -6,9 +6,11 @@ JAX's part: copies onto the device, the compiled passes and the scores back to t
 plain pass is one ``jax.jit`` function per batch shape (``preprocess``, ``apply_fn``, the
 activation). A perturbed pass is two: the first step, which also prepares (the CAMs resized
 and normalised, then the perturbation's shared work) and returns what it prepared, and the
-later steps, which reuse it; each step is ``apply``, ``preprocess``, ``apply_fn`` and the
-activation, called with that step's parameter row: a traced (P,) array, so neither K nor the
-values re-trace (a ``lax.scan`` over the steps would fix K in the trace), and the one-step
+later steps, which reuse it; each runs a group of S steps
+(:func:`~camavg_core.perturbations.step_groups`, S = 1 unless the perturbation groups them):
+``apply_group``, then per step ``preprocess``, ``apply_fn`` and the activation, called with the
+group's (S, P) parameter rows, a traced array, so neither K nor the values re-trace (a
+``lax.scan`` over the steps would fix K in the trace), and the one-step
 mask of the averages stays one function per batch. The last batch is padded to the batch size (its padding dropped from the
 outputs), so any N compiles one shape; batches and steps are dispatched asynchronously, and with
 several local devices each batch is split over them (:mod:`camavg_jax.sharding`).
@@ -26,7 +28,7 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import AveragesCamBase, Engine, Options, apply_activation, check_output_rows, model_outputs, prepare_batch
-from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
+from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_parameters
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
@@ -72,14 +74,17 @@ class JaxAdapter:
             return [jnp.concatenate(parts)[:n] if len(parts) > 1 else parts[0][:n] for parts in zip(*batch_outputs)]
         perturbation = CAM_MASK if perturbation is None else perturbation
         parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
-        first_row, *later_rows = [jnp.asarray(row) for row in parameters]
+        groups = step_groups(perturbation, parameters)
+        in_step_order = np.argsort(groups.reshape(-1))  # the steps come out group by group
+        first_rows, *later_rows = [jnp.asarray(parameters[group]) for group in groups]
         first, later = self._perturbed_steps(options, perturbation)
         batch_outputs = []  # per batch: (K, B, ...) per output
         for start in range(0, n, size):
             batch_inputs = tuple(self.batch(x, start, size) for x in inputs)
             batch_extra = None if extra is None else self.batch(extra, start, size)
-            outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_row)
-            steps = [outputs, *(later(batch_inputs, prepared, row) for row in later_rows)]
+            outputs, prepared = first(batch_inputs, tuple(self.batch(c, start, size) for c in cams), batch_extra, first_rows)
+            steps = [*outputs, *(out for rows in later_rows for out in later(batch_inputs, prepared, rows))]
+            steps = [steps[place] for place in in_step_order]
             if start == 0:
                 check_output_rows(steps[0], size, "apply_fn")
             batch_outputs.append([jnp.stack(parts) for parts in zip(*steps)])
@@ -132,26 +137,26 @@ class JaxAdapter:
             return self._plain[options]
 
     def _perturbed_steps(self, options: Options, perturbation: Perturbation) -> tuple[Callable, Callable]:
-        """The first step (with ``prepare``) and a later step of ``perturbation``, jitted once
-        per key and options (each traced at its first call)."""
+        """The first group of steps (with ``prepare``) and a later group of ``perturbation``,
+        jitted once per key and options (each traced at its first call and per group size S):
+        each returns its S steps' outputs in the order of its rows."""
         with self._lock:
             key = (options, perturbation.key)
             if key not in self._perturbed:
 
-                def step(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
-                    return self._forward(options, [
-                        perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
-                    ])
+                def group(batch_inputs: tuple, prepared: list, rows: jax.Array) -> list:
+                    per_input = [apply_group(perturbation, _BACKEND, x, ready, rows) for x, ready in zip(batch_inputs, prepared)]
+                    return [self._forward(options, [batches[place] for batches in per_input]) for place in range(rows.shape[0])]
 
-                def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, parameter: jax.Array) -> tuple:
+                def first(batch_inputs: tuple, batch_cams: tuple, batch_extra: Any, rows: jax.Array) -> tuple:
                     self.trace_count += 1
                     extra = () if batch_extra is None else (batch_extra,)  # the per-sample data's rows
                     prepared = prepare_batch(_BACKEND, perturbation, options, batch_inputs, batch_cams, extra)
-                    return step(batch_inputs, prepared, parameter), prepared
+                    return group(batch_inputs, prepared, rows), prepared
 
-                def later(batch_inputs: tuple, prepared: list, parameter: jax.Array) -> list:
+                def later(batch_inputs: tuple, prepared: list, rows: jax.Array) -> list:
                     self.trace_count += 1
-                    return step(batch_inputs, prepared, parameter)
+                    return group(batch_inputs, prepared, rows)
 
                 self._perturbed[key] = (jax.jit(first), jax.jit(later))
             return self._perturbed[key]

@@ -3,9 +3,11 @@
 A pass is one ``tf.function`` that loops over the batches of a prefetched ``tf.data`` pipeline
 inside the graph (an iterator and a ``tf.while_loop``), so no batch goes back to the host and
 the model stays in the function's own graph. A perturbed pass runs a perturbation's K steps in
-an inner ``tf.while_loop`` per batch (``prepare`` once, then ``apply``, the model and the
-activation per step), its parameters a tensor argument: K and the parameter values never
-re-trace. The outputs of all N samples are concatenated on the device, (K, N, ...).
+an inner ``tf.while_loop`` per batch (``prepare`` once, then per group of S steps
+(:func:`~camavg_core.perturbations.step_groups`, S = 1 unless the perturbation groups them)
+``apply_group`` and, per step, the model and the activation), its (G, S, P) grouped parameters
+a tensor argument: G and the parameter values never re-trace, S does. The outputs of all N
+samples are concatenated on the device and put back in step order, (K, N, ...).
 
 The passes belong to the adapter (the ``AveragesCam`` or the stream) that traced them, never to
 the model: a trace fixes what the model's Python code did at that moment (its activations, its
@@ -21,11 +23,12 @@ import inspect
 import threading
 from typing import Any, Callable
 
+import numpy as np
 import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, apply_activation, model_outputs, prepare_batch
-from camavg_core.perturbations import CAM_MASK, Perturbation
+from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, step_groups
 from camavg_tf.distribute import ReplicaLoop
 
 _BACKEND = resolve_backend("tensorflow")
@@ -70,18 +73,24 @@ class BatchStep:
             perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch_inputs, prepared)
         ])
 
-    def perturbed(self, batch: tuple, perturbation: Perturbation, parameters: tf.Tensor, output_dtypes: list) -> list:
-        """The K steps of ``perturbation`` on one batch, in a graph loop: (B, K, ...) per
-        output (the sample axis first, so the batches concatenate along it)."""
+    def perturbed(self, batch: tuple, perturbation: Perturbation, grouped: tf.Tensor, output_dtypes: list) -> list:
+        """The K = G * S steps of ``perturbation`` on one batch, in a graph loop over the G
+        groups of ``grouped``, its (G, S, P) parameters (S static): (B, K, ...) per output (the
+        sample axis first, so the batches concatenate along it), in group order: the step of
+        row ``grouped[g, s]`` at place g * S + s."""
         prepared = self.prepare(batch, perturbation)
-        steps = tf.shape(parameters)[0]
-        arrays = tuple(tf.TensorArray(dtype, size=steps, infer_shape=False) for dtype in output_dtypes)
+        size = grouped.shape[1]
+        n_groups = tf.shape(grouped)[0]
+        arrays = tuple(tf.TensorArray(dtype, size=n_groups * size, infer_shape=False) for dtype in output_dtypes)
 
-        def body(step, arrays):
-            outputs = self.step(batch[0], prepared, perturbation, parameters[step])
-            return step + 1, tuple(ta.write(step, out) for ta, out in zip(arrays, outputs))
+        def body(group, arrays):
+            per_input = [apply_group(perturbation, _BACKEND, x, ready, grouped[group]) for x, ready in zip(batch[0], prepared)]
+            for place in range(size):  # the model runs once per step, in the rows' order
+                outputs = self.run_model([batches[place] for batches in per_input])
+                arrays = tuple(ta.write(group * size + place, out) for ta, out in zip(arrays, outputs))
+            return group + 1, arrays
 
-        _, arrays = tf.while_loop(lambda step, _: step < steps, body, (tf.constant(0), arrays))
+        _, arrays = tf.while_loop(lambda group, _: group < n_groups, body, (tf.constant(0), arrays))
         return [_swap_leading_axes(ta.stack()) for ta in arrays]
 
     def output_dtypes(self, inputs: list) -> list[tf.DType]:
@@ -96,6 +105,23 @@ class BatchStep:
 def _swap_leading_axes(tensor: tf.Tensor) -> tf.Tensor:
     """(A, B, ...) -> (B, A, ...)."""
     return tf.transpose(tensor, tf.concat([[1, 0], tf.range(2, tf.rank(tensor))], axis=0))
+
+
+def grouped_parameters(perturbation: Perturbation, parameters: Any) -> tuple[tf.Tensor, np.ndarray | None]:
+    """The (G, S, P) parameters of ``perturbation``'s groups (:func:`~camavg_core.perturbations.step_groups`)
+    and the order that puts the pass's outputs, which come in group order, back in step order
+    (None when they already are)."""
+    parameters = np.asarray(parameters, np.float32)
+    groups = step_groups(perturbation, parameters)
+    order = np.argsort(groups.reshape(-1))  # step k came out at place order[k]
+    in_order = None if np.array_equal(order, np.arange(order.size)) else order
+    return tf.constant(parameters[groups]), in_order
+
+
+def in_step_order(outputs: list, order: np.ndarray | None) -> list:
+    """(B, K, ...) outputs in group order -> (K, B, ...) in step order."""
+    outputs = [_swap_leading_axes(out) for out in outputs]
+    return outputs if order is None else [tf.gather(out, order) for out in outputs]
 
 
 def takes_training(model: Any) -> bool:
@@ -173,16 +199,18 @@ class CompiledPasses:
         """(K, N, ...) per output: the perturbation's K steps on every batch; ``extra``, the
         per-sample data, is sliced into batches with the inputs and the CAMs."""
         arguments = (tuple(inputs), tuple(cams)) + (() if extra is None else (extra,))
-        function = self._function(("perturbed", perturbation.key, extra is not None), arguments, perturbation)
-        outputs = function(*arguments, tf.constant(parameters, tf.float32), _batch_tensor(batch_size))
-        return [_swap_leading_axes(out) for out in outputs]
+        grouped, order = grouped_parameters(perturbation, parameters)
+        kind = ("perturbed", perturbation.key, extra is not None, grouped.shape[1])
+        outputs = self._function(kind, arguments, perturbation)(*arguments, grouped, _batch_tensor(batch_size))
+        return in_step_order(outputs, order)
 
     def _function(self, kind: Any, arguments: tuple, perturbation: Perturbation | None = None) -> Any:
         """One ``tf.function`` per kind (and perturbation key) and per per-sample shape, with
         the sample axis left unknown in its signature (any N, any batch size) and, for a
-        perturbed pass, the parameters a (K, P) tensor of unknown size: one trace. A
-        perturbation's per-sample extra (the third argument) has every axis unknown: its shape
-        follows K or a seed's draw (MuFidelity's (N, K, g, g) masks), which must not re-trace."""
+        perturbed pass, its (G, S, P) grouped parameters with G and P unknown: one trace per
+        group size S (part of ``kind``). A perturbation's per-sample extra (the third
+        argument) has every axis unknown: its shape follows K or a seed's draw (MuFidelity's
+        (N, K, g, g) masks), which must not re-trace."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
@@ -191,7 +219,7 @@ class CompiledPasses:
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:
-            extra = [] if perturbation is None else [tf.TensorSpec((None, None), tf.float32)]
+            extra = [] if perturbation is None else [tf.TensorSpec((None, kind[3], None), tf.float32)]
             batch_size = [] if kind == "plain" else [tf.TensorSpec((), tf.int64)]  # plain: one batch
             function = self._compiled.setdefault(
                 key, tf.function(self._graph(kind, perturbation), input_signature=[*signature, *extra, *batch_size])
@@ -255,9 +283,10 @@ class DistributedPasses:
     batch (the inputs, the CAMs and a perturbation's per-sample extra travel together), and
     the outputs of all N samples come back in the inputs' order.
 
-    A perturbed pass runs :meth:`BatchStep.perturbed` (the K steps in a graph loop) on each
-    replica, its (K, P) parameters a tensor of unknown size given to every replica: one trace
-    per perturbation key and per-sample shapes, whatever K and the values."""
+    A perturbed pass runs :meth:`BatchStep.perturbed` (the K steps in a graph loop over their
+    groups) on each replica, its (G, S, P) grouped parameters a tensor given to every replica:
+    one trace per perturbation key, group size S and per-sample shapes, whatever K and the
+    values."""
 
     def __init__(self, steps: BatchStep, strategy: tf.distribute.Strategy) -> None:
         self.steps = steps
@@ -283,21 +312,22 @@ class DistributedPasses:
         """(K, N, ...) per output: every replica runs the K steps on its rows of each batch;
         the replicas' (B, K, ...) outputs are gathered along the sample axis, then swapped."""
         tensors = (tuple(inputs), tuple(cams)) + (() if extra is None else (extra,))
-        loop = self._perturbed_loop(perturbation, inputs)
-        outputs = loop.per_sample(batches(tensors, batch_size), tf.constant(parameters, tf.float32))
-        return [_swap_leading_axes(out) for out in outputs]
+        grouped, order = grouped_parameters(perturbation, parameters)
+        loop = self._perturbed_loop(perturbation, inputs, grouped.shape[1])
+        return in_step_order(loop.per_sample(batches(tensors, batch_size), grouped), order)
 
-    def _perturbed_loop(self, perturbation: Perturbation, inputs: list) -> ReplicaLoop:
-        """One loop per perturbation key (what the traced code depends on), made at first use."""
+    def _perturbed_loop(self, perturbation: Perturbation, inputs: list, size: int) -> ReplicaLoop:
+        """One loop per perturbation key and group size S (what the traced code depends on),
+        made at first use."""
         with self._lock:
-            loop = self._perturbed.get(perturbation.key)
+            loop = self._perturbed.get((perturbation.key, size))
             if loop is None:
                 output_dtypes = self.steps.output_dtypes(inputs)
 
                 def step(batch: tuple, parameters: tf.Tensor) -> list:
                     return self.steps.perturbed(batch, perturbation, parameters, output_dtypes)
 
-                loop = self._perturbed[perturbation.key] = ReplicaLoop(
-                    self.strategy, step, [tf.TensorSpec((None, None), tf.float32)]
+                loop = self._perturbed[perturbation.key, size] = ReplicaLoop(
+                    self.strategy, step, [tf.TensorSpec((None, size, None), tf.float32)]
                 )
             return loop

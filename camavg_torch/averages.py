@@ -23,7 +23,7 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activation, as_list, check_output_rows, model_outputs,
                                 prepare_batch)
-from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
+from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_parameters
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -84,11 +84,15 @@ class TorchAdapter:
     def run(self, inputs: list, cams: list | None, options: Options, batch_size: int,
             perturbation: Perturbation | None = None, extra: Any = None) -> list:
         """One eager loop over the batches; with ``cams``, ``prepare`` once per batch and then
-        the K steps, one perturbed batch at a time."""
+        the K steps group by group (:func:`~camavg_core.perturbations.step_groups`; one step
+        per group unless the perturbation groups them), one group's perturbed batches at a time."""
         perturbation = CAM_MASK if perturbation is None else perturbation
         if cams is not None:
             parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
-            parameter_rows, step = torch.from_numpy(parameters).to(self.device), self._step(options, perturbation)
+            groups = step_groups(perturbation, parameters)
+            in_step_order = np.argsort(groups.reshape(-1))  # the steps come out group by group
+            group_rows = [torch.from_numpy(parameters[group]).to(self.device) for group in groups]
+            group_step = self._step(options, perturbation)
         parts = []
         with eval_mode(self.model) if isinstance(self.model, nn.Module) else contextlib.nullcontext(), torch.inference_mode():
             for start in range(0, int(inputs[0].shape[0]), batch_size):
@@ -99,7 +103,8 @@ class TorchAdapter:
                 else:
                     rows = () if extra is None else (extra[start : start + batch_size],)  # the per-sample data's
                     prepared = prepare_batch(_BACKEND, perturbation, options, batch, [c[start : start + batch_size] for c in cams], rows)
-                    steps = [step(batch, prepared, row) for row in parameter_rows]  # one perturbed batch at a time
+                    steps = [out for rows in group_rows for out in group_step(batch, prepared, rows)]
+                    steps = [steps[place] for place in in_step_order]
                 if start == 0:
                     check_output_rows(steps[0], len(batch[0]), "The model")
                 parts.append([torch.stack(outputs) for outputs in zip(*steps)])
@@ -141,11 +146,13 @@ class TorchAdapter:
         return apply_activation(model_outputs(self.model(*batch), "The model"), options.activation, _BACKEND)
 
     def _step(self, options: Options, perturbation: Perturbation) -> Callable:
-        """One step of ``perturbation``: ``apply``, ``preprocess``, the model, the activation;
-        ``torch.compile``-d when asked, once per options and perturbation key (the parameter
-        row is a tensor argument: its values do not recompile)."""
-        def step(batch: list, prepared: list, parameter: torch.Tensor) -> list:
-            return self._forward(options, [perturbation.apply(_BACKEND, x, ready, parameter) for x, ready in zip(batch, prepared)])
+        """One group of S steps of ``perturbation``: ``apply_group``, then per step
+        ``preprocess``, the model, the activation, the S outputs in the order of the (S, P)
+        rows; ``torch.compile``-d when asked, once per options and perturbation key (the rows
+        are a tensor argument: their values do not recompile)."""
+        def step(batch: list, prepared: list, rows: torch.Tensor) -> list:
+            per_input = [apply_group(perturbation, _BACKEND, x, ready, rows) for x, ready in zip(batch, prepared)]
+            return [self._forward(options, [batches[place] for batches in per_input]) for place in range(rows.shape[0])]
 
         if not self.compile:
             return step
