@@ -1,6 +1,7 @@
 """ROAD's cost, timed the way ``AveragesCam.road`` runs it: the engine's one compiled pass
 (camavg_tf/passes.py: a ``tf.function`` looping over the batches, and per batch over the 18
-steps, each ``Road.apply``, i.e. the batched device solve, then the model). Reported:
+steps in 9 pairs, MoRF at f beside LeRF at 1 - f, each pair ``Road.apply_group``, i.e. one
+batched device solve for both, then the model on each). Reported:
 
 - the whole metric, ``AveragesCam(model, x).road(cams, score)``, as a ratio to the 18 bare
   forward passes it needs (MobileNetV2, weights=None, the default 9 fractions, MoRF and LeRF);
@@ -87,7 +88,7 @@ def main() -> None:
     import tensorflow as tf
 
     from camavg_core.backends import resolve_backend
-    from camavg_core.imputation import Road, impute
+    from camavg_core.imputation import Road, impute_pair
     from camavg_core.scoring import CategoricalScore
     from camavg_tf import AveragesCam
 
@@ -122,13 +123,15 @@ def main() -> None:
                                     for name in ("forward", "whole", "solver"))
 
     backend = resolve_backend("tensorflow")
-    spec = [tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, size, size, 1), tf.float32)]
-    iterations = tf.function(lambda xb, mb: impute(backend, xb, mb, tol=road.tol, max_iter=road.max_iter, return_iterations=True)[1],
+    spec = [tf.TensorSpec((None, size, size, 3), tf.float32)] + [tf.TensorSpec((None, size, size, 1), tf.float32)] * 2
+    iterations = tf.function(lambda xb, first, second: impute_pair(backend, xb, first, second, tol=road.tol,
+                                                                   max_iter=road.max_iter, return_iterations=True)[2],
                              input_signature=spec)
     prepared = road.prepare(resolve_backend("numpy"), x, cams)
     rows = road.parameters(size * size)
     masks = [road.removed(resolve_backend("numpy"), prepared, row) for row in rows]
-    its = [int(iterations(batches[0], m[:args.batch])) for m in masks]
+    groups = road.groups(rows)  # MoRF at f beside LeRF at 1 - f: one solve each
+    its = [int(iterations(batches[0], masks[a][:args.batch], masks[b][:args.batch])) for a, b in groups]
 
     # the host solver: the same masks (rank selection), one spsolve per image, fraction and order
     m = min(args.spsolve_images, args.n)
@@ -140,7 +143,7 @@ def main() -> None:
 
     print(f"ROAD, MobileNetV2 (weights=None) at {size} px, N = {args.n}, batch {args.batch}, {k} steps "
           f"(9 fractions x MoRF/LeRF), TF {tf.__version__}, devices {[d.device_type for d in tf.config.list_logical_devices()]}")
-    print(f"  CG iterations per step (first batch, MoRF 0.1..0.9 then LeRF): {its}")
+    print(f"  CG iterations per solve (first batch; MoRF at f and LeRF at 1 - f in one solve, f = 0.1..0.9): {its}")
     print(f"  best of {args.repeats} calls              wall s    CPU s")
     print(f"  {k} bare forward passes:            {t_forward[0]:8.2f} {t_forward[1]:8.2f}")
     print(f"  AveragesCam.road, MobileNetV2:      {t_whole[0]:8.2f} {t_whole[1]:8.2f}   "

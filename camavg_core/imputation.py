@@ -336,8 +336,8 @@ def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: 
 OMEGA, COARSEST, OVERCORRECT = 0.9, 12, 1.7
 
 
-def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: Any, *,
-            has_known: Any = None, dense: Any = _dense, add_n: Any = _add_n) -> tuple[list, Any]:
+def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: Any, has_known: Any, *,
+            dense: Any = _dense, add_n: Any = _add_n) -> tuple[list, Any]:
     """The V-cycle's coarse levels under the fine one (``m``, ``s``: the fine mask and weight
     sums, a channel axis of 1), each the Galerkin operator of the level above
     (``coarsen(coefficients)``, None for the fine operator's): for each smoothed level, finest
@@ -349,8 +349,9 @@ def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: An
     undamped Jacobi (omega = 1: the cycle stays SPD while 2 D - A = D + N is positive
     definite, which diagonal dominance gives wherever the cells' graph reaches a known pixel;
     8 iterations against 8-10 with 0.9), expanded, so only N is applied. ``has_known``: (B,)
-    1 where an image has a known pixel, if the caller has it; ``add_n``: the lumping's sum of
-    a list (TensorFlow's one op rounds as the fast path always has)."""
+    1 where every system of an image knows a pixel (``live`` of :func:`_initial`: with two
+    systems in one field the union ``m`` may cover every pixel); ``add_n``: the lumping's sum
+    of a list (TensorFlow's one op rounds as the fast path always has)."""
     h, w = _hw(m, axes)
     smoothed = []
     coefficients = None
@@ -362,13 +363,10 @@ def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: An
         edges = {d: _materialise(backend, -c) for d, c in coefficients.items() if abs(d[0]) + abs(d[1]) == 1}
         lumped = add_n([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
         smoothed.append((edges, _materialise(backend, _inverse(backend, lumped)), (h, w)))
-    if has_known is None:
-        has_known = backend.astype(backend.sum(1.0 - m, axis=tuple(range(1, len(m.shape)))) > 0.0, backend.dtype_name(m))
     return smoothed, _exact(backend, coefficients, axes, has_known, dense=dense)
 
 
-def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: Any = None,
-               has_known: Any = None) -> Any:
+def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: Any, has_known: Any) -> Any:
     """A symmetric V-cycle for the masked system (a function r -> z ~ A^{-1} r): Jacobi before
     and after each coarse correction (damped by ``OMEGA`` on the fine level), piecewise-constant
     P, Galerkin coarse operators (the smoothers' with their diagonal couplings lumped:
@@ -386,7 +384,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
         fine = _fine_fields(backend, m, s, axes, sign) if coefficients is None else coefficients
         return _coarsen(backend, fine, axes)
 
-    smoothed, exact = _levels(backend, m, s, axes, coarsen, has_known=has_known)
+    smoothed, exact = _levels(backend, m, s, axes, coarsen, has_known)
     weight = _materialise(backend, (OMEGA * m) / s)
     correction = _materialise(backend, OVERCORRECT * m)
     mask = _materialise(backend, m)
@@ -598,6 +596,11 @@ class Road:
     The noise is one field per sample, drawn on the host from ``np.random.default_rng([seed,
     index])`` with the sample's global index (:meth:`per_sample`), and reused by every step of
     that sample; with ``noise=0`` nothing is drawn.
+
+    The engines run the steps in the pairs of :meth:`groups` where they exist (rank selection,
+    MoRF at f beside LeRF at 1 - f): :meth:`apply_group` imputes both in one solve
+    (:func:`impute_pair`), about the cost of one. Each step's numbers are those of its own
+    system, to the solver's tolerance.
 
     >>> import numpy as np
     >>> from camavg_core.backends import resolve_backend

@@ -307,7 +307,7 @@ def _multigrid(m: Any, s: Any, has_known: Any, sign: Any) -> Any:
             return dict(zip(_OFFSETS, setup["fine_galerkin"](m, s, sign)))
         return dict(zip(_OFFSETS, setup["galerkin"](*(coefficients[d] for d in _OFFSETS))))
 
-    smoothed, exact = _levels(_TF, m, s, _AXES, coarsen, has_known=has_known, dense=_banded, add_n=tf.add_n)
+    smoothed, exact = _levels(_TF, m, s, _AXES, coarsen, has_known, dense=_banded, add_n=tf.add_n)
     fields = [(tuple(edges[d] for d in _EDGES), inverse) for edges, inverse, _ in smoothed]
     fine_weight = _bordered((OMEGA * m) / s)  # one channel, broadcast in the loops
     mask = _bordered(m)
