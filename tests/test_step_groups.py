@@ -12,8 +12,6 @@ a child process (this file run as a script), as in tests/test_tf_distribute_curv
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -191,18 +189,9 @@ def test_grouped_steps_on_one_device_equal_numpy_and_the_ungrouped_steps():
 @pytest.mark.slow  # a child process with two logical devices
 def test_grouped_steps_on_two_replicas_equal_numpy():
     pytest.importorskip("tensorflow")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # this checkout's packages before any installed copy: the module imports them at its top
-    path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=path)
-    try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], capture_output=True,
-                              text=True, timeout=CHILD_TIMEOUT_S, env=env, cwd=root)
-    except subprocess.TimeoutExpired as exc:  # subprocess.run kills the child before raising
-        pytest.fail(f"the MirroredStrategy child ran past {CHILD_TIMEOUT_S} s:\n{(exc.stderr or '')[-3000:]}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CHILD-REPORT ")]
-    assert done.returncode == 0 and lines, f"child failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    report = json.loads(lines[-1][len("CHILD-REPORT "):])
+    from two_replicas import child_report
+
+    report = child_report(__file__, CHILD_TIMEOUT_S)
     assert report["replicas"] == 2
     check_runs(report["runs"], "DistributedPasses")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -97,16 +96,9 @@ pytestmark = pytest.mark.slow  # a child process with two logical devices
 
 @pytest.fixture(scope="module")
 def child() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], capture_output=True,
-                              text=True, timeout=CHILD_TIMEOUT_S, env=env, cwd=root)
-    except subprocess.TimeoutExpired as exc:  # subprocess.run kills the child before raising
-        pytest.fail(f"the MirroredStrategy child ran past {CHILD_TIMEOUT_S} s:\n{(exc.stderr or '')[-3000:]}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CHILD-REPORT ")]
-    assert done.returncode == 0 and lines, f"child failed ({done.returncode}):\n{done.stderr[-4000:]}"
-    return json.loads(lines[-1][len("CHILD-REPORT "):])
+    from two_replicas import child_report
+
+    return child_report(__file__, CHILD_TIMEOUT_S)
 
 
 def sample_score(sample: int, image: np.ndarray) -> float:
