@@ -907,6 +907,14 @@ def bad_road_selection(selection: Any) -> str:
     )
 
 
+def overlapping_pair(count: int) -> str:
+    return (
+        f"impute_pair: the two masks both remove {count} pixel(s); a pixel can be unknown in only "
+        f"one of the two systems that share the field. Impute overlapping masks one at a time, "
+        f"with impute(backend, x, mask)."
+    )
+
+
 def bad_road_preconditioner(preconditioner: Any) -> str:
     return (
         f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' and 'jacobi' "

@@ -368,6 +368,14 @@ def test_a_pair_costs_about_one_solve_not_two():
     assert int(pair) <= max(alone) + 3
 
 
+def test_overlapping_masks_are_refused_with_the_fix():
+    first, second = np.zeros((1, 5, 5, 1)), np.zeros((1, 5, 5, 1))
+    first[0, :3] = 1.0
+    second[0, 2:] = 1.0  # row 2 in both: 5 pixels
+    with pytest.raises(ValueError, match=r"both remove 5 pixel.*one at a time"):
+        impute_pair(NUMPY, np.ones((1, 5, 5, 2)), first, second)
+
+
 def test_an_empty_mask_beside_a_full_one():
     """Nothing removed: the input; everything removed: each channel's mean of the input."""
     rng = np.random.default_rng(6)
