@@ -718,23 +718,23 @@ class Road:
         return backend.astype(values >= threshold, "float32")
 
     def apply(self, backend: Backend, x: Any, prepared: dict, parameter: Any) -> Any:
-        removed = self.removed(backend, prepared, parameter)
-        out = impute(backend, x, removed, tol=self.tol, max_iter=self.max_iter, axes=_layout(x, removed))
-        return self._noisy(backend, x, prepared, removed, out)
+        return self._imputed(backend, x, prepared, [parameter])[0]
 
     def apply_group(self, backend: Backend, x: Any, prepared: dict, rows: Any) -> list:
         """The two steps of a row of :meth:`groups`, imputed in one solve."""
-        removed = [self.removed(backend, prepared, rows[k]) for k in range(2)]
-        # disjoint by :meth:`groups`' counts: no check of the masks' values (a host sync on eager backends)
-        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), None)
-        return [self._noisy(backend, x, prepared, m, out) for m, out in zip(removed, outs)]
+        return self._imputed(backend, x, prepared, [rows[0], rows[1]])
 
-    def _noisy(self, backend: Backend, x: Any, prepared: dict, removed: Any, out: Any) -> Any:
-        """The imputed ``out`` plus the noise at the removed pixels, in ``x``'s dtype."""
+    def _imputed(self, backend: Backend, x: Any, prepared: dict, parameters: list) -> list:
+        """The steps of ``parameters`` (one, or a pair of :meth:`groups`, disjoint by their
+        counts: no check of the masks' values, a host sync on eager backends) imputed in one
+        solve, plus the noise at each step's removed pixels, in ``x``'s dtype."""
+        removed = [self.removed(backend, prepared, parameter) for parameter in parameters]
+        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), None)
+        dtype = backend.compute_dtype(x)
         if "noise" in prepared:
-            dtype = backend.compute_dtype(x)
-            out = out + backend.astype(removed, dtype) * backend.astype(prepared["noise"], dtype)
-        return backend.astype(out, backend.dtype_name(x))
+            noise = backend.astype(prepared["noise"], dtype)
+            outs = [out + backend.astype(m, dtype) * noise for m, out in zip(removed, outs)]
+        return [backend.astype(out, backend.dtype_name(x)) for out in outs]
 
     def __repr__(self) -> str:
         return (f"Road(fractions={self.fractions}, noise={self.noise}, seed={self.seed}, "

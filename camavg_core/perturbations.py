@@ -308,6 +308,17 @@ def step_groups(perturbation: Perturbation, parameters: np.ndarray) -> np.ndarra
     return seen.astype(np.int64)
 
 
+def step_order(groups: np.ndarray) -> np.ndarray:
+    """Where each step's output lands in a pass that runs ``groups`` (:func:`step_groups`) one
+    after the other, its S steps in row order: step k at place ``step_order(groups)[k]``, so
+    ``outputs[step_order(groups)]`` puts them back in step order.
+
+    >>> step_order(np.array([[3, 0], [1, 2]])).tolist()
+    [1, 2, 3, 0]
+    """
+    return np.argsort(groups.reshape(-1))
+
+
 def apply_group(perturbation: Perturbation, backend: Backend, x: Any, prepared: Any, rows: Any) -> list:
     """The S perturbed batches of the (S, P) parameter ``rows`` (S static), in their order:
     ``perturbation.apply_group`` when it has one and S > 1, else one ``apply`` per row."""

@@ -28,7 +28,8 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import AveragesCamBase, Engine, Options, apply_activation, check_output_rows, model_outputs, prepare_batch
-from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_parameters
+from camavg_core.perturbations import (CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_order,
+                                       step_parameters)
 from camavg_jax.sharding import DataPlacement
 
 _BACKEND = resolve_backend("jax")
@@ -75,7 +76,7 @@ class JaxAdapter:
         perturbation = CAM_MASK if perturbation is None else perturbation
         parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
         groups = step_groups(perturbation, parameters)
-        in_step_order = np.argsort(groups.reshape(-1))  # the steps come out group by group
+        in_step_order = step_order(groups)
         first_rows, *later_rows = [jnp.asarray(parameters[group]) for group in groups]
         first, later = self._perturbed_steps(options, perturbation)
         batch_outputs = []  # per batch: (K, B, ...) per output

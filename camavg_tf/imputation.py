@@ -25,6 +25,7 @@ run the core's generic solver.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -382,7 +383,7 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
         rhs_norm = sums[:, (k + 1) * channels: (k + 2) * channels]
         counts = [sums[:, (k + 2) * channels + j: (k + 2) * channels + j + 1] for j in range(k)]
         has_known = [count > 0.0 for count in counts]
-        live = has_known[0] if k == 1 else has_known[0] & has_known[1]
+        live = functools.reduce(tf.logical_and, has_known)  # every system knows a pixel
         means = tuple(backend.where(ok, total / backend.maximum(count, 1.0), mean_all)
                       for ok, total, count in zip(has_known, known_x, counts))
         precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype), sign)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import Options, apply_activation, model_outputs, prepare_batch
-from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, step_groups
+from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, step_groups, step_order
 from camavg_tf.distribute import ReplicaLoop
 
 _BACKEND = resolve_backend("tensorflow")
@@ -113,7 +113,7 @@ def grouped_parameters(perturbation: Perturbation, parameters: Any) -> tuple[tf.
     (None when they already are)."""
     parameters = np.asarray(parameters, np.float32)
     groups = step_groups(perturbation, parameters)
-    order = np.argsort(groups.reshape(-1))  # step k came out at place order[k]
+    order = step_order(groups)
     in_order = None if np.array_equal(order, np.arange(order.size)) else order
     return tf.constant(parameters[groups]), in_order
 

@@ -23,7 +23,8 @@ from camavg_core import validation
 from camavg_core.backends import resolve_backend
 from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activation, as_list, check_output_rows, model_outputs,
                                 prepare_batch)
-from camavg_core.perturbations import CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_parameters
+from camavg_core.perturbations import (CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_order,
+                                       step_parameters)
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -90,7 +91,7 @@ class TorchAdapter:
         if cams is not None:
             parameters = step_parameters(perturbation, pixel_count(tuple(inputs[0].shape), options.data_format))
             groups = step_groups(perturbation, parameters)
-            in_step_order = np.argsort(groups.reshape(-1))  # the steps come out group by group
+            in_step_order = step_order(groups)
             group_rows = [torch.from_numpy(parameters[group]).to(self.device) for group in groups]
             group_step = self._step(options, perturbation)
         parts = []
