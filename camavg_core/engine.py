@@ -303,9 +303,11 @@ class Engine:
         parameters = self.step_parameters(perturbation)
         extra = self.per_sample(perturbation)
         # the seed is no part of the key (it changes no trace), so the data itself is compared
-        digest = b"" if extra is None else hashlib.blake2b(
-            f"{extra.dtype.str}{extra.shape}".encode() + np.ascontiguousarray(extra).tobytes(), digest_size=16
-        ).digest()
+        digest = b""
+        if extra is not None:  # hashed in place: no copy of data as large as the inputs
+            hashed = hashlib.blake2b(f"{extra.dtype.str}{extra.shape}".encode(), digest_size=16)
+            hashed.update(np.ascontiguousarray(extra))
+            digest = hashed.digest()
         values = f"{parameters.dtype.str}{parameters.shape}".encode() + parameters.tobytes()
         return PassKey(perturbation.key, values, digest), extra
 

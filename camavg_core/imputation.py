@@ -676,8 +676,11 @@ class Road:
         if self.noise == 0:
             return None
         shape = tuple(int(d) for d in (x_shape[1:] if len(x_shape) == 4 else x_shape))
-        fields = [self.noise * np.random.default_rng([self.seed, int(i)]).standard_normal(shape) for i in indices]
-        return np.asarray(fields, np.float32).reshape((len(fields), *shape))
+        fields = np.empty((len(indices), *shape), np.float32)
+        for row, index in enumerate(indices):  # drawn in float64, rounded once into the result
+            draws = np.random.default_rng([self.seed, int(index)]).standard_normal(shape)
+            np.multiply(draws, self.noise, out=fields[row], casting="same_kind")
+        return fields
 
     def prepare(self, backend: Backend, x: Any, cams: Any, extra: Any = None) -> dict:
         prepared = {"ranks": salience_ranks(backend, cams)}
