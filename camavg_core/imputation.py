@@ -44,7 +44,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend
-from camavg_core.perturbations import salience_ranks
+from camavg_core.perturbations import drawn_per_sample, salience_ranks
 
 #: ROAD's default fractions of pixels removed (pytorch-grad-cam's percentiles 90, 80, ..., 10).
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -676,11 +676,8 @@ class Road:
         if self.noise == 0:
             return None
         shape = tuple(int(d) for d in (x_shape[1:] if len(x_shape) == 4 else x_shape))
-        fields = np.empty((len(indices), *shape), np.float32)
-        for row, index in enumerate(indices):  # drawn in float64, rounded once into the result
-            draws = np.random.default_rng([self.seed, int(index)]).standard_normal(shape)
-            np.multiply(draws, self.noise, out=fields[row], casting="same_kind")
-        return fields
+        # drawn and scaled in float64, rounded once into the float32 result
+        return drawn_per_sample(self.seed, indices, shape, np.float32, lambda rng: self.noise * rng.standard_normal(shape))
 
     def prepare(self, backend: Backend, x: Any, cams: Any, extra: Any = None) -> dict:
         prepared = {"ranks": salience_ranks(backend, cams)}

@@ -40,6 +40,7 @@ import numpy as np
 from camavg_core import validation
 from camavg_core.backends import Backend
 from camavg_core.masking import cam_maps
+from camavg_core.perturbations import drawn_per_sample
 
 CORRELATIONS = ("spearman", "pearson")
 
@@ -111,11 +112,8 @@ class MuFidelity:
 
     def per_sample(self, indices: np.ndarray, x_shape: tuple) -> np.ndarray:
         """(N, K, g, g) uint8: 1 where sample ``indices[n]``'s k-th subset removes the cell."""
-        masks = np.empty((len(indices), self.n_samples, self.grid_size, self.grid_size), np.uint8)
-        for row, index in enumerate(indices):
-            rng = np.random.default_rng([self.seed, int(index)])
-            masks[row] = rng.random((self.n_samples, self.grid_size, self.grid_size)) < self.subset_fraction
-        return masks
+        shape = (self.n_samples, self.grid_size, self.grid_size)
+        return drawn_per_sample(self.seed, indices, shape, np.uint8, lambda rng: rng.random(shape) < self.subset_fraction)
 
     def prepare(self, backend: Backend, x: Any, cams: Any, extra: Any) -> tuple:
         """The batch's masks as float32, the one-hot upsampling matrices (1, H, g) and

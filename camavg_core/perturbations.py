@@ -308,6 +308,22 @@ def step_groups(perturbation: Perturbation, parameters: np.ndarray) -> np.ndarra
     return seen.astype(np.int64)
 
 
+def drawn_per_sample(seed: int, indices: Any, shape: tuple, dtype: Any, draw: Any) -> np.ndarray:
+    """(N, *shape) ``dtype``: row n is ``draw(np.random.default_rng([seed, indices[n]]))``,
+    written into the result as it is drawn (one row's draw alive at a time). The rule a
+    perturbation's ``per_sample`` follows, so that a sample gets the same data in memory, in a
+    stream and in any batch size.
+
+    >>> a = drawn_per_sample(3, [5, 6], (2,), np.float32, lambda rng: rng.random(2))
+    >>> bool((a[1] == drawn_per_sample(3, [6], (2,), np.float32, lambda rng: rng.random(2))[0]).all())
+    True
+    """
+    out = np.empty((len(indices), *shape), dtype)
+    for row, index in enumerate(indices):
+        out[row] = draw(np.random.default_rng([seed, int(index)]))
+    return out
+
+
 def step_order(groups: np.ndarray) -> np.ndarray:
     """Where each step's output lands in a pass that runs ``groups`` (:func:`step_groups`) one
     after the other, its S steps in row order: step k at place ``step_order(groups)[k]``, so
