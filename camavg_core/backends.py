@@ -42,7 +42,7 @@ class Backend:
     Subclasses import their framework in ``__init__``. Every method takes and returns the
     backend's own arrays, except ``to_numpy`` and the concrete scalar readers.
 
-    ``pad`` and ``while_loop`` are the two control and shape ops of ROAD's solver
+    ``pad``, ``transpose`` and ``while_loop`` are the control and shape ops of ROAD's solver
     (:mod:`camavg_core.imputation`); ``while_loop`` runs in Python unless the framework traces.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
     imputations (TensorFlow's XLA kernels, channels last) returns its result there,
@@ -140,6 +140,13 @@ class Backend:
         """NumPy's ``einsum`` (explicit ``->`` form, lower-case letters). NumPy operands become
         the backend's arrays on the device of the first array that is not NumPy's."""
         raise NotImplementedError
+
+    def transpose(self, x: Any, axes: tuple[int, ...]) -> Any:
+        """``x`` with its axes in the order ``axes`` (``np.transpose``'s), laid out in that
+        order (a view with permuted strides, as NumPy and PyTorch give, would leave every
+        later op running in the old order). The default: ``einsum``."""
+        letters = "abcdefghijklmnopqrstuvwxyz"[: len(axes)]
+        return self.einsum(f"{letters}->{''.join(letters[a] for a in axes)}", x)
 
     def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
@@ -244,6 +251,9 @@ class NumpyBackend(Backend):
 
     def einsum(self, subscripts, *operands):
         return np.einsum(subscripts, *operands)
+
+    def transpose(self, x, axes):
+        return np.ascontiguousarray(np.transpose(x, axes))
 
     def pad(self, x, widths):
         return np.pad(x, widths)

@@ -117,6 +117,9 @@ class TorchBackend(Backend):
         device = next((o.device for o in operands if isinstance(o, self.torch.Tensor)), None)
         return self.torch.einsum(subscripts, *[self.torch.as_tensor(o, device=device) for o in operands])
 
+    def transpose(self, x, axes):
+        return x.permute(*axes).contiguous()
+
     def select_class(self, outputs, indices):
         classes = self.torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
         rows = self.torch.arange(outputs.shape[0], device=outputs.device)

@@ -144,6 +144,21 @@ def test_shape_operations_match_numpy(backend):
     np.testing.assert_array_equal(backend.to_numpy(backend.stack([x[0], x[1]])), x)
 
 
+@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
+def test_transpose_matches_numpy_and_lays_the_result_out_in_its_new_order(framework):
+    if framework != "numpy":
+        pytest.importorskip(framework)
+    backend = resolve_backend(framework)
+    x = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    out = backend.transpose(backend.asarray(x), (0, 3, 1, 2))
+    np.testing.assert_array_equal(backend.to_numpy(out), np.transpose(x, (0, 3, 1, 2)))
+    if backend.name in ("numpy", "torch"):  # the two whose transposes are views by default
+        assert (out.flags["C_CONTIGUOUS"] if backend.name == "numpy" else out.is_contiguous())
+    # the base class's default (einsum) on the same backend gives the same values
+    default = Backend.transpose(backend, backend.asarray(x), (0, 2, 3, 1))
+    np.testing.assert_array_equal(backend.to_numpy(default), np.transpose(x, (0, 2, 3, 1)))
+
+
 def test_pad_adds_zeros_where_the_widths_say(backend):
     x = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 2, 3)
     expected = np.zeros((1, 3, 5), np.float32)  # one row before, two columns after
