@@ -44,6 +44,10 @@ def to_backend(name: str, array):
         import jax.numpy as jnp
 
         return jnp.asarray(array)
+    if name == "torch":
+        import torch
+
+        return torch.from_numpy(array)
     return array
 
 

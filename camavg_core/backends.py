@@ -45,7 +45,7 @@ class Backend:
     ``pad``, ``transpose`` and ``while_loop`` are the control and shape ops of ROAD's solver
     (:mod:`camavg_core.imputation`); ``while_loop`` runs in Python unless the framework traces.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
-    imputations (TensorFlow's XLA kernels, channels last) returns its result there,
+    imputations (TensorFlow's XLA kernels) returns its result there,
     and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
     """
 

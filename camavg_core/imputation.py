@@ -16,7 +16,7 @@ batched over the images, the stencil a separable [1, 2, 1] x [1, 2, 1] / 12 sum 
 centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
 ``jax.lax.while_loop``, or a Python loop for NumPy and PyTorch). The code is written against
 the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
-solver first (``Backend.impute_fast``: TensorFlow's XLA kernels for channels last, in
+solver first (``Backend.impute_fast``: TensorFlow's XLA kernels, in
 ``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps).
 The generic solver runs channels first (channels-last inputs transposed in and out,
 ``Backend.transpose``), so that the one-channel masks and weights broadcast over an outer axis.

@@ -129,9 +129,8 @@ class TensorFlowBackend(Backend):
         return tuple(self.tf.while_loop(cond, body, state))
 
     def impute_fast(self, x, masks, *, tol, max_iter, axes, preconditioner):
-        # the solver's iteration (and the multigrid's set-up) as XLA kernels: channels last only
-        if tuple(axes) != (1, 2):
-            return None
+        # the solver's iteration (and the multigrid's set-up) as XLA kernels, either layout
         from camavg_tf.imputation import impute_masks
 
-        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)
+        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner,
+                            channels_first=tuple(axes) == (2, 3))
