@@ -7,9 +7,9 @@ took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so th
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
 loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), inputs with
 their channels last transposed in and out (the loops vectorise along a row's W pixels rather
-than C = 3 channels: 15% off the solve), its full-size fields with a zero border of one pixel (:func:`_bordered`). The mask and
-weights stay on one channel, broadcast inside the loops. A batch is solved as ``STREAMS``
-independent parts that TF runs side by side (:func:`impute`).
+than C = 3 channels: 15% off the solve), its full-size fields with a zero border of one pixel
+(:func:`_bordered`). The mask and weights stay on one channel, broadcast inside the loops. A
+batch is solved as ``STREAMS`` independent parts that TF runs side by side (:func:`impute`).
 :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here, one mask or two
 disjoint ones in one field (:func:`camavg_core.imputation.impute_pair`: the fine stencils then
 couple only the pixels of one system, :func:`camavg_core.imputation.class_sum`), in either
