@@ -84,12 +84,13 @@ STATED = {
 
 def _value(metric: str, value: float) -> str:
     """A value in its metric's unit: percent to 2 decimals, a fraction (an AUC) to 3."""
-    return f"{value:.2f}" if metric_named(metric).unit == "percent" else f"{value:.3f}"
+    return f"{value:.{metric_named(metric).decimals}f}"
 
 
 def _amount(metric: str, value: float) -> str:
     """A difference or a margin in words: '4.97 points' for a percentage, '0.052' for a fraction."""
-    return f"{value:.2f} points" if metric_named(metric).unit == "percent" else f"{value:.3f}"
+    text = f"{value:.{metric_named(metric).decimals}f}"
+    return f"{text} points" if metric_named(metric).unit == "percent" else text
 
 
 def _margin(metric: str, margin: float) -> str:

@@ -53,7 +53,7 @@ def decimals_of(name: str) -> int:
     >>> decimals_of("average_drop"), decimals_of("deletion")
     (2, 3)
     """
-    return 2 if metric_named(name).unit == "percent" else 3
+    return metric_named(name).decimals
 
 
 def _with_interval(value: float, interval: Sequence[float] | None, decimals: int = 2) -> str:

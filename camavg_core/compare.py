@@ -181,8 +181,9 @@ class Comparison:
             test = "" if self.test.get(name, SIGN_FLIP) == SIGN_FLIP else f" ({self.test[name]})"
             better = self.better.get(name)
             unit = difference_unit(name)
+            d = metric_named(name).decimals
             parts.append(
-                f"{name} {self.difference[name]:+.2f}{unit} [{low:+.2f}, {high:+.2f}] "
+                f"{name} {self.difference[name]:+.{d}f}{unit} [{low:+.{d}f}, {high:+.{d}f}] "
                 f"p{format_p(self.p_value[name])}{test}" + (f", {better} better" if better else "")
             )
         skipped = f", {self.skipped} skipped" if self.skipped else ""
@@ -773,14 +774,15 @@ class ComparisonTable:
 
     def __str__(self) -> str:
         header = (
-            f"{'a':>14} {'b':>14} {'metric':>17} {'diff pp':>8} "
+            f"{'a':>14} {'b':>14} {'metric':>17} {'diff':>8} "
             f"{f'{100 * self.level:g}% CI':>18} {'p':>9} {'p ' + self.adjust:>9} {'better':>14}  test"
         )
         lines = [header]
         for row in self.rows:
+            d = metric_named(row.metric).decimals
             lines.append(
-                f"{row.a:>14} {row.b:>14} {row.metric:>17} {row.difference:+8.2f} "
-                f"{f'[{row.low:+.2f}, {row.high:+.2f}]':>18} {_p_cell(row.p_value)} "
+                f"{row.a:>14} {row.b:>14} {row.metric:>17} {row.difference:+8.{d}f} "
+                f"{f'[{row.low:+.{d}f}, {row.high:+.{d}f}]':>18} {_p_cell(row.p_value)} "
                 f"{_p_cell(row.p_adjusted)} {row.better or '-':>14}  {row.test}"
             )
         return "\n".join(lines)

@@ -113,6 +113,13 @@ class Metric:
         """The unit of a value (``%``) and of a difference (``pp``)."""
         return "%" if self.unit == "percent" else ""
 
+    @property
+    def decimals(self) -> int:
+        """Decimals a value, interval or difference is printed with: 2 in percent, 3 for a
+        fraction (an AUC of 0.412 read as 0.41, a Deletion difference of 0.004 as 0.00, would
+        hide the differences a comparison finds and its margin of 0.005)."""
+        return 2 if self.unit == "percent" else 3
+
 
 def _curve_row(curve: Any, backend: Backend) -> Any:
     """The one step of a (1, N) curve, or an (N,) vector as it is (the pre-curve form)."""

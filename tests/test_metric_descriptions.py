@@ -134,6 +134,24 @@ def test_a_metric_defined_here_works_in_compare_and_compare_methods():
     assert " pp" not in direct.summary()  # a fraction, not percentage points
 
 
+def test_printed_values_and_differences_keep_three_decimals_for_a_fraction_and_two_for_percent():
+    cam = NumpyAveragesCam(WEIGHTS, IMAGES)
+    result = cam.evaluate(CAMS_A, score, metrics=[RELATIVE_CHANGE, "average_drop"])
+    y, o_a = numpy_scores(CAMS_A)
+    _, o_b = numpy_scores(CAMS_B)
+    change = np.mean((o_a - y) / (y + EPS))
+    drop = 100 * reference_terms(y, o_a)["average_drop"].mean()
+    low, high = result.ci["relative_change"]
+    assert f"relative_change {change:.3f} [{low:.3f}, {high:.3f}]" in str(result)
+    assert f"average_drop {drop:.2f}% [" in str(result)
+    difference = change - np.mean((o_b - y) / (y + EPS))
+    direct = compare(y, o_a, o_b, metrics=[RELATIVE_CHANGE, "average_drop"], test="t")
+    assert f"relative_change {difference:+.3f} [" in direct.summary()
+    assert f"average_drop {direct.difference['average_drop']:+.2f} pp [" in direct.summary()
+    table = cam.compare({"a": CAMS_A, "b": CAMS_B}, score, metrics=[RELATIVE_CHANGE]).comparisons
+    assert f"{difference:+8.3f}" in str(table) and "diff pp" not in str(table)
+
+
 def test_a_metric_defined_here_works_in_a_stream_and_equals_memory():
     adapter = NumpyAdapter(WEIGHTS)
     batches = [(IMAGES[i:i + 16], CAMS_A[i:i + 16], LABELS[i:i + 16]) for i in range(0, N, 16)]
