@@ -2,9 +2,9 @@
 solve (MoRF at 0.5 beside LeRF at 0.5, the benchmark's smooth CAMs) of ``--n`` images of 96 px,
 each backend's default preconditioner, compiled where the backend compiles.
 
-TensorFlow's own XLA solver answers for both layouts (``Backend.impute_fast``; channels first
-went to the generic solver before, 4.6x slower); JAX, PyTorch and NumPy run the core's generic
-solver, which works channels first and transposes channels-last inputs in and out. Each ratio
+Every solver works channels first, ``impute`` transposing channels-last inputs in and out:
+TensorFlow's own XLA solver (``Backend.impute_fast``; channels-first inputs went to the generic
+solver before, 4.6x slower), and the core's generic one for JAX, PyTorch and NumPy. Each ratio
 channels last / channels first is then about 1 (before, the generic solver broadcast the
 one-channel masks over the innermost 3 values of channels-last inputs: 1.2x-1.5x). Each figure
 is the best of ``--repeats`` calls, the layouts of one backend taking turns.
@@ -19,7 +19,7 @@ import importlib
 
 import numpy as np
 
-from benchmarks import compiled, interleaved, to_backend
+from benchmarks import block, compiled, interleaved, to_backend
 from benchmarks.bench_road import smooth_cams
 
 
@@ -56,17 +56,11 @@ def main() -> None:
         figures = {}
         for layout, arrays in layouts.items():
             converted = tuple(to_backend(name, v) for v in arrays)
-            figures[layout] = lambda solve=solve, converted=converted: _ready(solve(*converted))
+            figures[layout] = lambda solve=solve, converted=converted: [block(out) for out in solve(*converted)]
             figures[layout]()  # traces
         times = interleaved(figures, args.repeats)
         last, first_ = (min(w for w, _ in times[layout]) for layout in layouts)
         print(f"  {name:12s} {last:14.3f} {first_:15.3f} {last / first_:12.2f}x")
-
-
-def _ready(outputs):
-    for out in outputs:
-        np.asarray(out)  # waits for JAX's dispatch, copies TF's and torch's result to the host
-    return outputs
 
 
 if __name__ == "__main__":

@@ -46,16 +46,6 @@ def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | N
 
 
 # ----------------------------------------------------------------------------- text
-def decimals_of(name: str) -> int:
-    """Decimals shown for a metric: 2 for a percentage, 3 for a fraction (an AUC of 0.412 read
-    as 0.41 would hide the differences the comparisons find).
-
-    >>> decimals_of("average_drop"), decimals_of("deletion")
-    (2, 3)
-    """
-    return metric_named(name).decimals
-
-
 def _with_interval(value: float, interval: Sequence[float] | None, decimals: int = 2) -> str:
     if interval is None:
         return f"{value:.{decimals}f}"
@@ -88,7 +78,7 @@ def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | Non
     for method, result in results.items():
         row = [method] + [
             _with_interval(result.values[metric], None if result.ci is None else result.ci.get(metric),
-                           decimals_of(metric))
+                           metric_named(metric).decimals)
             for metric in metrics
         ] + [str(result.n)]
         if any_skipped:
@@ -116,7 +106,7 @@ def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for metric in metrics:
             entry = by_metric.get(metric)
             line.append("" if entry is None else
-                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']), decimals_of(metric))} "
+                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']), metric_named(metric).decimals)} "
                         f"p{format_p(entry['p_adjusted'])}" + (f" {entry['better']} better" if entry.get("better") else ""))
         lines.append(line)
     return _align([header] + lines)

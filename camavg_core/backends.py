@@ -163,13 +163,13 @@ class Backend:
             state = tuple(body(*state))
         return tuple(state)
 
-    def impute_fast(self, x: Any, masks: tuple, *, tol: float, max_iter: int, axes: tuple[int, int],
-                    preconditioner: str) -> Any:
+    def impute_fast(self, x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> Any:
         """ROAD's imputation by this backend's own solver, or None where it has none (the
         default): ``(outputs, iterations)``, one output per mask of ``masks`` (one, or two
         disjoint ones solved in one field: :func:`camavg_core.imputation.impute_pair`), with
-        :func:`camavg_core.imputation.impute`'s other arguments, ``x`` and the masks already
-        in the compute dtype, ``axes`` and ``preconditioner`` resolved."""
+        :func:`camavg_core.imputation.impute`'s other arguments. ``x`` (B, C, H, W) and the
+        masks (B, 1, H, W) come channels first (``impute`` transposes channels-last inputs),
+        in the compute dtype, ``preconditioner`` resolved."""
         return None
 
     def __repr__(self) -> str:

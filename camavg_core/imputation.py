@@ -18,7 +18,7 @@ centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
 the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
 solver first (``Backend.impute_fast``: TensorFlow's XLA kernels, in
 ``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps).
-The generic solver runs channels first (channels-last inputs transposed in and out,
+Every solver runs channels first (channels-last inputs transposed in and out once, here,
 ``Backend.transpose``), so that the one-channel masks and weights broadcast over an outer axis.
 Iterations stop when every image's and channel's r M r (M the preconditioner: the
 norm CG computes anyway) is below tol^2 times the Jacobi-scaled norm of the right-hand side,
@@ -297,7 +297,7 @@ def _dense(backend: Backend, coefficients: dict, h: int, w: int, extra: Any) -> 
 def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any, *,
            dense: Any = _dense) -> Any:
     """r -> A^{-1} r for the 9-point operator of ``coefficients`` (channel axis of 1) on a small
-    grid: its dense (B, n, n) matrix (``dense``, :func:`_dense`'s arguments) inverted once per
+    grid, r (B, C, h, w) (the solvers run channels first): its dense (B, n, n) matrix (``dense``, :func:`_dense`'s arguments) inverted once per
     solve, applied to every channel by one batched product. A cell with no unknown (a zero row
     and column) gets a 1 on the diagonal (its residual is 0, so is its correction); an image
     with no known pixel (a singular operator, whose solve CG discards: alpha = 0) gets the
@@ -309,14 +309,10 @@ def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_know
     singular = backend.reshape(1.0 - has_known, (-1, 1))
     matrix = dense(backend, coefficients, h, w, backend.maximum(empty, singular))
     inverse = _materialise(backend, _spd_inverse(backend, matrix))
-    last = axes == (1, 2)
 
     def solve(r: Any) -> Any:
         shape = tuple(int(d) for d in r.shape[1:])
-        if last:  # (B, h, w, C)
-            out = backend.einsum("bnm,bmc->bnc", inverse, backend.reshape(r, (-1, n, shape[-1])))
-        else:  # (B, C, h, w)
-            out = backend.einsum("bcm,bnm->bcn", backend.reshape(r, (-1, shape[0], n)), inverse)
+        out = backend.einsum("bcm,bnm->bcn", backend.reshape(r, (-1, shape[0], n)), inverse)
         return backend.reshape(out, (-1,) + shape)
 
     return solve
@@ -341,6 +337,9 @@ def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: 
             fine[d] = fine[d] * (0.5 + 0.5 * sign * _shift(signs, axes, d, h, w))
     return fine
 
+
+# the spatial axes of every solve: channels first, (B, C, H, W) (:func:`_impute` transposes)
+_FIRST = (2, 3)
 
 # the V-cycle's constants: the fine smoother's damping, the largest grid solved exactly
 # (coarsest^2 cells), the coarse correction's over-weighting
@@ -526,23 +525,22 @@ def _impute(backend: Backend, x: Any, removed: tuple, tol: float, max_iter: int,
         preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
-    fast = backend.impute_fast(x, masks, tol=tol, max_iter=max_iter, axes=axes, preconditioner=preconditioner)
-    if fast is not None:
-        return fast
-    if axes == (1, 2):
-        # channels last, solved channels first: the masks and weights, one channel each, then
-        # broadcast over an outer axis, not over the innermost 3 values (a 64-image pair,
-        # 2026-12-05: JAX's Jacobi 1.2 s to 0.86 s, PyTorch 0.63 s to 0.49 s, NumPy 3.3 s to 2.7 s)
-        first = (0, 3, 1, 2)
-        outs, iterations = _solve(backend, backend.transpose(x, first), tuple(backend.transpose(m, first) for m in masks),
-                                  tol, max_iter, (2, 3), preconditioner)
-        return tuple(backend.transpose(out, (0, 2, 3, 1)) for out in outs), iterations
-    return _solve(backend, x, masks, tol, max_iter, axes, preconditioner)
+    last = tuple(axes) == (1, 2)
+    if last:
+        # every solver runs channels first: the masks and weights, one channel each, then
+        # broadcast over an outer axis, not over the innermost 3 values (the generic solver on a
+        # 64-image pair, 2026-12-05: JAX's Jacobi 1.2 s to 0.86 s, PyTorch 0.63 s to 0.49 s,
+        # NumPy 3.3 s to 2.7 s; TF's XLA loops vectorise along a row's W pixels: 15% off a solve)
+        x, masks = backend.transpose(x, (0, 3, 1, 2)), tuple(backend.transpose(m, (0, 3, 1, 2)) for m in masks)
+    solved = backend.impute_fast(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)
+    outs, iterations = _solve(backend, x, masks, tol, max_iter, preconditioner) if solved is None else solved
+    return (tuple(backend.transpose(out, (0, 2, 3, 1)) for out in outs) if last else outs), iterations
 
 
-def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, axes: tuple[int, int],
-           preconditioner: str) -> tuple:
-    """The generic solver of :func:`_impute`: x and the masks in the compute dtype."""
+def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, preconditioner: str) -> tuple:
+    """The generic solver of :func:`_impute`: (B, C, H, W) x and (B, 1, H, W) masks in the
+    compute dtype."""
+    axes = _FIRST
     dtype = backend.dtype_name(x)
     m = _add_n(list(masks))  # the union
     sign = None if len(masks) == 1 else masks[0] - masks[1]

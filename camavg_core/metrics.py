@@ -117,7 +117,11 @@ class Metric:
     def decimals(self) -> int:
         """Decimals a value, interval or difference is printed with: 2 in percent, 3 for a
         fraction (an AUC of 0.412 read as 0.41, a Deletion difference of 0.004 as 0.00, would
-        hide the differences a comparison finds and its margin of 0.005)."""
+        hide the differences a comparison finds and its margin of 0.005).
+
+        >>> metric_named("average_drop").decimals, metric_named("deletion").decimals
+        (2, 3)
+        """
         return 2 if self.unit == "percent" else 3
 
 

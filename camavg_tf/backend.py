@@ -128,9 +128,8 @@ class TensorFlowBackend(Backend):
     def while_loop(self, cond, body, state):
         return tuple(self.tf.while_loop(cond, body, state))
 
-    def impute_fast(self, x, masks, *, tol, max_iter, axes, preconditioner):
-        # the solver's iteration (and the multigrid's set-up) as XLA kernels, either layout
+    def impute_fast(self, x, masks, *, tol, max_iter, preconditioner):
+        # the solver's iteration (and the multigrid's set-up) as XLA kernels
         from camavg_tf.imputation import impute_masks
 
-        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner,
-                            channels_first=tuple(axes) == (2, 3))
+        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)

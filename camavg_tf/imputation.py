@@ -5,21 +5,20 @@ are shared) with the iteration, and the multigrid's per-solve set-up, compiled b
 TF runs each product, sum and stencil as its own pass over memory (the iteration's fine level
 took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so the full-size
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
-loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), inputs with
-their channels last transposed in and out (the loops vectorise along a row's W pixels rather
-than C = 3 channels: 15% off the solve), its full-size fields with a zero border of one pixel
+loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), as the core
+hands it over (:func:`camavg_core.imputation.impute` transposes channels-last inputs: the loops
+vectorise along a row's W pixels rather than C = 3 channels, 15% off the solve), its full-size fields with a zero border of one pixel
 (:func:`_bordered`). The mask and weights stay on one channel, broadcast inside the loops. A
 batch is solved as ``STREAMS`` independent parts that TF runs side by side (:func:`impute`).
 :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here, one mask or two
 disjoint ones in one field (:func:`camavg_core.imputation.impute_pair`: the fine stencils then
-couple only the pixels of one system, :func:`camavg_core.imputation.class_sum`), in either
-layout.
+couple only the pixels of one system, :func:`camavg_core.imputation.class_sum`).
 
 >>> import numpy as np, tensorflow as tf
->>> x = tf.constant(np.arange(16.0, dtype=np.float32).reshape(1, 4, 4, 1))  # x[i, j] = 4 i + j
->>> removed = np.zeros((1, 4, 4, 1), np.float32); removed[0, 1:3, 1:3] = 1.0
+>>> x = tf.constant(np.arange(16.0, dtype=np.float32).reshape(1, 1, 4, 4))  # x[i, j] = 4 i + j
+>>> removed = np.zeros((1, 1, 4, 4), np.float32); removed[0, 0, 1:3, 1:3] = 1.0
 >>> (out,), _ = impute_masks(x, (tf.constant(removed),), tol=1e-5, max_iter=2000)
->>> np.round(out.numpy()[0, 1:3, 1:3, 0], 4).tolist()   # a linear ramp is its own weighted mean
+>>> np.round(out.numpy()[0, 0, 1:3, 1:3], 4).tolist()   # a linear ramp is its own weighted mean
 [[5.0, 6.0], [9.0, 10.0]]
 """
 
@@ -339,12 +338,10 @@ def _multigrid(m: Any, s: Any, has_known: Any, sign: Any) -> Any:
 STREAMS = 2
 
 
-def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str = "multigrid",
-                 channels_first: bool = False) -> tuple:
+def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str = "multigrid") -> tuple:
     """:func:`camavg_core.imputation.impute` (one mask) or :func:`~camavg_core.imputation.
-    impute_pair` (two disjoint ones in one field) for (B, H, W, C) ``x`` and (B, H, W, 1)
-    ``masks`` ((B, C, H, W) and (B, 1, H, W) with ``channels_first``, the solve's own layout:
-    no transposes), all in the compute dtype: ``(outputs, iterations)``, one output per mask. The
+    impute_pair` (two disjoint ones in one field) for (B, C, H, W) ``x`` and (B, 1, H, W)
+    ``masks``, all in the compute dtype: ``(outputs, iterations)``, one output per mask. The
     same start, preconditioner, stopping rule and result, the iteration's full-size products,
     sums and stencils in XLA loops; with the multigrid, the set-up too.
 
@@ -356,22 +353,17 @@ def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditio
     n = tf.shape(x)[0]
     bounds = [(k * n) // STREAMS for k in range(STREAMS + 1)]
     solved = [_solve(x[lo:hi], tuple(m[lo:hi] for m in masks), tol=tol, max_iter=max_iter,
-                     preconditioner=preconditioner, channels_first=channels_first)
+                     preconditioner=preconditioner)
               for lo, hi in zip(bounds[:-1], bounds[1:])]
     outs = tuple(tf.concat(parts, 0) for parts in zip(*(part for part, _ in solved)))
     return outs, tf.reduce_max(tf.stack([i for _, i in solved]))
 
 
-def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str, channels_first: bool) -> tuple:
+def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> tuple:
     """One part's solve: (the imputed x per mask, the iterations taken)."""
     backend = _TF
     dtype = backend.dtype_name(x)
     k = len(masks)
-    if not channels_first:
-        # channels first for the solve (one transpose each way): XLA vectorises along the
-        # rows' W pixels rather than the C = 3 channels
-        x = tf.transpose(x, (0, 3, 1, 2))
-        masks = tuple(tf.transpose(m, (0, 3, 1, 2)) for m in masks)
     channels, h, w = (int(d) for d in x.shape[1:])
     m = _add_n(list(masks))  # the union
     sign = None if k == 1 else masks[0] - masks[1]
@@ -428,5 +420,4 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the pixels no system removes (it moves along masked directions only)
-    outs = setup["restore"](x, masks, u)
-    return (outs if channels_first else tuple(tf.transpose(out, (0, 2, 3, 1)) for out in outs)), iterations
+    return setup["restore"](x, masks, u), iterations
