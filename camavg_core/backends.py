@@ -43,7 +43,9 @@ class Backend:
     backend's own arrays, except ``to_numpy`` and the concrete scalar readers.
 
     ``pad``, ``transpose`` and ``while_loop`` are the control and shape ops of ROAD's solver
-    (:mod:`camavg_core.imputation`); ``while_loop`` runs in Python unless the framework traces.
+    (:mod:`camavg_core.imputation`), ``inv`` its one linear-algebra op; ``while_loop`` runs in
+    Python unless the framework traces. ``spd_inverse``, ``materialise`` and
+    ``road_preconditioner`` have defaults that a backend may refine.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
     imputations (TensorFlow's XLA kernels) returns its result there,
     and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
@@ -147,6 +149,30 @@ class Backend:
         later op running in the old order). The default: ``einsum``."""
         letters = "abcdefghijklmnopqrstuvwxyz"[: len(axes)]
         return self.einsum(f"{letters}->{''.join(letters[a] for a in axes)}", x)
+
+    def inv(self, a: Any) -> Any:
+        """The inverses of a batch of (B, n, n) invertible matrices."""
+        raise NotImplementedError
+
+    def spd_inverse(self, a: Any) -> Any:
+        """The inverses of a batch of (B, n, n) symmetric positive definite matrices, exactly
+        symmetric (ROAD's exact coarse solve: CG wants a symmetric preconditioner). The
+        default: ``inv``'s, symmetrised as (A^-1 + A^-T) / 2 (an LU inverse is symmetric only
+        to rounding)."""
+        inverse = self.inv(a)
+        return (inverse + self.einsum("bnm->bmn", inverse)) * 0.5
+
+    def materialise(self, x: Any) -> Any:
+        """``x``, computed once where the framework would fuse the ops that make it into each
+        of its uses (ROAD's solver sets up coarse levels and weights once per solve and uses
+        them every iteration). The default: ``x`` itself (frameworks that run ops as given)."""
+        return x
+
+    def road_preconditioner(self) -> str:
+        """ROAD's preconditioner where the caller names none: ``"multigrid"`` (the default),
+        or ``"jacobi"`` where the multigrid's many small ops run slowly
+        (:func:`camavg_core.imputation.impute`)."""
+        return "multigrid"
 
     def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""
@@ -254,6 +280,9 @@ class NumpyBackend(Backend):
 
     def transpose(self, x, axes):
         return np.ascontiguousarray(np.transpose(x, axes))
+
+    def inv(self, a):
+        return np.linalg.inv(a)
 
     def pad(self, x, widths):
         return np.pad(x, widths)

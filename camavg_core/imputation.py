@@ -83,23 +83,6 @@ def _take(v: Any, axes: tuple[int, int], rows: slice, cols: slice) -> Any:
     return v[tuple(index)]
 
 
-def _materialise(backend: Backend, v: Any) -> Any:
-    """``v`` itself, computed once: XLA would otherwise fuse the slices and sums that make a
-    coarse level's coefficients into every use, recomputing each level's from the level
-    below at every use (JAX compiled for 9 s and ran 100x slower). TF runs ops as given."""
-    if backend.name == "jax":
-        import jax
-
-        return jax.lax.optimization_barrier(v)
-    return v
-
-
-def _jax_on_cpu() -> bool:
-    import jax
-
-    return jax.default_backend() == "cpu"
-
-
 def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bool = False) -> Any:
     """sum_j w_ij v_j over the 8 in-image neighbours (1/6 edges, 1/12 diagonals): the
     separable [1, 2, 1] x [1, 2, 1] / 12 kernel with zero padding, minus its centre 4/12, by
@@ -116,7 +99,7 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bo
         centre = _take(v, axes, slice(1, h + 1), slice(1, w + 1))
     else:
         h, w = (int(v.shape[a]) for a in axes)
-        v, centre = _materialise(backend, _pad(backend, v, axes)), v
+        v, centre = backend.materialise(_pad(backend, v, axes)), v
     rows = _slice(v, axes[0], 0, h) + 2.0 * _slice(v, axes[0], 1, h + 1)
     rows += _slice(v, axes[0], 2, h + 2)
     both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1)
@@ -176,7 +159,7 @@ def _stencil(backend: Backend, coefficients: dict, v: Any, axes: tuple[int, int]
     coefficients vary per pixel; ``padded`` as for :func:`neighbour_sum` (the coefficients are
     the interior's)."""
     if not padded:
-        v = _materialise(backend, _pad(backend, v, axes))
+        v = backend.materialise(_pad(backend, v, axes))
     h, w = (int(v.shape[a]) - 2 for a in axes)
     return _add_n([c * _shift(v, axes, d, h, w) for d, c in coefficients.items()])
 
@@ -243,32 +226,7 @@ def _coarsen(backend: Backend, coefficients: dict, axes: tuple[int, int]) -> dic
         for (a, b), part in _children(backend, c, axes).items():
             target = ((a + d[0]) // 2, (b + d[1]) // 2)
             out[target] = part if target not in out else out[target] + part
-    return {d: _materialise(backend, c) for d, c in out.items()}
-
-
-def _spd_inverse(backend: Backend, a: Any) -> Any:
-    """The inverses of a batch of (n, n) symmetric positive definite matrices, symmetric (CG
-    wants a symmetric preconditioner). TensorFlow: L^-T L^-1 from the Cholesky factor (exactly
-    symmetric; 15 ms against 23 ms for LU's inverse and its symmetrisation, 64 of 144 x 144)."""
-    if backend.name == "tensorflow":
-        import tensorflow as tf
-
-        factor = tf.linalg.cholesky(a)
-        eye = tf.eye(int(a.shape[-1]), batch_shape=tf.shape(a)[:1], dtype=a.dtype)
-        lower_inverse = tf.linalg.triangular_solve(factor, eye, lower=True)
-        return tf.linalg.matmul(lower_inverse, lower_inverse, transpose_a=True)
-    if backend.name == "jax":
-        import jax.numpy as jnp
-
-        inverse = jnp.linalg.inv(a)
-    elif backend.name == "torch":
-        import torch
-
-        inverse = torch.linalg.inv(a)
-    else:
-        inverse = np.linalg.inv(a)
-    # LU's inverse is symmetric only to rounding
-    return (inverse + backend.einsum("bnm->bmn", inverse)) * 0.5
+    return {d: backend.materialise(c) for d, c in out.items()}
 
 
 def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
@@ -308,7 +266,7 @@ def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_know
     empty = backend.astype(backend.reshape(c0, (-1, n)) <= 0.0, backend.dtype_name(c0))
     singular = backend.reshape(1.0 - has_known, (-1, 1))
     matrix = dense(backend, coefficients, h, w, backend.maximum(empty, singular))
-    inverse = _materialise(backend, _spd_inverse(backend, matrix))
+    inverse = backend.materialise(backend.spd_inverse(matrix))
 
     def solve(r: Any) -> Any:
         shape = tuple(int(d) for d in r.shape[1:])
@@ -370,9 +328,9 @@ def _levels(backend: Backend, m: Any, s: Any, axes: tuple[int, int], coarsen: An
         h, w = (h + 1) // 2, (w + 1) // 2
         if h * w <= COARSEST * COARSEST:
             break
-        edges = {d: _materialise(backend, -c) for d, c in coefficients.items() if abs(d[0]) + abs(d[1]) == 1}
+        edges = {d: backend.materialise(-c) for d, c in coefficients.items() if abs(d[0]) + abs(d[1]) == 1}
         lumped = add_n([c for d, c in coefficients.items() if d[0] and d[1]] + [coefficients[(0, 0)]])
-        smoothed.append((edges, _materialise(backend, _inverse(backend, lumped)), (h, w)))
+        smoothed.append((edges, backend.materialise(_inverse(backend, lumped)), (h, w)))
     return smoothed, _exact(backend, coefficients, axes, has_known, dense=dense)
 
 
@@ -395,10 +353,10 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
         return _coarsen(backend, fine, axes)
 
     smoothed, exact = _levels(backend, m, s, axes, coarsen, has_known)
-    weight = _materialise(backend, (OMEGA * m) / s)
-    correction = _materialise(backend, OVERCORRECT * m)
-    mask = _materialise(backend, m)
-    keep = _materialise(backend, (1.0 - OMEGA) * m)
+    weight = backend.materialise((OMEGA * m) / s)
+    correction = backend.materialise(OVERCORRECT * m)
+    mask = backend.materialise(m)
+    keep = backend.materialise((1.0 - OMEGA) * m)
 
     def neighbours(v: Any) -> Any:
         return class_sum(backend, v, sign, axes)
@@ -483,8 +441,9 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
     """``x`` with the pixels where ``removed`` is 1 replaced by the solution of the linear
     imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
     (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
-    ``"multigrid"`` (a V-cycle, 8-9 iterations at 96 px) or ``"jacobi"`` (75-265); None picks
-    multigrid, except JAX on the CPU (XLA's CPU code runs the V-cycle's small ops slowly: for
+    ``"multigrid"`` (a V-cycle, 8-9 iterations at 96 px) or ``"jacobi"`` (75-265); None takes
+    the backend's choice (:meth:`Backend.road_preconditioner
+    <camavg_core.backends.Backend.road_preconditioner>`): multigrid, except JAX on the CPU (XLA's CPU code runs the V-cycle's small ops slowly: for
     16 images of 96 px, MoRF at 0.5, 8 multigrid iterations took 133-153 ms after 2.4-2.7 s of
     compiling, 164 Jacobi ones 66 ms after 0.5-0.6 s). With ``return_iterations``,
     also the number of conjugate-gradient iterations taken. A backend's own solver
@@ -522,7 +481,7 @@ def _impute(backend: Backend, x: Any, removed: tuple, tol: float, max_iter: int,
     x = backend.astype(x, dtype)
     masks = tuple(backend.astype(m, dtype) for m in removed)  # channel axes of 1
     if preconditioner is None:
-        preconditioner = "jacobi" if backend.name == "jax" and _jax_on_cpu() else "multigrid"
+        preconditioner = backend.road_preconditioner()
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
     last = tuple(axes) == (1, 2)

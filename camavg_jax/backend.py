@@ -113,6 +113,20 @@ class JaxBackend(Backend):
     def einsum(self, subscripts, *operands):
         return self.jnp.einsum(subscripts, *operands)
 
+    def inv(self, a):
+        return self.jnp.linalg.inv(a)
+
+    def materialise(self, x):
+        # XLA would fuse the slices and sums that make a coarse level's coefficients into every
+        # use, recomputing each level's from the level below at every use (ROAD's solver
+        # compiled for 9 s and ran 100x slower)
+        return self.jax.lax.optimization_barrier(x)
+
+    def road_preconditioner(self):
+        # on the CPU, XLA runs the V-cycle's many small ops slowly: 8 multigrid iterations cost
+        # twice 164 Jacobi ones and take 4-5x longer to compile (docs/road.md)
+        return "jacobi" if self.jax.default_backend() == "cpu" else "multigrid"
+
     def select_class(self, outputs, indices):
         jnp = self.jnp
         outputs = jnp.asarray(outputs)

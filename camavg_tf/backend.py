@@ -118,6 +118,18 @@ class TensorFlowBackend(Backend):
         # 1.5 ms, into channels first and back), three times per paired ROAD solve
         return self.tf.transpose(x, axes)
 
+    def inv(self, a):
+        return self.tf.linalg.inv(a)
+
+    def spd_inverse(self, a):
+        # L^-T L^-1 from the Cholesky factor: exactly symmetric, and 15 ms against 23 ms for
+        # LU's inverse and its symmetrisation (64 matrices of 144 x 144)
+        tf = self.tf
+        factor = tf.linalg.cholesky(a)
+        eye = tf.eye(int(a.shape[-1]), batch_shape=tf.shape(a)[:1], dtype=a.dtype)
+        lower_inverse = tf.linalg.triangular_solve(factor, eye, lower=True)
+        return tf.linalg.matmul(lower_inverse, lower_inverse, transpose_a=True)
+
     def select_class(self, outputs, indices):
         tf = self.tf
         indices = tf.convert_to_tensor(np.asarray(indices, dtype=np.int32))

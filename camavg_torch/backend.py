@@ -120,6 +120,9 @@ class TorchBackend(Backend):
     def transpose(self, x, axes):
         return x.permute(*axes).contiguous()
 
+    def inv(self, a):
+        return self.torch.linalg.inv(a)
+
     def select_class(self, outputs, indices):
         classes = self.torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
         rows = self.torch.arange(outputs.shape[0], device=outputs.device)

@@ -159,6 +159,37 @@ def test_transpose_matches_numpy_and_lays_the_result_out_in_its_new_order(framew
     np.testing.assert_array_equal(backend.to_numpy(default), np.transpose(x, (0, 2, 3, 1)))
 
 
+@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
+def test_spd_inverse_is_the_inverse_and_exactly_symmetric(framework):
+    """ROAD's exact coarse solve: CG needs a symmetric preconditioner, so the inverse must be
+    symmetric bit for bit, not to rounding; against NumPy's float64 inverse. The protocol's
+    default (``inv`` symmetrised) on the same backend too."""
+    if framework != "numpy":
+        pytest.importorskip(framework)
+    backend = resolve_backend(framework)
+    rng = np.random.default_rng(3)
+    factor = rng.random((3, 12, 12))
+    a = (factor @ np.swapaxes(factor, 1, 2) + 12 * np.eye(12)).astype(np.float32)  # well conditioned
+    expected = np.linalg.inv(a.astype(np.float64))
+    for method in (type(backend).spd_inverse, Backend.spd_inverse):
+        out = np.asarray(backend.to_numpy(method(backend, backend.asarray(a))), np.float64)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+        np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+
+
+@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
+def test_road_preconditioner_is_multigrid_except_jax_on_the_cpu(framework):
+    if framework != "numpy":
+        pytest.importorskip(framework)
+    backend = resolve_backend(framework)
+    if backend.name == "jax":
+        import jax
+
+        assert backend.road_preconditioner() == ("jacobi" if jax.default_backend() == "cpu" else "multigrid")
+    else:
+        assert backend.road_preconditioner() == "multigrid"
+
+
 def test_pad_adds_zeros_where_the_widths_say(backend):
     x = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 2, 3)
     expected = np.zeros((1, 3, 5), np.float32)  # one row before, two columns after
