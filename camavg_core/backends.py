@@ -44,8 +44,8 @@ class Backend:
 
     ``pad``, ``transpose`` and ``while_loop`` are the control and shape ops of ROAD's solver
     (:mod:`camavg_core.imputation`), ``inv`` its one linear-algebra op; ``while_loop`` runs in
-    Python unless the framework traces. ``spd_inverse``, ``materialise`` and
-    ``road_preconditioner`` have defaults that a backend may refine.
+    Python unless the framework traces. ``spd_inverse`` and ``materialise`` have defaults that
+    a backend may refine.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
     imputations (TensorFlow's XLA kernels) returns its result there,
     and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
@@ -167,12 +167,6 @@ class Backend:
         of its uses (ROAD's solver sets up coarse levels and weights once per solve and uses
         them every iteration). The default: ``x`` itself (frameworks that run ops as given)."""
         return x
-
-    def road_preconditioner(self) -> str:
-        """ROAD's preconditioner where the caller names none: ``"multigrid"`` (the default),
-        or ``"jacobi"`` where the multigrid's many small ops run slowly
-        (:func:`camavg_core.imputation.impute`)."""
-        return "multigrid"
 
     def select_class(self, outputs: Any, indices: np.ndarray) -> Any:
         """(N,) scores: ``outputs[i, ..., indices[i]]``, averaged over any middle axes."""

@@ -437,15 +437,15 @@ def _beta(backend: Backend, rz: Any, rz_new: Any) -> Any:
 
 def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_iter: int = 2000,
            axes: tuple[int, int] | None = None, return_iterations: bool = False,
-           preconditioner: str | None = None) -> Any:
+           preconditioner: str = "multigrid") -> Any:
     """``x`` with the pixels where ``removed`` is 1 replaced by the solution of the linear
     imputation (no noise); ``removed`` is 0/1 with a channel axis of 1 ((B, H, W, 1) or
     (B, 1, H, W)). Runs in ``x``'s compute dtype (float64 for NumPy). ``preconditioner``:
-    ``"multigrid"`` (a V-cycle, 8-9 iterations at 96 px) or ``"jacobi"`` (75-265); None takes
-    the backend's choice (:meth:`Backend.road_preconditioner
-    <camavg_core.backends.Backend.road_preconditioner>`): multigrid, except JAX on the CPU (XLA's CPU code runs the V-cycle's small ops slowly: for
-    16 images of 96 px, MoRF at 0.5, 8 multigrid iterations took 133-153 ms after 2.4-2.7 s of
-    compiling, 164 Jacobi ones 66 ms after 0.5-0.6 s). With ``return_iterations``,
+    ``"multigrid"`` (a V-cycle, 8-10 iterations at 96 px, the default on every backend) or
+    ``"jacobi"`` (200-300 at 96 px), a check on the multigrid rather than a way to measure: the
+    same stopping rule leaves it further from the exact solution where the holes are large (its
+    error grows with their size: 2.0e-4 against spsolve on 96 px images with a smooth CAM's
+    holes, in float64 as in float32, where the multigrid's is 8e-6). With ``return_iterations``,
     also the number of conjugate-gradient iterations taken. A backend's own solver
     (:meth:`Backend.impute_fast <camavg_core.backends.Backend.impute_fast>`) answers first."""
     outs, iterations = _impute(backend, x, (removed,), tol, max_iter, axes, preconditioner)
@@ -454,7 +454,7 @@ def impute(backend: Backend, x: Any, removed: Any, *, tol: float = 1e-5, max_ite
 
 def impute_pair(backend: Backend, x: Any, first: Any, second: Any, *, tol: float = 1e-5, max_iter: int = 2000,
                 axes: tuple[int, int] | None = None, return_iterations: bool = False,
-                preconditioner: str | None = None) -> Any:
+                preconditioner: str = "multigrid") -> Any:
     """:func:`impute` of two disjoint masks (no pixel removed by both) in one solve:
     ``(x imputed at first, x imputed at second)``, and the iterations with
     ``return_iterations``. Each system sees the other's removed pixels as known, so one field
@@ -473,15 +473,13 @@ def impute_pair(backend: Backend, x: Any, first: Any, second: Any, *, tol: float
 
 
 def _impute(backend: Backend, x: Any, removed: tuple, tol: float, max_iter: int, axes: tuple[int, int] | None,
-            preconditioner: str | None) -> tuple:
+            preconditioner: str) -> tuple:
     """The imputations of ``x`` at each mask of ``removed`` (one, or two disjoint ones), and
     the iterations: one conjugate-gradient solve in one field."""
     axes = _layout(x, removed[0]) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
     masks = tuple(backend.astype(m, dtype) for m in removed)  # channel axes of 1
-    if preconditioner is None:
-        preconditioner = backend.road_preconditioner()
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
     last = tuple(axes) == (1, 2)
@@ -712,7 +710,7 @@ class Road:
         counts: no check of the masks' values, a host sync on eager backends) imputed in one
         solve, plus the noise at each step's removed pixels, in ``x``'s dtype."""
         removed = [self.removed(backend, prepared, parameter) for parameter in parameters]
-        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), None)
+        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), "multigrid")
         dtype = backend.compute_dtype(x)
         if "noise" in prepared:
             noise = backend.astype(prepared["noise"], dtype)

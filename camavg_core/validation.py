@@ -917,8 +917,8 @@ def overlapping_pair(count: int) -> str:
 
 def bad_road_preconditioner(preconditioner: Any) -> str:
     return (
-        f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' and 'jacobi' "
-        f"(or None for the backend's default)."
+        f"preconditioner={preconditioner!r}: ROAD's imputation knows 'multigrid' (the default) "
+        f"and 'jacobi'."
     )
 
 

@@ -122,11 +122,6 @@ class JaxBackend(Backend):
         # compiled for 9 s and ran 100x slower)
         return self.jax.lax.optimization_barrier(x)
 
-    def road_preconditioner(self):
-        # on the CPU, XLA runs the V-cycle's many small ops slowly: 8 multigrid iterations cost
-        # twice 164 Jacobi ones and take 4-5x longer to compile (docs/road.md)
-        return "jacobi" if self.jax.default_backend() == "cpu" else "multigrid"
-
     def select_class(self, outputs, indices):
         jnp = self.jnp
         outputs = jnp.asarray(outputs)

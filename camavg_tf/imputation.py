@@ -86,10 +86,14 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
     band = w + 1
     rows = {}
     for d in _OFFSETS:
+        inside = ((i + d[0] >= 0) & (i + d[0] < h) & (j + d[1] >= 0) & (j + d[1] < w)).reshape(n)
+        if not inside.any():
+            # no cell has this neighbour: no entry; on a grid one cell wide or high its diagonal
+            # would be another offset's (w = 1: (0, 1) is (1, 0)'s, (1, -1) the main diagonal)
+            continue
         flat = tf.reshape(coefficients[d], (-1, n))
         if d == (0, 0):
             flat = flat + extra
-        inside = ((i + d[0] >= 0) & (i + d[0] < h) & (j + d[1] >= 0) & (j + d[1] < w)).reshape(n)
         if not inside.all():  # a neighbour across the grid's edge is no entry (a row's wrap)
             flat = flat * tf.constant(inside.astype(flat.dtype.as_numpy_dtype))
         rows[d[0] * w + d[1]] = flat

@@ -177,19 +177,6 @@ def test_spd_inverse_is_the_inverse_and_exactly_symmetric(framework):
         np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
 
 
-@pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
-def test_road_preconditioner_is_multigrid_except_jax_on_the_cpu(framework):
-    if framework != "numpy":
-        pytest.importorskip(framework)
-    backend = resolve_backend(framework)
-    if backend.name == "jax":
-        import jax
-
-        assert backend.road_preconditioner() == ("jacobi" if jax.default_backend() == "cpu" else "multigrid")
-    else:
-        assert backend.road_preconditioner() == "multigrid"
-
-
 def test_pad_adds_zeros_where_the_widths_say(backend):
     x = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 2, 3)
     expected = np.zeros((1, 3, 5), np.float32)  # one row before, two columns after
