@@ -510,7 +510,10 @@ def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, pr
     dtype = backend.dtype_name(x)
     m = _add_n(list(masks))  # the union
     sign = None if len(masks) == 1 else masks[0] - masks[1]
-    s = neighbour_sum(backend, m * 0.0 + 1.0, axes)  # each pixel's in-image weight sum: the diagonal
+    # each pixel's in-image weight sum (times 12): the diagonal; 0 only in a 1 x 1 image, whose
+    # pixel is then known (or the image all removed, the mean's case), so any value does there:
+    # 1 keeps the divisions by it finite
+    s = backend.maximum(neighbour_sum(backend, m * 0.0 + 1.0, axes), 1.0)
 
     def operator(v):
         """A v at the removed pixels, for v that is 0 at the known ones; junk at the known

@@ -372,7 +372,8 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     m = _add_n(list(masks))  # the union
     sign = None if k == 1 else masks[0] - masks[1]
     # each pixel's in-image weight sum depends on the shape only: a constant
-    s = tf.constant(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), dtype)
+    # (at least 1: as in the core's solver, 0 only in a 1 x 1 image, where any value does)
+    s = tf.constant(np.maximum(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), 1.0), dtype)
     kernels, setup = _fused(), _setup_kernels()
     bordered_sign = None if sign is None else _bordered(sign)
     if preconditioner == "multigrid":

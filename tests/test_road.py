@@ -557,3 +557,20 @@ def test_a_large_hole_in_float32_agrees_with_spsolve(framework):
     outs = impute_pair(backend, to(x), *(to(m) for m in masks))
     for out, want in zip(outs, expected):
         np.testing.assert_allclose(back(out), want, atol=1e-4, rtol=0)
+
+
+def test_a_one_pixel_image_imputes_without_dividing_by_zero():
+    """A 1 x 1 image: its pixel has no neighbour (a weight sum of 0, which NumPy divided by with
+    RuntimeWarnings until 2026-12-06); kept, it stays, removed, it is the image's mean (itself)."""
+    import warnings
+
+    x = np.random.default_rng(5).random((2, 1, 1, 3))
+    removed = np.zeros((2, 1, 1, 1))
+    removed[1] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = impute(NUMPY, x, removed)
+        first, second = impute_pair(NUMPY, x, removed, np.zeros_like(removed))
+    np.testing.assert_array_equal(out, x)
+    np.testing.assert_array_equal(first, x)
+    np.testing.assert_array_equal(second, x)
