@@ -493,23 +493,29 @@ def test_grids_one_cell_wide_agree_with_spsolve(framework, shape):
         np.testing.assert_allclose(second[i], reference_road_impute(x[i], other[i]), atol=1e-4, rtol=0)
 
 
+def _spsolved_pairs(x: np.ndarray, cams: np.ndarray, groups: tuple) -> list:
+    """For ROAD's default pairs of ``Road().groups`` numbered ``groups``: the two masks of each
+    and spsolve's imputation of ``x`` at each mask."""
+    road = Road()
+    rows = road.parameters(int(np.prod(x.shape[1:3])))
+    prepared = road.prepare(NUMPY, x, cams)
+    pairs = []
+    for a, b in (road.groups(rows)[k] for k in groups):
+        masks = [road.removed(NUMPY, prepared, rows[k]) for k in (a, b)]
+        expected = [np.stack([reference_road_impute(x[i], m[i, ..., 0] > 0.5) for i in range(len(x))]) for m in masks]
+        pairs.append((masks, expected))
+    return pairs
+
+
 @functools.lru_cache(maxsize=None)
 def _pairs_at_96_px() -> tuple:
     """benchmarks/bench_road.py's first 8 images of 96 px and smooth CAMs (one Gaussian blob
-    each, of random width), the masks of two of ROAD's default pairs (MoRF at 0.3 beside LeRF
-    at 0.7, MoRF at 0.5 beside LeRF at 0.5), and spsolve's imputation of each."""
+    each, of random width), ROAD's MoRF at 0.3 beside LeRF at 0.7 and MoRF at 0.5 beside LeRF
+    at 0.5, with spsolve's imputations."""
     from benchmarks.bench_road import smooth_cams
 
     x = np.random.default_rng(0).random((8, 96, 96, 3)).astype(np.float32)
-    road = Road()
-    rows = road.parameters(96 * 96)
-    prepared = road.prepare(NUMPY, x, smooth_cams(8, 96))
-    pairs = []
-    for a, b in (road.groups(rows)[k] for k in (2, 4)):
-        masks = [road.removed(NUMPY, prepared, rows[k]) for k in (a, b)]
-        expected = [np.stack([reference_road_impute(x[i], m[i, ..., 0] > 0.5) for i in range(8)]) for m in masks]
-        pairs.append((masks, expected))
-    return x, pairs
+    return x, _spsolved_pairs(x, smooth_cams(8, 96), (2, 4))
 
 
 @pytest.mark.slow
@@ -531,17 +537,13 @@ def test_default_imputation_agrees_with_spsolve_at_96_px(framework):
 @functools.lru_cache(maxsize=None)
 def _wide_morf_at_0_9() -> tuple:
     """Two images of 96 x 200 px with smooth CAMs of random width, ROAD's MoRF at 0.9 beside
-    LeRF at 0.1, and spsolve's imputation of each."""
+    LeRF at 0.1, with spsolve's imputations."""
     rng = np.random.default_rng(96 * 200)
     x = rng.random((2, 96, 200, 3)).astype(np.float32)
     yy, xx = np.mgrid[:96, :200]
     cams = np.stack([np.exp(-((yy - rng.uniform(0, 96)) ** 2 + (xx - rng.uniform(0, 200)) ** 2)
                             / (rng.uniform(0.05, 0.3) * 96 * 200)) for _ in range(2)])[..., None]
-    road = Road()
-    rows = road.parameters(96 * 200)
-    prepared = road.prepare(NUMPY, x, cams)
-    masks = [road.removed(NUMPY, prepared, rows[k]) for k in road.groups(rows)[8]]
-    return x, masks, [np.stack([reference_road_impute(x[i], m[i, ..., 0] > 0.5) for i in range(2)]) for m in masks]
+    return x, _spsolved_pairs(x, cams, (8,))
 
 
 @pytest.mark.slow
@@ -553,7 +555,7 @@ def test_a_large_hole_in_float32_agrees_with_spsolve(framework):
     until 2026-12-06 (PyTorch, dividing exactly, 1.3e-5); with integer weights every backend
     is within 2e-5."""
     backend, to, back = _framework(framework)
-    x, masks, expected = _wide_morf_at_0_9()
+    x, [(masks, expected)] = _wide_morf_at_0_9()
     outs = impute_pair(backend, to(x), *(to(m) for m in masks))
     for out, want in zip(outs, expected):
         np.testing.assert_allclose(back(out), want, atol=1e-4, rtol=0)
