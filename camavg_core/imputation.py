@@ -308,6 +308,14 @@ def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: 
 # the spatial axes of every solve: channels first, (B, C, H, W) (:func:`_impute` transposes)
 _FIRST = (2, 3)
 
+
+def _weight_sums(backend: Backend, ones: Any) -> Any:
+    """Each pixel's in-image weight sum times 12 (the operator's diagonal) for ``ones``, a field
+    of 1s channels first, taken as at least 1: it is 0 only in a 1 x 1 image, whose pixel is
+    then known (or the whole image removed, the mean's case), so any value does there, and 1
+    keeps the divisions by it finite (every other sum is 2 or more)."""
+    return backend.maximum(neighbour_sum(backend, ones, _FIRST), 1.0)
+
 # the V-cycle's constants: the fine smoother's damping, the largest grid solved exactly
 # (coarsest^2 cells), the coarse correction's over-weighting
 OMEGA, COARSEST, OVERCORRECT = 0.9, 12, 1.7
@@ -510,10 +518,7 @@ def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, pr
     dtype = backend.dtype_name(x)
     m = _add_n(list(masks))  # the union
     sign = None if len(masks) == 1 else masks[0] - masks[1]
-    # each pixel's in-image weight sum (times 12): the diagonal; 0 only in a 1 x 1 image, whose
-    # pixel is then known (or the image all removed, the mean's case), so any value does there:
-    # 1 keeps the divisions by it finite
-    s = backend.maximum(neighbour_sum(backend, m * 0.0 + 1.0, axes), 1.0)
+    s = _weight_sums(backend, m * 0.0 + 1.0)  # the diagonal
 
     def operator(v):
         """A v at the removed pixels, for v that is 0 at the known ones; junk at the known

@@ -34,6 +34,7 @@ from camavg_core.backends import resolve_backend
 from camavg_core.imputation import (
     OMEGA,
     OVERCORRECT,
+    _FIRST,
     _OFFSETS,
     _add_n,
     _alpha,
@@ -46,11 +47,12 @@ from camavg_core.imputation import (
     _pad,
     _stencil,
     _take,
+    _weight_sums,
     class_sum,
     neighbour_sum,
 )
 
-_AXES = (2, 3)  # the iteration runs channels first: (B, C, H, W), W innermost
+_AXES = _FIRST  # the iteration runs channels first: (B, C, H, W), W innermost
 _TF = resolve_backend("tensorflow")
 # a smoothed coarse level's N: its 4 edge neighbours, in the order its loops take them
 _EDGES = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -372,8 +374,7 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     m = _add_n(list(masks))  # the union
     sign = None if k == 1 else masks[0] - masks[1]
     # each pixel's in-image weight sum depends on the shape only: a constant
-    # (at least 1: as in the core's solver, 0 only in a 1 x 1 image, where any value does)
-    s = tf.constant(np.maximum(neighbour_sum(resolve_backend("numpy"), np.ones((1, 1, h, w)), _AXES), 1.0), dtype)
+    s = tf.constant(_weight_sums(resolve_backend("numpy"), np.ones((1, 1, h, w))), dtype)
     kernels, setup = _fused(), _setup_kernels()
     bordered_sign = None if sign is None else _bordered(sign)
     if preconditioner == "multigrid":
