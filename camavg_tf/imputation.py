@@ -251,11 +251,9 @@ def _setup_kernels() -> dict:
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
-    def start(x, masks, s):
-        """[(1 - m_k) x per system k, x, rhs^2 / s, 1 - m_k per system] to sum, rhs = sum_k m_k
-        N((1 - m_k) x) the right-hand side."""
-        rhs = _add_n([m * neighbour_sum(_TF, (1.0 - m) * x, _AXES) for m in masks])
-        return tf.concat([(1.0 - m) * x for m in masks] + [x, rhs * rhs / s] + [1.0 - m for m in masks], 1)
+    def start(x, masks):
+        """[(1 - m_k) x per system k, x, 1 - m_k per system] to sum."""
+        return tf.concat([(1.0 - m) * x for m in masks] + [x] + [1.0 - m for m in masks], 1)
 
     @compile
     def residual(x, masks, means):
@@ -266,12 +264,6 @@ def _setup_kernels() -> dict:
         u = _add_n([m * mean for m, mean in zip(masks, means)])
         r = _add_n([m * neighbour_sum(_TF, (1.0 - m) * (x - mean), _AXES) for m, mean in zip(masks, means)])
         return _bordered(u), _bordered(r)
-
-    @compile
-    def norms(r, z, m, s):
-        """[r z, r^2 m / s] to sum (``r``, ``z`` bordered)."""
-        r, z = _inner(r), _inner(z)
-        return tf.concat([r * z, r * r * (m / s)], 1)
 
     @compile
     def restore(x, masks, u):
@@ -290,7 +282,7 @@ def _setup_kernels() -> dict:
         coarse = _coarsen(_TF, dict(zip(_OFFSETS, fields)), _AXES)
         return tuple(coarse[d] for d in _OFFSETS)
 
-    _SETUP.update(start=start, residual=residual, norms=norms, restore=restore,
+    _SETUP.update(start=start, residual=residual, restore=restore,
                   fine_galerkin=fine_galerkin, galerkin=galerkin)
     return _SETUP
 
@@ -378,23 +370,18 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     kernels, setup = _fused(), _setup_kernels()
     bordered_sign = None if sign is None else _bordered(sign)
     if preconditioner == "multigrid":
-        sums = _per_channel(setup["start"](x, masks, s))  # (B, (k + 2) C + k, 1, 1)
+        sums = _per_channel(setup["start"](x, masks))  # (B, (k + 1) C + k, 1, 1)
         known_x = [sums[:, j * channels: (j + 1) * channels] for j in range(k)]
-        mean_all = sums[:, k * channels: (k + 1) * channels] / float(h * w)
-        rhs_norm = sums[:, (k + 1) * channels: (k + 2) * channels]
-        counts = [sums[:, (k + 2) * channels + j: (k + 2) * channels + j + 1] for j in range(k)]
+        mean = sums[:, k * channels: (k + 1) * channels] / float(h * w)
+        variance = _per_channel(tf.math.squared_difference(x, mean)) / float(h * w)
+        counts = [sums[:, (k + 1) * channels + j: (k + 1) * channels + j + 1] for j in range(k)]
         has_known = [count > 0.0 for count in counts]
         live = functools.reduce(tf.logical_and, has_known)  # every system knows a pixel
-        means = tuple(backend.where(ok, total / backend.maximum(count, 1.0), mean_all)
+        means = tuple(backend.where(ok, total / backend.maximum(count, 1.0), mean)
                       for ok, total, count in zip(has_known, known_x, counts))
         precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype), sign)
         u, r = setup["residual"](x, masks, means)
         z = precondition(r)
-        norms = _per_channel(setup["norms"](r, z, m, s))  # (B, 2 C, 1, 1)
-        rz = norms[:, :channels]
-        # the core's stopping rule (camavg_core.imputation._limit)
-        limit = (tol * tol) * (rhs_norm + 1e-30)
-        limit = limit * rz / backend.maximum(norms[:, channels:], 1e-30)
         descend = precondition  # r - alpha A p in the V-cycle's first loop
     else:
         # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
@@ -402,22 +389,21 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
         wide = tuple(tf.tile(v, [1, channels, 1, 1]) for v in masks)
         wide_m, wide_s = _add_n(list(wide)), tf.tile(s * tf.ones_like(m), [1, channels, 1, 1])
         jacobi = wide_m / wide_s
-        u, r, rhs, live = _initial(backend, x, wide, _AXES)
-        z = jacobi * r
-        rz, limit = _limit(backend, r, z, rhs, wide_m, wide_s, _AXES, tol)
-        u, r, z, jacobi = (_bordered(v) for v in (u, r, z, jacobi))
+        u, r, live, mean, variance = _initial(backend, x, wide, _AXES)
+        u, r, z, jacobi = (_bordered(v) for v in (u, r, jacobi * r, jacobi))
 
         def descend(r, alpha, ap):
             r = kernels["axpy"](-alpha, ap, r)
             return r, jacobi * r
-    limit = backend.where(live, limit, 3.0e38)
+    rz = _per_channel(r * z)
+    limit = backend.where(live, _limit(backend, mean, variance, tol), 3.0e38)  # the core's rule
 
     def cond(i, u, r, p, rz):
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)
 
     def body(i, u, r, p, rz):
         ap = kernels["apply"](p, s, bordered_sign)
-        alpha = _alpha(backend, live, rz, _per_channel(p * ap))
+        alpha = _alpha(backend, rz, limit, _per_channel(p * ap))
         r, z = descend(r, alpha, ap)
         rz_new = _per_channel(r * z)
         u, p = kernels["update"](alpha, _beta(backend, rz, rz_new), p, u, z)  # u, deferred, shares p's pass
