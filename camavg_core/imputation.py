@@ -551,7 +551,7 @@ def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, pr
         """A v at the removed pixels, for v that is 0 at the known ones; junk at the known
         pixels, unmasked (a product a full pass of memory saved, three times an iteration):
         every use masks, the residual r through the products with z and the masked weights
-        (r z, r^2 m / s, the smoother's m omega / s, the restriction's mask)."""
+        (r z, the smoother's m omega / s, the restriction's mask)."""
         return s * v - class_sum(backend, v, sign, axes)
 
     u, r, live, mean, variance = _initial(backend, x, masks, axes)

@@ -238,9 +238,8 @@ _SETUP: dict = {}
 
 
 def _setup_kernels() -> dict:
-    """The per-solve set-up in XLA loops, as :func:`_fused` does for the iteration: the
-    right-hand side with the sums the start needs, the start and its residual, the limit's two
-    norms, the result, and the Galerkin coarsening (one kernel per level: one for all
+    """The per-solve set-up in XLA loops, as :func:`_fused` does for the iteration: the sums
+    the start needs, the start and its residual, the result, and the Galerkin coarsening (one kernel per level: one for all
     recomputed the finer levels inside each coarse value). The masks and weights come with a
     channel axis of 1, broadcast in the loops; each sum's operands leave concatenated along the
     channels, for one TF reduction (XLA's CPU reductions are slow). ``x``, the masks (one per
