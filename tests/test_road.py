@@ -10,6 +10,8 @@ import functools
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from camavg_core.backends import resolve_backend
 from camavg_core.imputation import Road, impute, impute_pair, neighbour_sum, road_terms
@@ -662,3 +664,33 @@ def test_each_image_is_imputed_as_it_would_be_alone(framework):
         alone = impute_pair(backend, to(x[i:i + 1]), to(first[i:i + 1]), to(second[i:i + 1]))
         for one, all_ in zip(alone, together):
             np.testing.assert_array_equal(back(one)[0], all_[i])
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(h=st.integers(8, 40), w=st.integers(8, 40), fraction=st.floats(0.02, 0.98), seed=st.integers(0, 2**32 - 1),
+       smooth_cam=st.booleans(), smooth_image=st.booleans(), paired=st.booleans(), tol=st.sampled_from([1e-2, 1e-3, 1e-4]))
+def test_the_error_is_within_tol_times_each_channels_spread(h, w, fraction, seed, smooth_cam, smooth_image, paired, tol):
+    """The stopping rule's promise, on images of 8-40 px a side and masks of any fraction,
+    scattered or a smooth CAM's holes, alone or paired, plain or smooth images with an offset,
+    float64 against spsolve: the largest error of each channel is within ``tol`` times its
+    standard deviation. The bound behind the rule (``ENERGY_BOUND``) was calibrated on other
+    problems; 1,500 examples of this test used at most 0.74 of it (2026-12-06). Strips 3 px
+    wide can exceed it (1.7x seen: nearly one-dimensional, their error's energy bounds its
+    height less), hence the 8 px."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    cam = rng.random((h, w))
+    if smooth_cam:
+        cam = gaussian_filter(cam, rng.uniform(1, 5))
+    first = cam >= np.quantile(cam, 1 - fraction)
+    assume(first.any() and not first.all())
+    x = rng.random((1, h, w, 2))
+    if smooth_image:
+        x = gaussian_filter(x, (0, 2, 2, 0)) * 5 + 3
+    systems = [first, ~first] if paired else [first]
+    masks = [m[None, ..., None].astype(float) for m in systems]
+    outs = impute_pair(NUMPY, x, *masks, tol=tol) if paired else (impute(NUMPY, x, masks[0], tol=tol),)
+    for out, removed in zip(outs, systems):
+        error = np.abs(out[0] - reference_road_impute(x[0], removed)).max(axis=(0, 1))
+        assert np.all(error <= tol * x[0].std(axis=(0, 1)))
