@@ -160,7 +160,7 @@ class Backend:
         default: ``inv``'s, symmetrised as (A^-1 + A^-T) / 2 (an LU inverse is symmetric only
         to rounding)."""
         inverse = self.inv(a)
-        return (inverse + self.einsum("bnm->bmn", inverse)) * 0.5
+        return (inverse + self.transpose(inverse, (0, 2, 1))) * 0.5
 
     def materialise(self, x: Any) -> Any:
         """``x``, computed once where the framework would fuse the ops that make it into each

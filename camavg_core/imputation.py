@@ -446,9 +446,10 @@ ENERGY_BOUND = 0.25
 _ROUNDING_UNITS = 2.0
 
 
-def _limit(backend: Backend, mean: Any, variance: Any, tol: float) -> Any:
-    """The stopping limit on r M r per image and channel (before the singular images are set),
-    from each channel's mean and variance over the image: CG stops when ENERGY_BOUND r M r,
+def _limit(backend: Backend, mean: Any, variance: Any, live: Any, tol: float) -> Any:
+    """The stopping limit on r M r per image and channel, from each channel's mean and variance
+    over the image, 3e38 (met at once) where an image cannot be solved (``live`` False: every
+    pixel of a system removed, :func:`_initial`): CG stops when ENERGY_BOUND r M r,
     the bound on the largest error squared, is below tol^2 times the variance, plus
     ``_ROUNDING_UNITS`` units in the last place of the channel's root mean square, squared.
     The error is then at most about tol times the channel's spread, whatever the image's size
@@ -458,7 +459,7 @@ def _limit(backend: Backend, mean: Any, variance: Any, tol: float) -> Any:
     101], 3.6e-3)."""
     eps = float(np.finfo(backend.to_numpy_dtype(mean)).eps)
     floor = (_ROUNDING_UNITS * eps) ** 2 * (variance + mean * mean)
-    return ((tol * tol) * variance + floor) / ENERGY_BOUND
+    return backend.where(live, ((tol * tol) * variance + floor) / ENERGY_BOUND, 3.0e38)
 
 
 def _alpha(backend: Backend, rz: Any, limit: Any, pap: Any) -> Any:
@@ -563,7 +564,7 @@ def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, pr
         precondition = lambda r: jacobi * r  # noqa: E731
     z = precondition(r)
     rz = _per_channel(backend, r * z, axes)
-    limit = backend.where(live, _limit(backend, mean, variance, tol), 3.0e38)
+    limit = _limit(backend, mean, variance, live, tol)
 
     def cond(i, u, r, p, rz):
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)

@@ -395,7 +395,7 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
             r = kernels["axpy"](-alpha, ap, r)
             return r, jacobi * r
     rz = _per_channel(r * z)
-    limit = backend.where(live, _limit(backend, mean, variance, tol), 3.0e38)  # the core's rule
+    limit = _limit(backend, mean, variance, live, tol)  # the core's rule
 
     def cond(i, u, r, p, rz):
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)
