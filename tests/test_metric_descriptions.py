@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from camavg_core import METRICS, Metric, MetricState, compare, summarize, validation
-from camavg_core.backends import NumpyBackend
 from camavg_core.engine import AveragesCamBase, Engine, Options
 from camavg_core.masking import mask_inputs
 from camavg_core.stream import evaluate_stream
+from numpy_adapter import NumpyAdapter
 from reference import reference_terms
 
 EPS = 1e-7
@@ -35,40 +35,6 @@ RELATIVE_CHANGE = Metric(
     "relative_change", "Relative Change", unit="fraction", scale=1.0, higher_is_better=True,
     scores="probabilities", terms=relative_change, bounds=(-1.0, np.inf),
 )
-
-
-class NumpyAdapter:
-    """An engine's framework part made of NumPy: the model is softmax(mean colour @ weights)."""
-
-    backend = NumpyBackend()
-
-    def __init__(self, weights):
-        self.weights = weights
-        self.runs = 0
-
-    def own(self, array, dtype, name):
-        return np.array(array, dtype=dtype, copy=True)
-
-    def input_dtype(self, index, dtype):
-        return "float64"
-
-    def run(self, inputs, cams, options, batch_size, perturbation=None, extra=None):
-        # the plain pass gives (N, C); a perturbed one (K, N, C): here the CAM mask, K = 1
-        self.runs += 1
-        x = inputs[0] if cams is None else mask_inputs(inputs[0], cams[0], normalize=options.normalize)
-        logits = np.asarray(x, np.float64).mean(axis=(1, 2)) @ self.weights
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities = exp / exp.sum(axis=1, keepdims=True)
-        return [probabilities if cams is None else probabilities[None]]
-
-    def to_host(self, scores):
-        return np.asarray(scores, dtype=np.float64)
-
-    def output_kind(self):
-        return None
-
-    def model_version(self):
-        return None
 
 
 class NumpyAveragesCam(AveragesCamBase):

@@ -5,21 +5,21 @@ computes every score, and tests/reference.py the three averages. The reproducers
 (the same live iterator, a finished generator, a reshuffling pipeline, a changed keep_vectors:
 each once gave a wrong count with no error) are refused; a source that starts again from its
 first batch resumes to the numbers of the whole data. The last test stops the stream with a
-KeyboardInterrupt at every line the batch loop runs, and every resume is exact.
+KeyboardInterrupt at a sample of the lines the batch loop runs (every line: on NumPy, in
+tests/test_stream_interrupts.py), and every resume is exact.
 """
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from camavg_core import stream as core_stream  # noqa: E402
 from camavg_tf.streaming import evaluate_dataset  # noqa: E402
 from reference import reference_metrics  # noqa: E402
+from test_stream_interrupts import check_every_resume  # noqa: E402
 
 N, BATCH, SIZE, CLASSES = 60, 10, 4, 3
 RNG = np.random.default_rng(20)
@@ -206,71 +206,19 @@ def test_a_checkpoint_pickles_without_its_source():
 
 
 # ------------------------------------------------------------------ an interrupt anywhere
-def _loop_lines() -> tuple[range, set]:
-    """The line numbers of evaluate_stream's try block, and the code objects of _Counted."""
-    import inspect
-
-    source, start = inspect.getsourcelines(core_stream.evaluate_stream)
-    first = start + 1 + next(i for i, line in enumerate(source) if line.strip() == "try:")
-    last = start + next(i for i, line in enumerate(source) if line.strip().startswith("except BaseException"))
-    # what the try block calls of _Counted (its constructor runs before, checkpoint() after)
-    members = vars(core_stream._Counted)
-    codes = {members["add"].__code__}
-    if isinstance(members.get("batches"), property):
-        codes.add(members["batches"].fget.__code__)
-    return range(first, last), codes
-
-
-def interrupted_at(k: int, keep_vectors: bool):
-    """Run the stream, raising KeyboardInterrupt at the k-th line event of its batch loop
-    (evaluate_stream's try block and _Counted's methods); the result if k is past the end."""
-    lines, counted_code = _loop_lines()
-    loop_code = core_stream.evaluate_stream.__code__
-    seen = {"events": 0}
-
-    def local(frame, event, arg):
-        if event == "line" and (frame.f_code in counted_code or (frame.f_code is loop_code and frame.f_lineno in lines)):
-            seen["events"] += 1
-            if seen["events"] == k:
-                raise KeyboardInterrupt(f"line event {k}")
-        return local
-
-    def global_trace(frame, event, arg):
-        if frame.f_code is loop_code or frame.f_code in counted_code:
-            return local
-        return None
-
-    sys.settrace(global_trace)
-    try:
-        return evaluate_dataset(model, generator(SHORT), keep_vectors=keep_vectors), None
-    except KeyboardInterrupt as error:
-        return None, error
-    finally:
-        sys.settrace(None)
-
-
-SHORT = 3  # batches: every line of the loop is reached with a batch counted before and after
+SHORT = 3  # batches: the loop's lines are reached with a batch counted before and after
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("keep_vectors", [False, True])
-def test_an_interrupt_at_every_line_of_the_loop_resumes_exactly(keep_vectors):
+def test_an_interrupt_in_the_loop_resumes_exactly_through_tensorflow():
+    """tests/test_stream_interrupts.py stops the core's loop at every line event on an engine of
+    NumPy; here TensorFlow's ``evaluate_dataset`` (its adapter, its skip of counted batches) at
+    every ninth, each a fresh trace of the passes."""
     n = SHORT * BATCH
-    y_c, o_c = numpy_scores(IMAGES[:n], CAMS[:n], LABELS[:n])
-    expected = reference_metrics(y_c, o_c)
-    interrupted = 0
-    for k in range(1, 10_000):
-        result, error = interrupted_at(k, keep_vectors)
-        if result is not None:
-            break
-        interrupted += 1
-        assert hasattr(error, "camavg_checkpoint"), f"interrupt at line event {k}: {error!r} {error.__traceback__.tb_next}"
-        checkpoint = error.camavg_checkpoint
-        resumed = evaluate_dataset(model, generator(SHORT), resume=checkpoint, keep_vectors=keep_vectors)
-        assert_whole(resumed, n, expected)
-        if keep_vectors:
-            np.testing.assert_allclose(resumed.y_c, y_c, atol=1e-6, err_msg=f"interrupt at line event {k}")
-            np.testing.assert_allclose(resumed.o_c, o_c, atol=1e-6, err_msg=f"interrupt at line event {k}")
-    assert_whole(result, n, expected)
-    # every batch passes through several lines: the interrupts fell all through the loop
-    assert interrupted > 6 * SHORT
+
+    def run(resume):
+        return evaluate_dataset(model, generator(SHORT), resume=resume, keep_vectors=True)
+
+    interrupted = check_every_resume(run, range(1, 10_000, 9), *numpy_scores(IMAGES[:n], CAMS[:n], LABELS[:n]),
+                                     keep_vectors=True)
+    assert interrupted > 3 * SHORT  # the sample falls all through the loop's three batches
