@@ -47,7 +47,7 @@ class Backend:
     Python unless the framework traces. ``spd_inverse`` and ``materialise`` have defaults that
     a backend may refine.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
-    imputations (TensorFlow's XLA kernels) returns its result there,
+    imputations (TensorFlow's XLA kernels; JAX's jit of the generic solver) returns its result there,
     and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
     """
 

@@ -18,7 +18,8 @@ centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
 ``jax.lax.while_loop``, or a Python loop for NumPy and PyTorch). The code is written against
 the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
 solver first (``Backend.impute_fast``: TensorFlow's XLA kernels, in
-``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps).
+``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps;
+JAX's: this module's solver as one ``jax.jit`` program).
 Every solver runs channels first (channels-last inputs transposed in and out once, here,
 ``Backend.transpose``), so that the one-channel masks and weights broadcast over an outer axis.
 Iterations stop when every image's and channel's largest error is at most about ``tol`` times

@@ -140,34 +140,38 @@ ROAD_NEIGHBOURS = [((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1
 
 
 def reference_road_impute(image, removed) -> np.ndarray:
-    """One image (H, W, C) with the pixels where ``removed`` (H, W) is true imputed, float64."""
-    from scipy.sparse import lil_matrix
+    """One image (H, W, C) with the pixels where ``removed`` (H, W) is true imputed, float64:
+    the original's sparse system, row by row of the removed pixels (row-major), each row its
+    pixel's in-image neighbours' weights, the removed ones in the matrix and the known ones in
+    the right-hand side, solved by ``scipy.sparse.linalg.spsolve``."""
+    from scipy.sparse import coo_matrix
     from scipy.sparse.linalg import spsolve
 
     image = np.asarray(image, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
     height, width, channels = image.shape
-    unknown = np.argwhere(removed)
+    i, j = np.nonzero(removed)  # the unknowns, row-major
     index = -np.ones((height, width), dtype=np.int64)
-    index[removed] = np.arange(len(unknown))
-    a = lil_matrix((len(unknown), len(unknown)))
-    b = np.zeros((len(unknown), channels))
-    for row, (i, j) in enumerate(unknown):
-        total = 0.0
-        for (di, dj), weight in ROAD_NEIGHBOURS:
-            ni, nj = i + di, j + dj
-            if not (0 <= ni < height and 0 <= nj < width):
-                continue
-            total += weight
-            if removed[ni, nj]:
-                a[row, index[ni, nj]] = -weight
-            else:
-                b[row] += weight * image[ni, nj]
-        a[row, row] = total
+    index[i, j] = np.arange(len(i))
+    total = np.zeros(len(i))
+    b = np.zeros((len(i), channels))
+    rows, columns, values = [np.arange(len(i))], [np.arange(len(i))], [total]
+    for (di, dj), weight in ROAD_NEIGHBOURS:
+        ni, nj = i + di, j + dj
+        inside = (ni >= 0) & (ni < height) & (nj >= 0) & (nj < width)
+        total += weight * inside  # the weights of the neighbours in the image, renormalised by this sum
+        unknown = np.zeros(len(i), dtype=bool)
+        unknown[inside] = removed[ni[inside], nj[inside]]
+        rows.append(np.flatnonzero(unknown))
+        columns.append(index[ni[unknown], nj[unknown]])
+        values.append(np.full(unknown.sum(), -weight))
+        known = inside & ~unknown
+        b[known] += weight * image[ni[known], nj[known]]
     out = image.copy()
-    if len(unknown):
-        solution = spsolve(a.tocsc(), b)
-        out[removed] = np.asarray(solution).reshape(len(unknown), channels)
+    if len(i):
+        a = coo_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+                       shape=(len(i), len(i))).tocsc()
+        out[i, j] = np.asarray(spsolve(a, b)).reshape(len(i), channels)
     return out
 
 
