@@ -1,4 +1,4 @@
-"""Shared test setup: Hypothesis profiles and the ``backend`` fixture.
+"""Shared test setup: Hypothesis profiles, the ``backend`` fixture and the xplique oracle.
 
 Hypothesis profiles (pick one with the environment variable ``HYPOTHESIS_PROFILE``):
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -137,3 +138,18 @@ def run_threads():
                 raise AssertionError(f"worker {index} raised {error!r}") from error
 
     return run
+
+
+@pytest.fixture
+def xplique_metrics():
+    """xplique 2.0.2's ``xplique.metrics``, an oracle: from the directory ``CAMAVG_XPLIQUE_DIR``
+    names (installed beside the project, see docs/faithfulness-curves.md), appended after
+    site-packages so that its own requirements never replace the project's TensorFlow or SciPy;
+    the test is skipped, saying so, without it."""
+    directory = os.environ.get("CAMAVG_XPLIQUE_DIR")
+    if not directory:
+        pytest.skip("set CAMAVG_XPLIQUE_DIR to a directory holding xplique 2.0.2 to run this oracle "
+                    "(docs/faithfulness-curves.md)")
+    if directory not in sys.path:
+        sys.path.append(directory)
+    return pytest.importorskip("xplique.metrics")

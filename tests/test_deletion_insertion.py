@@ -6,8 +6,6 @@ transforms of the CAM; the blur baseline against SciPy; xplique 2.0.2 when it is
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -273,20 +271,7 @@ def test_bad_arguments_are_named(arguments, error, message):
 
 
 # --------------------------------------------------------------------------- xplique 2.0.2
-def import_xplique():
-    """xplique from CAMAVG_XPLIQUE_DIR (installed beside the project: see
-    docs/faithfulness-curves.md), appended after site-packages so that it never replaces the
-    project's TensorFlow or SciPy; skipped when absent."""
-    directory = os.environ.get("CAMAVG_XPLIQUE_DIR")
-    if not directory:
-        pytest.skip("set CAMAVG_XPLIQUE_DIR to a directory holding xplique 2.0.2 to run this oracle")
-    if directory not in sys.path:
-        sys.path.append(directory)
-    return pytest.importorskip("xplique.metrics")
-
-
-def test_deletion_and_insertion_equal_xpliques(problem):
-    xplique_metrics = import_xplique()
+def test_deletion_and_insertion_equal_xpliques(problem, xplique_metrics):
     keras = pytest.importorskip("keras")
     from camavg_tf import AveragesCam
 

@@ -349,23 +349,11 @@ def test_a_stream_gives_each_batch_the_global_index_of_its_first_sample(monkeypa
 
 
 # --------------------------------------------------------------------------- xplique, where the rules agree
-def import_xplique():
-    """xplique 2.0.2 installed beside the project's TensorFlow (issue 22 item 1), when it is."""
-    import os
-    import sys
-
-    folder = os.environ.get("CAMAVG_XPLIQUE_DIR", "/tmp/xplique_dir")
-    if os.path.isdir(folder) and folder not in sys.path:
-        sys.path.append(folder)  # after site-packages: its own requirements would replace ours
-    return pytest.importorskip("xplique.metrics")
-
-
 @pytest.mark.slow
-def test_xplique_gives_our_terms_when_handed_our_masks(problem, monkeypatch):
+def test_xplique_gives_our_terms_when_handed_our_masks(problem, monkeypatch, xplique_metrics):
     """xplique draws one unseeded set of masks for a whole batch; fed sample i's uniforms (one
     image per evaluation), its Spearman term equals ours to float32 rounding."""
     tf = pytest.importorskip("tensorflow")
-    xplique = import_xplique()
     images, cams, weights, bias, labels = problem
     perturbation = MuFidelity(grid_size=3, n_samples=50, seed=4)
     ours, _, _ = run_mufidelity(tf_metrics(images, weights, bias), cams, CategoricalScore(labels), perturbation)
@@ -374,17 +362,16 @@ def test_xplique_gives_our_terms_when_handed_our_masks(problem, monkeypatch):
     for i in range(N):
         uniforms = np.random.default_rng([4, i]).random((50, 9)).astype(np.float32)  # kept where > 0.2 there
         monkeypatch.setattr(tf.random, "uniform", lambda *args, u=uniforms, **kwargs: tf.constant(u))
-        metric = xplique.MuFidelity(model, images[i : i + 1], np.eye(CLASSES, dtype=np.float32)[labels[i : i + 1]],
+        metric = xplique_metrics.MuFidelity(model, images[i : i + 1], np.eye(CLASSES, dtype=np.float32)[labels[i : i + 1]],
                                     batch_size=50, grid_size=3, subset_percent=0.2, nb_samples=50)
         theirs.append(metric.evaluate(cams[i : i + 1]))
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
-def test_xplique_reads_an_undefined_correlation_as_zero():
+def test_xplique_reads_an_undefined_correlation_as_zero(xplique_metrics):
     tf = pytest.importorskip("tensorflow")
-    xplique = import_xplique()
     images, maps = mean_model_problem()
-    still = xplique.MuFidelity(lambda x: tf.ones((tf.shape(x)[0], 1)), images, np.ones((5, 1), np.float32), batch_size=200)
+    still = xplique_metrics.MuFidelity(lambda x: tf.ones((tf.shape(x)[0], 1)), images, np.ones((5, 1), np.float32), batch_size=200)
     assert still.evaluate(maps) == 0.0  # ours: five undefined terms, no value (test above)
-    mean = xplique.MuFidelity(lambda x: tf.reduce_mean(x, axis=(1, 2, 3))[:, None], images, np.ones((5, 1), np.float32), batch_size=200)
+    mean = xplique_metrics.MuFidelity(lambda x: tf.reduce_mean(x, axis=(1, 2, 3))[:, None], images, np.ones((5, 1), np.float32), batch_size=200)
     assert mean.evaluate(maps) == pytest.approx(1.0, abs=1e-6)  # the analytic case: both give 1
