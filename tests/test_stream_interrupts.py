@@ -102,7 +102,8 @@ def check_every_resume(run: Callable, events: range, y_c: np.ndarray, o_c: np.nd
     raise AssertionError(f"the stream did not finish within line event {events[-1]}")
 
 
-def numpy_scores(images, cams, labels, weights):
+def mean_colour_scores(images, cams, labels, weights):
+    """NumPy's (y_c, o_c) of the model softmax(mean colour @ weights), float64."""
     def probabilities(x):
         logits = x.astype(np.float64).mean(axis=(1, 2)) @ weights.astype(np.float64)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -119,7 +120,7 @@ def test_an_interrupt_at_every_line_of_the_loop_resumes_exactly(keep_vectors):
         return evaluate_stream(NumpyAdapter(WEIGHTS), batches, options=Options(), keep_vectors=keep_vectors,
                                resume=resume)
 
-    interrupted = check_every_resume(run, range(1, 10_000), *numpy_scores(IMAGES, CAMS, LABELS, WEIGHTS),
+    interrupted = check_every_resume(run, range(1, 10_000), *mean_colour_scores(IMAGES, CAMS, LABELS, WEIGHTS),
                                      keep_vectors)
     # every batch passes through several lines: the interrupts fell all through the loop
     assert interrupted > 6 * SHORT

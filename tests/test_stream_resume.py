@@ -19,7 +19,7 @@ tf = pytest.importorskip("tensorflow")
 
 from camavg_tf.streaming import evaluate_dataset  # noqa: E402
 from reference import reference_metrics  # noqa: E402
-from test_stream_interrupts import check_every_resume  # noqa: E402
+from test_stream_interrupts import check_every_resume, mean_colour_scores  # noqa: E402
 
 N, BATCH, SIZE, CLASSES = 60, 10, 4, 3
 RNG = np.random.default_rng(20)
@@ -35,13 +35,7 @@ def model(x, training=False):
 
 
 def numpy_scores(images, cams, labels):
-    def probabilities(x):
-        logits = x.astype(np.float64).mean(axis=(1, 2)) @ WEIGHTS.astype(np.float64)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    rows = np.arange(len(labels))
-    return probabilities(images)[rows, labels], probabilities(images * cams[..., None])[rows, labels]
+    return mean_colour_scores(images, cams, labels, WEIGHTS)
 
 
 EXPECTED = reference_metrics(*numpy_scores(IMAGES, CAMS, LABELS))
