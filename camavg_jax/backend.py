@@ -13,6 +13,7 @@ looking at a tracer).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,6 @@ class JaxBackend(Backend):
         self.jax = jax
         self.jnp = jnp
         self._tracer_type = core.Tracer
-        self._solve = None  # ROAD's solver, jitted at its first use (impute_fast)
 
     def is_appropriate_type(self, x: Any) -> bool:
         return isinstance(x, self.jax.Array)
@@ -144,8 +144,10 @@ class JaxBackend(Backend):
         # set-up op by op, each op compiled at the first sight of its shapes (a pair of 6 images
         # of 40 px, 2026-12-06: 7.1 s the first call and 0.96 s after, jitted 3.9 s and 0.08 s);
         # under an outer jit (ROAD's compiled pass) the program is inlined
-        if self._solve is None:
-            from camavg_core.imputation import _solve
+        return self._jitted_solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
 
-            self._solve = self.jax.jit(_solve, static_argnums=(0, 3, 4, 5))
-        return self._solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
+    @functools.cached_property
+    def _jitted_solve(self):
+        from camavg_core.imputation import _solve  # the core imports the backends: not at import time
+
+        return self.jax.jit(_solve, static_argnums=(0, 3, 4, 5))
