@@ -142,7 +142,8 @@ class JaxBackend(Backend):
     def impute_fast(self, x, masks, *, tol, max_iter, preconditioner):
         # the core's generic solver, as one jit program per shape: an eager call would run its
         # set-up op by op, each op compiled at the first sight of its shapes (a pair of 6 images
-        # of 40 px, 2026-12-06: 7.1 s the first call and 0.96 s after, jitted 3.9 s and 0.08 s);
+        # of 40 px on the 2-core VM, 2026-12-06: 4.4 s the first call and 0.39 s after, jitted 1.6 s
+        # and 0.03 s);
         # under an outer jit (ROAD's compiled pass) the program is inlined
         return self._jitted_solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
 
