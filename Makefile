@@ -48,8 +48,9 @@ $(VENV)/.bench: $(VENV)/.installed
 		|| { cat $(VENV)/pip.log; echo "make: pip install failed; the log above is in $(VENV)/pip.log"; exit 1; }
 	@touch $@
 
-# two workers (pytest-xdist), as test-fast: the whole suite took 12-13 min in one process on
-# this 2-core machine, 8 min on two (CI's .ci/run should stay under 15 min with its installs)
+# two workers (pytest-xdist), as test-fast: on this 2-core machine the whole suite takes about
+# 7.5 min on two (2026-12-06; 12-13 min in one process when it took 8 on two), and CI's
+# .ci/run, installs and all three jobs, about 10 min (it should stay under 15)
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2
 
