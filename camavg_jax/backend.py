@@ -13,7 +13,6 @@ looking at a tracer).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -142,13 +141,11 @@ class JaxBackend(Backend):
     def impute_fast(self, x, masks, *, tol, max_iter, preconditioner):
         # the core's generic solver, as one jit program per shape: an eager call would run its
         # set-up op by op, each op compiled at the first sight of its shapes (a pair of 6 images
-        # of 40 px on the 2-core VM, 2026-12-06: 4.4 s the first call and 0.39 s after, jitted 1.6 s
-        # and 0.03 s);
-        # under an outer jit (ROAD's compiled pass) the program is inlined
-        return self._jitted_solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
-
-    @functools.cached_property
-    def _jitted_solve(self):
+        # of 40 px on the 2-core VM, 2026-12-06: 4.4 s the first call and 0.39 s after, jitted
+        # 1.6 s and 0.02 s); under an outer jit (ROAD's compiled pass) the program is inlined.
+        # No state of camavg's: the wrapper is made per call, and JAX's own cache, keyed on the
+        # function, the static arguments and the arrays' shapes and dtypes, holds the program
         from camavg_core.imputation import _solve  # the core imports the backends: not at import time
 
-        return self.jax.jit(_solve, static_argnums=(0, 3, 4, 5))
+        solve = self.jax.jit(_solve, static_argnums=(0, 3, 4, 5))
+        return solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
