@@ -191,3 +191,18 @@ def reference_road_removed(cam, fraction: float, lerf: bool, selection: str = "r
     out = np.zeros(flat.size, dtype=bool)
     out[chosen] = True
     return out.reshape(cam.shape)
+
+
+def reference_road_curves(images, cams, score, fractions, noise: float = 0.0, seed: int = 0):
+    """ROAD's (N, F) MoRF and LeRF curves, one sample and one step at a time: the removed pixels
+    (rank selection) imputed by spsolve, plus sample i's noise field ``noise`` *
+    ``default_rng([seed, i]).standard_normal`` at them; ``score(i, image (H, W, C)) -> float``."""
+    morf, lerf = (np.empty((len(images), len(fractions))) for _ in range(2))
+    for i, image in enumerate(images):
+        field = noise * np.random.default_rng([seed, i]).standard_normal(np.shape(image)) if noise else 0.0
+        for curve, is_lerf in ((morf, False), (lerf, True)):
+            for k, fraction in enumerate(fractions):
+                removed = reference_road_removed(cams[i], fraction, is_lerf)
+                curve[i, k] = score(i, reference_road_impute(image, removed) + np.where(removed[..., None], field, 0.0))
+    return morf, lerf
+

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from reference import reference_auc, reference_curves, reference_metrics
+from reference import reference_auc, reference_curves, reference_metrics, reference_road_curves
 
 N, SIZE, CLASSES = 24, 6, 3
 RNG = np.random.default_rng(7)
@@ -258,10 +258,23 @@ def target_score(sample, image):
     return numpy_model(image[None])[0, LABELS[sample]]
 
 
+# ROAD with two fractions and no noise: its solver's own state (none of camavg's; JAX's and
+# TensorFlow's compiled programs) must never give one call's numbers to another
+ROAD_FRACTIONS = (0.25, 0.5)
+
+
+def road(metrics, cams, score_function):
+    return metrics.road(cams, score_function, fractions=ROAD_FRACTIONS, noise=0.0)
+
+
 def reference_curve_values(cams) -> dict:
-    """Deletion and Insertion (10 steps, baseline 0) of ``cams`` from tests/reference.py."""
-    return {kind: float(reference_auc(reference_curves(target_score, IMAGES, cams, kind)).mean())
-            for kind in ("deletion", "insertion")}
+    """Deletion and Insertion (10 steps, baseline 0) and ROAD (:data:`ROAD_FRACTIONS`, no
+    noise) of ``cams`` from tests/reference.py."""
+    values = {kind: float(reference_auc(reference_curves(target_score, IMAGES, cams, kind)).mean())
+              for kind in ("deletion", "insertion")}
+    morf, lerf = reference_road_curves(IMAGES, cams, target_score, ROAD_FRACTIONS)
+    values["road"] = float(((lerf.mean(axis=1) - morf.mean(axis=1)) / 2).mean())
+    return values
 
 
 @pytest.mark.slow
@@ -273,6 +286,7 @@ def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
     def worker(index: int) -> None:
         for _ in range(5):
             values = metrics.evaluate(cam_sets[index], score(), metrics=["deletion", "insertion"]).values
+            values["road"] = road(metrics, cam_sets[index], score())
             for kind, value in expected[index].items():
                 assert abs(values[kind] - value) < 1e-5, (index, kind, values[kind], value)
 
@@ -280,17 +294,18 @@ def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["deletion", "insertion"])
+@pytest.mark.parametrize("kind", ["deletion", "insertion", "road"])
 def test_cams_changed_in_place_give_the_new_curves(fw, kind):
     metrics = fw.metrics()
+    measure = (lambda cams, s: road(metrics, cams, s)) if kind == "road" else getattr(metrics, kind)
     first, second = cam_set(30), cam_set(31)
     expected_first, expected_second = reference_curve_values(first)[kind], reference_curve_values(second)[kind]
     assert abs(expected_first - expected_second) > 1e-3  # else the test could not tell them apart
     for name, make in _host_forms():
         cams, change = make(first.copy())
-        assert getattr(metrics, kind)(cams, score()) == pytest.approx(expected_first, abs=1e-5), name
+        assert measure(cams, score()) == pytest.approx(expected_first, abs=1e-5), name
         change(second)
-        assert getattr(metrics, kind)(cams, score()) == pytest.approx(expected_second, abs=1e-5), name
+        assert measure(cams, score()) == pytest.approx(expected_second, abs=1e-5), name
 
 
 # ---------------------------------------------------------------------------- same checks, same messages

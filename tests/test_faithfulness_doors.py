@@ -15,8 +15,7 @@ from reference import (
     reference_auc,
     reference_curves,
     reference_mufidelity,
-    reference_road_impute,
-    reference_road_removed,
+    reference_road_curves,
 )
 from test_perturbations import CHANNELS, CLASSES, N, SIZE, jax_metrics, tf_metrics, torch_metrics
 
@@ -54,12 +53,8 @@ def references(images, cams, weights, bias, labels, first_index=0):
                              grid_size=3, n_samples=16, seed=5, first_index=first_index + i)["terms"][0]
         for i in range(len(images))
     ])
-    road = []
-    for i in range(len(images)):
-        curves = {lerf: [one(i, reference_road_impute(images[i], reference_road_removed(cams[i], f, lerf)))
-                         for f in (0.25, 0.5)] for lerf in (False, True)}
-        road.append((np.mean(curves[True]) - np.mean(curves[False])) / 2)
-    out["road"] = np.array(road)
+    morf, lerf = reference_road_curves(images, cams, one, (0.25, 0.5))
+    out["road"] = (lerf.mean(axis=1) - morf.mean(axis=1)) / 2
     return out
 
 

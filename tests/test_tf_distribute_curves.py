@@ -19,8 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from reference import (reference_auc, reference_curves, reference_mufidelity, reference_road_impute,
-                       reference_road_removed)
+from reference import reference_auc, reference_curves, reference_mufidelity, reference_road_curves
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("scipy")
@@ -161,14 +160,9 @@ def test_mufidelity_on_two_replicas_equals_one_device_and_numpy(child):
 def test_road_with_noise_on_two_replicas_equals_one_device_and_numpy(child):
     inputs, cams, targets, *_ = make_data()
     fractions, noise, seed = ROAD["fractions"], ROAD["noise"], ROAD["seed"]
-    curves = {False: np.empty((N, len(fractions))), True: np.empty((N, len(fractions)))}
-    for i in range(N):
-        field = noise * np.random.default_rng([seed, i]).standard_normal(SHAPE)  # one per sample
-        for lerf in (False, True):
-            for k, fraction in enumerate(fractions):
-                removed = reference_road_removed(cams[i], fraction, lerf)
-                image = reference_road_impute(inputs[i], removed) + np.where(removed[..., None], field, 0.0)
-                curves[lerf][i, k] = numpy_probabilities(image[None])[0, targets[i]]
+    morf_curves, lerf_curves = reference_road_curves(
+        inputs, cams, lambda i, image: numpy_probabilities(image[None])[0, targets[i]], fractions, noise, seed)
+    curves = {False: morf_curves, True: lerf_curves}
     terms = (curves[True].mean(axis=1) - curves[False].mean(axis=1)) / 2
     for run in ("given", "single"):
         value, got_terms, morf, lerf = child[run]["road"]
