@@ -90,6 +90,9 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
                         "difference is significant and its interval lies beyond M in the metric's unit "
                         "(default: each metric's own, 0.5 percentage points for the averages, 0.005 for "
                         "Deletion, Insertion, MuFidelity and ROAD)")
+    common.add_argument("--metrics", type=_metric_names, default=None, metavar="M1,M2",
+                        help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: the three "
+                        "averages; the demo's: the averages, deletion and insertion)")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
     common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
                         help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
@@ -109,7 +112,7 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common], help="the built-in demo on synthetic images",
                                description="Train (once, cached) a small CNN on synthetic images with known "
                                "object masks; compare Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM and reference "
-                               "maps on the three averages, Deletion and Insertion, and say what the numbers mean.",
+                               "maps on the three averages, Deletion and Insertion (or the --metrics named), and say what the numbers mean.",
                                epilog=_recipes_epilog(framework).replace("LAYER is --layer", "LAYER is conv_last"),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--n-images", type=_positive_int, default=128, metavar="N", help="evaluation images (default 128)")
@@ -128,8 +131,6 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     source.add_argument("--method", metavar="M1,M2",
                         help=f"make CAMs with {framework.cam_library}, comma-separated: {','.join(framework.cam_methods)} (recipes below)")
     evaluate.add_argument("--layer", metavar="NAME", help="the penultimate (conv) layer to take the CAMs at (with --method)")
-    evaluate.add_argument("--metrics", type=_metric_names, default=None, metavar="M1,M2",
-                          help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: the three averages)")
     evaluate.add_argument("--batch-size", type=_positive_int, metavar="B", help="samples per forward pass (default 32)")
     evaluate.add_argument("--activation", choices=("softmax", "sigmoid", "identity"),
                           help="apply this to the model's outputs (for a model that returns logits)")
@@ -249,7 +250,7 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
             cams[method] = framework.make_cams(recipe, model, data.images, data.labels)
             progress.done()
         cams.update(demo.reference_maps(data.masks))
-        metrics = demo.demo_metrics()
+        metrics = args.metrics or demo.demo_metrics()
         results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {},
                             progress, measured=metrics)
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)

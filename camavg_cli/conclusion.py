@@ -16,7 +16,6 @@ from camavg_core import METRICS, compare_methods, ties
 from camavg_core.compare import compare_results, curve_ties
 from camavg_core.metrics import metric_named, on_cam_mask, resolve_metrics
 
-METRIC_TITLES = {name: metric.title for name, metric in METRICS.items()}
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
               "margin")
 TEST_WORDS = {"sign_flip": "sign-flip permutation", "t": "Hall t"}
@@ -71,17 +70,6 @@ def _listed(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-#: the metrics the conclusion states, in this order, each with what its better side means
-STATED = {
-    "average_drop": "lower means the map keeps more of the evidence the model uses, i.e. more faithful",
-    "deletion": ("the area under the target's probability as the map's most salient pixels are set to the "
-                 "baseline, most salient first; lower means the map ranks first the pixels the model needs"),
-    "insertion": ("the area under the target's probability as the map's most salient pixels are put back "
-                  "onto the baseline, most salient first; higher means the map ranks first the pixels that "
-                  "make the score"),
-}
-
-
 def _value(metric: str, value: float) -> str:
     """A value in its metric's unit: percent to 2 decimals, a fraction (an AUC) to 3."""
     return f"{value:.{metric_named(metric).decimals}f}"
@@ -122,7 +110,7 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
     metric_rows = [row for row in rows if row["metric"] == metric]
     test = TEST_WORDS.get(metric_rows[0]["test"], metric_rows[0]["test"]) if metric_rows else ""
     margin = metric_rows[0].get("margin", description.margin) if metric_rows else description.margin
-    lines = [f"{title} ({STATED[metric]}; paired {test} test, margin {_margin(metric, margin)}):"]
+    lines = [f"{title} ({description.meaning}; paired {test} test, margin {_margin(metric, margin)}):"]
     ranked = sorted(methods, key=lambda name: results[name].values[metric], reverse=higher)
     lines.append(f"  ranking by {title}: " + (" > " if higher else " < ").join(
         f"{name} ({_value(metric, results[name].values[metric])})" for name in ranked))
@@ -160,8 +148,9 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
 
 def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *,
                level: float = 0.95) -> str:
-    """The demo's conclusion: which CAM methods beat which, on Average Drop and on Deletion and
-    Insertion where they were measured, and where the reference maps landed.
+    """The conclusion in words: which CAM methods beat which, on each measured metric that has a
+    ``meaning`` (Average Drop, Deletion, Insertion, MuFidelity, ROAD; not Average Increase or
+    Gain), and, with Average Drop, where the reference maps landed.
 
     Args:
         results: ``{method: Result}`` of this run, CAM methods and reference maps.
@@ -172,9 +161,10 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
     """
     methods = [name for name in results if name not in references]
     measured = next(iter(results.values())).values
-    stated = [metric for metric in STATED if metric in measured]
+    stated = [metric for metric in measured if metric_named(metric).meaning]
     if not stated:
-        return ("No conclusion in words: it reads " + _listed([METRIC_TITLES[m] for m in STATED]).replace(" and ", " or ")
+        readable = [metric.title for metric in METRICS.values() if metric.meaning]
+        return ("No conclusion in words: it reads " + _listed(readable).replace(" and ", " or ")
                 + ", and none was measured (see --metrics).")
     n = next(iter(results.values())).n
     pairs = len({(row["a"], row["b"]) for row in rows})

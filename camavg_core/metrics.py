@@ -78,6 +78,10 @@ class Metric:
             are finite (MuFidelity's constant drops): such samples are left out of this metric
             only and counted (``Result.undefined``); the state then keeps a count of defined
             terms. False: an undefined term is an error.
+        meaning: what the value measures and which side is more faithful, in words: the
+            command line's conclusion states each measured metric that has one, with this
+            sentence, its ranking and its comparisons; empty for a metric it leaves to the
+            table (Average Increase and Gain, which count and size the rises Drop ignores).
     """
 
     name: str
@@ -95,6 +99,7 @@ class Metric:
     curves: Callable | None = dataclasses.field(default=None, repr=False)
     margin: float = 0.5
     leaves_out: bool = False
+    meaning: str = ""
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_KINDS:
@@ -186,7 +191,8 @@ def _on_mask(function: Callable) -> Callable:
     return terms
 
 
-AVERAGE_DROP = Metric("average_drop", "Average Drop", "percent", 100.0, False, "nonnegative", _on_mask(drop_terms))
+AVERAGE_DROP = Metric("average_drop", "Average Drop", "percent", 100.0, False, "nonnegative", _on_mask(drop_terms),
+                      meaning="lower means the map keeps more of the evidence the model uses, i.e. more faithful")
 AVERAGE_INCREASE = Metric(
     "average_increase", "Average Increase", "percent", 100.0, True, "any", _on_mask(increase_terms),
     interval="wilson",
@@ -236,9 +242,13 @@ def deletion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 
         return (_host_curve(perturbation, y, curve),)
 
     deletion = kind == "deletion"
+    meaning = ("the area under the target's probability as the map's most salient pixels are set to the baseline, "
+               "most salient first; lower means the map ranks first the pixels the model needs" if deletion else
+               "the area under the target's probability as the map's most salient pixels are put back onto the "
+               "baseline, most salient first; higher means the map ranks first the pixels that make the score")
     return Metric(kind, "Deletion" if deletion else "Insertion", "fraction", 1.0, not deletion, "probabilities",
                   terms, bounds=(0.0, 1.0), perturbation=perturbation, return_vector="curves", curves=curves,
-                  margin=FRACTION_MARGIN)
+                  margin=FRACTION_MARGIN, meaning=meaning)
 
 
 def insertion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 1.0) -> Metric:
@@ -271,7 +281,10 @@ def mufidelity_metric(grid_size: int = 9, subset_fraction: float = 0.2, n_sample
 
     return Metric("mufidelity", "MuFidelity", "fraction", 1.0, True, "any", terms, bounds=(-1.0, 1.0),
                   perturbation=perturbation, return_vector="curves", extras=extras, margin=FRACTION_MARGIN,
-                  leaves_out=True)
+                  leaves_out=True,
+                  meaning="the correlation between the map's sum over random subsets of cells and the score's drop "
+                          "when those cells are removed; higher means the map's weights track what removing "
+                          "the pixels costs the model")
 
 
 def road_metric(fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), noise: float = 0.01,
@@ -295,7 +308,10 @@ def road_metric(fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), 
         return (curve[:count].T.copy(), curve[count:].T.copy())
 
     return Metric("road", "ROAD", "fraction", 1.0, True, "probabilities", terms, bounds=(-0.5, 0.5),
-                  perturbation=perturbation, return_vector="curves", curves=curves, margin=FRACTION_MARGIN)
+                  perturbation=perturbation, return_vector="curves", curves=curves, margin=FRACTION_MARGIN,
+                  meaning="half the difference between the target's mean probability when the map's least salient "
+                          "pixels are removed and when its most salient are, the removed pixels imputed from their "
+                          "neighbours; higher means the pixels the map ranks first are the ones the model needs")
 
 
 DELETION = deletion_metric()

@@ -24,7 +24,7 @@ from camavg_tf.app import demo  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
 from camavg_tf.app.recipes import Recipe, conv_layer_names, make_cams, target_score  # noqa: E402
 from camavg_cli.conclusion import conclusion  # noqa: E402
-from reference import reference_auc, reference_curves, reference_metrics  # noqa: E402
+from reference import reference_auc, reference_curves, reference_metrics, reference_road_curves  # noqa: E402
 
 N_EVAL = 32
 
@@ -244,8 +244,9 @@ def _stated(kind, row, values):
     """The bullet the conclusion must give for one comparison row of ``kind``, worked out from
     the row and the methods' values: the method ahead in the metric's direction, how far
     ahead, and the interval of that amount."""
-    higher = kind == "insertion"
-    title = kind.title()
+    from camavg_core.metrics import metric_named
+
+    higher, title = metric_named(kind).higher_is_better, metric_named(kind).title
     a, b = row["a"], row["b"]
     # the row's difference is a minus b, of the values the results report
     assert row["difference"] == pytest.approx(values[a] - values[b], abs=1e-9)
@@ -280,6 +281,46 @@ def test_demo_conclusion_states_deletion_and_insertion_as_the_comparisons_say(de
     assert "Deletion (" in text and "lower means" in text and "Insertion (" in text and "higher means" in text
 
 
+@pytest.mark.slow
+def test_demo_road_is_the_spsolve_reference_and_its_conclusion_says_so(trained, cache_dir, monkeypatch, tmp_path, capsys):
+    """``camavg demo --metrics road``: ROAD of the reference maps (0/1 masks, ties
+    everywhere) against tests/reference.py's spsolve imputation, one image and step at a time,
+    with the same seeded noise, scored by the model; the conclusion ranks the CAM methods by
+    ROAD, higher first, and states each pair as its comparison row says."""
+    from camavg_core.imputation import DEFAULT_FRACTIONS
+
+    monkeypatch.setenv("CAMAVG_CACHE", str(cache_dir))
+    n, out = 8, tmp_path / "r"
+    status = main(["demo", "--metrics", "road", "--out", str(out), "--quiet", "--no-plot", "--format", "json",
+                   "--n-images", str(n)])
+    printed = json.loads(capsys.readouterr().out)
+    assert status == 0
+    by_method = {record["method"]: record for record in printed}
+    assert all("road" in record and "average_drop" not in record for record in by_method.values())
+    data = demo.demo_data(n)
+    maps = demo.reference_maps(data.masks)
+    for name in ("reference:true-mask", "reference:inverse-mask", "reference:random"):
+        perturbed = []
+        reference_road_curves(data.images, maps[name], lambda i, image: perturbed.append(image) or 0.0,
+                              DEFAULT_FRACTIONS, noise=0.01, seed=0)
+        outputs = trained.predict(np.stack(perturbed).astype(np.float32), batch_size=256, verbose=0)
+        scores = outputs[np.arange(len(perturbed)), np.repeat(data.labels, 2 * len(DEFAULT_FRACTIONS))]
+        morf, lerf = scores.reshape(n, 2, -1).transpose(1, 0, 2)
+        expected = float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
+        assert by_method[name]["road"] == pytest.approx(expected, abs=1e-5), name
+    assert by_method["reference:true-mask"]["road"] > 0.1 > -0.1 > by_method["reference:inverse-mask"]["road"]
+
+    text = " ".join((out / "conclusion.txt").read_text().split())
+    values = {method: by_method[method]["road"] for method in demo.CAM_METHODS}
+    ranked = sorted(demo.CAM_METHODS, key=values.get, reverse=True)
+    assert "ROAD (half the difference" in text and "higher means" in text
+    assert "ranking by ROAD: " + " > ".join(f"{m} ({values[m]:.3f})" for m in ranked) in text
+    rows = json.loads((out / "comparisons.json").read_text())  # the CAM methods' pairs
+    assert len(rows) == 6 and {row["metric"] for row in rows} == {"road"}
+    for row in rows:
+        assert _stated("road", row, values) in text, row
+
+
 def test_conclusion_says_no_conclusion_where_the_test_finds_none():
     """Hand-made rows: one with an adjusted p above 0.05 gives no winner, one significant but
     inside the margin is 'too small to matter', one beyond it names the better method, each
@@ -310,7 +351,29 @@ def test_conclusion_without_a_metric_it_states():
     from camavg_core.state import Result
 
     results = {name: Result({"average_gain": 1.0}, n=3) for name in ("a", "b")}
-    assert conclusion(results, [], {}).startswith("No conclusion in words: it reads Average Drop, Deletion or Insertion")
+    assert conclusion(results, [], {}).startswith(
+        "No conclusion in words: it reads Average Drop, Deletion, Insertion, MuFidelity or ROAD")
+
+
+@pytest.mark.parametrize("metric, title, words", [
+    ("road", "ROAD", "half the difference between the target's mean probability when the map's least salient"),
+    ("mufidelity", "MuFidelity", "the correlation between the map's sum over random subsets of cells"),
+])
+def test_conclusion_states_road_and_mufidelity_higher_is_better(metric, title, words):
+    """ROAD and MuFidelity read like Insertion: higher is better, so the method with the higher
+    value leads the ranking and is the one called more faithful, and the sentence says what the
+    metric is."""
+    from camavg_core.state import Result
+
+    values = {"a": 0.10, "b": 0.25}
+    results = {name: Result({metric: value}, n=40, o_c=np.full(40, value), y_c=np.full(40, 0.9))
+               for name, value in values.items()}
+    rows = [{"a": "a", "b": "b", "metric": metric, "difference": -0.15, "low": -0.2, "high": -0.1,
+             "p_value": 1e-5, "p_adjusted": 1e-5, "test": "sign_flip", "better": "b", "margin": 0.005}]
+    text = " ".join(conclusion(results, rows, {}).split())
+    assert f"{title} ({words}" in text and "higher means" in text
+    assert f"ranking by {title}: b (0.250) > a (0.100)" in text
+    assert f"- b is more faithful than a: {title} 0.150 higher (95% CI 0.100 to 0.200), adjusted p = 1.0e-05." in text
 
 
 @pytest.mark.slow
