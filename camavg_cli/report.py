@@ -244,30 +244,50 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.tick_params(axis="x", labelsize=8)
     axes.grid(axis="x", alpha=0.3)
     upper = float(np.max(values if errors is None else values + errors[1])) if len(values) else 0.0
-    axes.set_xlim(0.0, max(1.0, upper * 1.2))
+    lower = float(np.min(values if errors is None else values - errors[0])) if len(values) else 0.0
+    # from 0, or from the lowest whisker where a value or interval is negative (ROAD and
+    # MuFidelity can be), to the top of the metric's range ([0, 1] at least, ROAD's 0.5)
+    axes.set_xlim(min(0.0, lower * 1.2), max(upper * 1.2, min(1.0, metric_named(metric).bounds[1])))
+    if lower < 0.0:
+        axes.axvline(0.0, color="black", linewidth=0.6)
     # Labels sit past the upper whisker, so they never cover it.
     label_at = values if errors is None else values + errors[1]
     for position, value, x in zip(positions, values, label_at):
         axes.text(x, position, f"  {value:.2f}" if value < 10 else f"  {value:.1f}", va="center", ha="left", fontsize=7)
 
 
-#: curve metrics whose mean curve per method the report draws, and what their x axis is
+#: curve metrics whose mean curves per method the report draws, and what their x axis is
 CURVE_PLOTS = {"deletion": "fraction of pixels set to the baseline, most salient first",
-               "insertion": "fraction of pixels restored, most salient first"}
+               "insertion": "fraction of pixels restored, most salient first",
+               "road": "fraction removed (solid: MoRF, most salient first; dashed: LeRF)"}
+
+
+def _fractions(name: str, width: int) -> np.ndarray:
+    """The x of a curve of ``width`` points: ROAD's fractions (its description's, where their
+    count matches), else evenly from 0 to 1 (Deletion's and Insertion's K + 1 steps)."""
+    fractions = getattr(metric_named(name).perturbation, "fractions", None)
+    if fractions is not None and len(fractions) == width:
+        return np.asarray(fractions, dtype=np.float64)
+    return np.linspace(0.0, 1.0, width)
 
 
 def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str]) -> None:
-    """One panel per curve metric: each method's mean curve (score against the fraction of
-    pixels perturbed), the curve whose area is the metric."""
+    """One panel per curve metric: each method's mean curves (score against the fraction of
+    pixels perturbed; ROAD's MoRF and LeRF in one colour), the curves whose area or mean
+    makes the metric."""
     axes_row = part.subplots(1, len(names), squeeze=False)[0]
     for axes, name in zip(axes_row, names):
         for method, result in results.items():
             curves = (result.curves or {}).get(name)
             if not curves:
                 continue
-            mean = np.nanmean(np.asarray(curves[0], dtype=np.float64), axis=0)
-            axes.plot(np.linspace(0.0, 1.0, mean.size), mean, marker=".", label=f"{method} ({result.values[name]:.3f})")
-        axes.set_title(f"{name}: mean curve per method (area in the legend)", fontsize=9)
+            colour = None
+            for curve, style in zip(curves, ("-", "--")):
+                mean = np.nanmean(np.asarray(curve, dtype=np.float64), axis=0)
+                label = f"{method} ({result.values[name]:.3f})" if colour is None else "_"
+                (line,) = axes.plot(_fractions(name, mean.size), mean, style, marker=".", label=label, color=colour)
+                colour = line.get_color()
+        axes.set_title(f"{name}: mean curve per method (the metric in the legend)", fontsize=9)
         axes.set_xlabel(CURVE_PLOTS[name], fontsize=8)
         axes.set_ylabel("score of the target class", fontsize=8)
         axes.tick_params(labelsize=7)

@@ -1,5 +1,6 @@
-"""report.png draws each method's mean Deletion and Insertion curve: the curve whose area is
-the metric, averaged over the samples (checked against NumPy on drawn curves)."""
+"""report.png draws each method's mean Deletion and Insertion curve (the curve whose area is
+the metric) and its mean ROAD curves (MoRF and LeRF, against ROAD's fractions), averaged over
+the samples (checked against NumPy on drawn curves)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from camavg_cli.report import _mean_curves, plot_report  # noqa: E402
+from camavg_cli.report import _mean_curves, _metric_bars, plot_report  # noqa: E402
 from camavg_core import Result  # noqa: E402
 
 RNG = np.random.default_rng(4)
@@ -36,8 +37,46 @@ def test_each_methods_mean_curve_is_drawn_against_the_fractions():
         np.testing.assert_allclose(lines[name].get_ydata(), curves.mean(axis=0))
 
 
+def test_roads_morf_and_lerf_curves_are_drawn_against_its_fractions_in_one_colour():
+    from camavg_core.imputation import DEFAULT_FRACTIONS
+
+    morf = {name: RNG.uniform(0, 1, (6, 9)) for name in "ab"}
+    lerf = {name: RNG.uniform(0, 1, (6, 9)) for name in "ab"}
+    results = {name: Result(values={"road": 0.1}, n=6, curves={"road": (morf[name], lerf[name])}) for name in "ab"}
+    figure = Figure()
+    _mean_curves(figure.subfigures(1, 1), results, ["road"])
+    (axes,) = figure.axes
+    lines = axes.get_lines()
+    assert len(lines) == 4
+    for (first, second), name in zip((lines[:2], lines[2:]), "ab"):
+        assert first.get_label() == f"{name} (0.100)" and first.get_linestyle() == "-"
+        assert second.get_linestyle() == "--" and second.get_color() == first.get_color()
+        np.testing.assert_allclose(first.get_xdata(), DEFAULT_FRACTIONS)
+        np.testing.assert_allclose(first.get_ydata(), morf[name].mean(axis=0))
+        np.testing.assert_allclose(second.get_ydata(), lerf[name].mean(axis=0))
+    assert lines[0].get_color() != lines[2].get_color()
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["a (0.100)", "b (0.100)"]
+
+
 def test_the_report_with_curves_is_a_png(tmp_path):
     images = RNG.uniform(0, 1, (6, 8, 8, 3))
     cams = {name: RNG.uniform(0, 1, (6, 8, 8)) for name in CURVES}
     path = plot_report(tmp_path / "report.png", results_with_curves(), images, cams)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_negative_values_and_whiskers_are_inside_the_bars_axes():
+    """ROAD and MuFidelity can be negative: the bars' axis starts at the lowest whisker (it
+    started at 0, which hid a negative bar and showed only its label)."""
+    values = {"a": 0.2, "reference:inverse": -0.24}
+    results = {name: Result(values={"road": v}, n=6, ci={"road": (v - 0.03, v + 0.05)}) for name, v in values.items()}
+    axes = Figure().subplots()
+    _metric_bars(axes, results, "road")
+    low, high = axes.get_xlim()
+    assert low <= -0.27 and 0.25 <= high <= 0.5 + 1e-12
+    widths = [patch.get_width() for patch in axes.patches]
+    np.testing.assert_allclose(widths, [0.2, -0.24])
+    positive = {"a": 0.2, "b": 0.3}
+    axes = Figure().subplots()
+    _metric_bars(axes, {n: Result(values={"deletion": v}, n=6) for n, v in positive.items()}, "deletion")
+    assert axes.get_xlim() == (0.0, 1.0)
