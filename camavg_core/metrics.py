@@ -99,7 +99,7 @@ class Metric:
     curves: Callable | None = dataclasses.field(default=None, repr=False)
     margin: float = 0.5
     leaves_out: bool = False
-    meaning: str = ""
+    meaning: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_KINDS:
