@@ -181,7 +181,7 @@ def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *,
     return results
 
 
-def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: Progress) -> None:
+def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, progress: Progress, metrics=None) -> None:
     """Write the --out folder (under the progress bar, the picture takes a second), then print."""
     import io
 
@@ -196,7 +196,7 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
     elif not args.no_plot:
         try:
             picture = io.BytesIO()
-            report.plot_report(picture, results, images, cams, title=title)
+            report.plot_report(picture, results, images, cams, title=title, metrics=metrics)
             files["report.png"] = picture.getvalue()
         except ImportError:
             notes.append("camavg: note: matplotlib is not installed, so report.png was not drawn (pip install matplotlib).")
@@ -265,7 +265,7 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
                                  metrics=metrics, results=results)
         _emit(args, out, results, descriptions, rows, text, data.images, cams,
               title=f"camavg demo: {args.n_images} synthetic images, a CNN trained to tell the blob's colour",
-              progress=progress)
+              progress=progress, metrics=metrics)
     finally:
         progress.close()
     _note(args, f"demo {'trained and cached the model' if trained else 'used the cached model'}; "
@@ -342,7 +342,8 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
                                  metrics=args.metrics, results=results)
             text = conclusion(results, rows, {})
         _emit(args, out, results, descriptions, rows, text, inputs, cams,
-              title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress)
+              title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress,
+              metrics=args.metrics)
     finally:
         progress.close()
     return 0

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 
 from camavg_core.compare import format_p
-from camavg_core.metrics import METRICS, metric_named
+from camavg_core.metrics import METRICS, Metric, metric_named, resolve_metrics
 from camavg_core.state import Result
 from camavg_cli.output import csv_text
 
@@ -262,21 +262,27 @@ CURVE_PLOTS = {"deletion": "fraction of pixels set to the baseline, most salient
                "road": "fraction removed (solid: MoRF, most salient first; dashed: LeRF)"}
 
 
-def _fractions(name: str, width: int) -> np.ndarray:
-    """The x of a curve of ``width`` points: ROAD's fractions (its description's, where their
-    count matches), else evenly from 0 to 1 (Deletion's and Insertion's K + 1 steps)."""
-    fractions = getattr(metric_named(name).perturbation, "fractions", None)
-    if fractions is not None and len(fractions) == width:
-        return np.asarray(fractions, dtype=np.float64)
-    return np.linspace(0.0, 1.0, width)
+def _positions(metric: Metric, width: int) -> tuple[np.ndarray, str]:
+    """The x of a curve of ``width`` points and its axis label, from the metric's own
+    description: ROAD's fractions, Deletion's and Insertion's K + 1 steps from 0 to
+    ``max_fraction``; where the description does not account for ``width`` points, the step
+    index (never a guessed fraction)."""
+    perturbation = metric.perturbation
+    fractions = getattr(perturbation, "fractions", None)
+    if fractions is None and hasattr(perturbation, "curve_steps"):
+        fractions = np.linspace(0.0, perturbation.max_fraction, perturbation.curve_steps + 1)
+    if fractions is None or len(fractions) != width or metric.name not in CURVE_PLOTS:
+        return np.arange(width, dtype=np.float64), "step"
+    return np.asarray(fractions, dtype=np.float64), CURVE_PLOTS[metric.name]
 
 
-def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str]) -> None:
+def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str], metrics: tuple = ()) -> None:
     """One panel per curve metric: each method's mean curves (score against the fraction of
-    pixels perturbed; ROAD's MoRF and LeRF in one colour), the curves whose area or mean
-    makes the metric."""
+    pixels perturbed, from the metric's description among ``metrics``, else the registered
+    one; ROAD's MoRF and LeRF in one colour), the curves whose area or mean makes the metric."""
     axes_row = part.subplots(1, len(names), squeeze=False)[0]
     for axes, name in zip(axes_row, names):
+        label_x = "step"
         for method, result in results.items():
             curves = (result.curves or {}).get(name)
             if not curves:
@@ -284,11 +290,12 @@ def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str])
             colour = None
             for curve, style in zip(curves, ("-", "--")):
                 mean = np.nanmean(np.asarray(curve, dtype=np.float64), axis=0)
+                x, label_x = _positions(metric_named(name, metrics), mean.size)
                 label = f"{method} ({result.values[name]:.3f})" if colour is None else "_"
-                (line,) = axes.plot(_fractions(name, mean.size), mean, style, marker=".", label=label, color=colour)
+                (line,) = axes.plot(x, mean, style, marker=".", label=label, color=colour)
                 colour = line.get_color()
         axes.set_title(f"{name}: mean curve per method (the metric in the legend)", fontsize=9)
-        axes.set_xlabel(CURVE_PLOTS[name], fontsize=8)
+        axes.set_xlabel(label_x, fontsize=8)
         axes.set_ylabel("score of the target class", fontsize=8)
         axes.tick_params(labelsize=7)
         axes.legend(fontsize=7)
@@ -303,6 +310,7 @@ def plot_report(
     *,
     n_samples: int = 3,
     title: str = "camavg: CAM faithfulness",
+    metrics: Any = None,
 ) -> Path | BinaryIO:
     """Draw ``report.png``: bars per metric with their intervals, then a grid of samples.
 
@@ -316,6 +324,9 @@ def plot_report(
         cams: ``{method: (N, h, w)}`` maps in [0, 1], same keys as ``results``.
         n_samples: images shown per method.
         title: the figure's title.
+        metrics: the metrics measured, names or descriptions (as ``evaluate`` took them): a
+            description passed here sets its curves' x (ROAD's ``fractions``, Deletion's
+            ``steps`` and ``max_fraction``); a name, the registered one's.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -333,13 +344,13 @@ def plot_report(
     if curve_names:
         top, middle, bottom = figure.subfigures(
             3, 1, height_ratios=[bar_height + 0.3, curve_height, grid_height + 0.3])
-        _mean_curves(middle, results, curve_names)
+        _mean_curves(middle, results, curve_names, resolve_metrics(metrics) if metrics is not None else ())
     else:
         top, bottom = figure.subfigures(2, 1, height_ratios=[bar_height + 0.3, grid_height + 0.3])
 
-    metrics = metrics_of(results)
-    bar_axes = top.subplots(1, len(metrics), squeeze=False)[0]
-    for axes, metric in zip(bar_axes, metrics):
+    names = metrics_of(results)
+    bar_axes = top.subplots(1, len(names), squeeze=False)[0]
+    for axes, metric in zip(bar_axes, names):
         _metric_bars(axes, results, metric)
     for axes in bar_axes[1:]:
         axes.set_yticklabels([])

@@ -80,3 +80,27 @@ def test_negative_values_and_whiskers_are_inside_the_bars_axes():
     axes = Figure().subplots()
     _metric_bars(axes, {n: Result(values={"deletion": v}, n=6) for n, v in positive.items()}, "deletion")
     assert axes.get_xlim() == (0.0, 1.0)
+
+
+def test_the_curves_x_comes_from_the_metrics_own_description():
+    """Passed descriptions set the x: ROAD's own fractions, Deletion's K + 1 steps up to its
+    max_fraction; a curve its description does not account for is drawn against the step
+    index, never against guessed fractions."""
+    from camavg_core.metrics import deletion_metric, road_metric
+
+    road = road_metric(fractions=(0.05, 0.25, 0.45))
+    deletion = deletion_metric(steps=4, max_fraction=0.5)
+    curves = {"road": (RNG.uniform(0, 1, (5, 3)), RNG.uniform(0, 1, (5, 3))), "deletion": (RNG.uniform(0, 1, (5, 5)),)}
+    results = {"a": Result(values={"road": 0.1, "deletion": 0.4}, n=5, curves=curves)}
+    figure = Figure()
+    _mean_curves(figure.subfigures(1, 1), results, ["road", "deletion"], (road, deletion))
+    road_axes, deletion_axes = figure.axes
+    for line in road_axes.get_lines():
+        np.testing.assert_allclose(line.get_xdata(), [0.05, 0.25, 0.45])
+    np.testing.assert_allclose(deletion_axes.get_lines()[0].get_xdata(), [0.0, 0.125, 0.25, 0.375, 0.5])
+    assert "fraction" in road_axes.get_xlabel() and "fraction" in deletion_axes.get_xlabel()
+    figure = Figure()
+    _mean_curves(figure.subfigures(1, 1), results, ["road"])  # the registered ROAD has 9 fractions
+    (axes,) = figure.axes
+    np.testing.assert_allclose(axes.get_lines()[0].get_xdata(), [0, 1, 2])
+    assert axes.get_xlabel() == "step"
