@@ -22,12 +22,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.metrics import METRICS
+from camavg_core.metrics import METRICS, road_metric
 from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
 from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
 from camavg_cli.progress import Progress
@@ -93,6 +93,10 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
     common.add_argument("--metrics", type=_metric_names, default=None, metavar="M1,M2",
                         help=f"the metrics to measure, comma-separated, from {', '.join(METRICS)} (default: the three "
                         "averages; the demo's: the averages, deletion and insertion)")
+    common.add_argument("--road-noise", type=_noise, default=None, metavar="SIGMA",
+                        help="with --metrics road: the standard deviation of ROAD's noise, in the units of the "
+                        "inputs (default 0.01, for inputs in [0, 1]: needed for inputs outside it, 2.55 for "
+                        "[0, 255] pixels)")
     common.add_argument("--no-plot", action="store_true", help="skip report.png (no matplotlib needed)")
     common.add_argument("--nan-policy", choices=("raise", "omit"), default="raise",
                         help="non-finite inputs, CAMs or scores: stop with an error (default), or skip "
@@ -151,6 +155,40 @@ def _recipes(args: argparse.Namespace, framework: Framework, methods: Sequence[s
     return {method: framework.recipe(method, layer, args.replace_to_linear, args.scorecam_max_n) for method in methods}
 
 
+def _noise(text: str) -> float:
+    """``--road-noise 2.55``: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number, 0 or more (the noise's standard deviation)")
+    return value
+
+
+#: the inputs' range ROAD's default noise of 0.01 is for ([0, 1] pixels, the original's)
+_ROAD_NOISE_RANGE = (0.0, 1.0)
+
+
+def _chosen_metrics(args: argparse.Namespace, metrics: Any, inputs: np.ndarray, where: str) -> Any:
+    """The metrics as measured: ``road`` with --road-noise where it was given. ROAD's default
+    noise (0.01) is in the units of [0, 1] pixels, so inputs outside [0, 1] need --road-noise:
+    their noise would otherwise be far from the original's (0.01 of 255 for [0, 255] pixels),
+    silently."""
+    if metrics is None or "road" not in [getattr(m, "name", m) for m in metrics]:
+        return metrics
+    noise = args.road_noise
+    if noise is None:
+        low, high = float(np.nanmin(inputs)), float(np.nanmax(inputs))
+        if low < _ROAD_NOISE_RANGE[0] - 1e-6 or high > _ROAD_NOISE_RANGE[1] + 1e-6:
+            raise CommandError(
+                f"{where} span [{low:g}, {high:g}], and ROAD's noise defaults to 0.01, the original's for inputs "
+                f"in [0, 1]: pass --road-noise in the inputs' units (2.55 for [0, 255] pixels; for normalised "
+                f"inputs, 0.01 divided by the normalisation's standard deviation), or --road-noise 0.01 to keep it.")
+        noise = 0.01
+    return [road_metric(noise=noise) if getattr(m, "name", m) == "road" else m for m in metrics]
+
+
 def _metric_names(text: str) -> tuple[str, ...]:
     """``--metrics average_drop,average_gain``: names of camavg's metric descriptions."""
     names = tuple(name.strip() for name in text.split(",") if name.strip())
@@ -171,10 +209,9 @@ def _evaluate(args, framework, model, inputs, cams, score, sources, progress, *,
     for method, cam_set in cams.items():
         progress.step(f"evaluating {method}")
         try:
-            chosen = measured if measured is not None else getattr(args, "metrics", None)
             # a framework's evaluate_many takes the metrics when asked for some (the default: all three)
-            results[method] = (metrics.evaluate_many([cam_set], score) if chosen is None
-                               else metrics.evaluate_many([cam_set], score, list(chosen)))[0]
+            results[method] = (metrics.evaluate_many([cam_set], score) if measured is None
+                               else metrics.evaluate_many([cam_set], score, list(measured)))[0]
         except (ValueError, TypeError) as error:
             raise _in_context(sources.get(method, method), error) from None
         progress.done()
@@ -250,7 +287,7 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
             cams[method] = framework.make_cams(recipe, model, data.images, data.labels)
             progress.done()
         cams.update(demo.reference_maps(data.masks))
-        metrics = args.metrics or demo.demo_metrics()
+        metrics = _chosen_metrics(args, args.metrics, data.images, "the demo's images") or demo.demo_metrics()
         results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {},
                             progress, measured=metrics)
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
@@ -307,6 +344,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
     _check_compare(args, [*(Path(path).stem for path in args.cams or ()), *methods])
     out = check_out(args.out, _output_names(args, comparisons=args.compare))
     inputs = load_inputs(args.inputs)
+    metrics = _chosen_metrics(args, args.metrics, inputs, f"--inputs {args.inputs}")
     targets = load_targets(args.targets, inputs.shape[0]) if args.targets else None
     cams = load_cams(args.cams, inputs.shape[0]) if args.cams else {}
     sources = {"inputs": f"--inputs {args.inputs}"} | {Path(path).stem: f"--cams {path}" for path in args.cams or ()}
@@ -329,7 +367,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
             sources[method] = f"--method {method}"
             progress.done()
         results = _evaluate(args, framework, model, inputs, cams, framework.target_score(model, targets), sources, progress,
-                            batch_size=args.batch_size, activation=args.activation)
+                            batch_size=args.batch_size, activation=args.activation, measured=metrics)
         descriptions = {m: r.describe() for m, r in recipes.items()}
         descriptions |= {Path(p).stem: f"from file {p}" + (", min-max per map by camavg (--normalize)" if args.normalize else "")
                          for p in args.cams or ()}
@@ -339,11 +377,11 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
 
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
                                  nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin,
-                                 metrics=args.metrics, results=results)
+                                 metrics=metrics, results=results)
             text = conclusion(results, rows, {})
         _emit(args, out, results, descriptions, rows, text, inputs, cams,
               title=f"camavg: {Path(args.model).name} on {inputs.shape[0]} inputs", progress=progress,
-              metrics=args.metrics)
+              metrics=metrics)
     finally:
         progress.close()
     return 0
@@ -383,15 +421,17 @@ _OPTION_PAIRS = (
     ("--layer", "layer", "--method", "names the layer --method takes its CAMs at", ("evaluate",)),
     ("--no-replace-to-linear", "replace_to_linear", "--method", "changes how --method makes its CAMs", ("evaluate",)),
     ("--scorecam-max-n", "scorecam_max_n", "--method", "sets the Score-CAM recipe of --method", ("evaluate",)),
+    ("--road-noise", "road_noise", "--metrics road", "sets ROAD's noise", ("demo", "evaluate")),
 )
 #: the value of each attribute above when its option was not given
-_NOT_GIVEN = {"baseline": None, "margin": None, "layer": None, "replace_to_linear": True}
+_NOT_GIVEN = {"baseline": None, "margin": None, "layer": None, "replace_to_linear": True, "road_noise": None}
 
 
 def _check_option_pairs(args: argparse.Namespace, framework: Framework) -> None:
     """An option given without the option it works with is refused, before any work (it would
     be ignored without a word); then --scorecam-max-n gets its default when not given."""
-    needed_given = {"--compare": args.compare, "--method": getattr(args, "method", None) is not None}
+    needed_given = {"--compare": args.compare, "--method": getattr(args, "method", None) is not None,
+                    "--metrics road": "road" in (args.metrics or ())}
     for option, attribute, needed, effect, commands in _OPTION_PAIRS:
         given = (hasattr(args, attribute) if attribute not in _NOT_GIVEN
                  else getattr(args, attribute, _NOT_GIVEN[attribute]) != _NOT_GIVEN[attribute])

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
-from reference import reference_metrics  # noqa: E402
+from reference import reference_metrics, reference_road_curves  # noqa: E402
 
 N, SIZE, CLASSES = 6, 8, 3
 
@@ -253,6 +253,46 @@ def _no_work(monkeypatch):
         raise AssertionError("the model was loaded before the options were checked")
 
     monkeypatch.setattr(cli, "_load_model", loaded)
+
+
+def test_road_on_inputs_outside_0_1_needs_road_noise_and_takes_it(files, tmp_path, capsys, monkeypatch):
+    """ROAD's default noise, 0.01, is the original's for [0, 1] pixels: on [0, 255] inputs the
+    command refuses it before any work and names --road-noise; with --road-noise 2.55 each CAM
+    set's ROAD is tests/reference.py's (spsolve's imputation plus 2.55 times each sample's
+    seeded normals, the model scoring the images it makes), and the conclusion states ROAD.
+    --road-noise without road is refused."""
+    from camavg_core.imputation import DEFAULT_FRACTIONS
+
+    paths, x255 = files["paths"], files["inputs"] * np.float32(255)
+    np.save(tmp_path / "x255.npy", x255)
+    argv = ["evaluate", "--model", paths["model"], "--inputs", str(tmp_path / "x255.npy"), "--targets", paths["targets"],
+            "--cams", paths["alpha"], paths["beta"], "--metrics", "average_drop,road", "--no-plot", "--format", "json",
+            "--out", str(tmp_path / "out")]
+    with monkeypatch.context() as patch:
+        _no_work(patch)
+        status, out, err = _run_in_process(capsys, *argv)
+        _assert_one_line_error(status, out, err, f"--inputs {tmp_path / 'x255.npy'} span [", "[0, 1]", "--road-noise",
+                               "2.55 for [0, 255] pixels")
+        status, out, err = _run_in_process(capsys, *_evaluate_args(files, "--road-noise", "1"))
+        _assert_one_line_error(status, out, err, "--road-noise", "without --metrics road")
+    assert not (tmp_path / "out").exists()
+
+    status, out, err = _run_in_process(capsys, *argv, "--road-noise", "2.55", "--compare", "--quiet")
+    assert status == 0, err
+    record = json.loads(out)["results"][0]  # alpha's, the CAMs of the inputs' size
+    model = keras.models.load_model(paths["model"])
+    expected = {}
+    for noise in (2.55, 0.01):
+        perturbed = []
+        reference_road_curves(x255, files["cams"]["alpha"], lambda i, image: perturbed.append(image) or 0.0,
+                              DEFAULT_FRACTIONS, noise=noise, seed=0)
+        outputs = model.predict(np.stack(perturbed).astype(np.float32), verbose=0)
+        scores = outputs[np.arange(len(perturbed)), np.repeat(files["targets"], 2 * len(DEFAULT_FRACTIONS))]
+        morf, lerf = scores.astype(np.float64).reshape(N, 2, -1).transpose(1, 0, 2)
+        expected[noise] = float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
+    assert record["road"] == pytest.approx(expected[2.55], abs=1e-5)
+    assert abs(expected[2.55] - expected[0.01]) > 1e-4  # the noise shows in the number
+    assert "ROAD (half the difference" in " ".join((tmp_path / "out" / "conclusion.txt").read_text().split())
 
 
 def test_compare_with_one_method_is_refused_before_any_work(files, tmp_path, capsys, monkeypatch):
