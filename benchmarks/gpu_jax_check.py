@@ -18,6 +18,14 @@ Timed, best of ``--repeats`` rounds, the variants interleaved within each round:
 Construction (the pass over the plain inputs and its compilation) is timed once, separately.
 Two CAM sets alternate so that ``evaluate``'s one-entry cache never answers a timed call.
 
+With ``--road``, also ROAD (the default 9 fractions, MoRF and LeRF, on smooth one-blob CAMs as
+``benchmarks/bench_road.py`` makes them), each a ratio to ``bare_road_forward``, the 18 bare
+jitted passes it needs per batch:
+
+- ``road``: ``AveragesCam.road`` (two CAM sets alternating);
+- ``road_solver``: the imputation alone, ``impute_pair`` jitted, for the same batches and the 9
+  pairs of masks (MoRF at f beside LeRF at 1 - f), on the device: the solver's share.
+
 Usage::
 
     python benchmarks/gpu_jax_check.py            # N=1024 at 224 px, batch 128 (for a GPU)
@@ -47,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=None, help="image side in px (default 224; 32 with --small)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default 128; 8 with --small)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; the best is kept")
+    parser.add_argument("--road", action="store_true", help="also time AveragesCam.road and its solver (see above)")
     args = parser.parse_args(argv)
     defaults = (32, 32, 8) if args.small else (1024, 224, 128)
     args.n = args.n or defaults[0]
@@ -111,6 +120,43 @@ def best_of(functions: dict, repeats: int) -> dict:
     return best
 
 
+def road_figures(args: argparse.Namespace, metrics, forward, image_batches: list, score) -> tuple[dict, list]:
+    """The ``--road`` variants (see the module's docstring) and the CG iterations of each of
+    the 9 paired solves of the first batch."""
+    import jax
+
+    from benchmarks.bench_road import smooth_cams
+    from camavg_core.backends import resolve_backend
+    from camavg_core.imputation import Road, impute_pair
+
+    road = Road()
+    backend, host = resolve_backend("jax"), resolve_backend("numpy")
+    cam_sets = [smooth_cams(args.n, args.size, seed=seed)[..., 0] for seed in (0, 1)]
+    prepared = road.prepare(host, np.zeros((args.n, args.size, args.size, 3), np.float32), cam_sets[0][..., None])
+    rows = road.parameters(args.size * args.size)
+    masks = [jax.device_put(road.removed(host, prepared, row)) for row in rows]
+    pairs = [(masks[a], masks[b]) for a, b in road.groups(rows)]
+    solve = jax.jit(lambda x, first, second: impute_pair(backend, x, first, second, tol=road.tol, max_iter=road.max_iter,
+                                                         return_iterations=True))
+    starts = range(0, args.n, image_batches[0].shape[0])
+    calls = [0]
+
+    def bare_road_forward():
+        jax.block_until_ready([forward(x) for x in image_batches for _ in range(road.steps)])
+
+    def road_metric():
+        calls[0] += 1  # alternate CAM sets: the engine keeps a call's outputs
+        jax.block_until_ready(metrics.road(cam_sets[calls[0] % 2], score))
+
+    def road_solver():
+        jax.block_until_ready([solve(x, first[s:s + x.shape[0]], second[s:s + x.shape[0]])
+                               for s, x in zip(starts, image_batches) for first, second in pairs])
+
+    first_batch = image_batches[0].shape[0]
+    iterations = [int(solve(image_batches[0], first[:first_batch], second[:first_batch])[2]) for first, second in pairs]
+    return {"bare_road_forward": bare_road_forward, "road": road_metric, "road_solver": road_solver}, iterations
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import jax
@@ -171,6 +217,10 @@ def main(argv=None) -> dict:
         "evaluate_device_cams": evaluate_device_cams,
         "evaluate_host_cams": evaluate_host_cams,
     }
+    iterations = None
+    if args.road:
+        road_variants, iterations = road_figures(args, metrics, forward, image_batches, score)
+        variants.update(road_variants)
     for function in variants.values():  # compile everything before timing
         function()
     best = best_of(variants, args.repeats)
@@ -188,12 +238,20 @@ def main(argv=None) -> dict:
         "best_s": best,
         "ratio_to_bare_forward": {name: seconds / best["bare_forward"] for name, seconds in best.items()},
     }
+    if args.road:
+        figures["road_ratio_to_bare_road_forward"] = {
+            name: best[name] / best["bare_road_forward"] for name in ("road", "road_solver")}
+        figures["road_cg_iterations_first_batch"] = iterations
     print(f"device: {figures['device']} (x{figures['device_count']}), jax {jax.__version__}")
     print(f"N={args.n} at {args.size}px, batch {batch}, best of {args.repeats}")
     print(f"construction (plain pass + compile): {construction_s:.3f} s")
     for name, seconds in best.items():
         print(f"{name:>22}: {seconds * 1e3:9.2f} ms   x{figures['ratio_to_bare_forward'][name]:.3f}")
-    print(f"traces of AveragesCam's compiled passes: {metrics.trace_count} (expected 2)")
+    print(f"traces of AveragesCam's compiled passes: {metrics.trace_count} (expected 2{'; ROAD adds 2, once' if args.road else ''})")
+    if args.road:
+        ratios = figures["road_ratio_to_bare_road_forward"]
+        print(f"ROAD: road {ratios['road']:.3f}x and its solver alone {ratios['road_solver']:.3f}x the 18 bare passes; "
+              f"CG iterations per pair (first batch): {iterations}")
     out_dir = os.environ.get("OUT")
     if out_dir:
         path = Path(out_dir) / "gpu_jax.json"
