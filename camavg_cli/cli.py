@@ -227,7 +227,7 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
 
     notes = []
     progress.step("writing results" + ("" if args.no_plot else " and report.png"))
-    files = report.text_outputs(results, recipes, rows, conclusion)
+    files = report.text_outputs(results, recipes, rows, conclusion, metrics)
     if not args.no_plot and np.ndim(images) != 4:
         notes.append(f"camavg: note: report.png shows (N, H, W, C) images; inputs of shape {np.shape(images)} are not drawn.")
     elif not args.no_plot:
@@ -241,7 +241,7 @@ def _emit(args, out, results, recipes, rows, conclusion, images, cams, title, pr
     progress.done()
     progress.close()
     if args.format == "json":
-        records = report.result_records(results, recipes)
+        records = report.result_records(results, recipes, metrics)
         payload = {"results": records, "comparisons": rows} if args.compare and rows is not None else records
         print(report.format_json(payload))
     elif args.format == "csv":

@@ -39,10 +39,18 @@ def direction_of(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- records
-def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """One JSON-ready object per method: ``method``, ``recipe``, then ``Result.to_dict()``."""
+def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None,
+                   metrics: Any = None) -> list[dict[str, Any]]:
+    """One JSON-ready object per method: ``method``, ``recipe``, the ``settings`` of the
+    ``metrics`` measured (names or descriptions, as ``evaluate`` took them) that have any
+    (``{"road": "Road(fractions=..., noise=2.55, ...)"}``; the averages have none), then
+    ``Result.to_dict()``."""
     recipes = recipes or {}
-    return [{"method": method, "recipe": recipes.get(method, ""), **result.to_dict()} for method, result in results.items()]
+    described = resolve_metrics(metrics) if metrics is not None else ()
+    settings = {metric.name: metric.settings for metric in described if metric.settings}
+    extra = {"settings": settings} if settings else {}
+    return [{"method": method, "recipe": recipes.get(method, ""), **extra, **result.to_dict()}
+            for method, result in results.items()]
 
 
 # ----------------------------------------------------------------------------- text
@@ -167,14 +175,16 @@ def text_outputs(
     recipes: Mapping[str, str] | None = None,
     comparisons: Sequence[Mapping[str, Any]] | None = None,
     conclusion: str | None = None,
+    metrics: Any = None,
 ) -> dict[str, bytes]:
     """``{file name: content}``: ``results.json``, ``results.csv`` (and ``comparisons.json``/``.csv``,
-    ``conclusion.txt``), for :func:`camavg_cli.output.write_outputs`.
+    ``conclusion.txt``), for :func:`camavg_cli.output.write_outputs`; ``metrics`` as for
+    :func:`result_records`.
 
     >>> sorted(text_outputs({"gradcam": Result(dict(zip(METRICS, (12.5, 25.0, 3.0))), n=4)}, conclusion="In words."))
     ['conclusion.txt', 'results.csv', 'results.json']
     """
-    files = {"results.json": format_json(result_records(results, recipes)) + "\n",
+    files = {"results.json": format_json(result_records(results, recipes, metrics)) + "\n",
              "results.csv": format_csv(results, recipes)}
     if comparisons:
         files["comparisons.json"] = format_json(list(comparisons)) + "\n"

@@ -291,6 +291,8 @@ def test_road_on_inputs_outside_0_1_needs_road_noise_and_takes_it(files, tmp_pat
         morf, lerf = scores.astype(np.float64).reshape(N, 2, -1).transpose(1, 0, 2)
         expected[noise] = float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
     assert record["road"] == pytest.approx(expected[2.55], abs=1e-5)
+    assert list(record["settings"]) == ["road"] and "noise=2.55" in record["settings"]["road"]
+    assert json.loads((tmp_path / "out" / "results.json").read_text())[0]["settings"] == record["settings"]
     assert abs(expected[2.55] - expected[0.01]) > 1e-4  # the noise shows in the number
     assert "ROAD (half the difference" in " ".join((tmp_path / "out" / "conclusion.txt").read_text().split())
 

@@ -182,6 +182,9 @@ def test_demo_command_end_to_end(demo_run):
     assert by_method["reference:true-mask"]["deletion"] < by_method["reference:inverse-mask"]["deletion"]
     assert by_method["reference:true-mask"]["insertion"] > by_method["reference:inverse-mask"]["insertion"]
     assert all(record["n"] == N_EVAL for record in records)
+    for record in records:  # what the curves were measured with, for the record
+        assert set(record["settings"]) == {"deletion", "insertion"}
+        assert all(f"steps={demo.CURVE_STEPS}" in text and "baseline=0.0" in text for text in record["settings"].values())
     assert "ReplaceToLinear" in by_method["scorecam"]["recipe"] and "max_N=8" in by_method["scorecam"]["recipe"]
     assert json.loads((out / "results.json").read_text()) == records
     assert (out / "results.csv").read_text().count("\n") == 1 + len(records)

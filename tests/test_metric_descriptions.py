@@ -156,6 +156,20 @@ def test_descriptions_say_what_the_old_tables_said():
         summarize([0.5], [0.4], metrics=[Metric("average_drop", "Mine", "percent", 100.0, True, "any", relative_change)])
 
 
+def test_settings_name_every_parameter_a_factory_was_given():
+    """What results.json records of a metric: each parameter its factory took, the averages none."""
+    from camavg_core.metrics import deletion_metric, mufidelity_metric, road_metric
+
+    assert [m.settings for m in list(METRICS.values())[:3]] == ["", "", ""]
+    deletion = deletion_metric(steps=7, baseline=0.5, max_fraction=0.8).settings
+    assert all(part in deletion for part in ("Deletion(", "steps=7", "baseline=0.5", "max_fraction=0.8"))
+    mufidelity = mufidelity_metric(grid_size=5, subset_fraction=0.3, n_samples=40, correlation="pearson", seed=3).settings
+    assert all(part in mufidelity for part in ("grid_size=5", "subset_fraction=0.3", "n_samples=40", "seed=3",
+                                               "correlation='pearson'"))
+    road = road_metric(fractions=(0.25, 0.5), noise=2.55, seed=4, selection="percentile").settings
+    assert all(part in road for part in ("fractions=(0.25, 0.5)", "noise=2.55", "seed=4", "selection='percentile'"))
+
+
 def test_grammar_comes_from_the_descriptions():
     drop, _, gain = list(METRICS.values())[:3]
     assert validation.metrics_phrase([drop, gain]) == ("Average Drop and Average Gain", "need")
