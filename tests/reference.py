@@ -206,3 +206,15 @@ def reference_road_curves(images, cams, score, fractions, noise: float = 0.0, se
                 curve[i, k] = score(i, reference_road_impute(image, removed) + np.where(removed[..., None], field, 0.0))
     return morf, lerf
 
+
+def reference_road_value(predict, images, cams, labels, fractions, noise: float = 0.0, seed: int = 0) -> float:
+    """The mean ROAD, (mean LeRF - mean MoRF) / 2 over the samples, of :func:`reference_road_curves`'
+    images scored in one call: ``predict`` maps a stack of images to (M, K) probabilities,
+    sample i's score is column ``labels[i]``."""
+    perturbed = []
+    reference_road_curves(images, cams, lambda i, image: perturbed.append(image) or 0.0, fractions, noise, seed)
+    outputs = np.asarray(predict(np.stack(perturbed).astype(np.float32)), np.float64)
+    scores = outputs[np.arange(len(perturbed)), np.repeat(np.asarray(labels), 2 * len(fractions))]
+    morf, lerf = scores.reshape(len(images), 2, len(fractions)).transpose(1, 0, 2)
+    return float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
+

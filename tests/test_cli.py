@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
-from reference import reference_metrics, reference_road_curves  # noqa: E402
+from reference import reference_metrics, reference_road_value  # noqa: E402
 
 N, SIZE, CLASSES = 6, 8, 3
 
@@ -281,15 +281,9 @@ def test_road_on_inputs_outside_0_1_needs_road_noise_and_takes_it(files, tmp_pat
     assert status == 0, err
     record = json.loads(out)["results"][0]  # alpha's, the CAMs of the inputs' size
     model = keras.models.load_model(paths["model"])
-    expected = {}
-    for noise in (2.55, 0.01):
-        perturbed = []
-        reference_road_curves(x255, files["cams"]["alpha"], lambda i, image: perturbed.append(image) or 0.0,
-                              DEFAULT_FRACTIONS, noise=noise, seed=0)
-        outputs = model.predict(np.stack(perturbed).astype(np.float32), verbose=0)
-        scores = outputs[np.arange(len(perturbed)), np.repeat(files["targets"], 2 * len(DEFAULT_FRACTIONS))]
-        morf, lerf = scores.astype(np.float64).reshape(N, 2, -1).transpose(1, 0, 2)
-        expected[noise] = float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
+    expected = {noise: reference_road_value(lambda images: model.predict(images, verbose=0), x255, files["cams"]["alpha"],
+                                            files["targets"], DEFAULT_FRACTIONS, noise=noise)
+                for noise in (2.55, 0.01)}
     assert record["road"] == pytest.approx(expected[2.55], abs=1e-5)
     assert list(record["settings"]) == ["road"] and "noise=2.55" in record["settings"]["road"]
     assert json.loads((tmp_path / "out" / "results.json").read_text())[0]["settings"] == record["settings"]

@@ -24,7 +24,7 @@ from camavg_tf.app import demo  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
 from camavg_tf.app.recipes import Recipe, conv_layer_names, make_cams, target_score  # noqa: E402
 from camavg_cli.conclusion import conclusion  # noqa: E402
-from reference import reference_auc, reference_curves, reference_metrics, reference_road_curves  # noqa: E402
+from reference import reference_auc, reference_curves, reference_metrics, reference_road_value  # noqa: E402
 
 N_EVAL = 32
 
@@ -302,14 +302,11 @@ def test_demo_road_is_the_spsolve_reference_and_its_conclusion_says_so(trained, 
     assert all("road" in record and "average_drop" not in record for record in by_method.values())
     data = demo.demo_data(n)
     maps = demo.reference_maps(data.masks)
+    def predict(images):
+        return trained.predict(images, batch_size=256, verbose=0)
+
     for name in ("reference:true-mask", "reference:inverse-mask", "reference:random"):
-        perturbed = []
-        reference_road_curves(data.images, maps[name], lambda i, image: perturbed.append(image) or 0.0,
-                              DEFAULT_FRACTIONS, noise=0.01, seed=0)
-        outputs = trained.predict(np.stack(perturbed).astype(np.float32), batch_size=256, verbose=0)
-        scores = outputs[np.arange(len(perturbed)), np.repeat(data.labels, 2 * len(DEFAULT_FRACTIONS))]
-        morf, lerf = scores.reshape(n, 2, -1).transpose(1, 0, 2)
-        expected = float(np.mean((lerf.mean(axis=1) - morf.mean(axis=1)) / 2))
+        expected = reference_road_value(predict, data.images, maps[name], data.labels, DEFAULT_FRACTIONS, noise=0.01)
         assert by_method[name]["road"] == pytest.approx(expected, abs=1e-5), name
     assert by_method["reference:true-mask"]["road"] > 0.1 > -0.1 > by_method["reference:inverse-mask"]["road"]
 
