@@ -132,7 +132,7 @@ def road_figures(args: argparse.Namespace, metrics, forward, image_batches: list
     road = Road()
     backend, host = resolve_backend("jax"), resolve_backend("numpy")
     cam_sets = [smooth_cams(args.n, args.size, seed=seed)[..., 0] for seed in (0, 1)]
-    prepared = road.prepare(host, np.zeros((args.n, args.size, args.size, 3), np.float32), cam_sets[0][..., None])
+    prepared = road.prepare(host, None, cam_sets[0][..., None])  # the ranks: ROAD's prepare reads the CAMs only
     rows = road.parameters(args.size * args.size)
     masks = [jax.device_put(road.removed(host, prepared, row)) for row in rows]
     pairs = [(masks[a], masks[b]) for a, b in road.groups(rows)]

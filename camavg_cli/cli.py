@@ -170,23 +170,22 @@ def _noise(text: str) -> float:
 _ROAD_NOISE_RANGE = (0.0, 1.0)
 
 
-def _chosen_metrics(args: argparse.Namespace, metrics: Any, inputs: np.ndarray, where: str) -> Any:
-    """The metrics as measured: ``road`` with --road-noise where it was given. ROAD's default
-    noise (0.01) is in the units of [0, 1] pixels, so inputs outside [0, 1] need --road-noise:
-    their noise would otherwise be far from the original's (0.01 of 255 for [0, 255] pixels),
-    silently."""
-    if metrics is None or "road" not in [getattr(m, "name", m) for m in metrics]:
+def _chosen_metrics(args: argparse.Namespace, metrics: tuple[str, ...] | None, inputs: np.ndarray, where: str) -> Any:
+    """The --metrics names as measured: ``road`` with --road-noise where it was given. ROAD's
+    default noise (0.01) is in the units of [0, 1] pixels, so inputs outside [0, 1] need
+    --road-noise: their noise would otherwise be far from the original's (0.01 of 255 for
+    [0, 255] pixels), silently."""
+    if metrics is None or "road" not in metrics:
         return metrics
-    noise = args.road_noise
-    if noise is None:
-        low, high = float(np.nanmin(inputs)), float(np.nanmax(inputs))
-        if low < _ROAD_NOISE_RANGE[0] - 1e-6 or high > _ROAD_NOISE_RANGE[1] + 1e-6:
-            raise CommandError(
-                f"{where} span [{low:g}, {high:g}], and ROAD's noise defaults to 0.01, the original's for inputs "
-                f"in [0, 1]: pass --road-noise in the inputs' units (2.55 for [0, 255] pixels; for normalised "
-                f"inputs, 0.01 divided by the normalisation's standard deviation), or --road-noise 0.01 to keep it.")
-        noise = 0.01
-    return [road_metric(noise=noise) if getattr(m, "name", m) == "road" else m for m in metrics]
+    if args.road_noise is not None:
+        return [road_metric(noise=args.road_noise) if name == "road" else name for name in metrics]
+    low, high = float(np.nanmin(inputs)), float(np.nanmax(inputs))
+    if low < _ROAD_NOISE_RANGE[0] - 1e-6 or high > _ROAD_NOISE_RANGE[1] + 1e-6:
+        raise CommandError(
+            f"{where} span [{low:g}, {high:g}], and ROAD's noise defaults to 0.01, the original's for inputs "
+            f"in [0, 1]: pass --road-noise in the inputs' units (2.55 for [0, 255] pixels; for normalised "
+            f"inputs, 0.01 divided by the normalisation's standard deviation), or --road-noise 0.01 to keep it.")
+    return metrics
 
 
 def _metric_names(text: str) -> tuple[str, ...]:

@@ -273,15 +273,11 @@ CURVE_PLOTS = {"deletion": "fraction of pixels set to the baseline, most salient
 
 
 def _positions(metric: Metric, width: int) -> tuple[np.ndarray, str]:
-    """The x of a curve of ``width`` points and its axis label, from the metric's own
-    description: ROAD's fractions, Deletion's and Insertion's K + 1 steps from 0 to
-    ``max_fraction``; where the description does not account for ``width`` points, the step
-    index (never a guessed fraction)."""
-    perturbation = metric.perturbation
-    fractions = getattr(perturbation, "fractions", None)
-    if fractions is None and hasattr(perturbation, "curve_steps"):
-        fractions = np.linspace(0.0, perturbation.max_fraction, perturbation.curve_steps + 1)
-    if fractions is None or len(fractions) != width or metric.name not in CURVE_PLOTS:
+    """The x of a curve of ``width`` points and its axis label: its perturbation's
+    ``fractions`` (ROAD's; Deletion's and Insertion's K + 1 steps from 0 to ``max_fraction``);
+    the step index where they do not account for ``width`` points (never a guessed fraction)."""
+    fractions = getattr(metric.perturbation, "fractions", None)
+    if fractions is None or len(fractions) != width:
         return np.arange(width, dtype=np.float64), "step"
     return np.asarray(fractions, dtype=np.float64), CURVE_PLOTS[metric.name]
 
@@ -292,15 +288,12 @@ def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str],
     one; ROAD's MoRF and LeRF in one colour), the curves whose area or mean makes the metric."""
     axes_row = part.subplots(1, len(names), squeeze=False)[0]
     for axes, name in zip(axes_row, names):
-        label_x = "step"
+        metric, label_x = metric_named(name, metrics), "step"
         for method, result in results.items():
-            curves = (result.curves or {}).get(name)
-            if not curves:
-                continue
             colour = None
-            for curve, style in zip(curves, ("-", "--")):
+            for curve, style in zip((result.curves or {}).get(name) or (), ("-", "--")):
                 mean = np.nanmean(np.asarray(curve, dtype=np.float64), axis=0)
-                x, label_x = _positions(metric_named(name, metrics), mean.size)
+                x, label_x = _positions(metric, mean.size)
                 label = f"{method} ({result.values[name]:.3f})" if colour is None else "_"
                 (line,) = axes.plot(x, mean, style, marker=".", label=label, color=colour)
                 colour = line.get_color()

@@ -82,10 +82,8 @@ class Metric:
             command line's conclusion states each measured metric that has one, with this
             sentence, its ranking and its comparisons; empty for a metric it leaves to the
             table (Average Increase and Gain, which count and size the rises Drop ignores).
-        settings: how the metric is measured beyond its name, for the record (the command
-            line's ``results.json``): its perturbation and options, e.g. ``Road(fractions=(0.1,
-            ..., 0.9), noise=2.55, seed=0, selection='rank')``; empty for the averages (the
-            CAM mask has none).
+        options: what the description's functions take beyond its perturbation, in words,
+            for :attr:`settings` (MuFidelity's ``correlation='spearman'``).
     """
 
     name: str
@@ -104,13 +102,23 @@ class Metric:
     margin: float = 0.5
     leaves_out: bool = False
     meaning: str = dataclasses.field(default="", repr=False)
-    settings: str = dataclasses.field(default="", repr=False)
+    options: str = ""
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_KINDS:
             raise ValueError(validation.bad_metric_field(self.name, "scores", self.scores, SCORE_KINDS))
         if self.interval not in INTERVALS:
             raise ValueError(validation.bad_metric_field(self.name, "interval", self.interval, INTERVALS))
+
+    @property
+    def settings(self) -> str:
+        """How the metric is measured beyond its name, for the record (the command line's
+        ``results.json``): its perturbation and :attr:`options`, e.g. ``Road(fractions=(0.1,
+        ..., 0.9), noise=2.55, seed=0, selection='rank')``; empty for the averages (the CAM
+        mask has nothing to set)."""
+        if on_cam_mask(self):
+            return self.options
+        return ", ".join(part for part in (repr(self.perturbation), self.options) if part)
 
     @property
     def difference_bounds(self) -> tuple[float, float]:
@@ -253,7 +261,7 @@ def deletion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 
                "baseline, most salient first; higher means the map ranks first the pixels that make the score")
     return Metric(kind, "Deletion" if deletion else "Insertion", "fraction", 1.0, not deletion, "probabilities",
                   terms, bounds=(0.0, 1.0), perturbation=perturbation, return_vector="curves", curves=curves,
-                  margin=FRACTION_MARGIN, meaning=meaning, settings=repr(perturbation))
+                  margin=FRACTION_MARGIN, meaning=meaning)
 
 
 def insertion_metric(steps: int = 10, baseline: Any = 0.0, max_fraction: float = 1.0) -> Metric:
@@ -286,7 +294,7 @@ def mufidelity_metric(grid_size: int = 9, subset_fraction: float = 0.2, n_sample
 
     return Metric("mufidelity", "MuFidelity", "fraction", 1.0, True, "any", terms, bounds=(-1.0, 1.0),
                   perturbation=perturbation, return_vector="curves", extras=extras, margin=FRACTION_MARGIN,
-                  leaves_out=True, settings=f"{perturbation!r}, correlation={correlation!r}",
+                  leaves_out=True, options=f"correlation={correlation!r}",
                   meaning="the correlation between the map's sum over random subsets of cells and the score's drop "
                           "when those cells are removed; higher means the map's weights track what removing "
                           "the pixels costs the model")
@@ -314,7 +322,6 @@ def road_metric(fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), 
 
     return Metric("road", "ROAD", "fraction", 1.0, True, "probabilities", terms, bounds=(-0.5, 0.5),
                   perturbation=perturbation, return_vector="curves", curves=curves, margin=FRACTION_MARGIN,
-                  settings=repr(perturbation),
                   meaning="half the difference between the target's mean probability when the map's least salient "
                           "pixels are removed and when its most salient are, the removed pixels imputed from their "
                           "neighbours; higher means the pixels the map ranks first are the ones the model needs")

@@ -386,6 +386,13 @@ class _PixelCurve:
     def _reused_point(self) -> str | None:
         raise NotImplementedError
 
+    @property
+    def fractions(self) -> np.ndarray:
+        """(K + 1,) the share of the pixels perturbed at each point of the curve, 0 to
+        ``max_fraction`` (before :meth:`counts` floors it to whole pixels): the curve's x, as
+        ROAD's ``fractions`` are its curves'."""
+        return np.linspace(0.0, self.max_fraction, self.curve_steps + 1)
+
     def counts(self, n_pixels: int) -> np.ndarray:
         """(K + 1,) pixel counts :math:`k_i` of the whole curve (:func:`camavg_core.perturbations.pixel_counts`)."""
         return pixel_counts(n_pixels, self.curve_steps, self.max_fraction)
