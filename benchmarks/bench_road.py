@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,43 +38,6 @@ def smooth_cams(n: int, size: int, seed: int = 0) -> np.ndarray:
     cams = [np.exp(-((yy - rng.uniform(0, size)) ** 2 + (xx - rng.uniform(0, size)) ** 2) / (rng.uniform(0.05, 0.3) * size * size))
             for _ in range(n)]
     return np.asarray(cams, np.float32)[..., None]
-
-
-def spsolve_impute(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
-    """The original's host imputation of one (H, W, C) image, its system set up vectorised
-    (as road/imputations.py's setup_sparse_system does) and solved by spsolve."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import spsolve
-
-    h, w, c = image.shape
-    flat_removed = removed.reshape(-1)
-    unknown = np.flatnonzero(flat_removed)
-    index = np.full(h * w, -1)
-    index[unknown] = np.arange(unknown.size)
-    rows, cols, vals = [], [], []
-    b = np.zeros((unknown.size, c))
-    total = np.zeros(unknown.size)
-    ui, uj = np.divmod(unknown, w)
-    flat = image.reshape(-1, c)
-    for (di, dj), weight in [((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
-                             ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6)]:
-        ni, nj = ui + di, uj + dj
-        inside = (ni >= 0) & (ni < h) & (nj >= 0) & (nj < w)
-        total += weight * inside
-        neighbour = np.where(inside, ni * w + nj, 0)
-        also_unknown = inside & flat_removed[neighbour]
-        rows.append(np.flatnonzero(also_unknown))
-        cols.append(index[neighbour[also_unknown]])
-        vals.append(np.full(also_unknown.sum(), -weight))
-        known = inside & ~flat_removed[neighbour]
-        b[known] += weight * flat[neighbour[known]]
-    rows.append(np.arange(unknown.size))
-    cols.append(np.arange(unknown.size))
-    vals.append(total)
-    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(unknown.size,) * 2).tocsc()
-    out = flat.copy()
-    out[unknown] = np.asarray(spsolve(a, b)).reshape(unknown.size, c)
-    return out.reshape(h, w, c)
 
 
 def main() -> None:
@@ -133,12 +98,16 @@ def main() -> None:
     groups = road.groups(rows)  # MoRF at f beside LeRF at 1 - f: one solve each
     its = [int(iterations(batches[0], masks[a][:args.batch], masks[b][:args.batch])) for a, b in groups]
 
-    # the host solver: the same masks (rank selection), one spsolve per image, fraction and order
+    # the host solver: the same masks (rank selection), one spsolve per image, fraction and order;
+    # the tests' reference builds the original's system (vectorised, as road/imputations.py does)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference import reference_road_impute
+
     m = min(args.spsolve_images, args.n)
     wall, cpu = time.perf_counter(), time.process_time()
     for mask in masks:
         for i in range(m):
-            spsolve_impute(x[i], mask[i, ..., 0] > 0.5)
+            reference_road_impute(x[i], mask[i, ..., 0] > 0.5)
     t_spsolve = ((time.perf_counter() - wall) * args.n / m, (time.process_time() - cpu) * args.n / m)
 
     print(f"ROAD, MobileNetV2 (weights=None) at {size} px, N = {args.n}, batch {args.batch}, {k} steps "
