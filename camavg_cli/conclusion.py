@@ -71,13 +71,14 @@ def _listed(names: Sequence[str]) -> str:
 
 
 def _value(metric: str, value: float) -> str:
-    """A value in its metric's unit: percent to 2 decimals, a fraction (an AUC) to 3."""
-    return f"{value:.{metric_named(metric).decimals}f}"
+    """A value in its metric's unit: percent to 2 decimals, a fraction (an AUC) to 3 (a value
+    that is not 0 but would print as 0 with one significant digit: :meth:`Metric.format`)."""
+    return metric_named(metric).format(value)
 
 
 def _amount(metric: str, value: float) -> str:
     """A difference or a margin in words: '4.97 points' for a percentage, '0.052' for a fraction."""
-    text = f"{value:.{metric_named(metric).decimals}f}"
+    text = _value(metric, value)
     return f"{text} points" if metric_named(metric).unit == "percent" else text
 
 
@@ -140,6 +141,12 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
             lines.append(f"  - {ahead} and {behind}: a difference too small to matter ({title} {_amount(metric, by)} "
                          f"{direction} for {ahead}, {interval}, adjusted p {_p(row['p_adjusted'])}; the interval "
                          f"does not clear the {_margin(metric, row.get('margin', margin))} margin).")
+        elif low > 0.0 or high < 0.0:
+            # the interval is the pair's alone: it can exclude 0 where Holm's adjusted p does
+            # not reject, and the bullet says so rather than leave the two to disagree
+            lines.append(f"  - {ahead} and {behind}: no clear difference after Holm's adjustment ({title} "
+                         f"{_amount(metric, by)} {direction} for {ahead}, {interval}; this interval and p "
+                         f"{_p(row['p_value'])} are for the pair alone, adjusted p {_p(row['p_adjusted'])}).")
         else:
             lines.append(f"  - {ahead} and {behind}: no clear difference ({title} {_amount(metric, by)} "
                          f"{direction} for {ahead}, {interval}, adjusted p {_p(row['p_adjusted'])}).")

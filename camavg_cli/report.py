@@ -54,11 +54,12 @@ def result_records(results: Mapping[str, Result], recipes: Mapping[str, str] | N
 
 
 # ----------------------------------------------------------------------------- text
-def _with_interval(value: float, interval: Sequence[float] | None, decimals: int = 2) -> str:
+def _with_interval(metric: str, value: float, interval: Sequence[float] | None) -> str:
+    shown = metric_named(metric).format
     if interval is None:
-        return f"{value:.{decimals}f}"
+        return shown(value)
     low, high = interval
-    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+    return f"{shown(value)} [{shown(low)}, {shown(high)}]"
 
 
 def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | None = None) -> str:
@@ -85,8 +86,7 @@ def format_table(results: Mapping[str, Result], recipes: Mapping[str, str] | Non
     rows = []
     for method, result in results.items():
         row = [method] + [
-            _with_interval(result.values[metric], None if result.ci is None else result.ci.get(metric),
-                           metric_named(metric).decimals)
+            _with_interval(metric, result.values[metric], None if result.ci is None else result.ci.get(metric))
             for metric in metrics
         ] + [str(result.n)]
         if any_skipped:
@@ -114,7 +114,7 @@ def format_comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for metric in metrics:
             entry = by_metric.get(metric)
             line.append("" if entry is None else
-                        f"{_with_interval(entry['difference'], (entry['low'], entry['high']), metric_named(metric).decimals)} "
+                        f"{_with_interval(metric, entry['difference'], (entry['low'], entry['high']))} "
                         f"p{format_p(entry['p_adjusted'])}" + (f" {entry['better']} better" if entry.get("better") else ""))
         lines.append(line)
     return _align([header] + lines)

@@ -181,9 +181,10 @@ class Comparison:
             test = "" if self.test.get(name, SIGN_FLIP) == SIGN_FLIP else f" ({self.test[name]})"
             better = self.better.get(name)
             unit = difference_unit(name)
-            d = metric_named(name).decimals
+            shown = metric_named(name).format
             parts.append(
-                f"{name} {self.difference[name]:+.{d}f}{unit} [{low:+.{d}f}, {high:+.{d}f}] "
+                f"{name} {shown(self.difference[name], sign=True)}{unit} [{shown(low, sign=True)}, "
+                f"{shown(high, sign=True)}] "
                 f"p{format_p(self.p_value[name])}{test}" + (f", {better} better" if better else "")
             )
         skipped = f", {self.skipped} skipped" if self.skipped else ""
@@ -779,10 +780,10 @@ class ComparisonTable:
         )
         lines = [header]
         for row in self.rows:
-            d = metric_named(row.metric).decimals
+            shown = metric_named(row.metric).format
             lines.append(
-                f"{row.a:>14} {row.b:>14} {row.metric:>17} {row.difference:+8.{d}f} "
-                f"{f'[{row.low:+.{d}f}, {row.high:+.{d}f}]':>18} {_p_cell(row.p_value)} "
+                f"{row.a:>14} {row.b:>14} {row.metric:>17} {shown(row.difference, sign=True):>8} "
+                f"{f'[{shown(row.low, sign=True)}, {shown(row.high, sign=True)}]':>18} {_p_cell(row.p_value)} "
                 f"{_p_cell(row.p_adjusted)} {row.better or '-':>14}  {row.test}"
             )
         return "\n".join(lines)

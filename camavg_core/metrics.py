@@ -142,6 +142,24 @@ class Metric:
         """
         return 2 if self.unit == "percent" else 3
 
+    def format(self, value: float, *, sign: bool = False) -> str:
+        """``value`` as printed with :attr:`decimals` (``sign``: a + before positive values),
+        except a value that is not 0 but would print as 0: it gets one significant digit, so that
+        an interval's bound shows which side of 0 it lies on (-0.0003, not -0.000 or 0.000,
+        where the side is what a reader decides on). 0 prints without a sign.
+
+        >>> deletion = metric_named("deletion")
+        >>> deletion.format(0.0123), deletion.format(-0.00026), deletion.format(-0.0), deletion.format(0.02, sign=True)
+        ('0.012', '-0.0003', '0.000', '+0.020')
+        """
+        value = float(value)
+        if value == 0.0:
+            return f"{0.0:.{self.decimals}f}"  # -0.0 too: on neither side
+        text = f"{value:{'+' if sign else ''}.{self.decimals}f}"
+        if value != 0.0 and np.isfinite(value) and float(text) == 0.0:
+            text = np.format_float_positional(value, precision=1, unique=False, fractional=False, sign=sign)
+        return text
+
 
 def _curve_row(curve: Any, backend: Backend) -> Any:
     """The one step of a (1, N) curve, or an (N,) vector as it is (the pre-curve form)."""

@@ -152,11 +152,11 @@ class Result:
     def __str__(self) -> str:
         parts = []
         for name, value in self.values.items():
-            d = metric_named(name).decimals
-            text = f"{name} {value:.{d}f}{_unit_label(name)}"
+            shown = metric_named(name).format
+            text = f"{name} {shown(value)}{_unit_label(name)}"
             if self.ci is not None and name in self.ci:
                 low, high = self.ci[name]
-                text += f" [{low:.{d}f}, {high:.{d}f}]"
+                text += f" [{shown(low)}, {shown(high)}]"
             parts.append(text)
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         approximate = ", approximate intervals" if self.notes else ""

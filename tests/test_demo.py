@@ -257,13 +257,17 @@ def _stated(kind, row, values):
     behind = b if ahead == a else a
     low, high = (row["low"], row["high"]) if row["difference"] >= 0 else (-row["high"], -row["low"])
     side = "higher" if higher else "lower"
-    amount, interval = f"{abs(row['difference']):.3f}", f"95% CI {low:.3f} to {high:.3f}"
+    shown = metric_named(kind).format  # its own property test: tests/test_metrics.py
+    amount, interval = shown(abs(row["difference"])), f"95% CI {shown(low)} to {shown(high)}"
     if row["better"] is not None:
         assert row["better"] == ahead and row["p_adjusted"] < 0.05 and (low > row["margin"])
         return f"- {ahead} is more faithful than {behind}: {title} {amount} {side} ({interval}),"
     if row["p_adjusted"] < 0.05:
         return (f"- {ahead} and {behind}: a difference too small to matter ({title} {amount} {side} for {ahead}, "
                 f"{interval},")
+    if low > 0 or high < 0:  # the pair's own interval excludes 0, Holm's adjusted p does not reject
+        return (f"- {ahead} and {behind}: no clear difference after Holm's adjustment ({title} {amount} {side} for "
+                f"{ahead}, {interval}; this interval and p")
     return f"- {ahead} and {behind}: no clear difference ({title} {amount} {side} for {ahead}, {interval},"
 
 
@@ -345,6 +349,33 @@ def test_conclusion_says_no_conclusion_where_the_test_finds_none():
     assert ("- c and b: a difference too small to matter (Insertion 0.080 higher for c, 95% CI 0.004 to 0.090, "
             "adjusted p = 0.02; the interval does not clear the 0.005 margin)") in text
     assert "Average Drop" not in text and "Deletion" not in text
+
+
+def test_conclusion_says_where_the_pairs_own_interval_and_the_adjusted_p_disagree():
+    """Hand-made rows for four methods (6 pairs, Holm): one pair whose own 95% interval
+    excludes 0 (p = 0.02) while its adjusted p (0.1) does not reject: the bullet finds no clear
+    difference and says the interval and p are the pair's alone, instead of printing an
+    interval that contradicts it; one whose interval ends 0.0003 below 0 prints that bound as
+    -0.0003 (not -0.000, whose side of 0 a reader cannot see)."""
+    from camavg_core.state import Result
+
+    values = {"a": 0.40, "b": 0.42, "c": 0.45, "d": 0.50}
+    results = {name: Result({"road": value}, n=50, o_c=np.full(50, value), y_c=np.full(50, 0.9))
+               for name, value in values.items()}
+
+    def row(a, b, low, high, p, p_holm):
+        return {"a": a, "b": b, "metric": "road", "difference": values[a] - values[b], "low": low, "high": high,
+                "p_value": p, "p_adjusted": p_holm, "test": "sign_flip", "better": None, "margin": 0.005}
+
+    rows = [row("a", "b", -0.035, -0.004, 0.02, 0.1), row("b", "c", -0.06, 0.0003, 0.06, 0.24),
+            row("a", "c", -0.09, 0.02, 0.3, 0.6), row("a", "d", -0.2, 0.01, 0.3, 0.6),
+            row("b", "d", -0.2, 0.02, 0.4, 0.8), row("c", "d", -0.2, 0.03, 0.5, 1.0)]
+    text = " ".join(conclusion(results, rows, {}).split())
+    assert ("- b and a: no clear difference after Holm's adjustment (ROAD 0.020 higher for b, 95% CI 0.004 to "
+            "0.035; this interval and p = 0.02 are for the pair alone, adjusted p = 0.1)") in text
+    assert ("- c and b: no clear difference (ROAD 0.030 higher for c, 95% CI -0.0003 to 0.060, adjusted p = 0.24)"
+            in text)
+    assert text.count("after Holm's adjustment") == 1 and "-0.000 " not in text
 
 
 def test_conclusion_without_a_metric_it_states():

@@ -15,6 +15,8 @@ import collections
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from camavg_core import METRICS, Metric, MetricState, compare, summarize, validation
 from camavg_core.engine import AveragesCamBase, Engine, Options
@@ -116,6 +118,35 @@ def test_printed_values_and_differences_keep_three_decimals_for_a_fraction_and_t
     assert f"average_drop {direct.difference['average_drop']:+.2f} pp [" in direct.summary()
     table = cam.compare({"a": CAMS_A, "b": CAMS_B}, score, metrics=[RELATIVE_CHANGE]).comparisons
     assert f"{difference:+8.3f}" in str(table) and "diff pp" not in str(table)
+
+
+@given(value=st.one_of(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
+                       st.floats(min_value=-2e-3, max_value=2e-3)),
+       metric=st.sampled_from(["average_drop", "road"]), sign=st.booleans())
+@example(value=-0.00026, metric="road", sign=False).via("an interval's bound just below 0")
+@example(value=0.0007, metric="road", sign=True).via("rounds up to the last decimal")
+@example(value=-0.0, metric="average_drop", sign=True).via("negative zero")
+def test_a_printed_value_is_on_the_same_side_of_zero_and_as_near_as_its_digits_say(value, metric, sign):
+    """``Metric.format``: the text, read back, has the value's sign (0 only for 0, -0.0
+    included), is within half a unit of its last decimal (2 for percent, 3 for a fraction) of
+    the value, and a value too small for those decimals keeps one significant digit: within
+    half of the value's leading power of ten. ``sign`` puts a + before positive values; 0 has
+    none."""
+    decimals = 2 if metric == "average_drop" else 3
+    text = METRICS[metric].format(value, sign=sign)
+    shown = float(text)
+    assert np.sign(shown) == np.sign(value)
+    assert "e" not in text
+    if value == 0:
+        assert text == "0." + "0" * decimals
+    half_unit = 0.5 * 10.0 ** -decimals
+    if abs(value) >= half_unit * (1 + 1e-9):  # printed with its decimals
+        assert len(text.split(".")[1]) == decimals
+        assert abs(shown - value) <= half_unit * (1 + 1e-9)
+    elif value != 0 and abs(value) < half_unit * (1 - 1e-9):  # one significant digit
+        leading = 10.0 ** np.floor(np.log10(abs(value)))
+        assert abs(shown - value) <= 0.5 * leading * (1 + 1e-9)
+    assert text.startswith("+") == (sign and value > 0)
 
 
 def test_a_metric_defined_here_works_in_a_stream_and_equals_memory():
