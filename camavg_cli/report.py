@@ -260,10 +260,11 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.set_xlim(min(0.0, lower * 1.2), max(upper * 1.2, min(1.0, metric_named(metric).bounds[1])))
     if lower < 0.0:
         axes.axvline(0.0, color="black", linewidth=0.6)
-    # Labels sit past the upper whisker, so they never cover it.
+    # Labels sit past the upper whisker, so they never cover it; they read as the table and the
+    # conclusion do (-0.001, not -0.00: Metric.format)
     label_at = values if errors is None else values + errors[1]
     for position, value, x in zip(positions, values, label_at):
-        axes.text(x, position, f"  {value:.2f}" if value < 10 else f"  {value:.1f}", va="center", ha="left", fontsize=7)
+        axes.text(x, position, f"  {metric_named(metric).format(value)}", va="center", ha="left", fontsize=7)
 
 
 #: curve metrics whose mean curves per method the report draws, and what their x axis is
@@ -360,9 +361,10 @@ def plot_report(
     # the title in the bars' own part, above their titles: the parts share the figure's height exactly
     top.suptitle(title, fontsize=12, y=0.99)
     top.subplots_adjust(left=0.17, right=0.98, bottom=0.14, top=0.74, wspace=0.08)
-    top.text(0.5, 0.01, "blue: CAM methods, grey: reference maps; whiskers: confidence intervals "
-             "(when computed). Below: each image, its CAM, and the masked image (image x CAM) the model is scored on.",
-             ha="center", va="bottom", fontsize=8, color="#444444")
+    top.text(0.5, 0.01, "blue: CAM methods, grey: reference maps; whiskers: each method's own confidence interval "
+             "(when computed). Whether two methods differ is the paired test's answer (conclusion.txt,\n"
+             "comparisons.csv), not whether their whiskers overlap. Below: each image, its CAM, and the masked image "
+             "(image x CAM) the model is scored on.", ha="center", va="bottom", fontsize=8, color="#444444")
 
     grid = bottom.subplots(len(methods), n_columns, squeeze=False)
     for row, method in enumerate(methods):

@@ -82,6 +82,17 @@ def test_negative_values_and_whiskers_are_inside_the_bars_axes():
     assert axes.get_xlim() == (0.0, 1.0)
 
 
+def test_bar_labels_read_as_the_table_does():
+    """Each bar's label has its metric's decimals (3 for a fraction, 2 for percent, 24.73
+    not 24.7), and a value that is not 0 but would round to it keeps its sign and one digit:
+    ROAD -0.0012 is -0.001 and -0.0004 is -0.0004, where the report used to print -0.00."""
+    for metric, values, labels in (("road", [0.2071, -0.0012, -0.0004], ["0.207", "-0.001", "-0.0004"]),
+                                   ("average_drop", [24.734, 6.9, 0.0], ["24.73", "6.90", "0.00"])):
+        axes = Figure().subplots()
+        _metric_bars(axes, {f"m{k}": Result(values={metric: v}, n=6) for k, v in enumerate(values)}, metric)
+        assert [text.get_text().strip() for text in axes.texts] == labels
+
+
 def test_the_curves_x_comes_from_the_metrics_own_description():
     """Passed descriptions set the x: ROAD's own fractions, Deletion's K + 1 steps up to its
     max_fraction; a curve its description does not account for is drawn against the step
