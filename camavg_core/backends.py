@@ -47,8 +47,9 @@ class Backend:
     Python unless the framework traces. ``spd_inverse`` and ``materialise`` have defaults that
     a backend may refine.
     ``impute_fast`` is an optional hook: a backend with its own solver for some of ROAD's
-    imputations (TensorFlow's XLA kernels; JAX's jit of the generic solver) returns its result there,
-    and None (the default) sends :func:`camavg_core.imputation.impute` on to the generic solver.
+    imputations (TensorFlow's XLA kernels) returns its result there, and None (the default)
+    sends :func:`camavg_core.imputation.impute` on to the generic solver, which runs as
+    ``compiled`` makes it (JAX: one ``jax.jit`` program; the default: as written).
     """
 
     name: str = "abstract"
@@ -182,6 +183,14 @@ class Backend:
         while bool(cond(*state)):
             state = tuple(body(*state))
         return tuple(state)
+
+    def compiled(self, function: Any, static_argnums: tuple[int, ...]) -> Any:
+        """``function`` as one compiled program where the framework compiles whole functions
+        (JAX's ``jax.jit``, with ``static_argnums`` the arguments that are not arrays), so that
+        a call outside any compiled pass does not dispatch its ops one by one; the default:
+        ``function`` itself (frameworks that run ops as given, or trace them where they are
+        called, as ``tf.function`` does)."""
+        return function
 
     def impute_fast(self, x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> Any:
         """ROAD's imputation by this backend's own solver, or None where it has none (the

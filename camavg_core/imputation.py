@@ -18,8 +18,9 @@ centre, inside the compiled pass (``Backend.while_loop``: a ``tf.while_loop``,
 ``jax.lax.while_loop``, or a Python loop for NumPy and PyTorch). The code is written against
 the backend protocol (:class:`camavg_core.backends.Backend`); a backend may answer with its own
 solver first (``Backend.impute_fast``: TensorFlow's XLA kernels, in
-``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps;
-JAX's: this module's solver as one ``jax.jit`` program).
+``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps);
+otherwise this module's solver runs as ``Backend.compiled`` makes it (JAX: one ``jax.jit``
+program per shape).
 Every solver runs channels first (channels-last inputs transposed in and out once, here,
 ``Backend.transpose``), so that the one-channel masks and weights broadcast over an outer axis.
 Iterations stop when every image's and channel's largest error is at most about ``tol`` times
@@ -538,7 +539,9 @@ def _impute(backend: Backend, x: Any, removed: tuple, tol: float, max_iter: int,
         # NumPy 3.3 s to 2.7 s; TF's XLA loops vectorise along a row's W pixels: 15% off a solve)
         x, masks = backend.transpose(x, (0, 3, 1, 2)), tuple(backend.transpose(m, (0, 3, 1, 2)) for m in masks)
     solved = backend.impute_fast(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)
-    outs, iterations = _solve(backend, x, masks, tol, max_iter, preconditioner) if solved is None else solved
+    if solved is None:
+        solved = backend.compiled(_solve, static_argnums=(0, 3, 4, 5))(backend, x, masks, tol, max_iter, preconditioner)
+    outs, iterations = solved
     return (tuple(backend.transpose(out, (0, 2, 3, 1)) for out in outs) if last else outs), iterations
 
 

@@ -138,14 +138,11 @@ class JaxBackend(Backend):
     def while_loop(self, cond, body, state):
         return tuple(self.jax.lax.while_loop(lambda s: cond(*s), lambda s: body(*s), tuple(state)))
 
-    def impute_fast(self, x, masks, *, tol, max_iter, preconditioner):
-        # the core's generic solver, as one jit program per shape: an eager call would run its
-        # set-up op by op, each op compiled at the first sight of its shapes (a pair of 6 images
-        # of 40 px on the 2-core VM, 2026-12-06: 4.4 s the first call and 0.39 s after, jitted
-        # 1.6 s and 0.02 s); under an outer jit (ROAD's compiled pass) the program is inlined.
-        # No state of camavg's: the wrapper is made per call, and JAX's own cache, keyed on the
-        # function, the static arguments and the arrays' shapes and dtypes, holds the program
-        from camavg_core.imputation import _solve  # the core imports the backends: not at import time
-
-        solve = self.jax.jit(_solve, static_argnums=(0, 3, 4, 5))
-        return solve(self, x, tuple(masks), float(tol), int(max_iter), preconditioner)
+    def compiled(self, function, static_argnums):
+        # ROAD's generic solver as one jit program per shape: an eager call would run its set-up
+        # op by op, each op compiled at the first sight of its shapes (a pair of 6 images of 40 px
+        # on the 2-core VM, 2026-12-06: 4.4 s the first call and 0.39 s after, jitted 1.6 s and
+        # 0.02 s); under an outer jit (ROAD's compiled pass) the program is inlined. No state of
+        # camavg's: the wrapper is made per call, and JAX's own cache, keyed on the function,
+        # the static arguments and the arrays' shapes and dtypes, holds the program
+        return self.jax.jit(function, static_argnums=static_argnums)

@@ -208,16 +208,35 @@ def test_impute_fast_answers_only_where_a_backend_has_its_own_solver(backend):
     for preconditioner in ("multigrid", "jacobi"):
         fast = backend.impute_fast(backend.asarray(first(x)), (backend.asarray(first(removed)),),
                                    preconditioner=preconditioner, **kwargs)
-        if backend.name not in ("tensorflow", "jax"):
-            assert fast is None  # the core's generic solver, as it is
-            continue
-        # TensorFlow's XLA solver, and JAX's jit of the generic one, against the core's on
-        # NumPy, float64: the hook channels first, and through impute, which hands it
-        # channels-last inputs transposed
-        (out,), _ = fast
-        np.testing.assert_allclose(np.moveaxis(backend.to_numpy(out), 1, -1), expected, atol=1e-4)
+        if backend.name != "tensorflow":
+            assert fast is None  # the core's generic solver, as Backend.compiled makes it
+        else:
+            # TensorFlow's XLA solver against the core's on NumPy, float64, the hook channels first
+            (out,), _ = fast
+            np.testing.assert_allclose(np.moveaxis(backend.to_numpy(out), 1, -1), expected, atol=1e-4)
+        # through impute, which hands either solver channels-last inputs transposed
         out = impute(backend, backend.asarray(x), backend.asarray(removed), preconditioner=preconditioner, **kwargs)
         np.testing.assert_allclose(backend.to_numpy(out), expected, atol=1e-4)
+
+
+def test_compiled_is_one_jit_program_for_jax_and_the_function_itself_elsewhere(backend):
+    """``Backend.compiled``: JAX wraps the function in ``jax.jit`` (its arguments past the
+    static ones traced: the body sees tracers, once per shape), every other backend returns
+    the function as it is; the result is the function's either way."""
+    seen = []
+
+    def function(scale, v):
+        seen.append(backend.is_concrete(v))
+        return v * scale
+
+    run = backend.compiled(function, static_argnums=(0,))
+    v = backend.asarray(np.arange(4.0, dtype=np.float32))
+    for _ in range(2):
+        np.testing.assert_allclose(backend.to_numpy(run(3.0, v)), [0.0, 3.0, 6.0, 9.0])
+    if backend.name == "jax":
+        assert seen == [False]  # traced once, then the cached program
+    else:
+        assert run is function and seen == [True, True]
 
 
 def test_select_class_matches_numpy_indexing(backend):
