@@ -185,7 +185,8 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
         ranked = sorted(methods, key=lambda name: results[name].average_drop)
         low_drop = min(results[name].average_drop for name in methods)
         high_drop = max(results[name].average_drop for name in methods)
-        lines.append(f"Reference maps, as measured (the CAM methods span Average Drop {low_drop:.2f} to {high_drop:.2f}):")
+        lines.append(f"Reference maps, as measured (the CAM methods span Average Drop {_value('average_drop', low_drop)} "
+                     f"to {_value('average_drop', high_drop)}):")
         for name, what in references.items():
             if name not in results:
                 continue
@@ -199,7 +200,8 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
                 where = f"lower than {_listed(beaten)}, so those maps keep less evidence than this one"
             others = ", ".join(f"{metric_named(metric).title} {_value(metric, value)}"
                                for metric, value in results[name].values.items() if metric != "average_drop")
-            lines.append(f"  - {name} = {what}: Average Drop {drop:.2f}, {where}" + (f"; {others}." if others else "."))
+            lines.append(f"  - {name} = {what}: Average Drop {_value('average_drop', drop)}, {where}"
+                         + (f"; {others}." if others else "."))
     # Long lines wrap (bullets and rankings under their own text), so the paragraph reads in a
     # 100-column terminal.
     return "\n".join(textwrap.fill(line, 100, subsequent_indent="    " if line.startswith("  ") else "",

@@ -295,7 +295,7 @@ def _mean_curves(part: Any, results: Mapping[str, Result], names: Sequence[str],
             for curve, style in zip((result.curves or {}).get(name) or (), ("-", "--")):
                 mean = np.nanmean(np.asarray(curve, dtype=np.float64), axis=0)
                 x, label_x = _positions(metric, mean.size)
-                label = f"{method} ({result.values[name]:.3f})" if colour is None else "_"
+                label = f"{method} ({metric.format(result.values[name])})" if colour is None else "_"
                 (line,) = axes.plot(x, mean, style, marker=".", label=label, color=colour)
                 colour = line.get_color()
         axes.set_title(f"{name}: mean curve per method (the metric in the legend)", fontsize=9)
