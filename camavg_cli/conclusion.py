@@ -141,9 +141,9 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
             lines.append(f"  - {ahead} and {behind}: a difference too small to matter ({title} {_amount(metric, by)} "
                          f"{direction} for {ahead}, {interval}, adjusted p {_p(row['p_adjusted'])}; the interval "
                          f"does not clear the {_margin(metric, row.get('margin', margin))} margin).")
-        elif low > 0.0 or high < 0.0:
-            # the interval is the pair's alone: it can exclude 0 where Holm's adjusted p does
-            # not reject, and the bullet says so rather than leave the two to disagree
+        elif row["p_value"] < 1 - level and (low > 0.0 or high < 0.0):
+            # the interval and p are the pair's alone: they can exclude 0 where Holm's adjusted
+            # p does not reject, and the bullet says so rather than leave the two to disagree
             lines.append(f"  - {ahead} and {behind}: no clear difference after Holm's adjustment ({title} "
                          f"{_amount(metric, by)} {direction} for {ahead}, {interval}; this interval and p "
                          f"{_p(row['p_value'])} are for the pair alone, adjusted p {_p(row['p_adjusted'])}).")

@@ -362,8 +362,8 @@ def plot_report(
     top.suptitle(title, fontsize=12, y=0.99)
     top.subplots_adjust(left=0.17, right=0.98, bottom=0.14, top=0.74, wspace=0.08)
     top.text(0.5, 0.01, "blue: CAM methods, grey: reference maps; whiskers: each method's own confidence interval "
-             "(when computed). Whether two methods differ is the paired test's answer (conclusion.txt,\n"
-             "comparisons.csv), not whether their whiskers overlap. Below: each image, its CAM, and the masked image "
+             "(when computed). Whether two methods differ is the paired test's answer (comparisons.csv,\n"
+             "conclusion.txt: the demo's, or evaluate --compare's), not whether their whiskers overlap. Below: each image, its CAM, and the masked image "
              "(image x CAM) the model is scored on.", ha="center", va="bottom", fontsize=8, color="#444444")
 
     grid = bottom.subplots(len(methods), n_columns, squeeze=False)

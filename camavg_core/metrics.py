@@ -156,7 +156,7 @@ class Metric:
         if value == 0.0:
             return f"{0.0:.{self.decimals}f}"  # -0.0 too: on neither side
         text = f"{value:{'+' if sign else ''}.{self.decimals}f}"
-        if value != 0.0 and np.isfinite(value) and float(text) == 0.0:
+        if np.isfinite(value) and float(text) == 0.0:
             text = np.format_float_positional(value, precision=1, unique=False, fractional=False, sign=sign)
         return text
 

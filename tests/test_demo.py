@@ -265,7 +265,7 @@ def _stated(kind, row, values):
     if row["p_adjusted"] < 0.05:
         return (f"- {ahead} and {behind}: a difference too small to matter ({title} {amount} {side} for {ahead}, "
                 f"{interval},")
-    if low > 0 or high < 0:  # the pair's own interval excludes 0, Holm's adjusted p does not reject
+    if row["p_value"] < 0.05 and (low > 0 or high < 0):  # significant alone, not after Holm's adjustment
         return (f"- {ahead} and {behind}: no clear difference after Holm's adjustment ({title} {amount} {side} for "
                 f"{ahead}, {interval}; this interval and p")
     return f"- {ahead} and {behind}: no clear difference ({title} {amount} {side} for {ahead}, {interval},"
