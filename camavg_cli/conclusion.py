@@ -153,6 +153,27 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
     return lines
 
 
+def _too_few(n: int, pairs: int, level: float, rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Where the sign-flip test cannot reject at ``1 - level`` after Holm's adjustment with
+    ``n`` images, whatever the maps, the sentence that says so; else None. Its exact p-value is
+    at least 2 / 2^k for k non-zero differences (k <= n), and Holm multiplies the smallest by
+    the number of pairs: then every bullet's "no clear difference" is the test's floor, not the
+    data's answer."""
+    alpha = 1.0 - level
+    if pairs == 0 or not any(row["test"] == "sign_flip" for row in rows):
+        return None
+    smallest = 2.0 / 2.0 ** n
+    if pairs * smallest < alpha:
+        return None
+    needed = n + 1
+    while pairs * 2.0 / 2.0 ** needed >= alpha:
+        needed += 1
+    adjusted = f", {min(1.0, pairs * smallest):.2g} once adjusted for the {pairs} pairs" if pairs > 1 else ""
+    return (f"With {n} images no pair can be called different, whatever the maps: the sign-flip test's smallest "
+            f"p-value is 2 / 2^{n} = {smallest:.2g}{adjusted}, not below {alpha:g}. Each \"no clear difference\" "
+            f"below says only that; {needed} images or more can show a difference.")
+
+
 def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], references: Mapping[str, str], *,
                level: float = 0.95) -> str:
     """The conclusion in words: which CAM methods beat which, on each measured metric that has a
@@ -179,6 +200,9 @@ def conclusion(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], re
              f"Holm-adjusted over the {pairs} pairs of CAM methods for each metric; a method is called more "
              f"faithful only when the difference is significant and its {100 * level:g}% interval lies beyond "
              f"the metric's margin):"]
+    floor = _too_few(n, pairs, level, rows)
+    if floor:
+        lines.append(floor)
     for metric in stated:
         lines += _metric_lines(metric, results, methods, rows, level)
     if methods and references and "average_drop" in measured:  # the command line's own CAM sets come without reference maps

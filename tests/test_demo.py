@@ -378,6 +378,40 @@ def test_conclusion_says_where_the_pairs_own_interval_and_the_adjusted_p_disagre
     assert text.count("after Holm's adjustment") == 1 and "-0.000 " not in text
 
 
+@pytest.mark.parametrize("n, methods, test, stated", [
+    (6, "abcd", "sign_flip", "With 6 images no pair can be called different, whatever the maps: the sign-flip test's "
+                             "smallest p-value is 2 / 2^6 = 0.031, 0.19 once adjusted for the 6 pairs, not below 0.05. "
+                             "Each \"no clear difference\" below says only that; 8 images or more can show a difference."),
+    (4, "ab", "sign_flip", "With 4 images no pair can be called different, whatever the maps: the sign-flip test's "
+                           "smallest p-value is 2 / 2^4 = 0.12, not below 0.05. Each \"no clear difference\" below says "
+                           "only that; 6 images or more can show a difference."),
+    (8, "abcd", "sign_flip", None),  # 6 x 2 / 2^8 = 0.047: the first Holm step can reject
+    (6, "ab", "sign_flip", None),  # one pair: 2 / 2^6 = 0.031 can reject
+    (6, "abcd", "t", None),  # Hall's t has no such floor
+])
+def test_conclusion_says_when_the_test_cannot_reject_with_so_few_images(n, methods, test, stated):
+    """The exact sign-flip p-value is at least 2 / 2^n, and Holm multiplies the smallest by the
+    number of pairs: where that is 0.05 or more, every "no clear difference" is the test's floor,
+    and the conclusion says so first, with the number of images that could show a difference
+    (worked out here: 6 pairs need 6 x 2 / 2^n < 0.05, n >= 8; one pair, 2 / 2^n < 0.05, n >= 6)."""
+    from itertools import combinations
+
+    from camavg_core.state import Result
+    from camavg_core.stats import sign_flip_test
+
+    results = {name: Result({"road": 0.1 * k}, n=n, o_c=np.zeros(n), y_c=np.ones(n)) for k, name in enumerate(methods)}
+    rows = [{"a": a, "b": b, "metric": "road", "difference": results[a].values["road"] - results[b].values["road"],
+             "low": -0.5, "high": 0.5, "p_value": 0.5, "p_adjusted": 1.0, "test": test, "better": None, "margin": 0.005}
+            for a, b in combinations(methods, 2)]
+    text = " ".join(conclusion(results, rows, {}).split())
+    # the floor is the test's own: n differences of one sign give its smallest p-value
+    assert sign_flip_test(np.arange(1.0, n + 1.0)) == pytest.approx(2.0 / 2.0**n)
+    if stated is None:
+        assert "no pair can be called different" not in text
+    else:
+        assert stated in text
+
+
 def test_conclusion_without_a_metric_it_states():
     from camavg_core.state import Result
 
