@@ -14,6 +14,7 @@ from camavg_core.compare import (
     compare,
     compare_methods,
     holm,
+    smallest_sign_flip_p,
     ties,
 )
 from camavg_core.masking import apply_cams, mask_inputs
@@ -76,6 +77,7 @@ __all__ = [
     "resolve_backend",
     "sign_flip_interval",
     "sign_flip_test",
+    "smallest_sign_flip_p",
     "summarize",
     "t_interval",
     "ties",

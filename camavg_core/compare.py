@@ -698,6 +698,19 @@ class PairState(NamedTuple):
 ADJUSTMENTS = ("holm", "none")
 
 
+def smallest_sign_flip_p(n: int, pairs: int = 1, adjust: str = "holm") -> float:
+    """The smallest p-value the sign-flip test can give a pair of methods measured on ``n``
+    samples, whatever their maps: 2 / 2^n (every difference non-zero and of one sign), times
+    ``pairs`` after Holm's adjustment (its first step), at most 1. Where it is ``1 - level`` or
+    more, no pair can be significant, and a table of "no difference" says nothing of the maps.
+
+    >>> smallest_sign_flip_p(5), smallest_sign_flip_p(6, pairs=6), smallest_sign_flip_p(8, pairs=6) < 0.05
+    (0.0625, 0.1875, True)
+    """
+    p = 2.0 / 2.0 ** int(n)
+    return min(1.0, p * int(pairs)) if adjust == "holm" else p
+
+
 def holm(p_values: Any) -> np.ndarray:
     r"""Holm's step-down adjusted p-values.
 
@@ -786,7 +799,23 @@ class ComparisonTable:
                 f"{f'[{shown(row.low, sign=True)}, {shown(row.high, sign=True)}]':>18} {_p_cell(row.p_value)} "
                 f"{_p_cell(row.p_adjusted)} {row.better or '-':>14}  {row.test}"
             )
+        floor = self.unreachable()
+        if floor is not None:
+            n, smallest = floor
+            lines.append(f"n = {n}: no pair can be significant at {1 - self.level:g}, whatever the data: the sign-flip "
+                         f"test's smallest p-value, 2 / 2^{n}, is {smallest:.2g} after {self.adjust} over "
+                         f"{len(self.comparisons)} pairs")
         return "\n".join(lines)
+
+    def unreachable(self) -> tuple[int, float] | None:
+        """``(n, smallest adjusted p)`` where the table's sign-flip rows cannot reach ``1 -
+        level`` with their samples (:func:`smallest_sign_flip_p`, the largest n of its pairs),
+        else None: then every row's "no difference" is the test's floor, not the data's."""
+        if not any(row.test == SIGN_FLIP for row in self.rows):
+            return None
+        n = max(comparison.n for comparison in self.comparisons.values())
+        smallest = smallest_sign_flip_p(n, len(self.comparisons), self.adjust)
+        return (n, smallest) if smallest >= 1.0 - self.level else None
 
 
 def _row_margin(comparison: Comparison, metric: str, margin: float | None) -> float:

@@ -129,6 +129,29 @@ def test_a_row_names_the_better_method_on_the_adjusted_p_value_and_the_margin():
     assert "better" in str(table) and "random" in str(table)
 
 
+@pytest.mark.parametrize("n, floor", [(6, True), (7, True), (8, False)])
+def test_a_table_says_when_no_pair_can_be_significant_with_so_few_samples(n, floor):
+    """Four methods, each a constant drop apart on every one of n samples: every difference has
+    one sign, the strongest evidence n samples can hold. The sign-flip p-value is then 2 / 2^n
+    and Holm's first step multiplies it by the 6 pairs (worked out here): below 8 samples it
+    stays at 0.05 or more, no row is significant, and the table says that this is the test's
+    floor; at 8 the first pairs are significant and it says nothing."""
+    y = np.full(n, 0.9)
+    o = {name: y - 0.1 * (k + 1) + np.linspace(0, 0.01, n) for k, name in enumerate("abcd")}
+    table = compare_methods(y, o)
+    smallest = 6 * 2.0 / 2.0**n
+    drop = [row for row in table.rows if row.metric == "average_drop"]
+    assert min(row.p_adjusted for row in drop) == pytest.approx(min(1.0, smallest))
+    assert (not table.significant()) == floor
+    text = str(table)
+    if floor:
+        assert table.unreachable() == (n, pytest.approx(smallest))
+        assert (f"n = {n}: no pair can be significant at 0.05, whatever the data: the sign-flip test's smallest "
+                f"p-value, 2 / 2^{n}, is {smallest:.2g} after holm over 6 pairs") in text
+    else:
+        assert table.unreachable() is None and "no pair can be significant" not in text
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
