@@ -159,7 +159,7 @@ def _too_few(n: int, pairs: int, level: float, rows: Sequence[Mapping[str, Any]]
     sentence that says so; else None. Every bullet's "no clear difference" is then the test's
     floor, not the data's answer."""
     alpha = 1.0 - level
-    if pairs == 0 or not any(row["test"] == "sign_flip" for row in rows):
+    if pairs == 0 or not rows or any(row["test"] != "sign_flip" for row in rows):
         return None
     if smallest_sign_flip_p(n, pairs) < alpha:
         return None

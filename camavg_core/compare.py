@@ -808,10 +808,10 @@ class ComparisonTable:
         return "\n".join(lines)
 
     def unreachable(self) -> tuple[int, float] | None:
-        """``(n, smallest adjusted p)`` where the table's sign-flip rows cannot reach ``1 -
-        level`` with their samples (:func:`smallest_sign_flip_p`, the largest n of its pairs),
-        else None: then every row's "no difference" is the test's floor, not the data's."""
-        if not any(row.test == SIGN_FLIP for row in self.rows):
+        """``(n, smallest adjusted p)`` where the table's rows, all sign-flip tests, cannot reach
+        ``1 - level`` with their samples (:func:`smallest_sign_flip_p`, the largest n of its
+        pairs), else None: then every row's "no difference" is the test's floor, not the data's."""
+        if not self.rows or any(row.test != SIGN_FLIP for row in self.rows):
             return None
         n = max(comparison.n for comparison in self.comparisons.values())
         smallest = smallest_sign_flip_p(n, len(self.comparisons), self.adjust)
