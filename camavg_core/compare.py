@@ -802,9 +802,10 @@ class ComparisonTable:
         floor = self.unreachable()
         if floor is not None:
             n, smallest = floor
+            pairs = len(self.comparisons)
+            adjusted = f", {smallest:.2g} after Holm's adjustment over {pairs} pairs" if self.adjust == "holm" and pairs > 1 else ""
             lines.append(f"n = {n}: no pair can be significant at {1 - self.level:g}, whatever the data: the sign-flip "
-                         f"test's smallest p-value, 2 / 2^{n}, is {smallest:.2g} after {self.adjust} over "
-                         f"{len(self.comparisons)} pairs")
+                         f"test's smallest p-value is 2 / 2^{n} = {smallest_sign_flip_p(n):.2g}{adjusted}")
         return "\n".join(lines)
 
     def unreachable(self) -> tuple[int, float] | None:

@@ -147,7 +147,7 @@ def test_a_table_says_when_no_pair_can_be_significant_with_so_few_samples(n, flo
     if floor:
         assert table.unreachable() == (n, pytest.approx(smallest))
         assert (f"n = {n}: no pair can be significant at 0.05, whatever the data: the sign-flip test's smallest "
-                f"p-value, 2 / 2^{n}, is {smallest:.2g} after holm over 6 pairs") in text
+                f"p-value is 2 / 2^{n} = {2.0 / 2.0**n:.2g}, {smallest:.2g} after Holm's adjustment over 6 pairs") in text
     else:
         assert table.unreachable() is None and "no pair can be significant" not in text
 
