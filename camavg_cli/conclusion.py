@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from camavg_core import METRICS, compare_methods, smallest_sign_flip_p, ties
-from camavg_core.compare import compare_results, curve_ties
+from camavg_core.compare import compare_results, curve_ties, sign_flip_floor
 from camavg_core.metrics import metric_named, on_cam_mask, resolve_metrics
 
 ROW_FIELDS = ("a", "b", "metric", "difference", "low", "high", "p_value", "p_adjusted", "test", "adjust", "better",
@@ -155,18 +155,17 @@ def _metric_lines(metric: str, results: Mapping[str, Any], methods: Sequence[str
 
 def _too_few(n: int, pairs: int, level: float, rows: Sequence[Mapping[str, Any]]) -> str | None:
     """Where the sign-flip test cannot reject at ``1 - level`` after Holm's adjustment with
-    ``n`` images, whatever the maps (:func:`camavg_core.compare.smallest_sign_flip_p`), the
+    ``n`` images, whatever the maps (:func:`camavg_core.compare.sign_flip_floor`), the
     sentence that says so; else None. Every bullet's "no clear difference" is then the test's
     floor, not the data's answer."""
     alpha = 1.0 - level
-    if pairs == 0 or not rows or any(row["test"] != "sign_flip" for row in rows):
-        return None
-    if smallest_sign_flip_p(n, pairs) < alpha:
+    smallest = sign_flip_floor(n, pairs, level, (row["test"] for row in rows))
+    if smallest is None:
         return None
     needed = n + 1
     while smallest_sign_flip_p(needed, pairs) >= alpha:
         needed += 1
-    adjusted = f", {smallest_sign_flip_p(n, pairs):.2g} once adjusted for the {pairs} pairs" if pairs > 1 else ""
+    adjusted = f", {smallest:.2g} once adjusted for the {pairs} pairs" if pairs > 1 else ""
     return (f"With {n} images no pair can be called different, whatever the maps: the sign-flip test's smallest "
             f"p-value is 2 / 2^{n} = {smallest_sign_flip_p(n):.2g}{adjusted}, not below {alpha:g}. Each \"no clear "
             f"difference\" below says only that; {needed} images or more can show a difference.")

@@ -238,6 +238,7 @@ def _resized(cam: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     methods = list(results)
+    description = metric_named(metric)
     values = np.array([results[m].values[metric] for m in methods])
     positions = np.arange(len(methods))
     colours = ["#8c8c8c" if m.startswith("reference:") else "#3b75af" for m in methods]
@@ -248,7 +249,7 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     axes.barh(positions, values, xerr=errors, color=colours, capsize=3, error_kw={"elinewidth": 1})
     axes.set_yticks(positions, methods, fontsize=8)
     axes.invert_yaxis()  # first method on top, as in the table
-    unit = " (%)" if metric_named(metric).unit == "percent" else ""
+    unit = " (%)" if description.unit == "percent" else ""
     # two lines: five metrics' titles side by side on one line would run into each other
     axes.set_title(f"{title_of(metric)}{unit}\n{direction_of(metric)}", fontsize=9)
     axes.tick_params(axis="x", labelsize=8)
@@ -257,14 +258,14 @@ def _metric_bars(axes, results: Mapping[str, Result], metric: str) -> None:
     lower = float(np.min(values if errors is None else values - errors[0])) if len(values) else 0.0
     # from 0, or from the lowest whisker where a value or interval is negative (ROAD and
     # MuFidelity can be), to the top of the metric's range ([0, 1] at least, ROAD's 0.5)
-    axes.set_xlim(min(0.0, lower * 1.2), max(upper * 1.2, min(1.0, metric_named(metric).bounds[1])))
+    axes.set_xlim(min(0.0, lower * 1.2), max(upper * 1.2, min(1.0, description.bounds[1])))
     if lower < 0.0:
         axes.axvline(0.0, color="black", linewidth=0.6)
     # Labels sit past the upper whisker, so they never cover it; they read as the table and the
     # conclusion do (-0.001, not -0.00: Metric.format)
     label_at = values if errors is None else values + errors[1]
     for position, value, x in zip(positions, values, label_at):
-        axes.text(x, position, f"  {metric_named(metric).format(value)}", va="center", ha="left", fontsize=7)
+        axes.text(x, position, f"  {description.format(value)}", va="center", ha="left", fontsize=7)
 
 
 #: curve metrics whose mean curves per method the report draws, and what their x axis is

@@ -711,6 +711,21 @@ def smallest_sign_flip_p(n: int, pairs: int = 1, adjust: str = "holm") -> float:
     return min(1.0, p * int(pairs)) if adjust == "holm" else p
 
 
+def sign_flip_floor(n: int, pairs: int, level: float, tests: Any, adjust: str = "holm") -> float | None:
+    """:func:`smallest_sign_flip_p` where it keeps every pair from significance at ``1 -
+    level`` and every one of ``tests`` (the rows' tests) is the sign-flip test, else None (some
+    pair could be significant, or another test, with its own floor or none, is in the table).
+
+    >>> sign_flip_floor(6, 6, 0.95, ["sign_flip"] * 3), sign_flip_floor(8, 6, 0.95, ["sign_flip"]), sign_flip_floor(6, 6, 0.95, ["t"])
+    (0.1875, None, None)
+    """
+    tests = list(tests)
+    if pairs < 1 or not tests or any(test != SIGN_FLIP for test in tests):
+        return None
+    smallest = smallest_sign_flip_p(n, pairs, adjust)
+    return smallest if smallest >= 1.0 - level else None
+
+
 def holm(p_values: Any) -> np.ndarray:
     r"""Holm's step-down adjusted p-values.
 
@@ -812,11 +827,11 @@ class ComparisonTable:
         """``(n, smallest adjusted p)`` where the table's rows, all sign-flip tests, cannot reach
         ``1 - level`` with their samples (:func:`smallest_sign_flip_p`, the largest n of its
         pairs), else None: then every row's "no difference" is the test's floor, not the data's."""
-        if not self.rows or any(row.test != SIGN_FLIP for row in self.rows):
+        if not self.comparisons:
             return None
         n = max(comparison.n for comparison in self.comparisons.values())
-        smallest = smallest_sign_flip_p(n, len(self.comparisons), self.adjust)
-        return (n, smallest) if smallest >= 1.0 - self.level else None
+        smallest = sign_flip_floor(n, len(self.comparisons), self.level, (row.test for row in self.rows), self.adjust)
+        return None if smallest is None else (n, smallest)
 
 
 def _row_margin(comparison: Comparison, metric: str, margin: float | None) -> float:
