@@ -2,9 +2,10 @@
 solve (MoRF at 0.5 beside LeRF at 0.5, the benchmark's smooth CAMs) of ``--n`` images of 96 px,
 each backend's default preconditioner, compiled where the backend compiles.
 
-Every solver works channels first, ``impute`` transposing channels-last inputs in and out:
-TensorFlow's own XLA solver (``Backend.impute_fast``; channels-first inputs went to the generic
-solver before, 4.6x slower), and the core's generic one for JAX, PyTorch and NumPy. Each ratio
+Every solver works channels first: TensorFlow's own XLA solver (``Backend.impute_fast``;
+channels-first inputs went to the generic solver before, 4.6x slower) reads channels-last
+inputs through transposes inside its loops and writes its outputs in their layout, and for
+the core's generic one (JAX, PyTorch, NumPy) ``impute`` transposes them in and out. Each ratio
 channels last / channels first is then about 1 (before, the generic solver broadcast the
 one-channel masks over the innermost 3 values of channels-last inputs: 1.2x-1.5x). Each figure
 is the best of ``--repeats`` calls, the layouts of one backend taking turns.

@@ -192,13 +192,15 @@ class Backend:
         called, as ``tf.function`` does)."""
         return function
 
-    def impute_fast(self, x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> Any:
+    def impute_fast(self, x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str,
+                    channels_last: bool, noise: Any) -> Any:
         """ROAD's imputation by this backend's own solver, or None where it has none (the
         default): ``(outputs, iterations)``, one output per mask of ``masks`` (one, or two
-        disjoint ones solved in one field: :func:`camavg_core.imputation.impute_pair`), with
-        :func:`camavg_core.imputation.impute`'s other arguments. ``x`` (B, C, H, W) and the
-        masks (B, 1, H, W) come channels first (``impute`` transposes channels-last inputs),
-        in the compute dtype, ``preconditioner`` resolved."""
+        disjoint ones solved in one field: :func:`camavg_core.imputation.impute_pair`), each
+        plus ``noise`` (shaped as ``x``, or None) at its removed pixels, with
+        :func:`camavg_core.imputation.impute`'s other arguments. ``x`` is (B, H, W, C) with
+        ``channels_last``, else (B, C, H, W), the masks, the noise and the outputs likewise
+        (the masks with one channel), in the compute dtype, ``preconditioner`` resolved."""
         return None
 
     def __repr__(self) -> str:

@@ -21,8 +21,11 @@ solver first (``Backend.impute_fast``: TensorFlow's XLA kernels, in
 ``camavg_tf/imputation.py``, which shares this module's levels, coarsening and CG steps);
 otherwise this module's solver runs as ``Backend.compiled`` makes it (JAX: one ``jax.jit``
 program per shape).
-Every solver runs channels first (channels-last inputs transposed in and out once, here,
-``Backend.transpose``), so that the one-channel masks and weights broadcast over an outer axis.
+Every solver runs channels first, so that the one-channel masks and weights broadcast over an
+outer axis: for the generic solver channels-last images are transposed in and out here
+(``Backend.transpose``; a mask's one channel by a reshape); TensorFlow's reads them through
+transposes inside its XLA loops and writes its outputs in their layout. ROAD's noise is added
+at the removed pixels in the same pass as the result (``noise`` of :func:`_impute`).
 Iterations stop when every image's and channel's largest error is at most about ``tol`` times
 that channel's spread (its standard deviation over the image), whatever the image's size or
 offset: r M r (M the preconditioner, the norm CG computes anyway) bounds the error's height
@@ -307,7 +310,7 @@ def _fine_fields(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: 
     return fine
 
 
-# the spatial axes of every solve: channels first, (B, C, H, W) (:func:`_impute` transposes)
+# the spatial axes of every solve: channels first, (B, C, H, W) (:func:`_impute`)
 _FIRST = (2, 3)
 
 
@@ -522,32 +525,38 @@ def impute_pair(backend: Backend, x: Any, first: Any, second: Any, *, tol: float
 
 
 def _impute(backend: Backend, x: Any, removed: tuple, tol: float, max_iter: int, axes: tuple[int, int] | None,
-            preconditioner: str) -> tuple:
-    """The imputations of ``x`` at each mask of ``removed`` (one, or two disjoint ones), and
-    the iterations: one conjugate-gradient solve in one field."""
+            preconditioner: str, noise: Any = None) -> tuple:
+    """The imputations of ``x`` at each mask of ``removed`` (one, or two disjoint ones), plus
+    ``noise`` (shaped as ``x``, or None) at each one's removed pixels, and the iterations: one
+    conjugate-gradient solve in one field."""
     axes = _layout(x, removed[0]) if axes is None else axes
     dtype = backend.compute_dtype(x)
     x = backend.astype(x, dtype)
     masks = tuple(backend.astype(m, dtype) for m in removed)  # channel axes of 1
+    noise = None if noise is None else backend.astype(noise, dtype)
     if preconditioner not in ("multigrid", "jacobi"):
         raise ValueError(validation.bad_road_preconditioner(preconditioner))
     last = tuple(axes) == (1, 2)
+    solved = backend.impute_fast(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner,
+                                 channels_last=last, noise=noise)
+    if solved is not None:
+        return solved
     if last:
         # every solver runs channels first: the masks and weights, one channel each, then
         # broadcast over an outer axis, not over the innermost 3 values (the generic solver on a
         # 64-image pair, 2026-12-05: JAX's Jacobi 1.2 s to 0.86 s, PyTorch 0.63 s to 0.49 s,
-        # NumPy 3.3 s to 2.7 s; TF's XLA loops vectorise along a row's W pixels: 15% off a solve)
-        x, masks = backend.transpose(x, (0, 3, 1, 2)), tuple(backend.transpose(m, (0, 3, 1, 2)) for m in masks)
-    solved = backend.impute_fast(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)
-    if solved is None:
-        solved = backend.compiled(_solve, static_argnums=(0, 3, 4, 5))(backend, x, masks, tol, max_iter, preconditioner)
-    outs, iterations = solved
+        # NumPy 3.3 s to 2.7 s); a mask's one channel moves by a reshape, not a copy
+        x = backend.transpose(x, (0, 3, 1, 2))
+        masks = tuple(backend.reshape(m, (-1, 1, *_hw(m, axes))) for m in masks)
+        noise = None if noise is None else backend.transpose(noise, (0, 3, 1, 2))
+    outs, iterations = backend.compiled(_solve, static_argnums=(0, 4, 5, 6))(
+        backend, x, masks, noise, tol, max_iter, preconditioner)
     return (tuple(backend.transpose(out, (0, 2, 3, 1)) for out in outs) if last else outs), iterations
 
 
-def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, preconditioner: str) -> tuple:
-    """The generic solver of :func:`_impute`: (B, C, H, W) x and (B, 1, H, W) masks in the
-    compute dtype."""
+def _solve(backend: Backend, x: Any, masks: tuple, noise: Any, tol: float, max_iter: int, preconditioner: str) -> tuple:
+    """The generic solver of :func:`_impute`: (B, C, H, W) x and ``noise`` (or None) and
+    (B, 1, H, W) masks in the compute dtype."""
     axes = _FIRST
     dtype = backend.dtype_name(x)
     m = _add_n(list(masks))  # the union
@@ -586,6 +595,7 @@ def _solve(backend: Backend, x: Any, masks: tuple, tol: float, max_iter: int, pr
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the known pixels (it moves along masked directions only)
+    u = u if noise is None else u + noise
     return tuple((1.0 - mk) * x + mk * u for mk in masks), iterations
 
 
@@ -761,11 +771,8 @@ class Road:
         counts: no check of the masks' values, a host sync on eager backends) imputed in one
         solve, plus the noise at each step's removed pixels, in ``x``'s dtype."""
         removed = [self.removed(backend, prepared, parameter) for parameter in parameters]
-        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), "multigrid")
-        dtype = backend.compute_dtype(x)
-        if "noise" in prepared:
-            noise = backend.astype(prepared["noise"], dtype)
-            outs = [out + backend.astype(m, dtype) * noise for m, out in zip(removed, outs)]
+        outs, _ = _impute(backend, x, tuple(removed), self.tol, self.max_iter, _layout(x, removed[0]), "multigrid",
+                          prepared.get("noise"))
         return [backend.astype(out, backend.dtype_name(x)) for out in outs]
 
     def __repr__(self) -> str:

@@ -146,8 +146,9 @@ class TensorFlowBackend(Backend):
     def while_loop(self, cond, body, state):
         return tuple(self.tf.while_loop(cond, body, state))
 
-    def impute_fast(self, x, masks, *, tol, max_iter, preconditioner):
+    def impute_fast(self, x, masks, *, tol, max_iter, preconditioner, channels_last, noise):
         # the solver's iteration (and the multigrid's set-up) as XLA kernels
         from camavg_tf.imputation import impute_masks
 
-        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner)
+        return impute_masks(x, masks, tol=tol, max_iter=max_iter, preconditioner=preconditioner,
+                            channels_last=channels_last, noise=noise)

@@ -5,9 +5,10 @@ are shared) with the iteration, and the multigrid's per-solve set-up, compiled b
 TF runs each product, sum and stencil as its own pass over memory (the iteration's fine level
 took 2x the time; a coarse level's smoothing, some 25 small TF ops, 2.3x), so the full-size
 work of a CG iteration runs as a few XLA loops (``jit_compile``) called from the graph's while
-loop, the reductions left to TF. The solve runs channels first, (B, C, H, W), as the core
-hands it over (:func:`camavg_core.imputation.impute` transposes channels-last inputs: the loops
-vectorise along a row's W pixels rather than C = 3 channels, 15% off the solve), its full-size fields with a zero border of one pixel
+loop, the reductions left to TF. The solve runs channels first, (B, C, H, W) (the loops
+vectorise along a row's W pixels rather than C = 3 channels, 15% off the solve); channels-last
+inputs are read through transposes inside the loops that take them and the outputs written in
+their layout (:func:`impute_masks`), its full-size fields with a zero border of one pixel
 (:func:`_bordered`). The mask and weights stay on one channel, broadcast inside the loops. A
 batch is solved as ``STREAMS`` independent parts that TF runs side by side (:func:`impute`).
 :meth:`camavg_tf.backend.TensorFlowBackend.impute_fast` sends the solves here, one mask or two
@@ -102,6 +103,12 @@ def _banded(backend: Any, coefficients: dict, h: int, w: int, extra: Any) -> Any
     zero = tf.zeros_like(rows[0])
     diagonals = tf.stack([rows.get(k, zero) for k in range(band, -band - 1, -1)], axis=1)
     return tf.linalg.diag(diagonals, k=(-band, band), num_rows=n, num_cols=n, align="LEFT_RIGHT")
+
+
+def _first(x: Any, last: bool) -> Any:
+    """(B, H, W, C) ``x`` channels first where ``last``: inside an XLA loop, a transposed read
+    rather than a copy."""
+    return tf.transpose(x, (0, 3, 1, 2)) if last else x
 
 
 def _inner(v: Any) -> Any:
@@ -250,24 +257,37 @@ def _setup_kernels() -> dict:
     compile = tf.function(jit_compile=True, autograph=False)  # noqa: A001
 
     @compile
-    def start(x, masks):
+    def start(x, masks, last):
         """[(1 - m_k) x per system k, x, 1 - m_k per system] to sum."""
+        x = _first(x, last)
         return tf.concat([(1.0 - m) * x for m in masks] + [x] + [1.0 - m for m in masks], 1)
 
     @compile
-    def residual(x, masks, means):
+    def centred(x, mean, last):
+        """(x - mean)^2, channels first, to sum."""
+        return tf.math.squared_difference(_first(x, last), mean)
+
+    @compile
+    def residual(x, masks, means, last):
         """The start u = sum_k m_k mean_k and its residual rhs - A u = sum_k m_k N((1 - m_k)
         (x - mean_k)) (the core's :func:`~camavg_core.imputation._initial`): no difference of
         two large terms (the difference's rounding stays in the solution: its error vs spsolve
         doubled); bordered."""
+        x = _first(x, last)
         u = _add_n([m * mean for m, mean in zip(masks, means)])
         r = _add_n([m * neighbour_sum(_TF, (1.0 - m) * (x - mean), _AXES) for m, mean in zip(masks, means)])
         return _bordered(u), _bordered(r)
 
     @compile
-    def restore(x, masks, u):
-        """(1 - m_k) x + m_k u per system k (``u`` bordered)."""
+    def restore(x, masks, u, noise, last):
+        """(1 - m_k) x + m_k (u + noise) per system k (``u`` bordered, channels first; ``x``,
+        ``noise`` and the outputs in ``x``'s layout)."""
         u = _inner(u)
+        if last:
+            u = tf.transpose(u, (0, 2, 3, 1))
+            masks = tuple(tf.reshape(m, (-1, *u.shape[1:3], 1)) for m in masks)
+        if noise is not None:
+            u = u + noise
         return tuple((1.0 - m) * x + m * u for m in masks)
 
     @compile
@@ -281,7 +301,7 @@ def _setup_kernels() -> dict:
         coarse = _coarsen(_TF, dict(zip(_OFFSETS, fields)), _AXES)
         return tuple(coarse[d] for d in _OFFSETS)
 
-    _SETUP.update(start=start, residual=residual, restore=restore,
+    _SETUP.update(start=start, centred=centred, residual=residual, restore=restore,
                   fine_galerkin=fine_galerkin, galerkin=galerkin)
     return _SETUP
 
@@ -335,33 +355,46 @@ def _multigrid(m: Any, s: Any, has_known: Any, sign: Any) -> Any:
 STREAMS = 2
 
 
-def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str = "multigrid") -> tuple:
+def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str = "multigrid",
+                 channels_last: bool = False, noise: Any = None) -> tuple:
     """:func:`camavg_core.imputation.impute` (one mask) or :func:`~camavg_core.imputation.
     impute_pair` (two disjoint ones in one field) for (B, C, H, W) ``x`` and (B, 1, H, W)
-    ``masks``, all in the compute dtype: ``(outputs, iterations)``, one output per mask. The
-    same start, preconditioner, stopping rule and result, the iteration's full-size products,
-    sums and stencils in XLA loops; with the multigrid, the set-up too.
+    ``masks``, or (B, H, W, C) and (B, H, W, 1) with ``channels_last``, all in the compute
+    dtype: ``(outputs, iterations)``, one output per mask in ``x``'s layout, plus ``noise``
+    (shaped as ``x``, or None) at its removed pixels. The same start, preconditioner, stopping
+    rule and result, the iteration's full-size products, sums and stencils in XLA loops; with
+    the multigrid, the set-up too. Channels-last ``x`` is read through a transpose by the
+    loops that need it (the sums, the variance, the start's residual), not copied channels
+    first, and one loop writes the outputs in ``x``'s layout with the noise, on the whole
+    batch (the parts' solutions joined): ROAD's 9 paired solves of a 64-image batch at 96 px
+    took 0.955x the time of copies in and out and the noise added by graph ops (docs/road.md).
 
     The batch is solved as ``STREAMS`` parts (images first - last, in order; a part may be
     empty), each its own graph loop: nothing joins them, so TF's executor runs them side by
     side, one's sums, small ops and loop control beside the other's XLA loops (one loop over
     64 images kept 1.6 of the 2 cores busy; two over 32 each 1.9, 0.78x the time). Each part
     stops when its own images meet the rule; the iterations returned are the most any took."""
+    if channels_last:  # the masks' one channel moves by a reshape
+        masks = tuple(tf.reshape(m, (-1, 1, *(int(d) for d in m.shape[1:3]))) for m in masks)
     n = tf.shape(x)[0]
     bounds = [(k * n) // STREAMS for k in range(STREAMS + 1)]
     solved = [_solve(x[lo:hi], tuple(m[lo:hi] for m in masks), tol=tol, max_iter=max_iter,
-                     preconditioner=preconditioner)
+                     preconditioner=preconditioner, last=channels_last)
               for lo, hi in zip(bounds[:-1], bounds[1:])]
-    outs = tuple(tf.concat(parts, 0) for parts in zip(*(part for part, _ in solved)))
+    u = tf.concat([part for part, _ in solved], 0)
+    # one pass writes the outputs, in x's layout
+    outs = _setup_kernels()["restore"](x, masks, u, noise, channels_last)
     return outs, tf.reduce_max(tf.stack([i for _, i in solved]))
 
 
-def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str) -> tuple:
-    """One part's solve: (the imputed x per mask, the iterations taken)."""
+def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: str, last: bool) -> tuple:
+    """One part's solve: (u, the solution at the removed pixels and 0 elsewhere, channels
+    first and bordered; the iterations taken). ``x`` channels last where ``last``, the masks
+    channels first."""
     backend = _TF
     dtype = backend.dtype_name(x)
     k = len(masks)
-    channels, h, w = (int(d) for d in x.shape[1:])
+    channels, h, w = (int(d) for d in ((x.shape[3], *x.shape[1:3]) if last else x.shape[1:]))
     m = _add_n(list(masks))  # the union
     sign = None if k == 1 else masks[0] - masks[1]
     # each pixel's in-image weight sum depends on the shape only: a constant
@@ -369,22 +402,24 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     kernels, setup = _fused(), _setup_kernels()
     bordered_sign = None if sign is None else _bordered(sign)
     if preconditioner == "multigrid":
-        sums = _per_channel(setup["start"](x, masks))  # (B, (k + 1) C + k, 1, 1)
+        sums = _per_channel(setup["start"](x, masks, last))  # (B, (k + 1) C + k, 1, 1)
         known_x = [sums[:, j * channels: (j + 1) * channels] for j in range(k)]
         mean = sums[:, k * channels: (k + 1) * channels] / float(h * w)
-        variance = _per_channel(tf.math.squared_difference(x, mean)) / float(h * w)
+        variance = _per_channel(setup["centred"](x, mean, last)) / float(h * w)
         counts = [sums[:, (k + 1) * channels + j: (k + 1) * channels + j + 1] for j in range(k)]
         has_known = [count > 0.0 for count in counts]
         live = functools.reduce(tf.logical_and, has_known)  # every system knows a pixel
         means = tuple(backend.where(ok, total / backend.maximum(count, 1.0), mean)
                       for ok, total, count in zip(has_known, known_x, counts))
         precondition = _multigrid(m, s, backend.astype(backend.reshape(live, (-1,)), dtype), sign)
-        u, r = setup["residual"](x, masks, means)
+        u, r = setup["residual"](x, masks, means, last)
         z = precondition(r)
         descend = precondition  # r - alpha A p in the V-cycle's first loop
     else:
         # Jacobi: the weights copied to every channel once (TF's CPU product broadcast over the
         # channels ran several times slower than one of equal shapes), the set-up the core's
+        if last:  # a check, not a way to measure: channels first by a copy
+            x = tf.transpose(x, (0, 3, 1, 2))
         wide = tuple(tf.tile(v, [1, channels, 1, 1]) for v in masks)
         wide_m, wide_s = _add_n(list(wide)), tf.tile(s * tf.ones_like(m), [1, channels, 1, 1])
         jacobi = wide_m / wide_s
@@ -411,4 +446,4 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
     # u is 0 at the pixels no system removes (it moves along masked directions only)
-    return setup["restore"](x, masks, u), iterations
+    return u, iterations

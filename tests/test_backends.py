@@ -199,22 +199,30 @@ def test_while_loop_runs_until_the_condition_fails(backend):
 def test_impute_fast_answers_only_where_a_backend_has_its_own_solver(backend):
     from camavg_core.imputation import impute
 
-    x = np.random.default_rng(1).random((2, 8, 8, 3)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 8, 8, 3)).astype(np.float32)
+    noise = (0.01 * rng.standard_normal(x.shape)).astype(np.float32)
     removed = np.zeros((2, 8, 8, 1), np.float32)
     removed[:, 2:6, 3:7] = 1.0
     kwargs = dict(tol=1e-6, max_iter=200)
     expected = impute(NumpyBackend(), x.astype(np.float64), removed.astype(np.float64), tol=1e-10)
-    first = lambda v: np.ascontiguousarray(np.moveaxis(v, -1, 1))  # noqa: E731  the hook's layout
+    # the noise lands on the removed pixels only, in either layout
+    noisy = expected + removed * noise
+    first = lambda v: np.ascontiguousarray(np.moveaxis(v, -1, 1))  # noqa: E731  channels first
     for preconditioner in ("multigrid", "jacobi"):
-        fast = backend.impute_fast(backend.asarray(first(x)), (backend.asarray(first(removed)),),
-                                   preconditioner=preconditioner, **kwargs)
-        if backend.name != "tensorflow":
-            assert fast is None  # the core's generic solver, as Backend.compiled makes it
-        else:
-            # TensorFlow's XLA solver against the core's on NumPy, float64, the hook channels first
+        for layout, want, add in ((first, expected, None), (lambda v: v, noisy, noise), (first, noisy, noise)):
+            last = layout is not first
+            fast = backend.impute_fast(backend.asarray(layout(x)), (backend.asarray(layout(removed)),),
+                                       preconditioner=preconditioner, channels_last=last,
+                                       noise=None if add is None else backend.asarray(layout(add)), **kwargs)
+            if backend.name != "tensorflow":
+                assert fast is None  # the core's generic solver, as Backend.compiled makes it
+                continue
+            # TensorFlow's XLA solver against the core's on NumPy, float64, in the layout it was given
             (out,), _ = fast
-            np.testing.assert_allclose(np.moveaxis(backend.to_numpy(out), 1, -1), expected, atol=1e-4)
-        # through impute, which hands either solver channels-last inputs transposed
+            out = backend.to_numpy(out)
+            np.testing.assert_allclose(out if last else np.moveaxis(out, 1, -1), want, atol=1e-4)
+        # through impute, whichever solver answers
         out = impute(backend, backend.asarray(x), backend.asarray(removed), preconditioner=preconditioner, **kwargs)
         np.testing.assert_allclose(backend.to_numpy(out), expected, atol=1e-4)
 
