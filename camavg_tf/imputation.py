@@ -281,11 +281,10 @@ def _setup_kernels() -> dict:
     @compile
     def restore(x, masks, u, noise, last):
         """(1 - m_k) x + m_k (u + noise) per system k (``u`` bordered, channels first; ``x``,
-        ``noise`` and the outputs in ``x``'s layout)."""
+        the masks, ``noise`` and the outputs in ``x``'s layout)."""
         u = _inner(u)
         if last:
             u = tf.transpose(u, (0, 2, 3, 1))
-            masks = tuple(tf.reshape(m, (-1, *u.shape[1:3], 1)) for m in masks)
         if noise is not None:
             u = u + noise
         return tuple((1.0 - m) * x + m * u for m in masks)
@@ -374,7 +373,8 @@ def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditio
     side, one's sums, small ops and loop control beside the other's XLA loops (one loop over
     64 images kept 1.6 of the 2 cores busy; two over 32 each 1.9, 0.78x the time). Each part
     stops when its own images meet the rule; the iterations returned are the most any took."""
-    if channels_last:  # the masks' one channel moves by a reshape
+    given = masks  # in x's layout, for the result
+    if channels_last:  # the solver's masks channels first: their one channel moves by a reshape
         masks = tuple(tf.reshape(m, (-1, 1, *(int(d) for d in m.shape[1:3]))) for m in masks)
     n = tf.shape(x)[0]
     bounds = [(k * n) // STREAMS for k in range(STREAMS + 1)]
@@ -383,7 +383,7 @@ def impute_masks(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditio
               for lo, hi in zip(bounds[:-1], bounds[1:])]
     u = tf.concat([part for part, _ in solved], 0)
     # one pass writes the outputs, in x's layout
-    outs = _setup_kernels()["restore"](x, masks, u, noise, channels_last)
+    outs = _setup_kernels()["restore"](x, given, u, noise, channels_last)
     return outs, tf.reduce_max(tf.stack([i for _, i in solved]))
 
 
