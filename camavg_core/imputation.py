@@ -257,13 +257,16 @@ def _shift_matrices(h: int, w: int, dtype: Any) -> np.ndarray:
 
 def _dense(backend: Backend, coefficients: dict, h: int, w: int, extra: Any) -> Any:
     """The dense (B, n, n) matrix of a 9-point operator on an h x w grid, n = h w, row-major
-    cells, plus ``extra`` (B, n) on the main diagonal: sum_d diag(c_d) S_d."""
+    cells, plus ``extra`` (B, n) on the main diagonal: sum_d diag(c_d) S_d, ``extra`` added to
+    c_0 (S_0 is the identity). Not a product of ``extra`` with an identity matrix: XLA fused
+    the coarsening that makes ``extra`` into that (B, n, n) product and recomputed it for every
+    entry (JAX, a 64-image paired solve at 96 px: 100 ms of its set-up)."""
     n = h * w
     c0 = coefficients[(0, 0)]
-    flat = backend.stack([backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS])  # (9, B, n)
-    matrix = backend.einsum("kbn,knm->bnm", flat, _shift_matrices(h, w, backend.to_numpy_dtype(c0)))
-    eye = np.eye(n, dtype=backend.to_numpy_dtype(c0))
-    return matrix + backend.einsum("bn,nm->bnm", extra, eye)
+    rows = {d: backend.reshape(coefficients[d], (-1, n)) for d in _OFFSETS}
+    rows[(0, 0)] = rows[(0, 0)] + extra
+    flat = backend.stack([rows[d] for d in _OFFSETS])  # (9, B, n)
+    return backend.einsum("kbn,knm->bnm", flat, _shift_matrices(h, w, backend.to_numpy_dtype(c0)))
 
 
 def _exact(backend: Backend, coefficients: dict, axes: tuple[int, int], has_known: Any, *,
