@@ -370,7 +370,11 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
     the mask only (the coarse operators and inverse, the Jacobi weights, the masked
     over-correction) is set up once per solve, outside the CG loop, on the mask's one channel
     (``m`` and ``s`` with a channel axis of 1). ``sign``: two systems in one field
-    (:func:`class_sum`), the union's mask ``m``; ``has_known`` as for :func:`_levels`."""
+    (:func:`class_sum`), the union's mask ``m``; ``has_known`` as for :func:`_levels`. Each
+    level's restricted residual, corrected error and result are materialised
+    (``Backend.materialise``): XLA otherwise fused a level's work into each pixel of the level
+    above that reads it and computed it there again (JAX on the CPU: a 64-image paired solve
+    at 96 px took 4x the time)."""
     h, w = _hw(m, axes)
 
     def coarsen(coefficients):
@@ -396,10 +400,10 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
             return exact(r)
         edges, inverse, size = smoothed[level - 1]
         e = inverse * r
-        coarse = cycle(level + 1, _restrict(backend, _stencil(backend, edges, e, axes), axes))
+        coarse = cycle(level + 1, backend.materialise(_restrict(backend, _stencil(backend, edges, e, axes), axes)))
         # the over-correction on the coarse data: 4x fewer multiplies
-        e2 = e + _prolong(backend, OVERCORRECT * coarse, axes, *size)
-        return e + inverse * _stencil(backend, edges, e2, axes)
+        e2 = backend.materialise(e + _prolong(backend, OVERCORRECT * coarse, axes, *size))
+        return backend.materialise(e + inverse * _stencil(backend, edges, e2, axes))
 
     def fine_cycle(r: Any) -> Any:
         """The fine level with its operator s v - N v (N the neighbour sum) and weight omega m / s
@@ -408,9 +412,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
         m N e. Post: e + W (r - A e) = (1 - omega) e + W r + W N e. Three full passes fewer."""
         e = weight * r
         residual = _add_n([keep * r, mask * neighbours(e)])
-        coarse = cycle(1, _restrict(backend, residual, axes))
-        e2 = e + correction * _prolong(backend, coarse, axes, h, w)
-        return _add_n([(1.0 - OMEGA) * e2, e, weight * neighbours(e2)])
+        coarse = cycle(1, backend.materialise(_restrict(backend, residual, axes)))
+        e2 = backend.materialise(e + correction * _prolong(backend, coarse, axes, h, w))
+        return backend.materialise(_add_n([(1.0 - OMEGA) * e2, e, weight * neighbours(e2)]))
 
     return fine_cycle
 

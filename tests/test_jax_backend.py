@@ -88,6 +88,21 @@ def test_elementwise_and_reductions_match_numpy():
     assert BK.shape(ja) == (3, 4, 5)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_materialise_gives_back_every_value_bit_for_bit(dtype):
+    # on the CPU the value passes through a conditional whose other branch is NaN: the
+    # predicate must hold whatever the first value's bits (0, -0, NaN, inf, a subnormal)
+    tiny = float(jnp.finfo(dtype).smallest_subnormal)
+    for first in (0.0, -0.0, np.nan, np.inf, -np.inf, tiny, 1.5):
+        x = jnp.asarray([[first, -2.0, 0.0], [np.nan, 3.25, -0.0]], dtype)
+        for out in (BK.materialise(x), jax.jit(BK.materialise)(x)):
+            assert out.dtype == x.dtype and out.shape == x.shape
+            np.testing.assert_array_equal(np.asarray(out).view(np.uint16 if x.dtype.itemsize == 2 else np.uint32),
+                                          np.asarray(x).view(np.uint16 if x.dtype.itemsize == 2 else np.uint32))
+    assert BK.materialise(jnp.zeros((0, 3), dtype)).shape == (0, 3)
+    np.testing.assert_array_equal(np.asarray(BK.materialise(jnp.arange(3))), [0, 1, 2])
+
+
 def test_dtypes_bfloat16_computes_in_float32():
     x = jnp.ones(3, dtype=jnp.bfloat16)
     assert BK.dtype_name(x) == "bfloat16"
