@@ -14,6 +14,7 @@ Goal: within 1.10x.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 
@@ -54,6 +55,13 @@ def perturbed_inputs(images: np.ndarray, cams: np.ndarray, fractions) -> np.ndar
     return np.concatenate([images * (ranks >= round(f * n_pixels)) for f in fractions]).astype(np.float32)
 
 
+def alternating_cam_sets(engine, cams: np.ndarray):
+    """The engine's own copies of ``cams`` and of ``cams`` mirrored, taken in turn: the engine
+    answers a call with the last call's CAM values from its cache, so no call may follow one
+    on the same CAMs (the pass then runs every time, at the same cost)."""
+    return itertools.cycle([engine.own_cams(cams, False), engine.own_cams(np.ascontiguousarray(cams[:, ::-1]), False)])
+
+
 def timed(rows: dict, repeats: int) -> dict:
     for run in rows.values():
         run()  # traces and warms up
@@ -83,7 +91,7 @@ def tensorflow_rows(images, cams, fractions, batch):
     model = keras.applications.MobileNetV2(weights=None, input_shape=images.shape[1:], classes=10)
     metrics = AveragesCam(model, images, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_set = engine.own_cams(cams, False)
+    cam_sets = alternating_cam_sets(engine, cams)
     prepared = tf.constant(perturbed_inputs(images, cams, fractions))
     forward = tf.function(lambda x: model(x, training=False))
 
@@ -91,8 +99,7 @@ def tensorflow_rows(images, cams, fractions, batch):
         return [forward(prepared[start : start + batch]).numpy() for start in range(0, len(prepared), batch)]
 
     def schedule():
-        engine._last = None  # no cache hit: the pass runs every time
-        return [out.numpy() for out in engine.perturbed_outputs(cam_set, perturbation)]
+        return [out.numpy() for out in engine.perturbed_outputs(next(cam_sets), perturbation)]
 
     return {"bare: tf.function forward loop over K x N": bare, "camavg_tf schedule (K steps in the pass)": schedule}
 
@@ -117,7 +124,7 @@ def jax_rows(images, cams, fractions, batch):
 
     metrics = AveragesCam(apply_fn, images, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_set = engine.own_cams(cams, False)
+    cam_sets = alternating_cam_sets(engine, cams)
     prepared = jnp.asarray(perturbed_inputs(images, cams, fractions))
     forward = jax.jit(apply_fn)
 
@@ -125,8 +132,7 @@ def jax_rows(images, cams, fractions, batch):
         return [np.asarray(forward(prepared[start : start + batch])) for start in range(0, len(prepared), batch)]
 
     def schedule():
-        engine._last = None
-        return [np.asarray(out) for out in engine.perturbed_outputs(cam_set, perturbation)]
+        return [np.asarray(out) for out in engine.perturbed_outputs(next(cam_sets), perturbation)]
 
     return {"bare: jitted forward loop over K x N": bare, "camavg_jax schedule": schedule}
 
@@ -145,7 +151,7 @@ def torch_rows(images, cams, fractions, batch):
     channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     metrics = AveragesCam(model, channels_first, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_set = engine.own_cams(cams, False)
+    cam_sets = alternating_cam_sets(engine, cams)
     prepared = torch.from_numpy(np.ascontiguousarray(perturbed_inputs(images, cams, fractions).transpose(0, 3, 1, 2)))
 
     def bare():
@@ -153,8 +159,7 @@ def torch_rows(images, cams, fractions, batch):
             return [model(prepared[start : start + batch]) for start in range(0, len(prepared), batch)]
 
     def schedule():
-        engine._last = None
-        return engine.perturbed_outputs(cam_set, perturbation)
+        return engine.perturbed_outputs(next(cam_sets), perturbation)
 
     return {"bare: eager forward loop over K x N": bare, "camavg_torch schedule": schedule}
 
