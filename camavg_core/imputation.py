@@ -374,7 +374,7 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
     level's restricted residual, corrected error and result are materialised
     (``Backend.materialise``): XLA otherwise fused a level's work into each pixel of the level
     above that reads it and computed it there again (JAX on the CPU: a 64-image paired solve
-    at 96 px took 4x the time)."""
+    at 96 px took 4x-5x the time)."""
     h, w = _hw(m, axes)
 
     def coarsen(coefficients):

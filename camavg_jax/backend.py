@@ -125,7 +125,7 @@ class JaxBackend(Backend):
         # through a conditional instead, which XLA neither fuses across nor folds: its
         # predicate, an odd integer (the first value's bits, or 1) compared with 0, is always
         # true, and the branch never taken gives NaN, not a number that could pass for one
-        # (a 64-image paired solve at 96 px: 0.21-0.27 s against 0.91-1.06 s). On accelerators,
+        # (a 64-image paired solve at 96 px: 0.22-0.26 s against 0.91-1.06 s). On accelerators,
         # where a conditional's predicate goes to the host, the barrier.
         jax, jnp = self.jax, self.jnp
         x = jnp.asarray(x)
