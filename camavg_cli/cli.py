@@ -111,7 +111,7 @@ def build_parser(framework: Framework | None = None) -> argparse.ArgumentParser:
                         help=f"Score-CAM's max_N: channels it keeps (default {framework.scorecam_max_n}; 'all' keeps every channel)")
     common.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
 
-    parser = _Parser(prog="camavg", description="Average Drop, Average Increase and Average Gain of class activation maps.")
+    parser = _Parser(prog="camavg", description="How faithful class activation maps are to the model: Average Drop, Increase and Gain, Deletion, Insertion, MuFidelity and ROAD, with paired comparisons between methods.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,evaluate}", parser_class=_Parser)
     demo = commands.add_parser("demo", parents=[common], help="the built-in demo on synthetic images",
                                description="Train (once, cached) a small CNN on synthetic images with known "

@@ -671,9 +671,11 @@ class Road:
 
     def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = 0.01, seed: int = 0,
                  selection: str = "rank", tol: float = 1e-4, max_iter: int = 2000) -> None:
+        if isinstance(fractions, (str, bytes)):  # "0.5" would iterate as "0", ".", "5"; "1" pass as (1.0,)
+            raise TypeError(validation.bad_road_fractions(fractions))
         try:
             fractions = tuple(float(f) for f in fractions)
-        except TypeError:
+        except (TypeError, ValueError):
             raise TypeError(validation.bad_road_fractions(fractions)) from None
         if not fractions or not all(0.0 <= f <= 1.0 for f in fractions):
             raise ValueError(validation.bad_road_fractions(fractions))

@@ -324,6 +324,13 @@ def test_bad_arguments_name_themselves(kwargs, word):
         Road(**kwargs)
 
 
+@pytest.mark.parametrize("fractions", ["0.5", "1", b"1", ["0.5", "half"], 0.5])
+def test_fractions_that_are_no_sequence_of_numbers_are_refused(fractions):
+    # a string iterates as its characters: "1" read as (1.0,) would remove every pixel
+    with pytest.raises(TypeError, match=r"fractions=.*non-empty sequence of numbers"):
+        Road(fractions=fractions)
+
+
 # --------------------------------------------------------------------------- the paired solve
 def _morf_lerf(rng, h, w, n, fraction):
     """Per image, MoRF at ``fraction`` and LeRF at 1 - ``fraction`` of a smooth CAM: disjoint."""
