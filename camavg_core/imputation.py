@@ -686,7 +686,9 @@ class Road:
             raise ValueError(validation.bad_road_seed(seed))
         if selection not in ("rank", "percentile"):
             raise ValueError(validation.bad_road_selection(selection))
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1) or not (isinstance(max_iter, int) and max_iter >= 1):
+        number = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, bool)
+        integer = isinstance(max_iter, (int, np.integer)) and not isinstance(max_iter, bool)
+        if not (number and 0 < tol < 1) or not (integer and max_iter >= 1):
             raise ValueError(validation.bad_road_solver(tol, max_iter))
         self.fractions, self.noise, self.seed, self.selection = fractions, float(noise), int(seed), selection
         self.tol, self.max_iter = float(tol), int(max_iter)

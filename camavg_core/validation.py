@@ -924,8 +924,9 @@ def bad_road_preconditioner(preconditioner: Any) -> str:
 
 def bad_road_solver(tol: Any, max_iter: Any) -> str:
     return (
-        f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs 0 < tol < 1 (the "
-        f"relative residual at which it stops, e.g. 1e-5) and an integer max_iter >= 1."
+        f"tol={tol!r}, max_iter={max_iter!r}: the imputation's solver needs a number 0 < tol < 1 "
+        f"(the largest error it allows, as a fraction of each channel's spread over the image; "
+        f"default 1e-4) and an integer max_iter >= 1 (default 2000)."
     )
 
 

@@ -324,6 +324,17 @@ def test_bad_arguments_name_themselves(kwargs, word):
         Road(**kwargs)
 
 
+@pytest.mark.parametrize("tol, max_iter", [(True, 10), (1e-4, True), ("1e-4", 10), (float("nan"), 10), (1e-4, 2.5)])
+def test_bad_solver_arguments_are_refused(tol, max_iter):
+    with pytest.raises(ValueError, match=r"0 < tol < 1.*integer max_iter >= 1"):
+        Road(tol=tol, max_iter=max_iter)
+
+
+def test_numpy_scalars_are_solver_arguments_too():
+    road = Road(tol=np.float32(2e-4), max_iter=np.int64(50))
+    assert (road.tol, road.max_iter) == (float(np.float32(2e-4)), 50)
+
+
 @pytest.mark.parametrize("fractions", ["0.5", "1", b"1", ["0.5", "half"], 0.5])
 def test_fractions_that_are_no_sequence_of_numbers_are_refused(fractions):
     # a string iterates as its characters: "1" read as (1.0,) would remove every pixel
