@@ -114,9 +114,11 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bo
     else:
         h, w = (int(v.shape[a]) for a in axes)
         v, centre = backend.materialise(_pad(backend, v, axes)), v
-    rows = _slice(v, axes[0], 0, h) + 2.0 * _slice(v, axes[0], 1, h + 1)
+    rows = 2.0 * _slice(v, axes[0], 1, h + 1)
+    rows += _slice(v, axes[0], 0, h)
     rows += _slice(v, axes[0], 2, h + 2)
-    both = _slice(rows, axes[1], 0, w) + 2.0 * _slice(rows, axes[1], 1, w + 1)
+    both = 2.0 * _slice(rows, axes[1], 1, w + 1)
+    both += _slice(rows, axes[1], 0, w)
     both += _slice(rows, axes[1], 2, w + 2)
     both -= 4.0 * centre
     return both
@@ -134,7 +136,11 @@ def class_sum(backend: Backend, v: Any, sign: Any, axes: tuple[int, int], *, pad
     if sign is None:
         return total
     inner = _take(sign, axes, slice(1, -1), slice(1, -1)) if padded else sign
-    return 0.5 * (total + inner * neighbour_sum(backend, sign * v, axes, padded=padded))
+    out = neighbour_sum(backend, sign * v, axes, padded=padded)
+    out *= inner
+    out += total
+    out *= 0.5
+    return out
 
 
 def _per_channel(backend: Backend, v: Any, axes: tuple[int, int]) -> Any:
@@ -162,9 +168,13 @@ def _shift(padded: Any, axes: tuple[int, int], d: tuple[int, int], h: int, w: in
 
 
 def _add_n(terms: list) -> Any:
-    out = terms[0]
-    for term in terms[1:]:
-        out = out + term
+    """The sum of ``terms`` (of one shape, or the first two of the whole shape), left to right,
+    into an array of its own: in place from the third term for NumPy and PyTorch."""
+    if len(terms) == 1:
+        return terms[0]
+    out = terms[0] + terms[1]
+    for term in terms[2:]:
+        out += term
     return out
 
 
@@ -403,7 +413,9 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
         coarse = cycle(level + 1, backend.materialise(_restrict(backend, _stencil(backend, edges, e, axes), axes)))
         # the over-correction on the coarse data: 4x fewer multiplies
         e2 = backend.materialise(e + _prolong(backend, OVERCORRECT * coarse, axes, *size))
-        return backend.materialise(e + inverse * _stencil(backend, edges, e2, axes))
+        post = _stencil(backend, edges, e2, axes)
+        post *= inverse
+        return backend.materialise(e + post)
 
     def fine_cycle(r: Any) -> Any:
         """The fine level with its operator s v - N v (N the neighbour sum) and weight omega m / s
@@ -411,10 +423,16 @@ def _multigrid(backend: Backend, m: Any, s: Any, axes: tuple[int, int], sign: An
         no product by s. Pre: e = W r, the masked residual m (r - A e) = (1 - omega) m r +
         m N e. Post: e + W (r - A e) = (1 - omega) e + W r + W N e. Three full passes fewer."""
         e = weight * r
-        residual = _add_n([keep * r, mask * neighbours(e)])
+        residual = neighbours(e)
+        residual *= mask
+        residual = _add_n([keep * r, residual])
         coarse = cycle(1, backend.materialise(_restrict(backend, residual, axes)))
-        e2 = backend.materialise(e + correction * _prolong(backend, coarse, axes, h, w))
-        return backend.materialise(_add_n([(1.0 - OMEGA) * e2, e, weight * neighbours(e2)]))
+        e2 = _prolong(backend, coarse, axes, h, w)
+        e2 *= correction
+        e2 = backend.materialise(e + e2)
+        post = neighbours(e2)
+        post *= weight
+        return backend.materialise(_add_n([(1.0 - OMEGA) * e2, e, post]))
 
     return fine_cycle
 
@@ -591,13 +609,15 @@ def _solve(backend: Backend, x: Any, masks: tuple, noise: Any, tol: float, max_i
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)
 
     def body(i, u, r, p, rz):
+        # u, r and z are the loop's own arrays: NumPy and PyTorch update them in place
         ap = operator(p)
         alpha = _alpha(backend, rz, limit, _per_channel(backend, p * ap, axes))
-        u = u + alpha * p
-        r = r - alpha * ap
+        u += alpha * p
+        r -= alpha * ap
         z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
-        return i + 1, u, r, z + _beta(backend, rz, rz_new) * p, rz_new
+        z += _beta(backend, rz, rz_new) * p
+        return i + 1, u, r, z, rz_new
 
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))
