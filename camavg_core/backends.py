@@ -53,6 +53,9 @@ class Backend:
     """
 
     name: str = "abstract"
+    #: ``a[index] += b`` adds into ``a`` in place (PyTorch): the ROAD solver's neighbour sums
+    #: then skip the padded copy of their operand (:func:`camavg_core.imputation.neighbour_sum`)
+    in_place_slices: bool = False
 
     def is_appropriate_type(self, x: Any) -> bool:
         raise NotImplementedError

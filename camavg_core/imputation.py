@@ -108,6 +108,18 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bo
     whose eager ops otherwise write a new full-size array each: a PyTorch solve 1.2x-1.6x faster;
     a new array for TensorFlow and JAX, whose compilers fuse the sums), the same numbers bit
     for bit on every backend, in the order the sums always had."""
+    if not padded and backend.in_place_slices:
+        # the same sums without the padded copy: each neighbour added where it exists (a
+        # missing one is the padding's 0, and x + 0 is x), in the same order
+        h, w = (int(v.shape[a]) for a in axes)
+        rows = 2.0 * v
+        _slice(rows, axes[0], 1, h)[...] += _slice(v, axes[0], 0, h - 1)
+        _slice(rows, axes[0], 0, h - 1)[...] += _slice(v, axes[0], 1, h)
+        both = 2.0 * rows
+        _slice(both, axes[1], 1, w)[...] += _slice(rows, axes[1], 0, w - 1)
+        _slice(both, axes[1], 0, w - 1)[...] += _slice(rows, axes[1], 1, w)
+        both -= 4.0 * v
+        return both
     if padded:
         h, w = (int(v.shape[a]) - 2 for a in axes)
         centre = _take(v, axes, slice(1, h + 1), slice(1, w + 1))

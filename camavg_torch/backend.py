@@ -25,6 +25,7 @@ class TorchBackend(Backend):
     """camavg's array operations on ``torch.Tensor``."""
 
     name = "torch"
+    in_place_slices = True
 
     def __init__(self) -> None:
         import torch

@@ -164,6 +164,11 @@ def test_neighbour_sum_is_the_weighted_sum_of_the_in_image_neighbours(framework)
     np.testing.assert_allclose(back(neighbour_sum(backend, to(v), (1, 2))), expected, atol=1e-5)
     # an operand that already has its zero border: the sum of its interior, the same numbers
     np.testing.assert_allclose(back(neighbour_sum(backend, to(padded), (1, 2), padded=True)), expected, atol=1e-5)
+    # PyTorch adds the neighbours into slices instead of padding (Backend.in_place_slices): the
+    # same sums in the same order, so the same bits as through the padded operand, either layout
+    for axes, order in (((1, 2), (0, 1, 2, 3)), ((2, 3), (0, 3, 1, 2))):
+        np.testing.assert_array_equal(back(neighbour_sum(backend, to(v.transpose(order)), axes)),
+                                      back(neighbour_sum(backend, to(padded.transpose(order)), axes, padded=True)))
     # constants and ramps of integers: every partial sum is an integer, so the sums are exact
     ones = np.ones((1, 6, 5, 1), np.float32)
     counts = back(neighbour_sum(backend, to(ones), (1, 2)))[0, ..., 0]
