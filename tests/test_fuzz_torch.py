@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("jax")  # the shared cases live beside the JAX fuzz test
@@ -32,8 +32,15 @@ def channels_first(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(images, -1, 1))
 
 
+# images 3 px high and maps 3 x 3 to be resized: as channels first (N, 3, 3, 4), the maps match
+# the axes channels-last images would have (Hypothesis found it; the layout is refused by name)
+_AMBIGUOUS = (np.full((2, 3, 4, 3), 0.5, np.float32), np.full((2, 3, 3), 0.5, np.float32), np.array([0, 1]),
+              {"batch_size": None, "nan_policy": "raise"}, True)
+
+
 @JAX_SETTINGS
 @given(case=cases())
+@example(case=_AMBIGUOUS)
 def test_evaluate_gives_the_numpy_numbers_or_a_clear_error(case):
     images, cams, labels, options, on_device = case
     images_before, cams_before = images.copy(), cams.copy()
@@ -49,7 +56,14 @@ def test_evaluate_gives_the_numpy_numbers_or_a_clear_error(case):
         return
     metrics = AveragesCam(model, given_images, **options)
     score = CategoricalScore(labels)
-    if options["nan_policy"] == "raise" and bad.any():
+    if cams.shape[1:] != nchw.shape[2:] and cams.shape[1:] == nchw.shape[1:3]:
+        # maps of another size that match the channels and the height, as channels-last images
+        # would: the adapter does not guess the layout, it names data_format
+        event("layout refused")
+        with pytest.raises(ValueError) as caught:
+            metrics.evaluate(cams, score)
+        assert_names(caught.value, 'data_format="channels_last"')
+    elif options["nan_policy"] == "raise" and bad.any():
         with pytest.raises(ValueError) as caught:
             metrics.evaluate(cams, score)
         assert_names(caught.value, f"cams[{int(np.flatnonzero(bad_cams)[0])}]")
