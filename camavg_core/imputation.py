@@ -107,7 +107,10 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bo
     The sums accumulate into the arrays they make (``+=``: in place for NumPy and PyTorch,
     whose eager ops otherwise write a new full-size array each: a PyTorch solve 1.2x-1.6x faster;
     a new array for TensorFlow and JAX, whose compilers fuse the sums), the same numbers bit
-    for bit on every backend, in the order the sums always had."""
+    for bit on every backend, in the order the sums always had. Where the backend adds into
+    slices in place (``Backend.in_place_slices``: PyTorch) the operand is not padded: each
+    neighbour is added where it exists, the same sums in the same order, one full-size copy
+    fewer (NumPy keeps the pad: for a strided operand its float64 sums would round otherwise)."""
     if not padded and backend.in_place_slices:
         # the same sums without the padded copy: each neighbour added where it exists (a
         # missing one is the padding's 0, and x + 0 is x), in the same order
