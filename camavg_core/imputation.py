@@ -110,7 +110,8 @@ def neighbour_sum(backend: Backend, v: Any, axes: tuple[int, int], *, padded: bo
     for bit on every backend, in the order the sums always had. Where the backend adds into
     slices in place (``Backend.in_place_slices``: PyTorch) the operand is not padded: each
     neighbour is added where it exists, the same sums in the same order, one full-size copy
-    fewer (NumPy keeps the pad: for a strided operand its float64 sums would round otherwise)."""
+    fewer (NumPy keeps the pad: for a strided operand the result would take the operand's
+    layout, and the solver's later sums over it round differently, 1e-15 in float64)."""
     if not padded and backend.in_place_slices:
         # the same sums without the padded copy: each neighbour added where it exists (a
         # missing one is the padding's 0, and x + 0 is x), in the same order
