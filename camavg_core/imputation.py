@@ -625,15 +625,16 @@ def _solve(backend: Backend, x: Any, masks: tuple, noise: Any, tol: float, max_i
         return (i < max_iter) & (backend.max(rz - limit) > 0.0)
 
     def body(i, u, r, p, rz):
-        # u, r and z are the loop's own arrays: NumPy and PyTorch update them in place
+        # u is the loop's own array, updated in place by NumPy and PyTorch; r and z are not (the
+        # product r z keeps them for PyTorch's autograd, which a solve of images that require
+        # gradients differentiates through)
         ap = operator(p)
         alpha = _alpha(backend, rz, limit, _per_channel(backend, p * ap, axes))
         u += alpha * p
-        r -= alpha * ap
+        r = r - alpha * ap
         z = precondition(r)
         rz_new = _per_channel(backend, r * z, axes)
-        z += _beta(backend, rz, rz_new) * p
-        return i + 1, u, r, z, rz_new
+        return i + 1, u, r, z + _beta(backend, rz, rz_new) * p, rz_new
 
     zero = backend.astype(backend.asarray(0), "int32")
     iterations, u, _, _, _ = backend.while_loop(cond, body, (zero, u, r, z, rz))

@@ -661,6 +661,31 @@ def test_the_error_does_not_grow_with_the_image():
             assert np.abs(out.numpy()[0] - want).max() <= bound
 
 
+@pytest.mark.parametrize("pair", [False, True])
+def test_pytorch_differentiates_through_the_imputation(pair):
+    """The generic solver updates some arrays in place on PyTorch; none that autograd keeps, so
+    images that require gradients can be differentiated through. The imputation is a weighted
+    mean, so adding c to every pixel adds c to every output: the gradient of the outputs' sum
+    sums to the number of outputs, and the removed pixels' own values get none."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(21)
+    x = torch.tensor(rng.random((2, 3, 14, 11)).astype(np.float32), requires_grad=True)
+    first = (rng.random((2, 1, 14, 11)) < 0.4).astype(np.float32)
+    second = (1 - first) * (rng.random((2, 1, 14, 11)) < 0.5)
+    backend = resolve_backend("torch")
+    if pair:
+        outs = impute_pair(backend, x, torch.tensor(first), torch.tensor(second.astype(np.float32)))
+        removed, count = first + second, 2 * x.numel()
+    else:
+        outs = (impute(backend, x, torch.tensor(first)),)
+        removed, count = first, x.numel()
+    sum(out.sum() for out in outs).backward()
+    grad = x.grad.numpy()
+    assert abs(grad.sum() - count) < 1e-3 * count
+    if not pair:  # with two systems, one's removed pixels are the other's known ones
+        assert np.all(grad[np.broadcast_to(removed, grad.shape) == 1] == 0.0)
+
+
 @pytest.mark.parametrize("framework", ["numpy", "tensorflow", "jax", "torch"])
 def test_each_image_is_imputed_as_it_would_be_alone(framework):
     """A channel that meets the stopping rule stops moving while the loop goes on for the rest
