@@ -22,7 +22,6 @@ ratios are of the best times (goal 1.05x, bound 1.10x). The mean AUCs are printe
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 import time
@@ -31,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import interleaved  # noqa: E402
+from benchmarks import alternating_cam_sets, interleaved  # noqa: E402
 from camavg_core.perturbations import Deletion, auc_terms, pixel_counts  # noqa: E402
 from camavg_core.scoring import CategoricalScore, as_score_list  # noqa: E402
 
@@ -87,12 +86,8 @@ def main() -> None:
     model = keras.applications.MobileNetV2(weights=None, input_shape=images.shape[1:], classes=10)
     metrics = AveragesCam(model, images, batch_size=args.batch)
     engine = metrics.engine
-    # the engine keeps the last CAM values' outputs per perturbation: every call alternates
-    # between two CAM sets, so each one runs its pass, as a new CAM method's would
-    cam_sets = [engine.own_cams(cams, False), engine.own_cams(other_cams, False)]
-
     def alternating(perturbation_type):
-        sets = itertools.cycle(cam_sets)
+        sets = alternating_cam_sets(engine, cams, other_cams)
         return lambda: camavg_deletion(engine, next(sets), functions, perturbation_type())
     functions = as_score_list(CategoricalScore(labels), 1)
     prepared = tf.constant(deleted_inputs(images, cams, 10))
@@ -110,7 +105,7 @@ def main() -> None:
         run()
     times = {name: [wall for wall, _ in pairs] for name, pairs in interleaved(rows, args.repeats).items()}
 
-    ours = float(np.mean(camavg_deletion(engine, cam_sets[0], functions, Deletion())))  # after the timing: no cache hit there
+    ours = float(np.mean(camavg_deletion(engine, engine.own_cams(cams, False), functions, Deletion())))
     print(f"TensorFlow MobileNetV2 (weights=None), N = {args.n}, {args.size} px, batch {args.batch}, "
           f"{args.repeats} alternating repeats, {os.cpu_count()} CPUs")
     bare_best, bare_median = min(times[next(iter(rows))]), np.median(times[next(iter(rows))])

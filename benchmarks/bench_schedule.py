@@ -14,7 +14,6 @@ Goal: within 1.10x.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks import alternating_cam_sets  # noqa: E402
 from camavg_core.perturbations import salience_ranks  # noqa: E402
 
 
@@ -55,11 +55,9 @@ def perturbed_inputs(images: np.ndarray, cams: np.ndarray, fractions) -> np.ndar
     return np.concatenate([images * (ranks >= round(f * n_pixels)) for f in fractions]).astype(np.float32)
 
 
-def alternating_cam_sets(engine, cams: np.ndarray):
-    """The engine's own copies of ``cams`` and of ``cams`` mirrored, taken in turn: the engine
-    answers a call with the last call's CAM values from its cache, so no call may follow one
-    on the same CAMs (the pass then runs every time, at the same cost)."""
-    return itertools.cycle([engine.own_cams(cams, False), engine.own_cams(np.ascontiguousarray(cams[:, ::-1]), False)])
+def mirrored_cam_sets(engine, cams: np.ndarray):
+    """``cams`` and their mirror image, taken in turn (:func:`benchmarks.alternating_cam_sets`)."""
+    return alternating_cam_sets(engine, cams, np.ascontiguousarray(cams[:, ::-1]))
 
 
 def timed(rows: dict, repeats: int) -> dict:
@@ -91,7 +89,7 @@ def tensorflow_rows(images, cams, fractions, batch):
     model = keras.applications.MobileNetV2(weights=None, input_shape=images.shape[1:], classes=10)
     metrics = AveragesCam(model, images, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_sets = alternating_cam_sets(engine, cams)
+    cam_sets = mirrored_cam_sets(engine, cams)
     prepared = tf.constant(perturbed_inputs(images, cams, fractions))
     forward = tf.function(lambda x: model(x, training=False))
 
@@ -124,7 +122,7 @@ def jax_rows(images, cams, fractions, batch):
 
     metrics = AveragesCam(apply_fn, images, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_sets = alternating_cam_sets(engine, cams)
+    cam_sets = mirrored_cam_sets(engine, cams)
     prepared = jnp.asarray(perturbed_inputs(images, cams, fractions))
     forward = jax.jit(apply_fn)
 
@@ -151,7 +149,7 @@ def torch_rows(images, cams, fractions, batch):
     channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     metrics = AveragesCam(model, channels_first, batch_size=batch)
     engine, perturbation = metrics.engine, RemoveMostSalient(fractions)
-    cam_sets = alternating_cam_sets(engine, cams)
+    cam_sets = mirrored_cam_sets(engine, cams)
     prepared = torch.from_numpy(np.ascontiguousarray(perturbed_inputs(images, cams, fractions).transpose(0, 3, 1, 2)))
 
     def bare():

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from camavg_core import validation
+
 # The background is grey noise, so no colour channel carries class evidence outside the blob;
 # the blob's colour is fully saturated so a tiny CNN learns it in seconds. The background's
 # brightness varies from image to image, down to nearly black, so that an image masked to its
@@ -88,7 +90,7 @@ def make_images(n: int, *, size: int = 32, n_classes: int = 3, seed: int = 0) ->
     (True, True)
     """
     for name, value, low in (("n", n, 1), ("size", size, 8), ("n_classes", n_classes, 2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        if not validation.is_integer(value) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
     if n_classes > 12:
         raise ValueError(

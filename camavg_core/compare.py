@@ -237,8 +237,7 @@ def check_margin(margin: Any) -> float | None:
     (:attr:`~camavg_core.metrics.Metric.margin`)."""
     if margin is None:
         return None
-    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(margin)) or margin < 0:
+    if not validation.is_number(margin) or not math.isfinite(float(margin)) or margin < 0:
         raise ValueError(validation.bad_margin(margin))
     return float(margin)
 

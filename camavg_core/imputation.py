@@ -716,16 +716,13 @@ class Road:
             raise TypeError(validation.bad_road_fractions(fractions)) from None
         if not fractions or not all(0.0 <= f <= 1.0 for f in fractions):
             raise ValueError(validation.bad_road_fractions(fractions))
-        if isinstance(noise, bool) or not isinstance(noise, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(noise) or noise < 0:
+        if not validation.is_number(noise) or not math.isfinite(noise) or noise < 0:
             raise ValueError(validation.bad_road_noise(noise))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not validation.is_integer(seed) or seed < 0:
             raise ValueError(validation.bad_road_seed(seed))
         if selection not in ("rank", "percentile"):
             raise ValueError(validation.bad_road_selection(selection))
-        number = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, bool)
-        integer = isinstance(max_iter, (int, np.integer)) and not isinstance(max_iter, bool)
-        if not (number and 0 < tol < 1) or not (integer and max_iter >= 1):
+        if not (validation.is_number(tol) and 0 < tol < 1) or not (validation.is_integer(max_iter) and max_iter >= 1):
             raise ValueError(validation.bad_road_solver(tol, max_iter))
         self.fractions, self.noise, self.seed, self.selection = fractions, float(noise), int(seed), selection
         self.tol, self.max_iter = float(tol), int(max_iter)

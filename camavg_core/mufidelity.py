@@ -94,11 +94,9 @@ class MuFidelity:
         _check_integer("grid_size", grid_size, 1)
         _check_integer("n_samples", n_samples, 2)
         _check_integer("seed", seed, 0)
-        if isinstance(subset_fraction, bool) or not isinstance(subset_fraction, (int, float, np.floating, np.integer)) \
-                or not 0.0 < float(subset_fraction) < 1.0:
+        if not validation.is_number(subset_fraction) or not 0.0 < float(subset_fraction) < 1.0:
             raise ValueError(validation.mufidelity_argument("subset_fraction", subset_fraction, "a number in (0, 1)"))
-        if isinstance(baseline, bool) or not isinstance(baseline, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(baseline):
+        if not validation.is_number(baseline) or not np.isfinite(baseline):
             raise ValueError(validation.mufidelity_argument("baseline", baseline, "a finite number"))
         self.grid_size, self.n_samples, self.seed = int(grid_size), int(n_samples), int(seed)
         self.subset_fraction, self.baseline = float(subset_fraction), float(baseline)
@@ -140,7 +138,7 @@ class MuFidelity:
 
 
 def _check_integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not validation.is_integer(value) or value < low:
         raise ValueError(validation.mufidelity_argument(name, value, f"an integer >= {low}"))
 
 

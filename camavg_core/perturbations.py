@@ -272,7 +272,7 @@ def step_parameters(perturbation: Perturbation, n_pixels: int) -> np.ndarray:
     """``perturbation.parameters(n_pixels)``, checked: a (K, P) float32 array of finite values
     with K == ``perturbation.steps`` >= 1 and P >= 1."""
     steps = getattr(perturbation, "steps", None)
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+    if not validation.is_integer(steps) or steps < 1:
         raise ValueError(validation.bad_perturbation_steps(perturbation, steps))
     parameters = np.asarray(perturbation.parameters(n_pixels), dtype=np.float32)
     if parameters.ndim != 2 or parameters.shape[0] != steps or parameters.shape[1] < 1 or not np.isfinite(parameters).all():
@@ -359,10 +359,9 @@ class _PixelCurve:
     name = "curve"
 
     def __init__(self, steps: int = 10, baseline: float | str | Any = 0.0, max_fraction: float = 1.0) -> None:
-        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        if not validation.is_integer(steps) or steps < 1:
             raise ValueError(validation.bad_curve_steps(self.name, steps))
-        if (not isinstance(max_fraction, (int, float, np.integer, np.floating)) or isinstance(max_fraction, bool)
-                or not 0.0 < float(max_fraction) <= 1.0):
+        if not validation.is_number(max_fraction) or not 0.0 < float(max_fraction) <= 1.0:
             raise ValueError(validation.bad_curve_max_fraction(self.name, max_fraction))
         if isinstance(baseline, str):
             if baseline != "blur":
@@ -370,8 +369,7 @@ class _PixelCurve:
             kind: Hashable = "blur"
         elif callable(baseline):
             kind = baseline
-        elif (isinstance(baseline, (int, float, np.integer, np.floating)) and not isinstance(baseline, bool)
-              and math.isfinite(baseline)):
+        elif validation.is_number(baseline) and math.isfinite(baseline):
             kind, baseline = "number", float(baseline)
         else:
             raise TypeError(validation.bad_curve_baseline(self.name, baseline))

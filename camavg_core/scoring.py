@@ -73,7 +73,7 @@ def class_indices(indices: Any, n: int, n_classes: int, argument: str = "Categor
     array = np.asarray(values)
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
         for index, value in enumerate(values):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            if not validation.is_integer(value):
                 # a NumPy scalar shows as its plain value (2.7, not np.float64(2.7))
                 shown = value.item() if isinstance(value, np.generic) else value
                 raise ValueError(validation.class_index_not_integer(argument, shown, index, n_classes))

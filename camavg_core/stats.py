@@ -213,7 +213,7 @@ def bootstrap_mean_intervals(
     True
     """
     level = check_level(level)
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+    if not validation.is_integer(n_resamples) or n_resamples < 1:
         raise ValueError(validation.bad_resamples(n_resamples))
     if not isinstance(method, str) or method.lower() not in ("bca", "percentile", "basic"):
         raise ValueError(validation.bad_bootstrap_method(method))

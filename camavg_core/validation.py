@@ -67,6 +67,16 @@ def is_real_dtype(dtype: Any) -> bool:
     return dtype.kind in "biuf" or dtype.name in EXTENSION_FLOATS
 
 
+def is_integer(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool (True would pass as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value: Any) -> bool:
+    """A Python or NumPy integer or float, not a bool (an argument's scalar, before its range)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 # --------------------------------------------------------------------------- checks
 #: None: the outputs as the model gives them; "identity": the same, stated explicitly (the
 #: outputs already are probabilities although the output layer is linear)
@@ -76,7 +86,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 def check_level(level: Any) -> float:
     """The confidence level as a float in (0, 1), or a ValueError/TypeError saying so."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
+    if not is_number(level):
         raise TypeError(f"level must be a number such as 0.95, got {type(level).__name__}.")
     level = float(level)
     if not 0.0 < level < 1.0:
@@ -111,9 +121,7 @@ def check_options(
             f"pass (e.g. keras.applications.mobilenet_v2.preprocess_input), got "
             f"{type(preprocess).__name__}."
         )
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-    ):
+    if batch_size is not None and (not is_integer(batch_size) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}.")

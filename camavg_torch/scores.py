@@ -42,7 +42,7 @@ def _type_name(target: Any) -> str:
 def _picks_a_class(target: Any) -> bool:
     """pytorch-grad-cam's ``ClassifierOutputTarget``: its score is ``output[category]``."""
     category = getattr(target, "category", None)
-    return _type_name(target) == "ClassifierOutputTarget" and isinstance(category, (int, np.integer)) and not isinstance(category, bool)
+    return _type_name(target) == "ClassifierOutputTarget" and validation.is_integer(category)
 
 
 class PerSampleTargets:
