@@ -124,6 +124,14 @@ class TorchBackend(Backend):
     def inv(self, a):
         return self.torch.linalg.inv(a)
 
+    def compiled(self, function: Any, static_argnums: tuple[int, ...]) -> Any:
+        """``function`` run as written, also inside a ``torch.compile``-d pass
+        (``AveragesCam(..., compile=True)``), where dynamo would trace it: ROAD's solver loops
+        until its residual is small enough, a value dynamo breaks its graph on at every
+        iteration, and tracing its exact level's set-up failed inside torch (a guard on a
+        tensor made from a NumPy array under ``inference_mode``, torch 2.13)."""
+        return self.torch.compiler.disable(function)
+
     def select_class(self, outputs, indices):
         classes = self.torch.as_tensor(np.asarray(indices, dtype=np.int64), device=outputs.device)
         rows = self.torch.arange(outputs.shape[0], device=outputs.device)
