@@ -508,6 +508,15 @@ def _limit(backend: Backend, mean: Any, variance: Any, live: Any, tol: float) ->
     return backend.where(live, ((tol * tol) * variance + floor) / ENERGY_BOUND, 3.0e38)
 
 
+def _running(backend: Backend, rz: Any, limit: Any) -> Any:
+    """Whether some image's channel has not met the stopping rule (rz above its ``limit``): the
+    loop's condition. A channel whose rz is NaN (an image holding NaN or infinity, which
+    ``nan_policy='omit'`` lets through to be skipped) counts as stopped, as :func:`_alpha`
+    treats it: the largest rz - limit was NaN there, which ended the loop for the whole batch
+    and left the other images' imputations unconverged (their ROAD terms off by up to 0.09)."""
+    return backend.max(backend.where(rz > limit, 1.0, 0.0)) > 0.0
+
+
 def _alpha(backend: Backend, rz: Any, limit: Any, pap: Any) -> Any:
     """CG's step rz / p A p per image and channel; 0 where the channel has met the stopping
     rule (rz at most its ``limit``, which is 3e38 where nothing is known) or p A p is 0. A
@@ -622,7 +631,7 @@ def _solve(backend: Backend, x: Any, masks: tuple, noise: Any, tol: float, max_i
     limit = _limit(backend, mean, variance, live, tol)
 
     def cond(i, u, r, p, rz):
-        return (i < max_iter) & (backend.max(rz - limit) > 0.0)
+        return (i < max_iter) & _running(backend, rz, limit)
 
     def body(i, u, r, p, rz):
         # u is the loop's own array, updated in place by NumPy and PyTorch; r and z are not (the

@@ -46,6 +46,7 @@ from camavg_core.imputation import (
     _levels,
     _limit,
     _pad,
+    _running,
     _stencil,
     _take,
     _weight_sums,
@@ -433,7 +434,7 @@ def _solve(x: Any, masks: tuple, *, tol: float, max_iter: int, preconditioner: s
     limit = _limit(backend, mean, variance, live, tol)  # the core's rule
 
     def cond(i, u, r, p, rz):
-        return (i < max_iter) & (backend.max(rz - limit) > 0.0)
+        return (i < max_iter) & _running(backend, rz, limit)
 
     def body(i, u, r, p, rz):
         ap = kernels["apply"](p, s, bordered_sign)

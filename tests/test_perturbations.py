@@ -73,24 +73,25 @@ def problem(linear_softmax_problem):
     return linear_softmax_problem(21, (N, SIZE, SIZE, CHANNELS), CLASSES, cam_decimals=1)  # many ties
 
 
-def tf_metrics(images, weights, bias):
+def tf_metrics(images, weights, bias, **options):
     keras = pytest.importorskip("keras")
     from camavg_tf import AveragesCam
 
     model = keras.Sequential([keras.Input((SIZE, SIZE, CHANNELS)), keras.layers.Flatten(),
                               keras.layers.Dense(CLASSES, activation="softmax")])
     model.layers[-1].set_weights([weights, bias])
-    return AveragesCam(model, images, batch_size=3)
+    return AveragesCam(model, images, batch_size=3, **options)
 
 
-def jax_metrics(images, weights, bias):
+def jax_metrics(images, weights, bias, **options):
     jax = pytest.importorskip("jax")
     from camavg_jax import AveragesCam
 
-    return AveragesCam(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ weights + bias), images, batch_size=3)
+    return AveragesCam(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ weights + bias), images, batch_size=3,
+                       **options)
 
 
-def torch_metrics(images, weights, bias):
+def torch_metrics(images, weights, bias, **options):
     torch = pytest.importorskip("torch")
     from camavg_torch import AveragesCam
 
@@ -99,7 +100,7 @@ def torch_metrics(images, weights, bias):
     def model(x):  # channels first, read in the reference's (H, W, C) order
         return torch.softmax(x.permute(0, 2, 3, 1).reshape(len(x), -1) @ w + b, dim=-1)
 
-    return AveragesCam(model, np.ascontiguousarray(images.transpose(0, 3, 1, 2)), batch_size=3)
+    return AveragesCam(model, np.ascontiguousarray(images.transpose(0, 3, 1, 2)), batch_size=3, **options)
 
 
 FRAMEWORKS = {"tensorflow": tf_metrics, "jax": jax_metrics, "torch": torch_metrics}
