@@ -681,6 +681,22 @@ def percentile_rows(fraction: float, n_pixels: int) -> tuple[float, float, float
     return float(lo), float(hi), gamma, 1.0 - gamma, float(gamma >= 0.5)
 
 
+def _noise_field(backend: Backend, x: Any, cams: Any, noise: Any) -> Any:
+    """The (B, D) rows of :meth:`Road.per_sample` laid out as ``x``: each row is an (H, W, C)
+    field, transposed for channels-first ``x`` (the layout its ``cams`` show). Until
+    2026-12-06 the field was drawn in ``x``'s own layout: the same images got other noise, so
+    other ROAD numbers, on PyTorch (channels first) than on Keras or JAX. ``x`` whose sample
+    size is not D (a model's later input, of another size than the first, from which the noise
+    is drawn) is refused where D is known when the pass is traced (NumPy, JAX, PyTorch);
+    TensorFlow's pass leaves it unknown, and its reshape fails when the pass runs."""
+    shape, size = tuple(int(d) for d in x.shape[1:]), noise.shape[1]
+    if size is not None and int(size) != int(np.prod(shape)):  # TF's pass leaves the size unknown: its reshape fails
+        raise ValueError(validation.road_noise_of_another_input(shape, int(size)))
+    h, w = (shape[a - 1] for a in _layout(x, cams))
+    field = backend.reshape(noise, (-1, h, w, int(np.prod(shape)) // (h * w)))
+    return field if _layout(x, cams) == (1, 2) else backend.transpose(field, (0, 3, 1, 2))
+
+
 class Road:
     """ROAD's perturbation: ``2 F`` steps, the F fractions removing the most relevant pixels
     first (MoRF), then the F fractions removing the least relevant first (LeRF); the removed
@@ -694,8 +710,8 @@ class Road:
     ties included (a CAM that is mostly zeros removes every pixel at every MoRF step).
 
     The noise is one field per sample, drawn on the host from ``np.random.default_rng([seed,
-    index])`` with the sample's global index (:meth:`per_sample`), and reused by every step of
-    that sample; with ``noise=0`` nothing is drawn.
+    index])`` with the sample's global index (:meth:`per_sample`) in (H, W, C) order whatever
+    the layout, and reused by every step of that sample; with ``noise=0`` nothing is drawn.
 
     The engines run the steps in the pairs of :meth:`groups` where they exist (rank selection,
     MoRF at f beside LeRF at 1 - f): :meth:`apply_group` imputes both in one solve
@@ -766,21 +782,23 @@ class Road:
         return np.array(list(zip(morf, lerf)), np.int64)
 
     def per_sample(self, indices: np.ndarray, x_shape: tuple) -> np.ndarray | None:
-        """(N, *sample shape) float32 noise, ``noise`` times standard normals from
-        ``np.random.default_rng([seed, index])`` per global index; None when ``noise`` is 0.
-        ``x_shape``: one sample's shape, or the batch's (its first axis then dropped)."""
+        """(N, D) float32 noise, D a sample's size: ``noise`` times D standard normals from
+        ``np.random.default_rng([seed, index])`` per global index, read as an (H, W, C) field
+        whatever the inputs' layout (:meth:`prepare` lays it out), so that an image gets the same
+        noise channels last (Keras, JAX) and channels first (PyTorch); None when ``noise`` is
+        0. ``x_shape``: one sample's shape, or the batch's (its first axis then dropped)."""
         if self.noise == 0:
             return None
-        shape = tuple(int(d) for d in (x_shape[1:] if len(x_shape) == 4 else x_shape))
+        size = int(np.prod([int(d) for d in (x_shape[1:] if len(x_shape) == 4 else x_shape)]))
         # drawn and scaled in float64, rounded once into the float32 result
-        return drawn_per_sample(self.seed, indices, shape, np.float32, lambda rng: self.noise * rng.standard_normal(shape))
+        return drawn_per_sample(self.seed, indices, (size,), np.float32, lambda rng: self.noise * rng.standard_normal(size))
 
     def prepare(self, backend: Backend, x: Any, cams: Any, extra: Any = None) -> dict:
         prepared = {"ranks": salience_ranks(backend, cams)}
         if self.selection == "percentile":
             prepared["cams"] = cams
         if extra is not None:
-            prepared["noise"] = extra
+            prepared["noise"] = _noise_field(backend, x, cams, extra)
         return prepared
 
     def removed(self, backend: Backend, prepared: dict, parameter: Any) -> Any:

@@ -904,6 +904,13 @@ def bad_road_noise(noise: Any) -> str:
     )
 
 
+def road_noise_of_another_input(shape: tuple, size: int) -> str:
+    return (f"ROAD's noise is drawn per sample for the model's first input ({size} values a sample); "
+            f"an input of sample shape {shape} holds another number: ROAD with noise takes models whose "
+            "inputs have one size. Pass noise=0 (road_metric(noise=0.0)) for the imputation alone, or "
+            "measure each input on a model of its own.")
+
+
 def bad_road_seed(seed: Any) -> str:
     return f"seed={seed!r}: ROAD's seed must be an integer >= 0 (it seeds each sample's noise)."
 

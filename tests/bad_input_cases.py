@@ -297,6 +297,13 @@ OTHER_ROWS = [
      "test_dtypes.py::test_images_are_cast_to_the_model_input_dtype_before_masking"),
     ("A model under `mixed_float16`", "Within 0.5 points of its float32 twin",
      "test_mixed_precision.py::test_mixed_float16_model_is_within_half_a_point"),
+    ("An image with NaN beside others in its batch, `nan_policy='omit'`, ROAD",
+     "That sample skipped; the others keep their own imputation (ROAD's solver stopped for the whole batch "
+     "until 2026-12-06)",
+     "test_faithfulness_doors.py::test_a_non_finite_input_is_skipped_by_every_metric_under_omit"),
+    ("ROAD's noise on a model whose inputs differ in size",
+     "`ValueError` advising `noise=0` (NumPy, JAX, PyTorch); TensorFlow's pass fails in a reshape",
+     "test_road.py::test_noise_drawn_for_an_input_of_another_size_is_refused"),
     ("Images with NaN that the model hides (max pooling), `nan_policy='omit'`",
      "The sample is skipped and counted in `skipped` all the same",
      "test_bad_input_table.py::test_nonfinite_input_is_skipped_even_when_the_model_hides_it"),

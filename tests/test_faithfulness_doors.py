@@ -261,3 +261,19 @@ def test_a_non_finite_input_is_skipped_by_every_metric_under_omit(framework, pro
         assert np.isnan(result.terms[metric.name][4])
         np.testing.assert_allclose(result.terms[metric.name][keep], expected[metric.name][keep], atol=1e-5)
         assert result.values[metric.name] == pytest.approx(expected[metric.name][keep].mean(), abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_road_noise_is_the_same_field_channels_first_and_last(framework, problem):
+    """ROAD with noise against the reference, which adds sample i's (H, W, C) field
+    ``default_rng([seed, i]).standard_normal``: PyTorch's images are channels first, and drew
+    their noise in that order until 2026-12-06, so the same images got other ROAD numbers
+    there than on TensorFlow and JAX."""
+    images, cams, weights, bias, labels = problem
+    noisy = road_metric(fractions=(0.25, 0.5), noise=0.05, seed=3)
+    score = probabilities(weights, bias, labels)
+    morf, lerf = reference_road_curves(images, cams, lambda i, image: float(score(image[None], np.array([i]))[0]),
+                                       (0.25, 0.5), noise=0.05, seed=3)
+    result = FRAMEWORKS[framework](images, weights, bias).evaluate(cams, CategoricalScore(labels), metrics=[noisy])
+    np.testing.assert_allclose(result.terms[noisy.name], (lerf.mean(axis=1) - morf.mean(axis=1)) / 2, atol=1e-5)

@@ -288,19 +288,32 @@ def test_road_steps_agree_across_backends(framework, selection):
 def test_noise_is_per_sample_seeded_and_only_on_removed_pixels():
     road = Road(fractions=(0.5,), noise=0.1, seed=3)
     extra = road.per_sample(np.arange(4), (6, 5, 2))
-    assert extra.shape == (4, 6, 5, 2) and extra.dtype == np.float32
+    assert extra.shape == (4, 60) and extra.dtype == np.float32
     # the same sample gets the same field whatever the batch, and its own generator's numbers
     np.testing.assert_array_equal(road.per_sample(np.array([2]), (4, 6, 5, 2))[0], extra[2])
-    np.testing.assert_allclose(extra[1], 0.1 * np.random.default_rng([3, 1]).standard_normal((6, 5, 2)), rtol=1e-6)
+    np.testing.assert_allclose(extra[1], 0.1 * np.random.default_rng([3, 1]).standard_normal(60), rtol=1e-6)
+    extra = extra.reshape(4, 6, 5, 2)  # read as (H, W, C) fields
     assert Road(noise=0.0).per_sample(np.arange(2), (6, 5, 2)) is None
     rng = np.random.default_rng(9)
     x, cams = rng.random((4, 6, 5, 2)), rng.random((4, 6, 5, 1))
     quiet = _apply_all(Road(fractions=(0.5,), noise=0.0), NUMPY, x, cams)
-    noisy = _apply_all(road, NUMPY, x, cams, extra)
+    noisy = _apply_all(road, NUMPY, x, cams, extra.reshape(4, -1))
     for k, lerf in enumerate((False, True)):
         for i in range(4):
             removed = reference_road_removed(cams[i, ..., 0], 0.5, lerf)[..., None]
             np.testing.assert_allclose(noisy[k][i] - quiet[k][i], np.where(removed, extra[i], 0.0), atol=1e-12)
+
+
+def test_noise_drawn_for_an_input_of_another_size_is_refused():
+    """The noise is drawn for a model's first input; a later input of another size cannot take
+    it (it once failed inside the framework)."""
+    road = Road(fractions=(0.5,), noise=0.1)
+    rng = np.random.default_rng(2)
+    extra = road.per_sample(np.arange(2), (2, 6, 5, 3))
+    x, cams = rng.random((2, 8, 5, 3)), rng.random((2, 8, 5, 1))
+    with pytest.raises(ValueError, match="first input .90 values a sample.*noise=0"):
+        road.prepare(NUMPY, x, cams, extra)
+    assert road.prepare(NUMPY, x[:, :6], cams[:, :6], extra)["noise"].shape == (2, 6, 5, 3)
 
 
 def test_road_terms_are_combined_lerf_minus_morf_over_two():
@@ -489,7 +502,8 @@ def test_apply_group_gives_each_step_its_imputation_and_noise(framework):
             lerf, fraction = step >= 2, road.fractions[step % 2]
             for i in range(3):
                 removed = reference_road_removed(cams[i, ..., 0], fraction, lerf)
-                want = reference_road_impute(x[i], removed) + np.where(removed[..., None], noise[i], 0.0)
+                field = noise[i].reshape(x[i].shape)  # an (H, W, C) field
+                want = reference_road_impute(x[i], removed) + np.where(removed[..., None], field, 0.0)
                 np.testing.assert_allclose(back(got)[i], want, atol=1e-4, rtol=0)
 
 
