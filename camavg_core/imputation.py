@@ -692,9 +692,10 @@ def _noise_field(backend: Backend, x: Any, cams: Any, noise: Any) -> Any:
     shape, size = tuple(int(d) for d in x.shape[1:]), noise.shape[1]
     if size is not None and int(size) != int(np.prod(shape)):  # TF's pass leaves the size unknown: its reshape fails
         raise ValueError(validation.road_noise_of_another_input(shape, int(size)))
-    h, w = (shape[a - 1] for a in _layout(x, cams))
+    axes = _layout(x, cams)
+    h, w = (shape[a - 1] for a in axes)
     field = backend.reshape(noise, (-1, h, w, int(np.prod(shape)) // (h * w)))
-    return field if _layout(x, cams) == (1, 2) else backend.transpose(field, (0, 3, 1, 2))
+    return field if axes == (1, 2) else backend.transpose(field, (0, 3, 1, 2))
 
 
 class Road:
