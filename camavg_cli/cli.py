@@ -27,7 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from camavg_core import validation
-from camavg_core.metrics import METRICS, road_metric
+from camavg_core.metrics import METRICS, resolve_metrics, road_metric
+from camavg_core.state import on_common_samples
 from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
 from camavg_cli.loading import CommandError, check_targets_in_range, load_cams, load_inputs, load_targets
 from camavg_cli.progress import Progress
@@ -290,6 +291,7 @@ def run_demo(args: argparse.Namespace, framework: Framework) -> int:
         results = _evaluate(args, framework, model, data.images, cams, framework.target_score(model, data.labels), {},
                             progress, measured=metrics)
         descriptions = {method: recipe.describe() for method, recipe in recipes.items()} | dict(demo.REFERENCE_RECIPES)
+        results = on_common_samples(results, resolve_metrics(metrics))  # what the comparisons pair
         # The conclusion compares the CAM methods only; --compare adds every pair, references included.
         cam_results = {method: results[method] for method in recipes}
         rows = compare_pairs(results[next(iter(recipes))].y_c, {m: r.o_c for m, r in cam_results.items()},
@@ -374,6 +376,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
         if args.compare:
             from camavg_cli.conclusion import compare_pairs, conclusion
 
+            results = on_common_samples(results, resolve_metrics(metrics))  # what the comparisons pair
             rows = compare_pairs(results[next(iter(results))].y_c, {m: r.o_c for m, r in results.items()},
                                  nan_policy=args.nan_policy, baseline=args.baseline, margin=args.margin,
                                  metrics=metrics, results=results)

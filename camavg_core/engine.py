@@ -664,11 +664,12 @@ class AveragesCamBase:
         per-sample terms (a sample is a tie when all its scores are,
         :func:`~camavg_core.compare.curve_ties`), each in its direction and unit."""
         from camavg_core.compare import compare_methods, compare_results
+        from camavg_core.state import on_common_samples
 
         if not isinstance(cams_sets, dict) or len(cams_sets) < 2:
             raise TypeError(validation.too_few_cam_sets())
         described = resolve_metrics(metrics)
-        results = self.evaluate_many(cams_sets, score_function, described)
+        results = on_common_samples(self.evaluate_many(cams_sets, score_function, described), described)
         y_c = next(iter(results.values())).y_c
         options.setdefault("nan_policy", self.engine.nan_policy)
         options.setdefault("level", self.engine.level)

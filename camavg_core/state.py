@@ -45,6 +45,7 @@ from camavg_core.metrics import (
     checked_vectors,
     compute_terms,
     metric_named,
+    on_cam_mask,
     resolve_metrics,
 )
 from camavg_core.stats import (
@@ -624,6 +625,55 @@ def measured_terms(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metr
         rows = [curve] + [np.asarray(c, np.float64) for c in context if np.ndim(c) == 2]
         paired[metric.name] = np.concatenate(rows, axis=0)
     return Measured(y, terms, valid, curves, paired)
+
+
+def on_common_samples(results: dict, metrics: tuple[Metric, ...]) -> dict:
+    """``{method: Result}`` on the samples that every method kept, as a paired comparison
+    pairs them: a sample one method leaves out (its scores non-finite under
+    ``nan_policy='omit'``, e.g. a degenerate map; for a metric that leaves samples out, such as
+    MuFidelity, an undefined term) is left out of every method's value for that metric, and
+    counted in ``skipped`` (or ``undefined``). Each comparison's difference is then the
+    difference of the two results beside it, and a ranking by value agrees with the pairs
+    (until 2026-12-06 each method kept its own samples: 'a -0.017, b 0.013' beside a paired
+    difference of -0.009). Results that kept the same samples come back as they are; so do
+    results without their score vectors (a stream that kept none)."""
+    if any(r.y_c is None for r in results.values()):
+        return results
+    kept = {name: _kept_samples(r, metrics) for name, r in results.items()}
+    common = np.logical_and.reduce([valid for valid, _ in kept.values()])
+    defined = {m.name: np.logical_and.reduce([each[m.name] for _, each in kept.values()]) & common
+               for m in metrics if m.leaves_out}
+    if all(np.array_equal(valid, common) and all(np.array_equal(each[name], defined[name]) for name in defined)
+           for valid, each in kept.values()):
+        return results
+    if not common.any():
+        raise ValueError(validation.all_skipped("compare"))
+    return {name: _on_samples(r, metrics, common, defined) for name, r in results.items()}
+
+
+def _kept_samples(result: Result, metrics: tuple[Metric, ...]) -> tuple[np.ndarray, dict]:
+    """(the samples a result's values use, {metric that leaves samples out: its defined ones})."""
+    valid = np.isfinite(result.y_c)
+    if result.o_c is not None and any(on_cam_mask(m) for m in metrics):
+        valid &= np.isfinite(result.o_c)
+    terms = result.terms or {}
+    for m in metrics:
+        if m.name in terms and not m.leaves_out:
+            valid &= np.isfinite(terms[m.name])
+    return valid, {m.name: valid & np.isfinite(terms[m.name]) for m in metrics if m.leaves_out}
+
+
+def _on_samples(result: Result, metrics: tuple[Metric, ...], common: np.ndarray, defined: dict) -> Result:
+    """``result`` summed again over ``common`` samples (``defined`` ones for a metric that
+    leaves samples out), its vectors NaN elsewhere."""
+    o_c = None if result.o_c is None else np.where(common, result.o_c, np.nan)
+    if result.terms is None:  # the averages alone: summed from the score vectors
+        return summarize_checked(result.y_c, o_c, metrics, level=result.level)
+    terms = {name: np.where(defined.get(name, common), values, np.nan) for name, values in result.terms.items()}
+    summed = MetricState.empty(metrics).add_terms(terms, common).result(level=result.level)
+    curves = None if result.curves is None else {
+        name: tuple(np.where(common[:, None], c, np.nan) for c in kept) for name, kept in result.curves.items()}
+    return dataclasses.replace(summed, y_c=result.y_c, o_c=o_c, terms=terms, curves=curves, paired=result.paired)
 
 
 def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...], *,

@@ -39,7 +39,7 @@ from camavg_core.engine import Adapter, Engine, Options
 from camavg_core.backends import NumpyBackend
 from camavg_core.compare import PairState, compare_methods, compare_results, comparison_table
 from camavg_core.metrics import on_cam_mask, resolve_metrics
-from camavg_core.state import Measured, MethodResults, MetricState, Result, measured_terms
+from camavg_core.state import Measured, MethodResults, MetricState, Result, measured_terms, on_common_samples
 from camavg_core.scoring import stream_score
 
 SCORES = ("categorical", "binary")
@@ -416,6 +416,7 @@ class _Counted:
         first = next(iter(self.state.values())).to_numpy()
         if seen == first.n + first.skipped:  # every batch's scores kept: the in-memory comparison
             y_c = np.concatenate(self.y_c)
+            results = on_common_samples(results, self.metrics)
             o_c = {name: np.concatenate(parts) for name, parts in self.o_c.items()}
             return MethodResults(results, compare_methods(y_c, o_c, level=level, nan_policy="omit", metrics=self.metrics))
         comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
@@ -431,6 +432,7 @@ class _Counted:
             paired = {m.name: np.concatenate([p.paired[m.name] for p in parts], axis=1) for m in self.metrics}
             results[name] = dataclasses.replace(state.result(level=level), y_c=np.concatenate(self.y_c),
                                                 terms=terms, paired=paired)
+        results = on_common_samples(results, self.metrics)
         return MethodResults(results, compare_results(results, self.metrics, level=level))
 
     def _one(self, state: MetricState, o_c: list, level: float) -> Result:

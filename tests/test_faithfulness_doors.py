@@ -162,6 +162,33 @@ def test_compare_pairs_the_terms_in_each_metrics_direction(problem):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_a_sample_one_method_skips_is_left_out_of_every_methods_result(framework, problem, expected):
+    """Under nan_policy='omit' a degenerate map (NaN) of one method skips that sample for
+    every method in compare, as the paired comparison skips it: each row's difference is the
+    difference of the results beside it. Until 2026-12-06 the other method kept the sample
+    (its value on N samples, the pairs on N - 1)."""
+    images, cams, weights, bias, labels = problem
+    metrics = FRAMEWORKS[framework](images, weights, bias, nan_policy="omit")
+    degenerate = cams.copy()
+    degenerate[2, 0, 0] = np.nan
+    other = cams[::-1].copy()
+    names = ["average_drop", DELETION, MUFIDELITY, ROAD]
+    compared = metrics.compare({"a": degenerate, "b": other}, CategoricalScore(labels), metrics=names)
+    keep = np.arange(N) != 2
+    reference_b = references(images, other, weights, bias, labels)
+    for name, result in compared.results.items():
+        assert (result.n, result.skipped) == (N - 1, 1), name
+    for metric in (DELETION, MUFIDELITY, ROAD):
+        for name, reference in (("a", expected), ("b", reference_b)):
+            got = compared.results[name].values[metric.name]
+            assert got == pytest.approx(reference[metric.name][keep].mean(), abs=1e-5), (name, metric.name)
+    for row in compared.comparisons.rows:
+        results = compared.results
+        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-9)
+
+
+@pytest.mark.slow
 def test_a_method_against_itself_is_no_difference(problem):
     images, cams, weights, bias, labels = problem
     metrics = jax_metrics(images, weights, bias)
@@ -277,3 +304,22 @@ def test_road_noise_is_the_same_field_channels_first_and_last(framework, problem
                                        (0.25, 0.5), noise=0.05, seed=3)
     result = FRAMEWORKS[framework](images, weights, bias).evaluate(cams, CategoricalScore(labels), metrics=[noisy])
     np.testing.assert_allclose(result.terms[noisy.name], (lerf.mean(axis=1) - morf.mean(axis=1)) / 2, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_averages_alone_are_compared_on_the_samples_every_method_kept(problem):
+    """The same, with the averages alone (summed from the score vectors): against the
+    averages of the kept samples' scores by hand."""
+    images, cams, weights, bias, labels = problem
+    metrics = jax_metrics(images, weights, bias, nan_policy="omit")
+    degenerate = cams.copy()
+    degenerate[5, 1, 1] = np.nan
+    compared = metrics.compare({"a": degenerate, "b": cams[::-1].copy()}, CategoricalScore(labels))
+    keep = np.arange(N) != 5
+    plain_b = metrics.evaluate(cams[::-1].copy(), CategoricalScore(labels))  # every sample kept alone
+    y, o = plain_b.y_c[keep], plain_b.o_c[keep]
+    assert compared.results["b"].average_drop == pytest.approx(100 * np.mean(np.maximum(0, y - o) / y), abs=1e-6)
+    assert compared.results["b"].average_increase == pytest.approx(100 * np.mean(y < o), abs=1e-9)
+    for row in compared.comparisons.rows:
+        results = compared.results
+        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-9)
