@@ -416,8 +416,12 @@ class _Counted:
         first = next(iter(self.state.values())).to_numpy()
         if seen == first.n + first.skipped:  # every batch's scores kept: the in-memory comparison
             y_c = np.concatenate(self.y_c)
-            results = on_common_samples(results, self.metrics)
             o_c = {name: np.concatenate(parts) for name, parts in self.o_c.items()}
+            with_vectors = {name: dataclasses.replace(r, y_c=y_c, o_c=o_c[name]) for name, r in results.items()}
+            common = on_common_samples(with_vectors, self.metrics)
+            if common is not with_vectors:  # some method left out a sample the others kept
+                results = common if self.keep_vectors else {
+                    name: dataclasses.replace(r, y_c=None, o_c=None) for name, r in common.items()}
             return MethodResults(results, compare_methods(y_c, o_c, level=level, nan_policy="omit", metrics=self.metrics))
         comparisons = {pair: state.result(level=level, names=pair) for pair, state in self.pairs.items()}
         return MethodResults(results, comparison_table(comparisons, level=level))

@@ -323,3 +323,32 @@ def test_the_averages_alone_are_compared_on_the_samples_every_method_kept(proble
     for row in compared.comparisons.rows:
         results = compared.results
         assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("names", [None, ["average_drop", ROAD]], ids=["averages", "road"])
+def test_a_stream_compares_on_the_samples_every_method_kept(problem, names):
+    """A stream of two methods, one map NaN, under omit: the in-memory comparison's results."""
+    jax = pytest.importorskip("jax")
+    from camavg_jax import evaluate_dataset
+
+    images, cams, weights, bias, labels = problem
+    degenerate = cams.copy()
+    degenerate[4, 0, 1] = np.nan
+    sets = {"a": degenerate, "b": cams[::-1].copy()}
+    memory = jax_metrics(images, weights, bias, nan_policy="omit").compare(sets, CategoricalScore(labels), metrics=names)
+
+    def stream():
+        for start in range(0, N, 3):
+            part = slice(start, start + 3)
+            yield images[part], {name: c[part] for name, c in sets.items()}, labels[part]
+
+    streamed = evaluate_dataset(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ weights + bias), stream(),
+                                metrics=names, nan_policy="omit")
+    for name in sets:
+        assert (streamed.results[name].n, streamed.results[name].skipped) == (N - 1, 1)
+        for metric, value in memory.results[name].values.items():
+            assert streamed.results[name].values[metric] == pytest.approx(value, abs=1e-6)
+    for row in streamed.comparisons.rows:
+        results = streamed.results
+        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-6)
