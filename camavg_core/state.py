@@ -670,10 +670,18 @@ def _on_samples(result: Result, metrics: tuple[Metric, ...], common: np.ndarray,
     if result.terms is None:  # the averages alone: summed from the score vectors
         return summarize_checked(result.y_c, o_c, metrics, level=result.level)
     terms = {name: np.where(defined.get(name, common), values, np.nan) for name, values in result.terms.items()}
-    summed = MetricState.empty(metrics).add_terms(terms, common).result(level=result.level)
     curves = None if result.curves is None else {
         name: tuple(np.where(common[:, None], c, np.nan) for c in kept) for name, kept in result.curves.items()}
-    return dataclasses.replace(summed, y_c=result.y_c, o_c=o_c, terms=terms, curves=curves, paired=result.paired)
+    return _summed_terms(metrics, terms, common, result.level, y_c=result.y_c, o_c=o_c, curves=curves,
+                         paired=result.paired)
+
+
+def _summed_terms(metrics: tuple[Metric, ...], terms: dict, valid: np.ndarray, level: float, **kept: Any) -> Result:
+    """The result of per-sample ``terms`` summed as a stream sums them
+    (:meth:`MetricState.add_terms`), with the terms and the ``kept`` fields (vectors, curves,
+    tie data)."""
+    result = MetricState.empty(metrics).add_terms(terms, valid).result(level=level)
+    return dataclasses.replace(result, terms=terms, **kept)
 
 
 def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[Metric, ...], *,
@@ -682,6 +690,6 @@ def summarize_measured(y: np.ndarray, steps: dict, extras: dict, metrics: tuple[
     sums them (:meth:`MetricState.add_terms`), with the terms, curves and tie data kept.
     ``o_c``: the CAM mask's (N,) scores, kept as ``Result.o_c`` when an average was asked for."""
     measured = measured_terms(y, steps, extras, metrics)
-    result = MetricState.empty(metrics).add_terms(measured.terms, measured.valid).result(level=level)
-    return dataclasses.replace(result, y_c=measured.y.copy(), o_c=None if o_c is None else np.array(o_c, np.float64),
-                               terms=measured.terms, curves=measured.curves or None, paired=measured.paired)
+    return _summed_terms(metrics, measured.terms, measured.valid, level, y_c=measured.y.copy(),
+                         o_c=None if o_c is None else np.array(o_c, np.float64), curves=measured.curves or None,
+                         paired=measured.paired)

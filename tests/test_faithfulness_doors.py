@@ -130,6 +130,14 @@ def test_undefined_mufidelity_samples_are_left_out_and_counted(problem):
     assert any("mufidelity: 1 of 7 samples left out" in note for note in result.notes)
 
 
+def assert_rows_are_result_differences(compared, tolerance):
+    """Each comparison row's difference is its two results' values' difference."""
+    results = compared.results
+    for row in compared.comparisons.rows:
+        assert row.difference == pytest.approx(results[row.a].values[row.metric] - results[row.b].values[row.metric],
+                                               abs=tolerance)
+
+
 @pytest.mark.slow
 def test_compare_pairs_the_terms_in_each_metrics_direction(problem):
     images, cams, weights, bias, labels = problem
@@ -183,9 +191,7 @@ def test_a_sample_one_method_skips_is_left_out_of_every_methods_result(framework
         for name, reference in (("a", expected), ("b", reference_b)):
             got = compared.results[name].values[metric.name]
             assert got == pytest.approx(reference[metric.name][keep].mean(), abs=1e-5), (name, metric.name)
-    for row in compared.comparisons.rows:
-        results = compared.results
-        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-9)
+    assert_rows_are_result_differences(compared, 1e-9)
 
 
 @pytest.mark.slow
@@ -320,9 +326,7 @@ def test_the_averages_alone_are_compared_on_the_samples_every_method_kept(proble
     y, o = plain_b.y_c[keep], plain_b.o_c[keep]
     assert compared.results["b"].average_drop == pytest.approx(100 * np.mean(np.maximum(0, y - o) / y), abs=1e-6)
     assert compared.results["b"].average_increase == pytest.approx(100 * np.mean(y < o), abs=1e-9)
-    for row in compared.comparisons.rows:
-        results = compared.results
-        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-9)
+    assert_rows_are_result_differences(compared, 1e-9)
 
 
 @pytest.mark.slow
@@ -349,6 +353,4 @@ def test_a_stream_compares_on_the_samples_every_method_kept(problem, names):
         assert (streamed.results[name].n, streamed.results[name].skipped) == (N - 1, 1)
         for metric, value in memory.results[name].values.items():
             assert streamed.results[name].values[metric] == pytest.approx(value, abs=1e-6)
-    for row in streamed.comparisons.rows:
-        results = streamed.results
-        assert row.difference == pytest.approx(results["a"].values[row.metric] - results["b"].values[row.metric], abs=1e-6)
+    assert_rows_are_result_differences(streamed, 1e-6)
