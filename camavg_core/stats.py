@@ -65,7 +65,10 @@ def _moments(n: int, total: float, sq_total: float, cube_total: float) -> tuple[
         return mean, 0.0, 0.0
     # sum (x - m)^3 = S3 - 3 m S2 + 3 m^2 S1 - n m^3, and S1 = n m
     centred_cube = cube_total - 3.0 * mean * sq_total + 2.0 * n * mean**3
-    skewness = (centred_cube / n) / (centred_sq / n) ** 1.5  # moment estimate, ddof 0
+    # moment estimate, ddof 0, divided by the spread step by step: its cube underflowed to 0 for
+    # terms near 1e-117 (a spread of 1e-117 cubed is below the smallest double)
+    spread = math.sqrt(centred_sq / n)
+    skewness = centred_cube / n / spread / spread / spread
     std_error = math.sqrt(centred_sq / (n - 1) / n)
     return mean, std_error, skewness / (3.0 * math.sqrt(n))
 

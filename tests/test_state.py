@@ -248,3 +248,10 @@ def test_fields_are_named_per_metric_and_all_summed():
     b = state_of({name: 10 * i for i, name in enumerate(fields, 1)})
     assert a.merge(b).flat() == [11 * i for i in range(1, len(fields) + 1)]
     assert [getattr(a, name) for name in fields] == list(range(1, len(fields) + 1))
+
+
+def test_terms_whose_spread_cubed_underflows_get_an_interval():
+    # terms near 1e-117: their spread cubed is below the smallest double (Hypothesis found it)
+    summary = summarize(np.array([0.0, 0.0]), np.array([0.0, 1.2059512e-117]))
+    assert summary.n == 2 and summary.average_increase == 50.0  # o > y in one sample of two
+    assert all(np.isfinite(bound) for bounds in summary.ci.values() for bound in bounds)
