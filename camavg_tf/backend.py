@@ -12,6 +12,34 @@ import numpy as np
 from camavg_core.backends import Backend
 
 
+def _spreads_a_mask(cond: Any, x: Any) -> bool:
+    """Whether ``cond`` is a mask of one channel over images of several, (B, H, W, 1) over
+    (B, H, W, C) or (B, 1, H, W) over (B, C, H, W): a broadcast on an axis of the image."""
+    import tensorflow as tf
+
+    if not isinstance(cond, tf.Tensor):
+        return False
+    shape, target = cond.shape, x.shape
+    if shape.rank is None or shape.rank < 3 or shape.rank != target.rank:
+        return False
+    return any(c == 1 and d != 1 for c, d in zip(shape, target))
+
+
+_MASK_SELECT: list = []
+
+
+def _mask_select() -> Any:
+    """``tf.where`` compiled by XLA, for a mask spread over the channels: TF's CPU kernel for a
+    select that broadcasts ran 3x as long as XLA's loop (2.1 against 0.6 ms for 32 images of
+    96 x 96 x 3, a Deletion step's mask; 2026-12-06). The same values, bit for bit: a select
+    computes nothing. Built at first use (one compile per shape)."""
+    if not _MASK_SELECT:
+        import tensorflow as tf
+
+        _MASK_SELECT.append(tf.function(lambda cond, x, y: tf.where(cond, x, y), jit_compile=True, autograph=False))
+    return _MASK_SELECT[0]
+
+
 class TensorFlowBackend(Backend):
     name = "tensorflow"
 
@@ -68,6 +96,8 @@ class TensorFlowBackend(Backend):
     def where(self, cond, x, y):
         x = self.tf.convert_to_tensor(x)
         y = self.tf.cast(y, x.dtype)
+        if _spreads_a_mask(cond, x):
+            return _mask_select()(cond, x, y)
         return self.tf.where(cond, x, y)
 
     def isfinite(self, x):
