@@ -21,7 +21,7 @@ Rows (TensorFlow, batch 32):
 
 The camavg and bare rows are timed alternately (``--repeats`` times after a run that traces);
 ratios are of the best times to the graph loop's (goal 1.05x, bound 1.10x; until 2026-12-06
-they were to the loop of calls, 11-16% slower here). The mean AUCs are printed side by side.
+they were to the loop of calls, 17-27% slower here). The mean AUCs are printed side by side.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import alternating_cam_sets, interleaved  # noqa: E402
+from benchmarks import alternating_cam_sets, forward_graph_loop, interleaved  # noqa: E402
 from camavg_core.perturbations import Deletion, auc_terms, pixel_counts  # noqa: E402
 from camavg_core.scoring import CategoricalScore, as_score_list  # noqa: E402
 
@@ -101,19 +101,10 @@ def main() -> None:
     def bare():
         return [forward(prepared[start : start + args.batch]).numpy() for start in range(0, len(prepared), args.batch)]
 
-    @tf.function
-    def bare_loop(inputs):
-        count = (int(inputs.shape[0]) + args.batch - 1) // args.batch
-
-        def body(i, outputs):
-            return i + 1, outputs.write(i, model(inputs[i * args.batch:(i + 1) * args.batch], training=False))
-
-        _, outputs = tf.while_loop(lambda i, _: i < count, body,
-                                   (tf.constant(0), tf.TensorArray(tf.float32, size=count, infer_shape=False)))
-        return outputs.concat()
+    bare_loop = forward_graph_loop(model, args.batch)
 
     rows = {
-        "bare, one graph loop over 10 x N": lambda: bare_loop(prepared).numpy(),
+        "bare, one graph loop over 10 x N": lambda: bare_loop(prepared),
         "bare: tf.function forward loop over 10 x N": bare,
         "camavg Deletion(steps=10), Y_c reused": alternating(Deletion),
         "camavg, all 11 points in the pass": alternating(DeletionAllPoints),

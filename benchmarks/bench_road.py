@@ -7,7 +7,7 @@ batched device solve for both, then the model on each). Reported:
   forward passes it needs (MobileNetV2, weights=None, the default 9 fractions, MoRF and LeRF),
   timed two ways: one ``tf.function`` call per batch and step (as ``bench_deletion`` times
   them), and all of them in one graph loop, as the engine runs its own passes (TF's executor
-  then runs two passes at once where one leaves a core idle: 11-16% faster here, so the harder
+  then runs two passes at once where one leaves a core idle: 11-18% faster here, so the harder
   baseline, which the goal is judged against);
 - the solver's share: the same ``road`` call on a model that costs next to nothing (global
   average pooling and a dense layer), so its time is the imputation's;
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import interleaved
+from benchmarks import forward_graph_loop, interleaved
 
 
 def smooth_cams(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -78,20 +78,7 @@ def main() -> None:
     forward = tf.function(lambda xb: model(xb, training=False), input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
     batches = [x[s:s + args.batch] for s in range(0, args.n, args.batch)]
     whole_x = tf.constant(x)
-
-    @tf.function
-    def forward_loop(images):
-        """The k passes of every batch in one graph loop, as the engine runs its passes."""
-        count = len(batches) * k
-
-        def body(i, outputs):
-            start = (i // k) * args.batch
-            return i + 1, outputs.write(i, model(images[start:start + args.batch], training=False))
-
-        _, outputs = tf.while_loop(lambda i, _: i < count, body,
-                                   (tf.constant(0), tf.TensorArray(tf.float32, size=count, infer_shape=False)))
-        return outputs.concat()
-
+    forward_loop = forward_graph_loop(model, args.batch, repeats=k)
     metrics = AveragesCam(model, x, batch_size=args.batch)
     solver_only = AveragesCam(cheap, x, batch_size=args.batch)
     # two sets of CAMs, taken in turn: the engine keeps a call's outputs
@@ -102,7 +89,7 @@ def main() -> None:
         return lambda: engine.road(next(sets), score)
 
     figures = {"forward": lambda: [forward(b).numpy() for b in batches for _ in range(k)],
-               "graph": lambda: forward_loop(whole_x).numpy(),
+               "graph": lambda: forward_loop(whole_x),
                "whole": alternating(metrics), "solver": alternating(solver_only)}
     for run in figures.values():  # traces
         run()
