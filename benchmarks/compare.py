@@ -7,9 +7,10 @@
 Every row is timed as a ratio to the bare forward pass over the same masked inputs: the fastest
 of ``model.predict(masked, batch_size=B)``, a compiled ``tf.function`` called per batch of the
 same size, and one ``tf.function`` looping over the batches in the graph, as camavg's passes do
-(its iterations may overlap; until 2026-12-06 it was a reference row outside the baseline). The repetitions of the rows are interleaved (repeat r times every row, in a rotated
-order) so that the drift of a shared machine hits every row alike; the table gives the ratio of
-the best times and of the median times.
+(its iterations may overlap; until 2026-12-06 it was a reference row outside the baseline).
+The repetitions of the rows are interleaved (repeat r times every row, in a rotated order) so
+that the drift of a shared machine hits every row alike; the table gives the ratio of the best
+times and of the median times.
 
 The floor: construction, ``evaluate`` and ``average_drop`` then ``average_increase`` each cost
 one forward pass (bound <= 1.10x, goal 1.05x); ``evaluate_many`` with K CAM sets

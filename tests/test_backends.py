@@ -134,6 +134,32 @@ def test_elementwise_and_reductions_match_numpy(backend):
     )
     np.testing.assert_array_equal(backend.to_numpy(backend.max(bf, axis=0)), finite.max(axis=0))
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_where_spreads_a_one_channel_mask_over_the_channels_as_numpy_does(backend, dtype, channels_last):
+    """Deletion's and Insertion's step: a (B, H, W, 1) mask (or (B, 1, H, W)) choosing between
+    images and a baseline (TensorFlow runs this select by XLA: its own CPU kernel ran 3x
+    slower), NaN and infinity carried where chosen; a scalar and a per-image baseline."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 5, 4, 3)) * 200).astype(dtype)
+    if dtype != "uint8":
+        x[0, 1, 2, 0], x[1, 3, 0, 2], x[2, 0, 0, 1] = np.nan, np.inf, -np.inf
+    mask = rng.random((3, 5, 4, 1)) > 0.4
+    baseline = (rng.random((3, 5, 4, 3)) * 9).astype(dtype)
+    if not channels_last:
+        x, mask, baseline = (np.ascontiguousarray(v.transpose(0, 3, 1, 2)) for v in (x, mask, baseline))
+    for other in (np.zeros((), dtype), baseline):
+        got = backend.to_numpy(backend.where(backend.asarray(mask), backend.asarray(x), backend.asarray(other)))
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, np.where(mask, x, other))
+    if backend.name == "tensorflow":  # inside a traced pass, the batch axis unknown
+        import tensorflow as tf
+
+        spec = [tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype)) for v in (mask, x, baseline)]
+        traced = tf.function(lambda m, v, b: backend.where(m, v, b), input_signature=spec, autograph=False)
+        np.testing.assert_array_equal(traced(mask, x, baseline).numpy(), np.where(mask, x, baseline))
+
+
 
 def test_shape_operations_match_numpy(backend):
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
