@@ -43,6 +43,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+# run as a script (`python benchmarks/compare.py`): the helpers of the benchmarks package beside it
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import forward_graph_loop  # noqa: E402
+
 TOLERANCE = 1.10  # the bound: at most 10% over the floor (the goal is 5%)
 
 
@@ -156,28 +160,6 @@ def compiled_forward_loop(model, batch_size: int):
     return run
 
 
-def in_graph_forward_loop(model, batch_size: int):
-    """The bare forward pass as one compiled call: a ``tf.while_loop`` over a prefetched
-    pipeline inside the graph (the loop camavg runs). Its iterations may overlap, so on a
-    CPU it can beat the per-batch loop: part of the baseline, as the harder one."""
-    import tensorflow as tf
-
-    @tf.function
-    def run_all(masked):
-        dataset = tf.data.Dataset.from_tensor_slices(masked).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        iterator = iter(dataset)
-        n_batches = tf.cast(dataset.cardinality(), tf.int32)
-        outputs = tf.TensorArray(tf.float32, size=n_batches, infer_shape=False)
-
-        def body(index, outputs):
-            return index + 1, outputs.write(index, model(iterator.get_next(), training=False))
-
-        _, outputs = tf.while_loop(lambda index, _: index < n_batches, body, (tf.constant(0), outputs))
-        return outputs.concat()
-
-    return lambda masked: run_all(masked).numpy()
-
-
 def alternating(cam_sets: list) -> Callable[[], np.ndarray]:
     """Each call gives the next of two different CAM sets, so no call hits the cache of the
     one before: every repetition pays its masked pass, as a new CAM method would."""
@@ -218,7 +200,7 @@ def tensorflow_rows(model, inputs, cam_sets, labels, batch: int, k: int, average
     masked = inputs * cam_sets[0][..., None]
     masked_tensor = tf.constant(masked)
     loop = compiled_forward_loop(model, batch)
-    in_graph = in_graph_forward_loop(model, batch)
+    in_graph = forward_graph_loop(model, batch)
     seed = SeedAveragesCam(model, inputs, batch)
     evaluator = AveragesCam(model, inputs, batch_size=batch)
     drop_increase = AveragesCam(model, inputs, batch_size=batch)
@@ -320,14 +302,14 @@ def measure(rows: list[Row], repeats: int, seed: int = 0) -> dict[str, list[floa
 
 
 def table(title: str, rows: list[Row], times: dict[str, list[float]], bare_names: list[str]) -> str:
-    """A Markdown table of best and median times and their ratios to the faster bare pass."""
+    """A Markdown table of best and median times and their ratios to the fastest bare pass."""
     best_bare = min(min(times[name]) for name in bare_names)
     median_bare = min(statistics.median(times[name]) for name in bare_names)
     lines = [
         f"#### {title}",
         "",
         f"Bare forward pass: best {best_bare:.3f} s, median {median_bare:.3f} s "
-        f"(the faster of: {', '.join(bare_names)}).",
+        f"(the fastest of: {', '.join(bare_names)}).",
         "",
         "| row | best (s) | median (s) | ratio (best) | ratio (median) | target | met |",
         "| --- | ---: | ---: | ---: | ---: | ---: | :---: |",

@@ -690,7 +690,7 @@ def _noise_field(backend: Backend, x: Any, cams: Any, noise: Any) -> Any:
     is drawn) is refused where D is known when the pass is traced (NumPy, JAX, PyTorch);
     TensorFlow's pass leaves it unknown, and its reshape fails when the pass runs."""
     shape, size = tuple(int(d) for d in x.shape[1:]), noise.shape[1]
-    if size is not None and int(size) != math.prod(shape):  # TF's pass leaves the size unknown: its reshape fails
+    if size is not None and int(size) != math.prod(shape):
         raise ValueError(validation.road_noise_of_another_input(shape, int(size)))
     last = _layout(x, cams) == (1, 2)
     h, w, c = shape if last else (*shape[1:], shape[0])

@@ -5,6 +5,7 @@ Plain ``tf`` ops only (no ``tf.experimental.numpy``, which changes TensorFlow pr
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -12,32 +13,23 @@ import numpy as np
 from camavg_core.backends import Backend
 
 
-def _spreads_a_mask(cond: Any, x: Any) -> bool:
-    """Whether ``cond`` is a mask of one channel over images of several, (B, H, W, 1) over
-    (B, H, W, C) or (B, 1, H, W) over (B, C, H, W): a broadcast on an axis of the image."""
-    import tensorflow as tf
-
-    if not isinstance(cond, tf.Tensor):
-        return False
-    shape, target = cond.shape, x.shape
+def _spreads_a_mask(shape: Any, target: Any) -> bool:
+    """Whether a mask of static ``shape`` is one channel over images of ``target``'s, (B, H, W,
+    1) over (B, H, W, C) or (B, 1, H, W) over (B, C, H, W): a broadcast on an axis of the image."""
     if shape.rank is None or shape.rank < 3 or shape.rank != target.rank:
         return False
     return any(c == 1 and d != 1 for c, d in zip(shape, target))
 
 
-_MASK_SELECT: list = []
-
-
+@functools.cache
 def _mask_select() -> Any:
     """``tf.where`` compiled by XLA, for a mask spread over the channels: TF's CPU kernel for a
     select that broadcasts ran 3x as long as XLA's loop (2.1 against 0.6 ms for 32 images of
     96 x 96 x 3, a Deletion step's mask; 2026-12-06). The same values, bit for bit: a select
     computes nothing. Built at first use (one compile per shape)."""
-    if not _MASK_SELECT:
-        import tensorflow as tf
+    import tensorflow as tf
 
-        _MASK_SELECT.append(tf.function(lambda cond, x, y: tf.where(cond, x, y), jit_compile=True, autograph=False))
-    return _MASK_SELECT[0]
+    return tf.function(lambda cond, x, y: tf.where(cond, x, y), jit_compile=True, autograph=False)
 
 
 class TensorFlowBackend(Backend):
@@ -96,7 +88,7 @@ class TensorFlowBackend(Backend):
     def where(self, cond, x, y):
         x = self.tf.convert_to_tensor(x)
         y = self.tf.cast(y, x.dtype)
-        if _spreads_a_mask(cond, x):
+        if isinstance(cond, self.tf.Tensor) and _spreads_a_mask(cond.shape, x.shape):
             return _mask_select()(cond, x, y)
         return self.tf.where(cond, x, y)
 
