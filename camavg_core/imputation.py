@@ -687,8 +687,8 @@ def _noise_field(backend: Backend, x: Any, cams: Any, noise: Any) -> Any:
     2026-12-06 the field was drawn in ``x``'s own layout: the same images got other noise, so
     other ROAD numbers, on PyTorch (channels first) than on Keras or JAX. ``x`` whose sample
     size is not D (a model's later input, of another size than the first, from which the noise
-    is drawn) is refused where D is known when the pass is traced (NumPy, JAX, PyTorch);
-    TensorFlow's pass leaves it unknown, and its reshape fails when the pass runs."""
+    is drawn) is refused as the pass is traced: every framework knows D then (TensorFlow's
+    signature keeps the per-sample data's last axis)."""
     shape, size = tuple(int(d) for d in x.shape[1:]), noise.shape[1]
     if size is not None and int(size) != math.prod(shape):
         raise ValueError(validation.road_noise_of_another_input(shape, int(size)))

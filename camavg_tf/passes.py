@@ -209,13 +209,16 @@ class CompiledPasses:
         the sample axis left unknown in its signature (any N, any batch size) and, for a
         perturbed pass, its (G, S, P) grouped parameters with G and P unknown: one trace per
         group size S (part of ``kind``). A perturbation's per-sample extra (the third
-        argument) has every axis unknown: its shape follows K or a seed's draw (MuFidelity's
-        (N, K, g, g) masks), which must not re-trace."""
+        argument) has every axis unknown but its last: the others follow K (MuFidelity's
+        (N, K, g, g) masks), which must not re-trace; the last is known, so that ``prepare``
+        can check it against the inputs as it is traced (ROAD's (N, D) noise, D the size of
+        the model's first input: another input's D, unknown, failed in a reshape when run)."""
         signature = tf.nest.map_structure(
             lambda t: tf.TensorSpec((None, *t.shape[1:]), t.dtype), arguments
         )
         if len(signature) == 3:
-            signature = (*signature[:2], tf.TensorSpec([None] * signature[2].shape.rank, signature[2].dtype))
+            shape = signature[2].shape.as_list()
+            signature = (*signature[:2], tf.TensorSpec([None] * (len(shape) - 1) + shape[-1:], signature[2].dtype))
         key = (kind, tuple((tuple(spec.shape.as_list()[1:]), spec.dtype.name) for spec in tf.nest.flatten(signature)))
         function = self._compiled.get(key)
         if function is None:

@@ -316,6 +316,29 @@ def test_noise_drawn_for_an_input_of_another_size_is_refused():
     assert road.prepare(NUMPY, x[:, :6], cams[:, :6], extra)["noise"].shape == (2, 6, 5, 3)
 
 
+@pytest.mark.parametrize("distributed", [False, True])
+def test_tensorflow_refuses_noise_for_an_input_of_another_size_as_it_traces(distributed):
+    """The same refusal through a Keras model of two inputs (8 x 5 x 3 and 6 x 5 x 3): its pass
+    once traced the noise with its size unknown and failed in a reshape when it ran."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from camavg_core.scoring import CategoricalScore
+    from camavg_tf import AveragesCam
+
+    first, second = keras.Input((8, 5, 3)), keras.Input((6, 5, 3))
+    pooled = [keras.layers.GlobalAveragePooling2D()(x) for x in (first, second)]
+    model = keras.Model([first, second], keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()(pooled)))
+    rng = np.random.default_rng(4)
+    inputs = [rng.random((4, 8, 5, 3), np.float32), rng.random((4, 6, 5, 3), np.float32)]
+    cams = [rng.random((4, 8, 5)), rng.random((4, 6, 5))]
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if distributed else None
+    metrics = AveragesCam(model, inputs, batch_size=2, strategy=strategy)
+    with pytest.raises(ValueError, match=r"first input \(120 values a sample\).*\(6, 5, 3\).*noise=0"):
+        metrics.road(cams, CategoricalScore([0, 1, 2, 0]), fractions=(0.5,), noise=0.01)
+    assert np.isfinite(metrics.road(cams, CategoricalScore([0, 1, 2, 0]), fractions=(0.5,), noise=0.0))
+
+
 def test_road_terms_are_combined_lerf_minus_morf_over_two():
     morf = np.array([[0.9, 0.2], [0.5, 0.1], [0.1, 0.0]])
     lerf = np.array([[0.9, 0.3], [0.8, 0.3], [0.8, 0.0]])
