@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from camavg_core import validation
+from camavg_core.imputation import outside_default_noise_range
 from camavg_core.metrics import METRICS, resolve_metrics, road_metric
 from camavg_core.state import on_common_samples
 from camavg_cli.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework, get_framework
@@ -167,10 +169,6 @@ def _noise(text: str) -> float:
     return value
 
 
-#: the inputs' range ROAD's default noise of 0.01 is for ([0, 1] pixels, the original's)
-_ROAD_NOISE_RANGE = (0.0, 1.0)
-
-
 def _chosen_metrics(args: argparse.Namespace, metrics: tuple[str, ...] | None, inputs: np.ndarray, where: str) -> Any:
     """The --metrics names as measured: ``road`` with --road-noise where it was given. ROAD's
     default noise (0.01) is in the units of [0, 1] pixels, so inputs outside [0, 1] need
@@ -181,7 +179,7 @@ def _chosen_metrics(args: argparse.Namespace, metrics: tuple[str, ...] | None, i
     if args.road_noise is not None:
         return [road_metric(noise=args.road_noise) if name == "road" else name for name in metrics]
     low, high = float(np.nanmin(inputs)), float(np.nanmax(inputs))
-    if low < _ROAD_NOISE_RANGE[0] - 1e-6 or high > _ROAD_NOISE_RANGE[1] + 1e-6:
+    if outside_default_noise_range(low, high):
         raise CommandError(
             f"{where} span [{low:g}, {high:g}], and ROAD's noise defaults to 0.01, the original's for inputs "
             f"in [0, 1]: pass --road-noise in the inputs' units (2.55 for [0, 255] pixels; for normalised "
@@ -478,7 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         framework = get_framework(_framework_name(argv))
         args = build_parser(framework).parse_args(argv)
         _check_option_pairs(args, framework)
-        return run_demo(args, framework) if args.command == "demo" else run_evaluate(args, framework)
+        with warnings.catch_warnings():
+            if getattr(args, "road_noise", None) is not None:  # chosen for these inputs: no warning
+                warnings.simplefilter("ignore", validation.RoadNoiseWarning)
+            return run_demo(args, framework) if args.command == "demo" else run_evaluate(args, framework)
     except SystemExit as stop:  # --help, or argparse's own exit
         return int(stop.code or 0) if isinstance(stop.code, int) or stop.code is None else EXIT_USAGE
     except (CommandError, ValueError, TypeError) as error:

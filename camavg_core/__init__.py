@@ -40,6 +40,7 @@ from camavg_core.stats import (
     t_interval,
     wilson_interval,
 )
+from camavg_core.validation import RoadNoiseWarning
 
 #: the metric descriptions by name (the former ``METRIC_INFO``: title, unit, direction)
 METRIC_INFO = METRICS
@@ -59,6 +60,7 @@ __all__ = [
     "PairState",
     "NumpyBackend",
     "Result",
+    "RoadNoiseWarning",
     "apply_cams",
     "avg_drop",
     "avg_gain",

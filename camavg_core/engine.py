@@ -39,7 +39,8 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, work_dtype
-from camavg_core.masking import cam_maps, check_cam_maps, check_cam_shapes, finite_rows
+from camavg_core.imputation import DEFAULT_NOISE, Road, outside_default_noise_range
+from camavg_core.masking import cam_maps, cam_summary, check_cam_maps, check_cam_shapes, finite_rows
 from camavg_core.metrics import (
     AVERAGE_DROP,
     AVERAGE_GAIN,
@@ -261,6 +262,7 @@ class Engine:
         # one entry per perturbation key (the averages' mask, deletion, ...), each replaced whole
         self._cache: dict = {}
         self._warned = threading.Event()
+        self._noise_checked = threading.Event()
 
     @property
     def outputs(self) -> list:
@@ -378,6 +380,7 @@ class Engine:
                         normalize: bool | None = None) -> tuple[np.ndarray, dict, dict, np.ndarray | None]:
         """:meth:`measure`, then the door's one check of each score vector (the inputs' and
         each pass's) against what the metrics that read it need."""
+        self.warn_if_road_noise_off_scale(metrics)
         y_c, steps, extras, o_c, passes = self._measure(cams, score_function, metrics, normalize)
         self.check_summed_scores(score_function, y_c, np.concatenate([v.ravel() for v, _ in passes.values()]),
                                  metrics)
@@ -516,6 +519,21 @@ class Engine:
         if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
             self._warned.set()
             validation.warn(validation.increase_on_logits())
+
+
+    def warn_if_road_noise_off_scale(self, metrics: tuple[Metric, ...]) -> None:
+        """ROAD's default noise is in the units of [0, 1] pixels: on inputs outside [0, 1] it
+        is no longer the original's (0.01 of 255 on [0, 255] pixels, where 2.55 is). Say so
+        once per engine (:class:`~camavg_core.validation.RoadNoiseWarning`; the command line
+        refuses such inputs unless given ``--road-noise``). The inputs' extremes are read
+        once, on the device, at the first such ROAD."""
+        if self._noise_checked.is_set() or not any(
+                isinstance(m.perturbation, Road) and m.perturbation.noise == DEFAULT_NOISE for m in metrics):
+            return
+        self._noise_checked.set()
+        # the extremes of the finite values (a NaN sample under nan_policy='omit' is skipped anyway)
+        if any(outside_default_noise_range(*cam_summary(x, self.backend)[1:]) for x in self.inputs):
+            validation.warn(validation.road_noise_off_scale(), validation.RoadNoiseWarning)
 
 
 class AveragesCamBase:

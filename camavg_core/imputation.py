@@ -681,6 +681,16 @@ def percentile_rows(fraction: float, n_pixels: int) -> tuple[float, float, float
     return float(lo), float(hi), gamma, 1.0 - gamma, float(gamma >= 0.5)
 
 
+#: ROAD's default noise, the original's for [0, 1] pixels
+DEFAULT_NOISE = 0.01
+
+
+def outside_default_noise_range(low: float, high: float) -> bool:
+    """Whether inputs whose values span [low, high] lie outside [0, 1] (to 1e-6), where
+    :data:`DEFAULT_NOISE` is not the original's noise."""
+    return low < -1e-6 or high > 1.0 + 1e-6
+
+
 def _noise_field(backend: Backend, x: Any, cams: Any, noise: Any) -> Any:
     """The (B, D) rows of :meth:`Road.per_sample` laid out as ``x``: each row is an (H, W, C)
     field, transposed for channels-first ``x`` (the layout its ``cams`` show). Until
@@ -732,7 +742,7 @@ class Road:
     [8.652, 9.13, 9.87, 10.348]
     """
 
-    def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = 0.01, seed: int = 0,
+    def __init__(self, fractions: Sequence[float] = DEFAULT_FRACTIONS, noise: float = DEFAULT_NOISE, seed: int = 0,
                  selection: str = "rank", tol: float = 1e-4, max_iter: int = 2000) -> None:
         if isinstance(fractions, (str, bytes)):  # "0.5" would iterate as "0", ".", "5"; "1" pass as (1.0,)
             raise TypeError(validation.bad_road_fractions(fractions))

@@ -261,16 +261,21 @@ def check_cam_range(low: float, high: float, argument: str = "cams") -> None:
         )
 
 
-def warn(message: str) -> None:
-    """A ``UserWarning`` attributed to the first caller outside camavg (the user's own line),
-    however deep inside camavg it is raised."""
+class RoadNoiseWarning(UserWarning):
+    """ROAD's default noise (0.01, the original's for [0, 1] pixels) on inputs outside [0, 1]:
+    ``warnings.filterwarnings("ignore", category=RoadNoiseWarning)`` keeps it silently."""
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """A warning (``UserWarning`` unless told) attributed to the first caller outside camavg
+    (the user's own line), however deep inside camavg it is raised."""
     import sys
     import warnings
 
     level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame that called warn()
     while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _CAMAVG_PACKAGES:
         level, frame = level + 1, frame.f_back
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)
 
 
 _CAMAVG_PACKAGES = ("camavg_core", "camavg_tf", "camavg_jax", "camavg_torch")
@@ -902,6 +907,16 @@ def bad_road_noise(noise: Any) -> str:
         f"the noise on imputed pixels in the units of the inputs (0.01 for [0, 1] pixels, 2.55 "
         f"for [0, 255] pixels, 0 for none)."
     )
+
+
+def road_noise_off_scale() -> str:
+    # one text whatever the inputs: a stream's batches warn once, not once per range
+    return ("ROAD runs with its default noise, 0.01, the original's for [0, 1] pixels, but the inputs lie "
+            "outside [0, 1]: the noise is in the inputs' units (before preprocess), so it is far from the "
+            "original's here (0.01 of 255 for [0, 255] pixels). Pass noise in the inputs' units "
+            "(road(..., noise=2.55) or road_metric(noise=2.55) for [0, 255] pixels; for normalised inputs, "
+            "0.01 divided by the normalisation's standard deviation), or filter camavg_core.RoadNoiseWarning "
+            "to keep 0.01.")
 
 
 def road_noise_of_another_input(shape: tuple, size: int) -> str:

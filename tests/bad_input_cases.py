@@ -304,6 +304,10 @@ OTHER_ROWS = [
     ("ROAD's noise on a model whose inputs differ in size",
      "`ValueError` advising `noise=0`, as the pass is traced (TensorFlow's failed in a reshape until 2026-12-06)",
      "test_road.py::test_tensorflow_refuses_noise_for_an_input_of_another_size_as_it_traces"),
+    ("ROAD's default noise (0.01, for [0, 1] pixels) on inputs outside [0, 1], e.g. [0, 255] pixels",
+     "A `RoadNoiseWarning` once per object (once per stream), advising `noise=2.55` for [0, 255] pixels; the "
+     "command line refuses it without `--road-noise` (ran silently in Python until 2026-12-06)",
+     "test_faithfulness_doors.py::test_default_road_noise_on_inputs_outside_0_1_warns_once_and_names_the_fix"),
     ("Images with NaN that the model hides (max pooling), `nan_policy='omit'`",
      "The sample is skipped and counted in `skipped` all the same",
      "test_bad_input_table.py::test_nonfinite_input_is_skipped_even_when_the_model_hides_it"),

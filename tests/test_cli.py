@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 from camavg_tf import AveragesCam  # noqa: E402
 from camavg_cli.cli import main  # noqa: E402
+from camavg_core import RoadNoiseWarning  # noqa: E402
 from reference import reference_metrics, reference_road_value  # noqa: E402
 
 N, SIZE, CLASSES = 6, 8, 3
@@ -277,8 +279,13 @@ def test_road_on_inputs_outside_0_1_needs_road_noise_and_takes_it(files, tmp_pat
         _assert_one_line_error(status, out, err, "--road-noise", "without --metrics road")
     assert not (tmp_path / "out").exists()
 
-    status, out, err = _run_in_process(capsys, *argv, "--road-noise", "2.55", "--compare", "--quiet")
-    assert status == 0, err
+    with warnings.catch_warnings(record=True) as caught:  # chosen here: the Python API's warning is not shown
+        warnings.simplefilter("always")
+        status, out, err = _run_in_process(capsys, *argv, "--road-noise", "2.55", "--compare", "--quiet")
+        kept, _, _ = _run_in_process(capsys, *argv, "--road-noise", "0.01", "--quiet", "--metrics", "road",
+                                     "--out", str(tmp_path / "kept"))
+    assert status == kept == 0, err
+    assert not [w for w in caught if issubclass(w.category, RoadNoiseWarning)]
     record = json.loads(out)["results"][0]  # alpha's, the CAMs of the inputs' size
     model = keras.models.load_model(paths["model"])
     expected = {noise: reference_road_value(lambda images: model.predict(images, verbose=0), x255, files["cams"]["alpha"],

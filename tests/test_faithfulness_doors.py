@@ -6,6 +6,8 @@ forms; MuFidelity's undefined samples left out and counted, never read as 0."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -310,6 +312,45 @@ def test_road_noise_is_the_same_field_channels_first_and_last(framework, problem
                                        (0.25, 0.5), noise=0.05, seed=3)
     result = FRAMEWORKS[framework](images, weights, bias).evaluate(cams, CategoricalScore(labels), metrics=[noisy])
     np.testing.assert_allclose(result.terms[noisy.name], (lerf.mean(axis=1) - morf.mean(axis=1)) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_default_road_noise_on_inputs_outside_0_1_warns_once_and_names_the_fix(framework, problem):
+    """ROAD's default noise, 0.01, is the original's for [0, 1] pixels: on the same images
+    times 255 (the weights divided by 255: the same model) it is 255x too small, which the
+    user is told once per object, at their own line; [0, 1] inputs and a noise chosen for
+    [0, 255] pixels are not warned of."""
+    from camavg_core import RoadNoiseWarning
+
+    images, cams, weights, bias, labels = problem
+    score = CategoricalScore(labels)
+    default, chosen = road_metric(fractions=(0.5,)), road_metric(fractions=(0.5,), noise=2.55)
+    for scale, metric, warned in ((255.0, default, 1), (1.0, default, 0), (255.0, chosen, 0)):
+        metrics = FRAMEWORKS[framework](images * np.float32(scale), weights / np.float32(scale), bias)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metrics.evaluate(cams, score, metrics=[metric])
+            metrics.road(cams, score, fractions=(0.5,), noise=metric.perturbation.noise)
+        found = [w for w in caught if issubclass(w.category, RoadNoiseWarning)]
+        assert len(found) == warned, (scale, metric.perturbation)
+        if found:
+            assert "noise=2.55" in str(found[0].message) and found[0].filename == __file__
+
+
+def test_a_stream_of_such_inputs_warns_once_under_the_default_filter(problem):
+    """Each batch of a stream has an engine of its own; the warning's one text makes Python's
+    default filter show it once."""
+    jax = pytest.importorskip("jax")
+    from camavg_core import RoadNoiseWarning
+    from camavg_jax.streaming import evaluate_dataset
+
+    images, cams, weights, bias, labels = problem
+    batches = [(images[i:i + 4] * np.float32(255), cams[i:i + 4], labels[i:i + 4]) for i in (0, 4)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        evaluate_dataset(lambda x: jax.nn.softmax(x.reshape(x.shape[0], -1) @ (weights / 255) + bias), batches,
+                         metrics=[road_metric(fractions=(0.5,))])
+    assert [w.category for w in caught] == [RoadNoiseWarning]
 
 
 @pytest.mark.slow
