@@ -408,9 +408,16 @@ class Engine:
         return extra
 
     def step_parameters(self, perturbation: Perturbation) -> np.ndarray:
-        """The (K, P) parameters of ``perturbation`` for these inputs (H * W of the first)."""
-        shape = self.backend.shape(self.inputs[0])
-        return step_parameters(perturbation, pixel_count(shape, self.options.data_format))
+        """The (K, P) parameters of ``perturbation`` for these inputs: those of the first
+        input's H * W, which every input's pass takes. Refused where another input's H * W
+        gives other parameters (the pixel counts of Deletion, Insertion and ROAD): the steps
+        would remove another share of that input's pixels (until 2026-12-06, silently)."""
+        counts = [pixel_count(self.backend.shape(x), self.options.data_format) for x in self.inputs]
+        parameters = step_parameters(perturbation, counts[0])
+        for index, count in enumerate(counts):
+            if count != counts[0] and not np.array_equal(step_parameters(perturbation, count), parameters):
+                raise ValueError(validation.steps_of_another_size(perturbation, index, count, counts[0]))
+        return parameters
 
     def step_scores(self, functions: list, outputs: list, where: str = "score_function on the perturbed inputs") -> np.ndarray:
         """(K, N) float64 scores of (K, N, ...) outputs: the score functions applied to each
@@ -519,7 +526,6 @@ class Engine:
         if self.options.activation is None and self.adapter.output_kind() == "logits" and not self._warned.is_set():
             self._warned.set()
             validation.warn(validation.increase_on_logits())
-
 
     def warn_if_road_noise_off_scale(self, metrics: tuple[Metric, ...]) -> None:
         """ROAD's default noise is in the units of [0, 1] pixels: on inputs outside [0, 1] it

@@ -919,6 +919,14 @@ def road_noise_off_scale() -> str:
             "to keep 0.01.")
 
 
+def steps_of_another_size(perturbation: Any, index: int, count: int, first: int) -> str:
+    return (f"{perturbation!r} sets its steps by the pixel count of the model's first input ({first} pixels, "
+            f"H x W), and every input takes those steps; inputs[{index}] has {count}, for which they differ: "
+            f"each step would take another share of its pixels. Resize the inputs to one H x W, or measure "
+            f"each input on a model of its own (the averages and MuFidelity count no pixels: they take inputs "
+            f"of any sizes).")
+
+
 def road_noise_of_another_input(shape: tuple, size: int) -> str:
     return (f"ROAD's noise is drawn per sample for the model's first input ({size} values a sample); "
             f"an input of sample shape {shape} holds another number: ROAD with noise takes models whose "

@@ -301,9 +301,13 @@ OTHER_ROWS = [
      "That sample skipped; the others keep their own imputation (ROAD's solver stopped for the whole batch "
      "until 2026-12-06)",
      "test_faithfulness_doors.py::test_a_non_finite_input_is_skipped_by_every_metric_under_omit"),
-    ("ROAD's noise on a model whose inputs differ in size",
+    ("ROAD's noise on a model whose inputs differ in channels",
      "`ValueError` advising `noise=0`, as the pass is traced (TensorFlow's failed in a reshape until 2026-12-06)",
      "test_road.py::test_tensorflow_refuses_noise_for_an_input_of_another_size_as_it_traces"),
+    ("Deletion, Insertion or ROAD on a model whose inputs differ in H x W",
+     "`ValueError` naming both pixel counts: the steps count the first input's pixels (another input lost "
+     "another share of its own, silently, until 2026-12-06)",
+     "test_road.py::test_steps_that_count_pixels_refuse_inputs_of_another_h_w"),
     ("ROAD's default noise (0.01, for [0, 1] pixels) on inputs outside [0, 1], e.g. [0, 255] pixels",
      "A `RoadNoiseWarning` once per object (once per stream), advising `noise=2.55` for [0, 255] pixels; the "
      "command line refuses it without `--road-noise` (ran silently in Python until 2026-12-06)",

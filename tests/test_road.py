@@ -316,27 +316,75 @@ def test_noise_drawn_for_an_input_of_another_size_is_refused():
     assert road.prepare(NUMPY, x[:, :6], cams[:, :6], extra)["noise"].shape == (2, 6, 5, 3)
 
 
-@pytest.mark.parametrize("distributed", [False, True])
-def test_tensorflow_refuses_noise_for_an_input_of_another_size_as_it_traces(distributed):
-    """The same refusal through a Keras model of two inputs (8 x 5 x 3 and 6 x 5 x 3): its pass
-    once traced the noise with its size unknown and failed in a reshape when it ran."""
-    tf = pytest.importorskip("tensorflow")
+def _two_input_keras_model(first_shape, second_shape):
     import keras
 
+    first, second = keras.Input(first_shape), keras.Input(second_shape)
+    pooled = [keras.layers.GlobalAveragePooling2D()(x) for x in (first, second)]
+    return keras.Model([first, second], keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()(pooled)))
+
+
+@pytest.mark.parametrize("distributed", [False, True])
+def test_tensorflow_refuses_noise_for_an_input_of_another_size_as_it_traces(distributed):
+    """The same refusal through a Keras model of two inputs of one H x W (8 x 5 x 3 and
+    8 x 5 x 1): its pass once traced the noise with its size unknown and failed in a reshape
+    when it ran. With noise=0 each input is imputed at its own map's pixels."""
+    tf = pytest.importorskip("tensorflow")
     from camavg_core.scoring import CategoricalScore
     from camavg_tf import AveragesCam
 
-    first, second = keras.Input((8, 5, 3)), keras.Input((6, 5, 3))
-    pooled = [keras.layers.GlobalAveragePooling2D()(x) for x in (first, second)]
-    model = keras.Model([first, second], keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()(pooled)))
+    model = _two_input_keras_model((8, 5, 3), (8, 5, 1))
     rng = np.random.default_rng(4)
-    inputs = [rng.random((4, 8, 5, 3), np.float32), rng.random((4, 6, 5, 3), np.float32)]
-    cams = [rng.random((4, 8, 5)), rng.random((4, 6, 5))]
+    inputs = [rng.random((4, 8, 5, 3), np.float32), rng.random((4, 8, 5, 1), np.float32)]
+    cams = [rng.random((4, 8, 5)), rng.random((4, 8, 5))]
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if distributed else None
     metrics = AveragesCam(model, inputs, batch_size=2, strategy=strategy)
-    with pytest.raises(ValueError, match=r"first input \(120 values a sample\).*\(6, 5, 3\).*noise=0"):
-        metrics.road(cams, CategoricalScore([0, 1, 2, 0]), fractions=(0.5,), noise=0.01)
-    assert np.isfinite(metrics.road(cams, CategoricalScore([0, 1, 2, 0]), fractions=(0.5,), noise=0.0))
+    labels = [0, 1, 2, 0]
+    with pytest.raises(ValueError, match=r"first input \(120 values a sample\).*\(8, 5, 1\).*noise=0"):
+        metrics.road(cams, CategoricalScore(labels), fractions=(0.5,), noise=0.01)
+    # noise=0 measures: each input imputed by spsolve at its own map's pixels, the model run on both
+    terms = []
+    for i, label in enumerate(labels):
+        morf, lerf = (model.predict([reference_road_impute(x[i], reference_road_removed(c[i], 0.5, order))[None]
+                                     .astype(np.float32) for x, c in zip(inputs, cams)], verbose=0)[0, label]
+                      for order in (False, True))
+        terms.append((lerf - morf) / 2)
+    assert metrics.road(cams, CategoricalScore(labels), fractions=(0.5,), noise=0.0) == pytest.approx(np.mean(terms),
+                                                                                                     abs=1e-5)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_steps_that_count_pixels_refuse_inputs_of_another_h_w(framework):
+    """Deletion, Insertion and ROAD take the pixel counts of the model's first input (8 x 5 =
+    40) for every input; an input of 6 x 5 = 30 pixels would lose 20 of them at ROAD's 0.5 (they
+    ran so, silently, until 2026-12-06). The metrics that count no pixels take it."""
+    from camavg_core.scoring import CategoricalScore
+
+    rng = np.random.default_rng(6)
+    inputs = [rng.random((4, 8, 5, 3), np.float32), rng.random((4, 6, 5, 3), np.float32)]
+    cams = [rng.random((4, 8, 5)), rng.random((4, 6, 5))]
+    if framework == "tensorflow":
+        pytest.importorskip("tensorflow")
+        from camavg_tf import AveragesCam
+
+        metrics = AveragesCam(_two_input_keras_model((8, 5, 3), (6, 5, 3)), inputs, batch_size=2)
+    else:
+        jax = pytest.importorskip("jax")
+        from camavg_jax import AveragesCam
+
+        weights = rng.normal(size=(6, 3)).astype(np.float32)
+
+        def apply_fn(batch):
+            pooled = [x.mean(axis=(1, 2)) for x in batch]
+            return jax.nn.softmax(jax.numpy.concatenate(pooled, axis=1) @ weights)
+
+        metrics = AveragesCam(apply_fn, inputs, batch_size=2)
+    score = CategoricalScore([0, 1, 2, 0])
+    for name in ("road", "deletion", "insertion"):
+        with pytest.raises(ValueError, match=r"first input \(40 pixels.*inputs\[1\] has 30.*one H x W"):
+            metrics.evaluate(cams, score, metrics=[name])
+    assert set(metrics.evaluate(cams, score, metrics=["average_drop", "mufidelity"]).values) == {"average_drop",
+                                                                                              "mufidelity"}
 
 
 def test_road_terms_are_combined_lerf_minus_morf_over_two():
