@@ -375,3 +375,37 @@ def test_xplique_reads_an_undefined_correlation_as_zero(xplique_metrics):
     assert still.evaluate(maps) == 0.0  # ours: five undefined terms, no value (test above)
     mean = xplique_metrics.MuFidelity(lambda x: tf.reduce_mean(x, axis=(1, 2, 3))[:, None], images, np.ones((5, 1), np.float32), batch_size=200)
     assert mean.evaluate(maps) == pytest.approx(1.0, abs=1e-6)  # the analytic case: both give 1
+
+
+# --------------------------------------------------------------------------- inputs of two sizes
+def test_a_model_of_two_inputs_of_other_sizes_takes_each_subset_at_its_own_size():
+    """One subset of the g x g grid removes its cells from both inputs, each upsampled to its
+    own H x W (8 x 5 and 6 x 5 here); the CAM sum is over both inputs' removed pixels: against
+    the definition written out here, the model run on both perturbed inputs."""
+    keras = pytest.importorskip("keras")
+    from camavg_core.metrics import mufidelity_metric
+    from camavg_tf import AveragesCam
+
+    first, second = keras.Input((8, 5, 3)), keras.Input((6, 5, 3))
+    flat = [keras.layers.Flatten()(x) for x in (first, second)]
+    model = keras.Model([first, second], keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()(flat)))
+    rng = np.random.default_rng(11)
+    inputs = [rng.random((4, 8, 5, 3), np.float32), rng.random((4, 6, 5, 3), np.float32)]
+    cams = [rng.random((4, 8, 5)).astype(np.float32), rng.random((4, 6, 5)).astype(np.float32)]
+    labels, grid, k, fraction = np.array([0, 1, 2, 0]), 3, 16, 0.3
+    metric = mufidelity_metric(grid_size=grid, n_samples=k, subset_fraction=fraction, seed=2)
+    result = AveragesCam(model, inputs, batch_size=3).evaluate(cams, CategoricalScore(labels), metrics=[metric])
+
+    def cells_of(size):
+        return np.floor((np.arange(size) + 0.5) * grid / size).astype(int)
+
+    expected = []
+    for i, label in enumerate(labels):
+        subsets = np.random.default_rng([2, i]).random((k, grid, grid)) < fraction
+        removed = [subsets[:, cells_of(x.shape[1])][:, :, cells_of(x.shape[2])] for x in inputs]  # (K, H, W) each
+        perturbed = [np.where(r[..., None], 0.0, x[i][None]).astype(np.float32) for r, x in zip(removed, inputs)]
+        scores = model.predict(perturbed, verbose=0)[:, label].astype(np.float64)
+        drops = float(model.predict([x[i][None] for x in inputs], verbose=0)[0, label]) - scores
+        sums = sum((c[i][None].astype(np.float64) * r).sum(axis=(1, 2)) for c, r in zip(cams, removed))
+        expected.append(reference_correlation(sums, drops, "spearman"))
+    np.testing.assert_allclose(result.terms[metric.name], expected, atol=1e-6)
