@@ -39,7 +39,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, work_dtype
-from camavg_core.imputation import DEFAULT_NOISE, Road, outside_default_noise_range
+from camavg_core.imputation import DEFAULT_FRACTIONS, DEFAULT_NOISE, Road, outside_default_noise_range
 from camavg_core.masking import cam_maps, cam_summary, check_cam_maps, check_cam_shapes, finite_rows
 from camavg_core.metrics import (
     AVERAGE_DROP,
@@ -656,8 +656,8 @@ class AveragesCamBase:
         metric = mufidelity_metric(grid_size, subset_fraction, n_samples, baseline, correlation, seed)
         return self._curve_metric(metric, cams, score_function, return_vector, normalize)
 
-    def road(self, cams: Any, score_function: Callable, *, fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-             noise: float = 0.01, seed: int = 0, selection: str = "rank", return_vector: bool = False,
+    def road(self, cams: Any, score_function: Callable, *, fractions: Any = DEFAULT_FRACTIONS,
+             noise: float = DEFAULT_NOISE, seed: int = 0, selection: str = "rank", return_vector: bool = False,
              normalize: bool | None = None):
         """ROAD, (mean LeRF - mean MoRF) / 2 of the target's probability, higher is better
         (:func:`~camavg_core.metrics.road_metric`). Returns ``value``, or ``(value, terms (N,),

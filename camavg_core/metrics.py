@@ -37,6 +37,7 @@ import numpy as np
 
 from camavg_core import validation
 from camavg_core.backends import Backend, resolve_backend, work_dtype
+from camavg_core.imputation import DEFAULT_FRACTIONS, DEFAULT_NOISE
 
 EPSILON = 1e-7
 
@@ -318,7 +319,7 @@ def mufidelity_metric(grid_size: int = 9, subset_fraction: float = 0.2, n_sample
                           "the pixels costs the model")
 
 
-def road_metric(fractions: Any = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), noise: float = 0.01,
+def road_metric(fractions: Any = DEFAULT_FRACTIONS, noise: float = DEFAULT_NOISE,
                 seed: int = 0, selection: str = "rank") -> Metric:
     """ROAD as a description (:class:`camavg_core.imputation.Road`): per sample, (mean over
     fractions of the LeRF probabilities - mean of the MoRF ones) / 2

@@ -21,9 +21,9 @@ WEIGHTS = RNG.normal(0, 2, (2, CLASSES)).astype(np.float32)
 LABELS = RNG.integers(0, CLASSES, N)
 
 
-def numpy_model(x: np.ndarray) -> np.ndarray:
+def numpy_model(x: np.ndarray, weights: np.ndarray = WEIGHTS) -> np.ndarray:
     """The model of every test here: mean over the pixels, a dense layer, a softmax."""
-    logits = x.astype(np.float64).mean(axis=(1, 2)) @ WEIGHTS.astype(np.float64)
+    logits = x.astype(np.float64).mean(axis=(1, 2)) @ weights.astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
@@ -267,12 +267,15 @@ def road(metrics, cams, score_function):
     return metrics.road(cams, score_function, fractions=ROAD_FRACTIONS, noise=0.0)
 
 
-def reference_curve_values(cams) -> dict:
+def reference_curve_values(cams, weights=WEIGHTS, labels=LABELS) -> dict:
     """Deletion and Insertion (10 steps, baseline 0) and ROAD (:data:`ROAD_FRACTIONS`, no
-    noise) of ``cams`` from tests/reference.py."""
-    values = {kind: float(reference_auc(reference_curves(target_score, IMAGES, cams, kind)).mean())
+    noise) of ``cams`` from tests/reference.py (the model of ``weights``, targets ``labels``)."""
+    def target(sample, image):
+        return numpy_model(image[None], weights)[0, labels[sample]]
+
+    values = {kind: float(reference_auc(reference_curves(target, IMAGES, cams, kind)).mean())
               for kind in ("deletion", "insertion")}
-    morf, lerf = reference_road_curves(IMAGES, cams, target_score, ROAD_FRACTIONS)
+    morf, lerf = reference_road_curves(IMAGES, cams, target, ROAD_FRACTIONS)
     values["road"] = float(((lerf.mean(axis=1) - morf.mean(axis=1)) / 2).mean())
     return values
 
@@ -291,6 +294,46 @@ def test_threads_sharing_one_averagescam_get_their_own_curves(fw, run_threads):
                 assert abs(values[kind] - value) < 1e-5, (index, kind, values[kind], value)
 
     run_threads(worker, 6)
+
+
+@pytest.mark.slow
+def test_curves_follow_a_changed_score_function_and_a_model_edited_in_place():
+    """TensorFlow's Deletion and Insertion steps select through one XLA-compiled ``where``
+    kept for the process (camavg_tf/backend.py), ROAD's through its solver's compiled
+    kernels: none may keep a number of an earlier call. The same AveragesCam after its score
+    function's targets changed and after ``set_weights``, and a new AveragesCam on the edited
+    model, each against the reference of the model and targets as they are."""
+    fw = Backend("tensorflow")  # a model of its own: the edit stays in this test
+    metrics, cams = fw.metrics(), cam_set(40)
+    other_labels, other_weights = (LABELS + 1) % CLASSES, WEIGHTS[:, ::-1] * 1.5
+
+    class Targets:
+        def __init__(self, labels):
+            self.labels = labels
+
+        def __call__(self, outputs):
+            return np.asarray(outputs)[np.arange(N), self.labels]
+
+    def measured(metrics, function):
+        values = metrics.evaluate(cams, function, metrics=["deletion", "insertion"]).values
+        return {**values, "road": road(metrics, cams, function)}
+
+    function, seen = Targets(LABELS), []
+    for weights, labels, who in ((WEIGHTS, LABELS, "first"), (WEIGHTS, other_labels, "targets changed"),
+                                 (other_weights, other_labels, "weights set")):
+        if weights is other_weights:
+            fw.model.layers[-1].set_weights([other_weights])
+        function.labels = labels
+        expected = reference_curve_values(cams, weights, labels)
+        seen.append(expected)
+        for name, value in measured(metrics, function).items():
+            assert value == pytest.approx(expected[name], abs=1e-5), (who, name)
+    for name in seen[0]:  # each change moves every curve: else the test could not tell the calls apart
+        assert min(abs(a[name] - b[name]) for a, b in zip(seen, seen[1:])) > 1e-3, name
+    fresh = fw.AveragesCam(fw.model, IMAGES, batch_size=5)
+    expected = reference_curve_values(cams, other_weights, other_labels)
+    for name, value in measured(fresh, function).items():
+        assert value == pytest.approx(expected[name], abs=1e-5), ("new AveragesCam", name)
 
 
 @pytest.mark.slow
