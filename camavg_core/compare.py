@@ -18,8 +18,9 @@ metric:
   lies beyond ``margin`` points on its side (:func:`camavg_core.metrics.better_method`).
 
 Float noise of the same maps is not a finding: where the two masked scores of a sample are within
-:data:`TIE_ULPS` float32 ulps of each other (:func:`ties`), the sample's
-differences are set to 0 for the test and the interval (never for the difference).
+:data:`TIE_ULPS` float32 ulps of each other (:func:`ties`) and a metric's two terms differ by at
+most :data:`TIE_TERMS`, the sample's difference in that metric is set to 0 for the test and the
+interval (never for the difference, which the tie then moves by at most :data:`TIE_TERMS`).
 """
 
 from __future__ import annotations
@@ -63,15 +64,14 @@ from camavg_core.stats import (
     approximate_notes,
     bootstrap_mean_intervals,
     check_level,
-    hall_t_interval,
-    hall_t_test,
     in_unit,
+    paired_hall_t,
     sign_flip_interval,
     sign_flip_test,
 )
 
 __all__ = [
-    "DEFAULT_MARGIN", "FLOAT32_EPS", "TIE_ULPS", "Comparison", "ComparisonRow", "ComparisonTable", "PairState",
+    "DEFAULT_MARGIN", "FLOAT32_EPS", "TIE_TERMS", "TIE_ULPS", "Comparison", "ComparisonRow", "ComparisonTable", "PairState",
     "compare", "compare_methods", "holm", "mcnemar_p_value", "ties", "wilcoxon_p_value",
 ]
 SIGN_FLIP = "sign_flip"
@@ -92,6 +92,15 @@ DEFAULT_MARGIN = 0.5
 #: difference smaller than that (at most 32 * 6e-8 = 1.9e-6 near Y = 1) is tied for the test only,
 #: and still counted in the difference (0.99999 against 0.999995 is 42 ulps apart: not a tie).
 TIE_ULPS = 32
+#: ...and a tie only where it hides nothing a reader could see: a sample whose scores are a tie
+#: is set to 0 only where its two terms differ by at most this much, in the terms' own unit:
+#: half the last digit printed (0.005 points of a percentage, 0.0005 of a fraction printed
+#: with 3 decimals, and below). Near Y = 1, Average Gain divides by 1 - Y: scores 17 ulps
+#: apart (1.0 against 0.999999) are gain terms 91 points apart, and a tie there took those
+#: points from the test and the interval while the difference kept them, an estimate outside
+#: its own interval (2026-12-07). An Average Increase term that flips between tied scores is
+#: a whole 100 points, so it is never tied either.
+TIE_TERMS = 5e-5
 #: float32's machine epsilon, 2**-23: one ulp of a value in [1, 2)
 FLOAT32_EPS = 2.0**-23
 SUMS_ONLY_NOTE = (
@@ -335,7 +344,8 @@ def ties(o_c_a: Any, o_c_b: Any, *, backend: str | Backend | None = None) -> Any
 def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, metrics: Any = None, backend: str | Backend | None = None,
                        zero_ties: bool = True):
     """Per-sample differences a - b of each metric's terms; ties (see :func:`ties`) set to
-    exactly 0 unless ``zero_ties=False``. Returns ``({metric: d}, terms_a, terms_b)``.
+    exactly 0 where their terms differ by at most :data:`TIE_TERMS`, unless
+    ``zero_ties=False``. Returns ``({metric: d}, terms_a, terms_b)``.
 
     >>> d, _, _ = paired_differences([0.5, 0.5], [0.2, 0.3], [0.2 + 1e-9, 0.2])
     >>> [round(float(v), 6) for v in d["average_drop"]]  # a tie, then (0.2 - 0.3) / 0.5
@@ -345,10 +355,14 @@ def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, metrics: Any = None,
     bk = resolve_backend(backend, y_c, o_c_a)
     y, o_a = as_float_pair(y_c, o_c_a, bk)
     _, o_b = as_float_pair(y_c, o_c_b, bk)
-    if zero_ties:
-        o_b = bk.where(ties(o_a, o_b, backend=bk), o_a, o_b)
     terms_a, terms_b = compute_terms(described, y, o_a, bk), compute_terms(described, y, o_b, bk)
-    return {name: terms_a[name] - terms_b[name] for name in terms_a}, terms_a, terms_b
+    differences = {name: terms_a[name] - terms_b[name] for name in terms_a}
+    if zero_ties:
+        tied = ties(o_a, o_b, backend=bk)
+        for name, d in differences.items():
+            hidden = bk.maximum(d, -d) <= TIE_TERMS  # a tie hides no difference beyond TIE_TERMS
+            differences[name] = bk.where(tied & hidden, d * 0.0, d)
+    return differences, terms_a, terms_b
 
 
 def compare(
@@ -444,12 +458,14 @@ def compare_terms(terms_a: dict, terms_b: dict, tied: dict, metrics: tuple[Metri
     n = int(next(iter(terms_a.values())).size)
     for metric in metrics:
         name, bounds = metric.name, metric.difference_bounds
+        unit_bounds = (bounds[0] / metric.scale, bounds[1] / metric.scale)  # in the terms' unit
         a, b = np.asarray(terms_a[name], np.float64), np.asarray(terms_b[name], np.float64)
         defined = np.isfinite(a) & np.isfinite(b)
         a, b, tie = a[defined], b[defined], np.asarray(tied[name], bool)[defined]
         counts[name] = int(a.size)
         if a.size == 0:
             raise ValueError(validation.all_undefined(name, n))
+        tie = tie & (np.abs(a - b) <= TIE_TERMS)  # a tie hides no difference beyond TIE_TERMS
         tied_b = np.where(tie, a, b)
         d = a - tied_b
         columns[name] = d
@@ -461,12 +477,12 @@ def compare_terms(terms_a: dict, terms_b: dict, tied: dict, metrics: tuple[Metri
         if no_difference[name]:
             ci[name], p_value[name] = (0.0, 0.0), 1.0
         elif tests[name] == "t":
-            sums = (a.size, *power_sums_on(d, _HOST)[:3])
-            p_value[name] = hall_t_test(*sums)
-            ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, bounds)
+            sums = (a.size, *power_sums_on(d, _HOST)[:3], nonzero[name])
+            p_value[name], interval = paired_hall_t(*sums, level=level, bounds=unit_bounds)
+            ci[name] = in_unit(interval, metric.scale, bounds)
         else:
             flip_p = sign_flip_test(d)
-            ci[name] = in_unit(sign_flip_interval(d, level=level, p_at_zero=flip_p), metric.scale, bounds)
+            ci[name] = in_unit(sign_flip_interval(d, level=level, bounds=unit_bounds, p_at_zero=flip_p), metric.scale, bounds)
             if tests[name] == "wilcoxon":
                 p_value[name] = wilcoxon_p_value(d)
             elif tests[name] == "mcnemar":
@@ -671,9 +687,10 @@ class PairState(NamedTuple):
             if no_difference[name]:
                 ci[name], p_value[name] = (0.0, 0.0), 1.0
             else:
-                sums = (state.n, total, sq_total, cube_total)
-                ci[name] = in_unit(hall_t_interval(*sums, level=level), metric.scale, metric.difference_bounds)
-                p_value[name] = hall_t_test(*sums)
+                bounds = metric.difference_bounds
+                p_value[name], interval = paired_hall_t(state.n, total, sq_total, cube_total, nonzero[name], level=level,
+                                                        bounds=(bounds[0] / metric.scale, bounds[1] / metric.scale))
+                ci[name] = in_unit(interval, metric.scale, bounds)
             better[name] = better_method(metric, *ci[name], p_value[name], alpha=1.0 - level,
                                          margin=margin_of(metric, margin), names=pair)
         return Comparison(

@@ -156,6 +156,30 @@ def hall_t_test(
     return float(min(1.0, 2.0 * _scipy_stats().t.sf(abs(transformed), n - 1)))
 
 
+def paired_hall_t(n: int, total: float, sq_total: float, cube_total: float, nonzero: int, *,
+                  level: float = 0.95, bounds: tuple[float, float] = (-1.0, 1.0)) -> tuple[float, tuple[float, float]]:
+    r"""The paired comparison from sums alone: Hall's t test of mean 0 and its interval
+    (:func:`hall_t_test`, :func:`hall_t_interval`), held to what the exact sign-flip test of the
+    same differences could show. With k non-zero differences the sign-flip p-value is at least
+    :math:`2 / 2^k` (the observed pattern and its mirror image), so Hall's p-value is raised to
+    that floor: equal differences (zero spread) gave p = 0 from three images, a "better" no
+    test of three images can support. The interval stays dual: where no mean can be rejected
+    (:math:`2 / 2^n \ge 1 - 	ext{level}`) it is ``bounds``, and it reaches 0 whenever the
+    p-value keeps 0.
+
+    >>> paired_hall_t(3, 3.0, 3.0, 3.0, 3)  # three differences of +1: p = 2 / 8, nothing rejected
+    (0.25, (-1.0, 1.0))
+    """
+    alpha = 1.0 - check_level(level)
+    p_value = max(hall_t_test(n, total, sq_total, cube_total), 2.0 ** (1 - nonzero) if nonzero else 1.0)
+    if 2.0 ** (1 - n) >= alpha:
+        return p_value, (float(bounds[0]), float(bounds[1]))
+    low, high = hall_t_interval(n, total, sq_total, cube_total, level=level)
+    if p_value >= alpha:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return p_value, (low, high)
+
+
 def t_interval(n: int, total: float, sq_total: float, *, level: float = 0.95) -> tuple[float, float]:
     r"""Plain Student t interval of a mean from :math:`n, \sum x, \sum x^2` (no skewness
     correction; kept for callers that have no cube sums).
@@ -450,29 +474,24 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
     """p-values of mean 0 of each column; with ``alpha`` also ``|G| - critical``, which is <= 0
     where the column is kept at ``alpha`` (a continuous function of a shift of the column, for
     the interval's root search)."""
-    x = np.sort(np.asarray(columns, dtype=np.float64), axis=0)
-    n, m = x.shape
+    signed = np.sort(np.asarray(columns, dtype=np.float64), axis=0)
+    n, m = signed.shape
     gap = None if alpha is None else np.full(m, -np.inf)
     if n < 2:
         return np.ones(m), gap
-    observed = np.abs(hall_statistic(n, x.sum(axis=0), (x * x).sum(axis=0), (x**3).sum(axis=0)))
+    observed = np.abs(hall_statistic(n, signed.sum(axis=0), (signed * signed).sum(axis=0), (signed**3).sum(axis=0)))
     # the patterns flip the sorted magnitudes: under the null eps * sign(x) is as random as eps,
     # and the reference then depends on neither the samples' order nor the sign of x (a - b
     # and b - a get the same p-value)
-    x = np.sort(np.abs(x), axis=0)
+    x = np.sort(np.abs(signed), axis=0)
     reach = observed * (1.0 - _SAME) - _SAME
     p_values = np.ones(m)
     nonzero = np.count_nonzero(x, axis=0)
     random = nonzero > MAX_EXACT_NONZERO
     for j in np.flatnonzero(~random & (nonzero > 0)):
-        values = x[x[:, j] != 0, j][:, None]
-        signs = _all_patterns(values.shape[0])
-        # the zeros still count in n: they are samples where the methods agree
-        flipped = _flipped(values, n, [signs])
-        p_values[j] = np.count_nonzero(flipped[:, 0] >= reach[j]) / signs.shape[0]
+        p_values[j], gap_j = _exact_flip(signed[:, j], n, alpha)
         if alpha is not None:
-            with np.errstate(invalid="ignore"):  # inf - inf: no slope to follow, the search bisects
-                gap[j] = observed[j] - _critical(flipped, alpha * signs.shape[0])[0]
+            gap[j] = gap_j
     if np.any(random):
         x_random = x[:, random]
         flipped = _flipped(x_random, n, _random_patterns(n))
@@ -493,6 +512,40 @@ def _flip(columns: Any, alpha: float | None = None) -> tuple[np.ndarray, np.ndar
             with np.errstate(invalid="ignore"):
                 gap[random] = observed[random] - _critical(flipped, alpha * (FLIP_SAMPLES + 1.0) - 1.0)
     return np.minimum(p_values, 1.0), gap
+
+
+def _exact_flip(column: np.ndarray, n: int, alpha: float | None) -> tuple[float, float]:
+    """The exact test of one column of at most :data:`MAX_EXACT_NONZERO` non-zero values: its
+    p-value and, with ``alpha``, its gap ``|G| - critical``.
+
+    The observed statistic is read from the enumeration itself (the row of the column's own
+    signs), not computed apart: for nearly equal differences (a method that keeps the score
+    against one that loses nearly all of it) the statistic's power sums cancel, and two sums
+    of the same values in another order can differ by far more than :data:`_SAME`; an observed
+    |G| above its own row would give p = 0, below the exact floor 2 / 2^k. A pattern and its
+    mirror image have the same |G| (G is odd), so only the half whose largest magnitude keeps
+    its sign is computed, each standing for two: the observed pattern and its mirror both reach
+    |G| by construction, and the p-value is at least 2 / 2^k whatever the rounding."""
+    values = column[column != 0]
+    order = np.argsort(np.abs(values), kind="stable")
+    magnitudes, negative = np.abs(values)[order], values[order] < 0
+    k = magnitudes.size
+    # row r of _all_patterns(k) gives value i the sign 1 - 2 * bit i of r; rows below 2^(k-1)
+    # keep the largest magnitude's sign (+): the other half are their mirror images
+    half = _all_patterns(k)[: 1 << (k - 1)]
+    # the zeros still count in n: they are samples where the methods agree
+    flipped = _flipped(magnitudes[:, None], n, [half])[:, 0]
+    row = int(np.dot(negative.astype(np.int64), 1 << np.arange(k, dtype=np.int64)))
+    if negative[-1]:
+        row ^= (1 << k) - 1  # the mirror image: the same |G|, in the half computed
+    observed = flipped[row]
+    p_value = 2.0 * np.count_nonzero(flipped >= observed * (1.0 - _SAME) - _SAME) / float(1 << k)
+    if alpha is None:
+        return p_value, -np.inf
+    # the needed-th largest of all 2^k patterns is the ceil(needed / 2)-th of the half
+    needed = math.ceil(alpha * (1 << k) - 1e-9)
+    with np.errstate(invalid="ignore"):  # inf - inf: no slope to follow, the search bisects
+        return p_value, float(observed - _critical(flipped[:, None], (needed + 1) // 2)[0])
 
 
 def sign_flip_p_values(columns: Any) -> np.ndarray:
@@ -519,7 +572,7 @@ def sign_flip_interval(
     differences: Any,
     *,
     level: float = 0.95,
-    bounds: tuple[float, float] = (-1.0, 1.0),
+    bounds: tuple[float, float] = (-math.inf, math.inf),
     p_at_zero: float | None = None,
     tolerance: float = 1e-6,
 ) -> tuple[float, float]:
@@ -531,7 +584,9 @@ def sign_flip_interval(
     else the first rejected of a few points around Hall's end, or the bound), then narrowed by
     regula falsi on the test's continuous gap :math:`|G| - G_{crit}` with a bisection safeguard,
     both ends in one matrix product per step, until the bracket is narrower than ``tolerance``
-    (1e-4 points); the end is the last kept point.
+    (1e-4 points); the end is the last kept point. ``bounds`` are the range a mean difference
+    can take (a comparison passes its metric's: +-1 for terms in [0, 1], +-2 for MuFidelity's
+    correlations); an unbounded side is searched up to a point far beyond the data.
     Since 0 starts on the right side of every bracket, the interval contains 0 exactly when
     ``p(0) >= 1 - level``, whatever the shape of :math:`p(\delta)` elsewhere. An end that no
     :math:`\delta` in ``bounds`` rejects is the bound.
@@ -561,14 +616,19 @@ def sign_flip_interval(
                 rejected[i] = 0.0
     hall = hall_t_interval(d.size, float(d.sum()), float((d * d).sum()), float((d**3).sum()), level=level)
     width = max(hall[1] - hall[0], tolerance)
+    # an unbounded side is searched up to a point far beyond the data (every difference on one
+    # side of it: rejected there if anywhere) and reported as unbounded if even that is kept
+    reach = 64.0 * (float(np.ptp(d)) + abs(centre) + width)
+    ends = [float(bounds[0]) if math.isfinite(bounds[0]) else centre - reach,
+            float(bounds[1]) if math.isfinite(bounds[1]) else centre + reach]
     search = _Search(d, alpha, kept, rejected)
     candidates = {}
     for i in (0, 1):
         if rejected[i] is None:
             side = sides[i]
-            points = [hall[i] + side * width * step for step in (-0.05, 0.0, 0.05, 0.25)] + [float(bounds[i])]
+            points = [hall[i] + side * width * step for step in (-0.05, 0.0, 0.05, 0.25)] + [ends[i]]
             # only points beyond the kept one: 0, when kept, stays inside the interval
-            candidates[i] = [c for c in (min(max(c, bounds[0]), bounds[1]) for c in points)
+            candidates[i] = [c for c in (min(max(c, ends[0]), ends[1]) for c in points)
                              if side * (c - kept[i]) > 0]
     search.try_points(candidates)
     for _ in range(100):
@@ -577,7 +637,8 @@ def sign_flip_interval(
         if not active:
             break
         search.try_points({i: search.proposals(i, tolerance) for i in active})
-    return (min(search.kept), max(search.kept))
+    low, high = min(search.kept), max(search.kept)
+    return (float(bounds[0]) if low <= ends[0] else low, float(bounds[1]) if high >= ends[1] else high)
 
 
 class _Search:

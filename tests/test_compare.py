@@ -414,3 +414,77 @@ def test_a_paired_bootstrap_only_when_asked_scipy_bca_seeded():
     assert result.p_value == compare(y, o_a, o_b, level=0.9).p_value
     with pytest.raises(ValueError, match="ci_method"):
         compare(y, o_a, o_b, ci_method="jackknife")
+
+
+def test_a_tie_never_hides_a_difference_the_estimate_keeps():
+    """Near Y = 1 gain divides by 1 - Y: scores 17 float32 ulps apart (1.0 against 0.999999,
+    within the ulps rule) are gain terms 91 points apart. The tie rule once zeroed them for the
+    test and the interval only: a difference of +40.5 points beside an interval of [-6.3, -3.7]
+    naming b. Now the test sees the differences the estimate is made of: scipy's t interval of
+    the same per-sample differences (terms by the DESIGN equations, in NumPy) is the oracle."""
+    from scipy import stats
+
+    f32 = lambda v: np.asarray(v, np.float32).astype(np.float64)  # noqa: E731
+    rng = np.random.default_rng(3)
+    y, o_a, o_b = np.empty(60), np.empty(60), np.empty(60)
+    y[:30], o_a[:30] = f32(0.999999), 1.0  # a raises a confident score to 1.0
+    o_b[:30] = y[:30]
+    y[30:] = f32(rng.uniform(0.3, 0.7, 30))  # b gains 10% of the headroom where a keeps the score
+    o_a[30:], o_b[30:] = y[30:], f32(y[30:] + 0.1 * (1 - y[30:]))
+    assert camavg_core.ties(o_a[:30], o_b[:30]).all()
+    gain = lambda o: np.maximum(0.0, o - y) / (1.0 - y + 1e-7)  # noqa: E731
+    d = gain(o_a) - gain(o_b)
+    result = compare(y, o_a, o_b)
+    assert result.difference["average_gain"] == pytest.approx(100 * d.mean(), rel=1e-9)
+    low, high = result.ci["average_gain"]
+    assert low <= result.difference["average_gain"] <= high
+    t_low, t_high = 100 * np.array(stats.ttest_1samp(d, 0).confidence_interval())
+    assert low == pytest.approx(t_low, abs=2.0) and high == pytest.approx(t_high, abs=2.0)
+    assert result.better["average_gain"] == "a"
+    # Average Increase: a's 30 rises against b's 30, each term a whole 100 points: no difference
+    # in the mean, and no tie that would make one side's rises vanish from the test
+    assert result.difference["average_increase"] == 0.0 and result.p_value["average_increase"] == 1.0
+    assert result.ci["average_increase"][0] < -10.0 < 10.0 < result.ci["average_increase"][1]
+    # the sums-only path (a PairState) ties the same samples
+    state = camavg_core.PairState.empty().update(y, o_a, o_b).result()
+    assert state.difference["average_gain"] == pytest.approx(100 * d.mean(), rel=1e-9)
+    assert state.ci["average_gain"][0] <= state.difference["average_gain"] <= state.ci["average_gain"][1]
+
+
+def test_a_mufidelity_difference_beyond_one_gets_its_whole_interval():
+    """MuFidelity's correlations lie in [-1, 1], so a difference reaches +-2; the interval was
+    searched within +-1 and its upper end stuck at the mean (1.2677, 1.3217 for a mean of
+    1.3217). The oracle: scipy's t interval of the same differences (the sign-flip interval is
+    close to it at n = 40 for symmetric differences)."""
+    from scipy import stats
+
+    from camavg_core.compare import check_test, compare_terms
+
+    mufidelity = camavg_core.METRICS["mufidelity"]
+    rng = np.random.default_rng(1)
+    a = np.clip(0.7 + 0.15 * rng.standard_normal(40), -1, 1)
+    b = np.clip(-0.6 + 0.15 * rng.standard_normal(40), -1, 1)
+    result = compare_terms({"mufidelity": a}, {"mufidelity": b}, {"mufidelity": np.zeros(40, bool)}, (mufidelity,),
+                           tests=check_test("sign_flip", (mufidelity,)), level=0.95, names=("a", "b"),
+                           ci_method="default")
+    low, high = result.ci["mufidelity"]
+    t_low, t_high = stats.ttest_1samp(a - b, 0).confidence_interval()
+    assert low < (a - b).mean() < high
+    assert low == pytest.approx(t_low, abs=0.01) and high == pytest.approx(t_high, abs=0.01)
+
+
+def test_the_sums_only_test_claims_no_more_than_sign_flips_can_show():
+    """Three images on which a rises and b does not: Increase differences +1, +1, +1, zero
+    spread. Hall's t from sums gave p = 0 and "a better"; of the 2^3 sign patterns of three
+    equal differences two (all +, all -) reach the observed mean, so no test of them can give
+    less than 2 / 8, and no mean difference can be rejected at 0.05."""
+    y = np.array([0.5, 0.6, 0.7])
+    o_a, o_b = y + 0.1, y - 0.1
+    for result in (camavg_core.PairState.empty().update(y, o_a, o_b).result(), compare(y, o_a, o_b, test="t")):
+        assert result.p_value["average_increase"] == 0.25
+        assert result.ci["average_increase"] == (-100.0, 100.0)
+        assert result.better["average_increase"] is None
+    # with 12 such images the floor 2 / 2^12 is far below 0.05 and the interval is Hall's
+    y12 = np.linspace(0.3, 0.7, 12)
+    many = camavg_core.PairState.empty().update(y12, y12 + 0.1, y12 - 0.1).result()
+    assert many.p_value["average_increase"] == 2.0 / 2**12 and many.better["average_increase"] == "a"

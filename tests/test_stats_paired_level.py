@@ -63,3 +63,58 @@ def test_the_interval_contains_zero_exactly_when_the_test_keeps_it(values, level
     low, high = sign_flip_interval(d, level=level)
     assert low <= high
     assert (p >= 1 - level) == (low <= 0.0 <= high), (p, low, high)
+
+
+def _exact_p_value(d: np.ndarray) -> float:
+    """The exact sign-flip p-value, Hall's statistic in rational arithmetic (no cancellation):
+    the share of the 2^k sign patterns of the non-zero |d| whose |G| reaches the observed."""
+    import itertools
+    import math
+    from fractions import Fraction
+
+    def statistic(x: list) -> float:
+        n = len(x)
+        mean = sum(x) / n
+        m2, m3 = sum((v - mean) ** 2 for v in x), sum((v - mean) ** 3 for v in x)
+        if m2 == 0:
+            return math.inf if mean != 0 else 0.0
+        root = math.sqrt(m2)
+        a, t = float(m3) / (3 * float(m2) * root), float(mean) * math.sqrt(n * (n - 1)) / root
+        return abs(t + a * t * t + a * a * t**3 / 3 + a / 2)
+
+    values = [Fraction(float(v)) for v in d]
+    nonzero, zeros = [abs(v) for v in values if v != 0], [Fraction(0)] * int(np.sum(d == 0))
+    observed = statistic(values)
+    reached = sum(statistic([s * v for s, v in zip(signs, nonzero)] + zeros) >= observed * (1 - 1e-9) - 1e-9
+                  for signs in itertools.product((1, -1), repeat=len(nonzero)))
+    return reached / 2 ** len(nonzero)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_nearly_equal_differences_get_the_exact_p_value_never_below_its_floor(n):
+    """A method that keeps the score against one that loses 95-100% of it on every image: the
+    differences are nearly equal, the power sums of Hall's statistic cancel, and an observed
+    statistic computed apart from its own sign pattern came out above it (p = 0 at n = 3, and
+    "better" named by compare). The exact p-value is 2 / 2^n here (only the observed pattern and
+    its mirror image reach it)."""
+    rng = np.random.default_rng(n)
+    for _ in range(40):
+        d = -rng.uniform(0.95, 1.0, n)
+        assert sign_flip_test(d) == pytest.approx(_exact_p_value(d), abs=1e-12)
+        assert sign_flip_test(d) >= 2.0 / 2**n
+    d = np.array([-0.9983976157556588, -0.9999979762959558])  # the audit's case: p was 0
+    assert sign_flip_test(d) == _exact_p_value(d) == 0.5
+
+
+def test_no_method_is_named_better_from_three_images():
+    """At n = 3 the smallest possible p-value is 2 / 8: nothing is significant at 0.05, and the
+    interval is the whole range, however far apart the methods are."""
+    from camavg_core import compare
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        y = rng.uniform(0.3, 0.9, 3)
+        comparison = compare(y, y.copy(), y * rng.uniform(0.0, 0.05, 3), names=("a", "b"))
+        assert comparison.p_value["average_drop"] >= 0.25
+        assert comparison.better["average_drop"] is None
+        assert comparison.ci["average_drop"] == (-100.0, 100.0)
