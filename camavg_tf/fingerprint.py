@@ -1,8 +1,9 @@
 """What a Keras model is now, cheaply: the version an ``AveragesCam`` compares at each call.
 
 Two parts. The *structure*: the identities of the model's layers, their activations and its
-variables, read in Python (a swapped activation or rebuilt variables change it, and a compiled
-pass traced before it no longer runs the model as it is). The *weights*: per float variable,
+variables, and the layers' plain settings, read in Python (a swapped activation, rebuilt
+variables or a changed ``Rescaling`` scale change it, and a compiled pass traced before it no
+longer runs the model as it is). The *weights*: per float variable,
 three float64 sums reduced on the device (the values, their squares, and the values times a
 fixed pseudo-random projection, which a permutation of the values does not keep), so that
 ``set_weights`` or a training step changes it; only (variables, 3) numbers reach the host.
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from camavg_core.watch import settings
+
 
 def model_layers(model: Any) -> list:
     """Every layer of a Keras model, nested models' layers included; [] for a plain function."""
@@ -38,6 +41,16 @@ def model_layers(model: Any) -> list:
         except TypeError:  # a _flatten_layers of another signature: the top-level layers
             pass
     return [model, *getattr(model, "layers", ())] if hasattr(model, "layers") else []
+
+
+#: a Keras model's attributes that are no setting of the function it computes: the training
+#: loop's state, which ``compile``, ``fit``, ``evaluate`` and ``predict`` set (Keras 3's Trainer),
+#: and whether a layer is built
+_NOT_SETTINGS = frozenset({
+    "built", "compiled", "history", "jit_compile", "loss", "predict_function", "run_eagerly",
+    "steps_per_execution", "stop_evaluating", "stop_predicting", "stop_training", "test_function",
+    "train_function", "unrolled_steps_per_execution",
+})
 
 
 class WeightSums:
@@ -96,7 +109,9 @@ class ModelWatch:
         self._sums: tuple[tuple, WeightSums] | None = None
 
     def structure(self) -> tuple | None:
-        """Ids of the layers, their activations and the variables; None for a plain function."""
+        """Ids of the layers, their activations and the variables, and the layers' plain
+        settings (:func:`camavg_core.watch.settings`: a ``Rescaling``'s scale, a subclassed
+        layer's temperature); None for a plain function."""
         layers = model_layers(self.model)
         if not layers:
             return None
@@ -104,7 +119,8 @@ class ModelWatch:
         variables = list(getattr(self.model, "variables", ()))
         with self._lock:
             self._kept = (layers, activations, variables)
-        return (tuple(map(id, layers)), tuple(map(id, activations)), tuple(map(id, variables)))
+        return (tuple(map(id, layers)), tuple(map(id, activations)), tuple(map(id, variables)),
+                tuple(settings(layer, _NOT_SETTINGS) for layer in layers))
 
     def version(self) -> Any:
         """``(structure, weight sums as bytes)``; None when the model is a plain function."""

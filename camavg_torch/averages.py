@@ -25,6 +25,7 @@ from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activati
                                 prepare_batch)
 from camavg_core.perturbations import (CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_order,
                                        step_parameters)
+from camavg_core.watch import settings
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -36,6 +37,9 @@ _LOCKS_LOCK = threading.Lock()
 
 #: leaves that leave values as they are in eval mode: a Linear before them still gives the output
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+
+#: a module's attribute that is no setting of the function it computes: every pass sets eval mode
+_NOT_SETTINGS = frozenset({"training"})
 
 
 @contextlib.contextmanager
@@ -69,6 +73,7 @@ class TorchAdapter:
         self._compiled: dict[tuple, Callable] = {}  # torch.compile-d steps, for this AveragesCam only
         self._lock = threading.Lock()
         self._kind = self.last_layer = None  # what the last leaf module of the first pass says, and its name
+        self._kept: list = []  # the modules the last version named (see model_version)
 
     def own(self, array: Any, dtype: str, name: str) -> torch.Tensor:
         if not isinstance(array, torch.Tensor):
@@ -122,13 +127,27 @@ class TorchAdapter:
         return validation.torch_logits(metrics, self.last_layer)
 
     def model_version(self) -> tuple | None:
-        """The tensor count, and float64 sums of the values, their squares and their values by
-        position (a permutation within or across tensors moves it), reduced on the device over
-        all the weights at once: a handful of kernels, where some per tensor cost a ResNet's
-        hundreds of small buffers more than the sums (on a busy machine, 10% of a pass)."""
+        """``(structure, sums)``. The structure: each module's identity, and its plain settings
+        (:func:`camavg_core.watch.settings`: a temperature, a slope, a kernel size; not the
+        ``training`` flag, which every pass sets), so that a module swapped for another (a
+        ReLU for a Tanh, a pool for another) or a setting changed counts as a new model. The
+        sums: the tensor count, and float64 sums of the values, their squares and their values
+        by position (a permutation within or across tensors moves it), reduced on the device
+        over all the weights at once: a handful of kernels, where some per tensor cost a
+        ResNet's hundreds of small buffers more than the sums (on a busy machine, 10% of a
+        pass). None for a plain callable, whose insides are out of sight."""
+        if not isinstance(self.model, nn.Module):
+            return None  # a plain callable: nothing to look inside
+        modules = list(self.model.modules())
+        with self._lock:
+            self._kept = modules  # the modules of the last structure, so that no id is reused
+        structure = tuple((id(module), settings(module, _NOT_SETTINGS)) for module in modules)
+        return structure, self._weight_sums()
+
+    def _weight_sums(self) -> tuple:
         tensors = _tensors_of(self.model)
         if not tensors:
-            return None  # a plain callable: nothing to look inside
+            return (0.0,)
         device = tensors[0].device
         wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         with torch.inference_mode():

@@ -146,6 +146,46 @@ def test_set_weights_between_two_calls_gives_the_new_numbers(data):
     assert second.average_gain == pytest.approx(reference["average_gain"], abs=1e-3)
 
 
+@pytest.mark.parametrize("when", ["before the first call", "between two calls"])
+def test_a_layer_setting_changed_in_place_gives_the_new_numbers(data, when):
+    """A ``Rescaling``'s scale is a plain attribute that the traced passes fix and no weight
+    holds. Changed after construction, it once gave Y_c of the old scale (the plain pass traced
+    at construction) beside O_c of the new (the masked pass traced at its first call): Average
+    Drop 0.17 where the model as it is gives 30.1."""
+    images, cams = data
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    scaled = keras.layers.Rescaling(1.0, name="scale")(inputs)
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(scaled)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    metrics = AveragesCam(model, images, batch_size=5)
+    if when == "between two calls":
+        assert_scores(scores_of(metrics, cams), oracle_scores(model, images, cams))
+    before = oracle_scores(model, images, cams)
+    model.get_layer("scale").scale = 6.0
+    expected = oracle_scores(model, images, cams)
+    assert np.abs(expected[0] - before[0]).max() > 1e-2  # the change is visible
+    assert_scores(scores_of(metrics, cams), expected)
+    assert_scores(scores_of(metrics, cams[::-1].copy()), oracle_scores(model, images, cams[::-1].copy()))
+
+
+def test_the_training_loop_leaves_the_structure_as_it_was(data):
+    """compile, predict and evaluate set attributes of the model (its Trainer's state), not
+    settings of the function it computes: the structure stays, so no call runs the plain pass
+    again or re-traces for them."""
+    from camavg_tf.fingerprint import ModelWatch
+
+    images, _ = data
+    model = conv_softmax_model()
+    watch = ModelWatch(model)
+    first = watch.structure()
+    model.predict(images, verbose=0)
+    model.compile("sgd", "categorical_crossentropy", steps_per_execution=2)
+    model.evaluate(images, keras.utils.to_categorical(LABELS, CLASSES), verbose=0)
+    assert watch.structure() == first
+
+
 def test_averagescams_of_one_model_share_its_weight_sums_and_each_sees_new_weights(data):
     """The weight sums are shared per model (one trace): a change made after two
     AveragesCams were built reaches both, each against the model itself."""

@@ -334,7 +334,8 @@ def test_fingerprint_changes_with_any_parameter_or_buffer():
     model = nn.Sequential(dense(), nn.BatchNorm1d(CLASSES))
     adapter = AveragesCam(model, IMAGES).adapter
     first = adapter.model_version()
-    assert len(first) == 4 and all(isinstance(v, float) for v in first)
+    structure, sums = first
+    assert len(structure) == len(list(model.modules())) and len(sums) == 4
     assert adapter.model_version() == first  # the passes changed nothing (eval mode: no BN update)
     weight = model[0][1].weight
     with torch.no_grad():
@@ -345,6 +346,58 @@ def test_fingerprint_changes_with_any_parameter_or_buffer():
         model[1].running_mean += 0.5
     assert adapter.model_version() != swapped
     assert AveragesCam(lambda x: x.reshape(len(x), -1), IMAGES).adapter.model_version() is None
+
+
+class Temperature(nn.Module):
+    """Divides by a plain attribute that ``forward`` reads: no weight holds it."""
+
+    def __init__(self, temperature):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, x):
+        return x / self.temperature
+
+
+@pytest.mark.parametrize("edit", ["module swapped", "setting changed"])
+def test_a_module_swapped_or_a_setting_changed_is_a_new_model(edit):
+    """Neither edit touches a weight. Each result is the model's as it is at the call, Y_c and
+    O_c alike, against NumPy: the dense layer's logits over 1 (before) or over 0.5 (after)."""
+
+    def scores(maps, temperature):
+        def probabilities(x):
+            z = (x.reshape(len(x), -1).astype(np.float64) @ WEIGHT.T.astype(np.float64) + BIAS) / temperature
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            return (z / z.sum(axis=1, keepdims=True))[np.arange(N), LABELS]
+        return probabilities(IMAGES), probabilities(IMAGES * maps[:, None])
+
+    model = nn.Sequential(dense(), Temperature(1.0), nn.Softmax(dim=-1))
+    metrics = AveragesCam(model, IMAGES)
+    score = CategoricalScore(LABELS)
+    result = metrics.evaluate(CAMS, score)
+    np.testing.assert_allclose((result.y_c, result.o_c), scores(CAMS, 1.0), atol=1e-6)
+    if edit == "module swapped":
+        model[1] = Temperature(0.5)
+    else:
+        model[1].temperature = 0.5
+    other = CAMS[::-1].copy()
+    for maps in (CAMS, other):  # the CAMs of the last call (its outputs kept), then new ones
+        y_c, o_c = scores(maps, 0.5)
+        assert np.abs(y_c - scores(maps, 1.0)[0]).max() > 1e-2  # the edit moves every Y_c
+        result = metrics.evaluate(maps, score)
+        np.testing.assert_allclose((result.y_c, result.o_c), (y_c, o_c), atol=1e-6)
+
+
+def test_the_training_flag_is_not_a_setting():
+    """Every pass runs in eval mode, so ``model.train()`` leaves the version as it was (a
+    version that moved with it would cost a plain pass per call after each toggle)."""
+    model = nn.Sequential(dense(), nn.Dropout(0.5), nn.BatchNorm1d(CLASSES))
+    adapter = AveragesCam(model, IMAGES).adapter
+    first = adapter.model_version()
+    model.train()
+    assert adapter.model_version() == first
+    model[1].p = 0.25  # a setting, though eval mode ignores it: counted all the same
+    assert adapter.model_version() != first
 
 
 def test_fingerprint_sees_values_moved_between_tensors_and_integer_buffers():
