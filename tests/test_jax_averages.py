@@ -159,15 +159,16 @@ def test_compiled_once_per_batch_shape_with_a_ragged_last_batch(data, weights):
     rng = np.random.default_rng(3)
     for _ in range(3):
         metrics.evaluate(rng.random((N, SIZE, SIZE)).astype(np.float32), CategoricalScore(labels))
-    assert traces == [(4, SIZE, SIZE, CHANNELS)] * 2  # and one trace of the masked pass
-    assert metrics.trace_count == 2
+    assert metrics.trace_count == 2  # and one trace of the masked pass
+    # apply_fn itself was traced once, at construction: the masked pass evaluates that trace
+    assert traces == [(4, SIZE, SIZE, CHANNELS)]
     # float64 NumPy CAMs are the same compiled shape: they are cast before the pass
     metrics.evaluate(cams.astype(np.float64), CategoricalScore(labels))
-    assert len(traces) == 2
+    assert metrics.trace_count == 2
     # CAMs of another spatial size are another input shape: exactly one more trace
     metrics.evaluate(rng.random((N, 3, 3)), CategoricalScore(labels))
     metrics.evaluate(rng.random((N, 3, 3)), CategoricalScore(labels))
-    assert len(traces) == 3
+    assert metrics.trace_count == 3 and len(traces) == 1
 
 
 def test_outputs_reach_the_score_function_on_the_device(data, weights):
@@ -460,6 +461,33 @@ def test_a_new_averagescam_with_new_parameters_gives_the_new_numbers(data):
         np.testing.assert_allclose(result.y_c, y_c, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(result.o_c, o_c, rtol=1e-4, atol=1e-6)
     assert not np.allclose(_expected_vectors(images, cams, labels, *_weights(0))[0], y_c)
+
+
+def test_parameters_rebound_after_construction_reach_no_pass_of_that_averagescam(data):
+    """Flax's ``lambda x: model.apply(variables, x)``, with ``variables`` rebound after the
+    ``AveragesCam`` was built. Each pass is traced at its first call, so the masked pass (first
+    ``evaluate``) and Deletion's (first ``deletion``) once read the new parameters beside Y_c of
+    the old: one result of two models. apply_fn's one trace now serves every pass: every number
+    is the old model's (the NumPy reference with the old weights), as the docs say."""
+    images, cams, labels = data
+    old, new = _weights(0), _weights(1)
+    variables = old
+    metrics = AveragesCam(lambda x: _apply(variables, x), images, activation="softmax")
+    variables = new  # more training, rebound
+    score = CategoricalScore(labels)
+    result = metrics.evaluate(cams, score)
+    y_c, o_c = _expected_vectors(images, cams, labels, *old)
+    np.testing.assert_allclose(result.y_c, y_c, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.o_c, o_c, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(_expected_vectors(images, cams, labels, *new)[1], o_c, atol=1e-3)
+    # Deletion's last point (every pixel at the baseline 0) is the old model's on black images
+    _, _, curves = metrics.deletion(cams, score, steps=4, return_vector=True)
+    black = _softmax(_numpy_model(np.zeros_like(images), *old))[np.arange(N), labels]
+    np.testing.assert_allclose(curves[:, 0], y_c, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(curves[:, -1], black, rtol=1e-4, atol=1e-6)
+    # a new AveragesCam traces apply_fn afresh: the new parameters
+    fresh = AveragesCam(lambda x: _apply(variables, x), images, activation="softmax").evaluate(cams, score)
+    np.testing.assert_allclose(fresh.y_c, _expected_vectors(images, cams, labels, *new)[0], rtol=1e-4, atol=1e-6)
 
 
 def test_an_apply_fn_returning_a_dict_gets_a_type_error_naming_its_keys(data, weights):
