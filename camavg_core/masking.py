@@ -227,6 +227,10 @@ def check_cam_shapes(inputs: Any, cams: Any, data_format: str, backend: Backend)
     return maps
 
 
+#: at most this many values along an axis look like channels (grey, RGB, RGBA)
+CHANNEL_LIKE = 4
+
+
 def check_cam_layout(map_spatial: tuple, x_shape: tuple, data_format: str) -> None:
     """Refuse CAMs whose size another reading of the inputs explains, which a resize would
     otherwise stretch silently: maps at the size of the other ``data_format``'s spatial axes
@@ -237,6 +241,15 @@ def check_cam_layout(map_spatial: tuple, x_shape: tuple, data_format: str) -> No
     ...
     ValueError: cams of spatial shape (8, 16) match axes 2 and 3 of the inputs (shape (2, 3, 8, 16)), not axes 1 and 2, ...
     >>> check_cam_layout((4, 8), (2, 8, 16, 3), "channels_last")  # a coarser map: resized
+
+    Coarse maps (a Grad-CAM's 7 x 7) match neither reading, so the inputs' own shape decides
+    too: a "spatial" axis of at most :data:`CHANNEL_LIKE` values beside a "channel" axis of more
+    (NCHW images read as NHWC, or the other way round) is refused rather than resized onto.
+
+    >>> check_cam_layout((4, 4), (6, 3, 32, 32), "channels_last")
+    Traceback (most recent call last):
+    ...
+    ValueError: the inputs (shape (6, 3, 32, 32)) look channels-first, (N, C, H, W): ...
     """
     if data_format == "channels_last":
         spatial, other = tuple(x_shape[1:3]), tuple(x_shape[2:4])
@@ -246,6 +259,11 @@ def check_cam_layout(map_spatial: tuple, x_shape: tuple, data_format: str) -> No
         other_message = validation.cams_look_channels_last
     if len(x_shape) == 4 and tuple(map_spatial) == other:
         raise ValueError(other_message(tuple(map_spatial), tuple(x_shape)))
+    if len(x_shape) == 4:
+        # the axis that data_format reads as the first spatial one, and the one it reads as channels
+        first, channels = (x_shape[1], x_shape[3]) if data_format == "channels_last" else (x_shape[3], x_shape[1])
+        if first <= CHANNEL_LIKE < channels:
+            raise ValueError(validation.inputs_look_other_layout(tuple(map_spatial), tuple(x_shape), data_format))
     if tuple(map_spatial) == spatial[::-1]:
         raise ValueError(validation.cams_transposed(tuple(map_spatial), spatial))
 

@@ -467,6 +467,26 @@ def cams_look_channels_last(map_shape: tuple, x_shape: tuple) -> str:
     )
 
 
+def inputs_look_other_layout(map_shape: tuple, x_shape: tuple, data_format: str) -> str:
+    if data_format == "channels_last":
+        return (
+            f"the inputs (shape {x_shape}) look channels-first, (N, C, H, W): "
+            f"data_format='channels_last' (the default) reads them as {x_shape[1]} x {x_shape[2]} "
+            f"pixels of {x_shape[3]} channels, and cams of spatial shape {map_shape} would be "
+            f"stretched to {x_shape[1]} x {x_shape[2]}. Pass data_format=\"channels_first\" (or "
+            f"transpose the inputs to (N, H, W, C)); if the inputs really are {x_shape[1]} pixels "
+            f"high, pass cams of spatial shape {tuple(x_shape[1:3])}."
+        )
+    return (
+        f"the inputs (shape {x_shape}) look channels-last, (N, H, W, C): "
+        f"data_format='channels_first' reads them as {x_shape[2]} x {x_shape[3]} pixels of "
+        f"{x_shape[1]} channels, and cams of spatial shape {map_shape} would be stretched to "
+        f"{x_shape[2]} x {x_shape[3]}. Pass data_format=\"channels_last\" (or transpose the inputs "
+        f"to (N, C, H, W)); if the inputs really are {x_shape[3]} pixels wide, pass cams of "
+        f"spatial shape {tuple(x_shape[2:4])}."
+    )
+
+
 def cams_transposed(map_shape: tuple, spatial: tuple) -> str:
     return (
         f"cams of spatial shape {map_shape} are the inputs' spatial shape {spatial} transposed: "

@@ -243,3 +243,24 @@ def test_a_map_of_another_size_is_still_resized():
     np.testing.assert_allclose(apply_cams(inputs, small), expected, rtol=1e-6)
     square = rng.random((2, 8, 8, 3))  # a square map is its own transpose: nothing to refuse
     np.testing.assert_array_equal(apply_cams(square, small[:, :, :4].copy() * 0 + 1), square)
+
+
+def test_inputs_of_the_other_layout_are_refused_before_a_coarse_map_is_stretched():
+    """NCHW images read as NHWC (the default data_format): a Grad-CAM's 4 x 4 maps matched
+    neither reading, so the map was stretched to 3 x 32 and broadcast over 32 "channels" (an
+    Average Drop of 9.52 where the images' own layout gives 7.67), silently. The shape of the
+    inputs now decides: a spatial axis of at most 4 values beside a channel axis of more."""
+    rng = np.random.default_rng(0)
+    maps = rng.random((6, 4, 4)).astype(np.float32)
+    nhwc = rng.random((6, 32, 32, 3)).astype(np.float32)
+    nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match=r"look channels-first, \(N, C, H, W\).*data_format=\"channels_first\""):
+        apply_cams(nchw, maps)
+    with pytest.raises(ValueError, match=r"look channels-last, \(N, H, W, C\).*data_format=\"channels_last\""):
+        apply_cams(nhwc, maps, data_format="channels_first")
+    # each in its own layout: the same masked images (NumPy's resize, the tests' oracle above)
+    big = resize_bilinear_numpy(maps[..., None].astype(np.float64), (32, 32))[..., 0]
+    np.testing.assert_allclose(apply_cams(nhwc, maps), nhwc * big[..., None], atol=1e-6)
+    np.testing.assert_allclose(apply_cams(nchw, maps, data_format="channels_first"), nchw * big[:, None], atol=1e-6)
+    # a map of the size the reading names is taken at its word: no resize, nothing to guess
+    assert apply_cams(nchw, np.ones((6, 3, 32), np.float32)).shape == nchw.shape
