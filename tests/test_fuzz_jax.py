@@ -149,8 +149,18 @@ def test_evaluate_gives_the_numpy_numbers_or_a_clear_error(case):
         return
     metrics = AveragesCam(apply_fn, given_images, **options)
     given_cams = jnp.asarray(cams) if on_device else cams
+    height, width = images.shape[1:3]
+    map_shape = cams.shape[1:]
+    # maps a resize would misread are refused before their values are looked at: at the size of
+    # axes 2 and 3 (NCHW read as NHWC), or the inputs' spatial shape transposed
+    misread = map_shape != (height, width) and map_shape in ((width, images.shape[3]), (width, height))
 
-    if options["nan_policy"] == "raise" and bad.any():
+    if misread:
+        event("misread layout refused")
+        with pytest.raises(ValueError) as caught:
+            metrics.evaluate(given_cams, label_score(labels))
+        assert_names(caught.value, "channels_first", "transposed")
+    elif options["nan_policy"] == "raise" and bad.any():
         event("non-finite CAM refused")
         with pytest.raises(ValueError) as caught:
             metrics.evaluate(given_cams, label_score(labels))
