@@ -356,7 +356,7 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
         if args.layer:
             framework.check_layer(model, args.layer)
         if targets is None:
-            targets = _top1_targets(framework, model, inputs, args.batch_size)
+            targets = _top1_targets(framework, model, inputs, args.batch_size, args.activation)
         else:
             check_targets_in_range(targets, n_units, args.targets)
         recipes = _recipes(args, framework, methods, args.layer)
@@ -387,14 +387,17 @@ def run_evaluate(args: argparse.Namespace, framework: Framework) -> int:
     return 0
 
 
-def _top1_targets(framework: Framework, model, inputs: np.ndarray, batch_size: int | None) -> np.ndarray:
+def _top1_targets(framework: Framework, model, inputs: np.ndarray, batch_size: int | None,
+                  activation: str | None = None) -> np.ndarray:
     outputs = np.asarray(framework.predict(model, inputs, batch_size or 32))
     if not np.isfinite(outputs).all():
         raise CommandError("--top1: the model gives NaN or infinite outputs on --inputs; check the inputs and the model.")
     if outputs.ndim == 2 and outputs.shape[1] == 1:
         # One unit: a probability (or logit) of the positive class; top-1 is the likelier side.
-        threshold = 0.5 if outputs.min() >= 0.0 and outputs.max() <= 1.0 else 0.0
-        return (outputs[:, 0] > threshold).astype(np.int64)
+        # --activation sigmoid says the outputs are logits, whose middle is 0 even where every
+        # logit happens to lie in [0, 1] (all of them class 1, not class 0)
+        logits = activation == "sigmoid" or outputs.min() < 0.0 or outputs.max() > 1.0
+        return (outputs[:, 0] > (0.0 if logits else 0.5)).astype(np.int64)
     return outputs.reshape(outputs.shape[0], -1).argmax(axis=1).astype(np.int64)
 
 

@@ -174,6 +174,36 @@ def test_top1_targets_the_argmax(files, tmp_path, capsys):
     assert record["average_drop"] == pytest.approx(drop, abs=1e-3)
 
 
+def test_top1_of_one_logit_unit_is_the_positive_class_where_the_logit_is_positive(tmp_path, capsys):
+    """A Dense(1) without activation, run with --activation sigmoid: every logit here lies in
+    [0, 1] (about 0.23), so each image's top-1 class is 1 (sigmoid > 0.5). The cut-off of 0.5
+    for outputs in [0, 1] took them for probabilities and targeted class 0 (1 - p) everywhere:
+    Average Increase 100 and Drop 0 where the sigmoid's own numbers are 0 and 0.75."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 8, 8, 1)).astype("float32")
+    cams = rng.uniform(0, 1, (8, 8, 8)).astype("float32")
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    model.layers[-1].set_weights([np.full((64, 1), 0.001, np.float32), np.array([0.2], np.float32)])
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "c.npy", cams)
+    status, out, _ = _run_in_process(
+        capsys, "evaluate", "--model", str(tmp_path / "m.keras"), "--inputs", str(tmp_path / "x.npy"), "--top1",
+        "--cams", str(tmp_path / "c.npy"), "--activation", "sigmoid", "--format", "json", "--quiet", "--no-plot",
+        "--out", str(tmp_path / "out"))
+    assert status == 0
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))  # noqa: E731
+    logits = model.predict(x, verbose=0)[:, 0]
+    assert (logits > 0).all() and (logits < 1).all()
+    y_c, o_c = sigmoid(logits), sigmoid(model.predict(x * cams[..., None], verbose=0)[:, 0])  # class 1 everywhere
+    expected = reference_metrics(y_c, o_c)
+    record = json.loads(out)[0]
+    np.testing.assert_allclose(record["y_c"], y_c, rtol=1e-5)
+    assert record["average_drop"] == pytest.approx(expected["average_drop"], abs=1e-3)
+    assert record["average_increase"] == pytest.approx(expected["average_increase"], abs=1e-6)
+
+
 def test_activation_softmax_on_a_logit_model(files, tmp_path, capsys):
     paths = files["paths"]
     status, out, err = _run_in_process(
