@@ -85,6 +85,17 @@ def class_indices(indices: Any, n: int, n_classes: int, argument: str = "Categor
     return array
 
 
+def binary_targets(targets: np.ndarray) -> None:
+    """Refuse target values other than True/False or 1/0: a -1 of -1/+1 labels, a 2 or a 0.2
+    would each be read as True (as tf-keras-vis reads them), and score 1 - p where p is meant."""
+    values = np.asarray(targets)
+    if values.dtype == object:
+        values = np.asarray([value.item() if isinstance(value, np.generic) else value for value in values], dtype=object)
+    for index, value in enumerate(values.tolist()):
+        if not isinstance(value, (bool, int, float)) or value not in (0, 1):
+            raise ValueError(validation.binary_target_value(value, index))
+
+
 def target_scores(score_function: Any, output: Any, n: int, backend: Backend) -> Any:
     """(N,) scores of one score function on one model output, on the output's device."""
     if is_categorical_score(score_function):
@@ -100,6 +111,7 @@ def target_scores(score_function: Any, output: Any, n: int, backend: Backend) ->
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise ValueError(validation.binary_output_shape(shape))
         targets = _per_sample(score_function.target_values, n, "target values", "BinaryScore")
+        binary_targets(targets)
         p = backend.reshape(output, (n,))
         positive = backend.asarray(targets.astype(bool))
         return backend.where(positive, p, 1.0 - p)

@@ -17,7 +17,10 @@ source must start again from its first batch: a re-created generator, a list, a 
 that does not reshuffle. Refused, with a message saying how to go on: the very iterator the
 stopped run read (it is past the counted batches), a generator that has already run, a source
 that ends before the counted batches, a source whose first batch is not the first batch of the
-stopped run (a cheap fingerprint: a hash of that one batch), and a changed ``keep_vectors``.
+stopped run (a cheap fingerprint: a hash of that one batch), counted batches that hold another
+number of samples than were counted (a source cut into other batch sizes), a changed
+``keep_vectors``, and a run that measures something else (:func:`run_digest`: other metrics or
+settings, other pass options, a model with other weights).
 The state, the batch count and the kept vectors are one immutable :class:`Checkpoint`, replaced
 in a single assignment per batch, so an interrupt at any statement leaves a consistent one.
 """
@@ -25,6 +28,7 @@ in a single assignment per batch, so an interrupt at any statement leaves a cons
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -57,7 +61,10 @@ class Checkpoint(NamedTuple):
 
     What a resume checks against (None in a checkpoint made by hand, which is then not
     checked): ``keep_vectors``, the run's option; ``first_batch``, a hash of the stream's first
-    batch; ``source``, the iterator the stopped run read, when it was an iterator."""
+    batch; ``source``, the iterator the stopped run read, when it was an iterator; ``run``, a
+    digest of what the run measured (:func:`run_digest`: its metrics and their settings, the
+    pass options, the score, ``nan_policy`` and, where the adapter can give one, the model's
+    weights; not the score)."""
 
     state: Any
     batches: int
@@ -67,6 +74,7 @@ class Checkpoint(NamedTuple):
     keep_vectors: bool | None = None
     first_batch: str | None = None
     source: Any = None
+    run: str | None = None
 
 
 class _Seen:
@@ -120,10 +128,37 @@ def fingerprint(batch: Any) -> str:
     return digest.hexdigest()
 
 
-def check_resume(batches: Any, done: Checkpoint, keep_vectors: bool) -> None:
-    """Refuse a resume that could not skip exactly the counted batches (see the module's doc)."""
+def _name_of(value: Any) -> str:
+    """A function by its module and qualified name (the same in another process), else repr."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
+def run_digest(adapter: Any, metrics: tuple, options: Options, nan_policy: str) -> str:
+    """What a stream measures, as a hash that another process computes alike: the metrics and
+    their settings (a ROAD's fractions, noise and seed), the pass options (activation, data
+    format, normalize, preprocess by name), ``nan_policy`` and the adapter's
+    :meth:`model_digest` where it has one (the weights' sums: a retrained model is another
+    run). Not the score: a score function that failed may be mended for the resume, and
+    ``'categorical'`` may stand for the function it replaces. A resume whose digest differs
+    would add its sums to another run's."""
+    model = getattr(adapter, "model_digest", None)
+    parts = (
+        tuple((m.name, m.settings) for m in metrics),
+        (options.activation, options.data_format, bool(options.normalize), _name_of(options.preprocess)),
+        nan_policy, model() if callable(model) else None,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def check_resume(batches: Any, done: Checkpoint, keep_vectors: bool, run: Callable[[], str] | None = None) -> None:
+    """Refuse a resume that could not skip exactly the counted batches, or that would add its
+    sums to another run's (see the module's doc). ``run`` gives this call's :func:`run_digest`."""
     if done.batches and done.keep_vectors is not None and done.keep_vectors != keep_vectors:
         raise ValueError(validation.resume_keep_vectors_changed(done.keep_vectors, keep_vectors))
+    if done.batches and done.run is not None and run is not None and run() != done.run:
+        raise ValueError(validation.resume_other_run())
     if done.batches == 0 or not isinstance(batches, IteratorABC):
         return
     if inspect.isgenerator(batches) and inspect.getgeneratorstate(batches) != inspect.GEN_CREATED:
@@ -134,8 +169,10 @@ def check_resume(batches: Any, done: Checkpoint, keep_vectors: bool) -> None:
 
 
 def skip_counted(iterator: Iterator, done: Checkpoint) -> Iterator:
-    """Read and drop the counted batches, checking that the source has them and that its first
-    batch is the first batch of the stopped run."""
+    """Read and drop the counted batches, checking that the source has them, that its first
+    batch is the first batch of the stopped run, and that they hold the samples it counted (a
+    source cut into other batch sizes would count some samples twice, or never)."""
+    rows = 0
     for index in range(done.batches):
         try:
             batch = next(iterator)
@@ -143,7 +180,20 @@ def skip_counted(iterator: Iterator, done: Checkpoint) -> Iterator:
             raise ValueError(validation.resume_source_too_short(done.batches, index)) from None
         if index == 0:
             check_first_batch(batch, done)
+        rows += _batch_rows(batch)
+    counted = _samples_seen(done.state)
+    if done.batches and done.state is not None and rows != counted:
+        raise ValueError(validation.resume_other_batches(done.batches, counted, rows))
     return iterator
+
+
+def _batch_rows(batch: Any) -> int:
+    """The samples of a batch ``(inputs, cams, targets)`` (0 where its shape says nothing)."""
+    try:
+        inputs = batch[0]
+    except (TypeError, IndexError, KeyError):
+        return 0
+    return _rows(list(inputs) if isinstance(inputs, tuple) else inputs) or 0
 
 
 def check_first_batch(batch: Any, done: Checkpoint) -> None:
@@ -253,7 +303,8 @@ def evaluate_stream(
     if isinstance(batches, (str, bytes)) or not isinstance(batches, Iterable):
         raise TypeError(validation.not_batches(batches))
     done = resume or Checkpoint(None, 0)
-    check_resume(batches, done, keep_vectors)
+    digest = functools.cache(lambda: run_digest(adapter, described, options, nan_policy))
+    check_resume(batches, done, keep_vectors, digest)
     if skip is not None:
         iterator = skip(batches, done)
     else:
@@ -295,6 +346,11 @@ def evaluate_stream(
             advance()
     except BaseException as error:
         checkpoint = counted.checkpoint()
+        if checkpoint.batches and checkpoint.run is None:
+            try:  # what this run measured, for its resume to compare (read once it has stopped)
+                checkpoint = checkpoint._replace(run=digest())
+            except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
+                pass
         index = checkpoint.batches
         try:
             error.camavg_checkpoint = checkpoint

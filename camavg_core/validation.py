@@ -578,6 +578,25 @@ def resume_keep_vectors_changed(was: bool, now: bool) -> str:
     )
 
 
+def resume_other_run() -> str:
+    return (
+        "resume: the checkpoint is of a run that measured something else: other metrics or "
+        "metric settings (steps, fractions, noise, seed), other pass options (activation, "
+        "normalize, data_format, preprocess), another nan_policy, or a model with other "
+        "weights. Its sums would be added to this run's. Resume with the stopped run's model and "
+        "arguments, or start again without resume=."
+    )
+
+
+def resume_other_batches(batches: int, counted: int, rows: int) -> str:
+    return (
+        f"resume: the stopped run counted {counted} samples in its first {batches} batches, and the "
+        f"source's first {batches} batches hold {rows}: it is cut into other batch sizes, so some "
+        f"samples would be counted twice or never. Resume with the batches of the stopped run, or "
+        f"start again without resume=."
+    )
+
+
 def resume_same_iterator() -> str:
     return (
         "resume: dataset is the very iterator the stopped stream was reading: it is already past "
@@ -1073,6 +1092,14 @@ def class_index_not_integer(argument: str, shown: Any, index: int, n_classes: in
     return (
         f"{argument} class index {shown!r} (sample {index}) is not an integer: "
         f"class indices must be integers in [0, {n_classes})."
+    )
+
+
+def binary_target_value(value: Any, index: int) -> str:
+    return (
+        f"BinaryScore target value {value!r} (sample {index}) is not True/False or 1/0: a binary "
+        f"score is p where the target is 1 and 1 - p where it is 0, and any other value would be "
+        f"read as one of them silently. Map the labels first, e.g. labels > 0 for -1/+1 labels."
     )
 
 

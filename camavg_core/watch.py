@@ -52,3 +52,13 @@ def settings(layer: Any, skip: frozenset = frozenset()) -> tuple:
     # in the order the layer set them (a dict keeps it); a NaN, unequal to itself, as its text
     return tuple((name, repr(value) if value != value else value) for name, value in list(attributes.items())
                  if name[:1] != "_" and name not in skip and _plain(value))
+
+
+def digest_of_sums(sums: Any) -> str:
+    """Float sums of a model's weights as text to 9 significant digits: what another process
+    computes for the same weights (a parallel reduction may round the last digits otherwise).
+
+    >>> digest_of_sums([1.0, 2.0 / 3.0])
+    '1.00000000e+00 6.66666667e-01'
+    """
+    return " ".join(f"{float(value):.8e}" for value in sums)

@@ -18,6 +18,7 @@ from camavg_core import validation
 from camavg_core.engine import AveragesCamBase, Engine, Options, as_list
 from camavg_core.backends import resolve_backend
 from camavg_core.perturbations import CAM_MASK, Perturbation, pixel_count, step_parameters
+from camavg_core.watch import digest_of_sums
 from camavg_tf.distribute import current_strategy
 from camavg_tf.fingerprint import ModelWatch
 from camavg_tf.passes import BatchStep, CompiledPasses, DistributedPasses
@@ -137,6 +138,12 @@ class TensorFlowAdapter:
 
     def model_version(self) -> Any:
         return self.watch.version()
+
+    def model_digest(self) -> str | None:
+        """The weights' sums (:meth:`ModelWatch.version`), to 9 significant digits, as text:
+        the same in another process (the layers' identities are not), for a stream's resume."""
+        version = self.watch.version()
+        return None if version is None else digest_of_sums(np.frombuffer(version[1], np.float64))
 
 
 class AveragesCam(AveragesCamBase):

@@ -25,7 +25,7 @@ from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activati
                                 prepare_batch)
 from camavg_core.perturbations import (CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_order,
                                        step_parameters)
-from camavg_core.watch import settings
+from camavg_core.watch import digest_of_sums, settings
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -143,6 +143,11 @@ class TorchAdapter:
             self._kept = modules  # the modules of the last structure, so that no id is reused
         structure = tuple((id(module), settings(module, _NOT_SETTINGS)) for module in modules)
         return structure, self._weight_sums()
+
+    def model_digest(self) -> str | None:
+        """The weights' sums to 9 significant digits, as text: the same in another process
+        (the modules' identities are not), for a stream's resume."""
+        return None if not isinstance(self.model, nn.Module) else digest_of_sums(self._weight_sums())
 
     def _weight_sums(self) -> tuple:
         tensors = _tensors_of(self.model)

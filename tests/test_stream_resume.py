@@ -216,3 +216,59 @@ def test_an_interrupt_in_the_loop_resumes_exactly_through_tensorflow():
     interrupted = check_every_resume(run, range(1, 10_000, 9), *numpy_scores(IMAGES[:n], CAMS[:n], LABELS[:n]),
                                      keep_vectors=True)
     assert interrupted > 3 * SHORT  # the sample falls all through the loop's three batches
+
+
+# ------------------------------------------------------------------ a checkpoint of another run
+def test_a_resume_with_other_metric_settings_or_options_is_refused():
+    """The checkpoint once held sums and a first-batch hash only: a resume with Deletion at 2
+    steps added its sums to those of 10 steps (0.3262 where either run alone gives 0.3198 or
+    0.3183), and one with normalize=True to normalize=False's."""
+    from camavg_core.metrics import deletion_metric
+
+    with pytest.raises(OSError) as caught:
+        evaluate_dataset(model, generator(), score=failing_score(3), metrics=["average_drop", "deletion"])
+    checkpoint = caught.value.camavg_checkpoint
+    for changed in ({"metrics": ["average_drop", deletion_metric(steps=2)]},
+                    {"metrics": ["average_drop", "deletion"], "normalize": True},
+                    {"metrics": ["average_drop", "deletion"], "activation": "identity"}):
+        with pytest.raises(ValueError, match="the checkpoint is of a run that measured something else"):
+            evaluate_dataset(model, generator(), resume=checkpoint, **changed)
+    # the same settings resume, to the numbers of the whole data
+    resumed = evaluate_dataset(model, generator(), resume=checkpoint, metrics=["average_drop", "deletion"])
+    assert resumed.n == N and resumed.average_drop == pytest.approx(EXPECTED["average_drop"], abs=1e-4)
+
+
+def test_a_resume_with_a_retrained_keras_model_is_refused():
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((SIZE, SIZE, 2))
+    net = keras.Model(inputs, keras.layers.Dense(CLASSES, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    with pytest.raises(OSError) as caught:
+        evaluate_dataset(net, generator(), score=failing_score(3))
+    checkpoint = caught.value.camavg_checkpoint
+    assert evaluate_dataset(net, generator(), resume=checkpoint).n == N  # the same weights: resumed
+    net.set_weights([w * 2.0 for w in net.get_weights()])
+    with pytest.raises(ValueError, match="a model with other weights"):
+        evaluate_dataset(net, generator(), resume=checkpoint)
+
+
+def test_a_source_cut_into_other_batch_sizes_is_refused():
+    """Batches of 10, stopped after 3 (30 samples); the same data in batches of 10 then 5:
+    the first batch is the same, so its hash passes, but the 3 batches skipped hold 20 samples,
+    and 10 would have been counted twice (n = 70 from 60 samples)."""
+    checkpoint = stop_at_batch_3(generator())
+    rebatched = [(IMAGES[:10], CAMS[:10], LABELS[:10])] + [
+        (IMAGES[i:i + 5], CAMS[i:i + 5], LABELS[i:i + 5]) for i in range(10, N, 5)]
+    with pytest.raises(ValueError, match="counted 30 samples in its first 3 batches.*hold 20"):
+        evaluate_dataset(model, rebatched, resume=checkpoint)
+
+
+def test_binary_targets_other_than_0_and_1_are_refused():
+    """-1/+1 labels were read as True for both: 1 - p never scored. tf-keras-vis reads them so
+    too; camavg names the sample and the mapping to pass."""
+    sigmoid_model = lambda x, training=False: tf.sigmoid(tf.reduce_mean(x, axis=[1, 2, 3])[:, None] - 0.5)  # noqa: E731
+    labels = np.where(LABELS % 2 == 0, -1, 1)
+    batches = [(IMAGES[i:i + BATCH], CAMS[i:i + BATCH], labels[i:i + BATCH]) for i in range(0, N, BATCH)]
+    with pytest.raises(ValueError, match=r"target value -1 \(sample \d+\) is not True/False or 1/0.*labels > 0"):
+        evaluate_dataset(sigmoid_model, batches, score="binary")
+    mapped = [(x, c, t > 0) for x, c, t in batches]
+    assert evaluate_dataset(sigmoid_model, mapped, score="binary").n == N
