@@ -346,15 +346,16 @@ def evaluate_stream(
             advance()
     except BaseException as error:
         checkpoint = counted.checkpoint()
-        if checkpoint.batches and checkpoint.run is None:
-            try:  # what this run measured, for its resume to compare (read once it has stopped)
-                checkpoint = checkpoint._replace(run=digest())
-            except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
-                pass
         index = checkpoint.batches
         try:
             error.camavg_checkpoint = checkpoint
+            if checkpoint.batches and checkpoint.run is None:
+                # what this run measured, for its resume to compare: read once it has stopped,
+                # after the checkpoint is attached (a second Ctrl-C here must not lose it)
+                error.camavg_checkpoint = checkpoint._replace(run=digest())
         except AttributeError:  # an exception type without a __dict__
+            pass
+        except Exception:  # noqa: BLE001 - the run's own error is what the caller must see
             pass
         kept = f"The sums of batches 0..{index - 1} are kept" if index else "No batch was counted; the start is kept"
         error.add_note(
