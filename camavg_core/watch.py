@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import numbers
+import operator
 from typing import Any
 
 #: the values a setting may hold, alone or in (short) tuples of them
@@ -52,6 +53,69 @@ def settings(layer: Any, skip: frozenset = frozenset()) -> tuple:
     # in the order the layer set them (a dict keeps it); a NaN, unequal to itself, as its text
     return tuple((name, repr(value) if value != value else value) for name, value in list(attributes.items())
                  if name[:1] != "_" and name not in skip and _plain(value))
+
+
+class SettingsReader:
+    """:func:`settings` of many layers at every call, cheaply: each layer's names of plain
+    settings are found once (again when its attribute count changes, or a name goes), then its
+    values read by one ``operator.itemgetter`` over its ``__dict__``. A Keras layer holds some 60
+    attributes, nearly all private: scanning them all took 2.4 ms per look at MobileNetV2's 157
+    layers, about 2% of an ``evaluate`` there, read twice a call.
+
+    A value that stops being plain (a setting rebound to an array) is compared by identity, so
+    a new object still counts as a change and no array is ever compared element-wise.
+
+    >>> class Scale:
+    ...     def __init__(self):
+    ...         self.factor, self._cache = 2.0, {}
+    >>> layer, reader = Scale(), SettingsReader()
+    >>> reader([layer])
+    ((('factor',), (2.0,)),)
+    >>> layer.factor = 3.0
+    >>> reader([layer])
+    ((('factor',), (3.0,)),)
+    >>> layer.scale = (1, 1)  # a new attribute: the count changed, the names are found again
+    >>> reader([layer])
+    ((('factor', 'scale'), (3.0, (1, 1))),)
+    """
+
+    def __init__(self, skip: frozenset = frozenset()) -> None:
+        self.skip = skip
+        self._known: dict[int, tuple] = {}  # id -> (layer, attribute count, names, getter)
+
+    def _names(self, layer: Any, attributes: dict) -> tuple:
+        names = tuple(name for name, value in list(attributes.items())
+                      if name[:1] != "_" and name not in self.skip and _plain(value))
+        getter = operator.itemgetter(*names) if len(names) > 1 else (
+            (lambda found: (found[names[0]],)) if names else (lambda found: ()))
+        return (layer, len(attributes), names, getter)
+
+    def __call__(self, layers: list) -> tuple:
+        known, out = {}, []
+        for layer in layers:
+            try:
+                attributes = vars(layer)
+            except TypeError:  # an object without a __dict__ (slots): nothing to read
+                out.append(((), ()))
+                continue
+            entry = self._known.get(id(layer))
+            if entry is None or entry[0] is not layer or entry[1] != len(attributes):
+                entry = self._names(layer, attributes)
+            try:
+                values = entry[3](attributes)
+            except KeyError:  # a setting deleted (and another added): found again
+                entry = self._names(layer, attributes)
+                values = entry[3](attributes)
+            known[id(layer)] = entry
+            out.append((entry[2], tuple(_comparable(value) for value in values)))
+        self._known = known  # replaced whole: a thread reading the old dict still reads a whole one
+        return tuple(out)
+
+
+def _comparable(value: Any) -> Any:
+    if type(value) in _FAST:
+        return value if value == value else repr(value)  # NaN, unequal to itself, as its text
+    return value if _plain(value) else ("object", id(value))
 
 
 def digest_of_sums(sums: Any) -> str:

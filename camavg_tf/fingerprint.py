@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from camavg_core.watch import settings
+from camavg_core.watch import SettingsReader
 
 
 def model_layers(model: Any) -> list:
@@ -107,6 +107,7 @@ class ModelWatch:
         self._lock = threading.Lock()
         self._kept: tuple = ()  # the objects of the last structure, so that no id is reused
         self._sums: tuple[tuple, WeightSums] | None = None
+        self._settings = SettingsReader(_NOT_SETTINGS)
 
     def structure(self) -> tuple | None:
         """Ids of the layers, their activations and the variables, and the layers' plain
@@ -120,7 +121,7 @@ class ModelWatch:
         with self._lock:
             self._kept = (layers, activations, variables)
         return (tuple(map(id, layers)), tuple(map(id, activations)), tuple(map(id, variables)),
-                tuple(settings(layer, _NOT_SETTINGS) for layer in layers))
+                self._settings(layers))
 
     def version(self) -> Any:
         """``(structure, weight sums as bytes)``; None when the model is a plain function."""

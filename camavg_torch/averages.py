@@ -25,7 +25,7 @@ from camavg_core.engine import (AveragesCamBase, Engine, Options, apply_activati
                                 prepare_batch)
 from camavg_core.perturbations import (CAM_MASK, Perturbation, apply_group, pixel_count, step_groups, step_order,
                                        step_parameters)
-from camavg_core.watch import digest_of_sums, settings
+from camavg_core.watch import SettingsReader, digest_of_sums
 from camavg_torch.scores import as_score_function
 
 _BACKEND = resolve_backend("torch")
@@ -74,6 +74,7 @@ class TorchAdapter:
         self._lock = threading.Lock()
         self._kind = self.last_layer = None  # what the last leaf module of the first pass says, and its name
         self._kept: list = []  # the modules the last version named (see model_version)
+        self._settings = SettingsReader(_NOT_SETTINGS)
 
     def own(self, array: Any, dtype: str, name: str) -> torch.Tensor:
         if not isinstance(array, torch.Tensor):
@@ -141,7 +142,7 @@ class TorchAdapter:
         modules = list(self.model.modules())
         with self._lock:
             self._kept = modules  # the modules of the last structure, so that no id is reused
-        structure = tuple((id(module), settings(module, _NOT_SETTINGS)) for module in modules)
+        structure = (tuple(map(id, modules)), self._settings(modules))
         return structure, self._weight_sums()
 
     def model_digest(self) -> str | None:

@@ -335,7 +335,7 @@ def test_fingerprint_changes_with_any_parameter_or_buffer():
     adapter = AveragesCam(model, IMAGES).adapter
     first = adapter.model_version()
     structure, sums = first
-    assert len(structure) == len(list(model.modules())) and len(sums) == 4
+    assert len(structure[0]) == len(structure[1]) == len(list(model.modules())) and len(sums) == 4
     assert adapter.model_version() == first  # the passes changed nothing (eval mode: no BN update)
     weight = model[0][1].weight
     with torch.no_grad():
