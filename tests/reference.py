@@ -28,6 +28,14 @@ def reference_terms(y_c, o_c) -> dict[str, np.ndarray]:
     }
 
 
+def reference_misread_layout(x_shape, map_shape) -> bool:
+    """Whether channels-last inputs of ``x_shape`` with maps of ``map_shape`` are refused before
+    their values are read: maps that a resize would misread, at the size of axes 2 and 3 (NCHW
+    read as NHWC) or the inputs' spatial shape transposed (docs/tensorflow.md)."""
+    height, width, channels = x_shape[1:4]
+    return tuple(map_shape) != (height, width) and tuple(map_shape) in ((width, channels), (width, height))
+
+
 def reference_metrics(y_c, o_c) -> dict[str, float]:
     """The three averages in percent."""
     return {name: 100.0 * float(np.mean(terms)) for name, terms in reference_terms(y_c, o_c).items()}

@@ -26,6 +26,7 @@ pytest.importorskip("camavg_jax.averages")
 
 from camavg_core import MetricState  # noqa: E402
 from camavg_jax.averages import AveragesCam  # noqa: E402
+from reference import reference_misread_layout  # noqa: E402
 
 EPS = 1e-7
 N_CLASSES = 3
@@ -149,13 +150,8 @@ def test_evaluate_gives_the_numpy_numbers_or_a_clear_error(case):
         return
     metrics = AveragesCam(apply_fn, given_images, **options)
     given_cams = jnp.asarray(cams) if on_device else cams
-    height, width = images.shape[1:3]
-    map_shape = cams.shape[1:]
-    # maps a resize would misread are refused before their values are looked at: at the size of
-    # axes 2 and 3 (NCHW read as NHWC), or the inputs' spatial shape transposed
-    misread = map_shape != (height, width) and map_shape in ((width, images.shape[3]), (width, height))
 
-    if misread:
+    if reference_misread_layout(images.shape, cams.shape[1:]):
         event("misread layout refused")
         with pytest.raises(ValueError) as caught:
             metrics.evaluate(given_cams, label_score(labels))

@@ -27,6 +27,7 @@ keras = pytest.importorskip("keras")
 
 from camavg_core import MetricState, avg_drop, avg_gain, avg_increase  # noqa: E402
 from camavg_tf import AveragesCam  # noqa: E402
+from reference import reference_misread_layout  # noqa: E402
 
 EPS = 1e-7
 ERRORS = (ValueError, TypeError)
@@ -171,13 +172,8 @@ def test_evaluate_gives_the_seed_numbers_or_a_clear_error(case):
         return
     metrics = AveragesCam(the_model(), given_images, **options)
     given_cams = tf.constant(cams) if as_tensor else cams
-    height, width = images.shape[1:3]
-    map_shape = cams.shape[1:]
-    # maps a resize would misread are refused before their values are looked at: at the size of
-    # axes 2 and 3 (NCHW read as NHWC), or the inputs' spatial shape transposed
-    misread = map_shape != (height, width) and map_shape in ((width, images.shape[3]), (width, height))
 
-    if misread:
+    if reference_misread_layout(images.shape, cams.shape[1:]):
         event("misread layout refused")
         with pytest.raises(ValueError) as caught:
             metrics.evaluate(given_cams, label_score(labels))
