@@ -341,6 +341,17 @@ def ties(o_c_a: Any, o_c_b: Any, *, backend: str | Backend | None = None) -> Any
 
 
 
+def tied_in_terms(tied: Any, terms_a: Any, terms_b: Any, backend: Backend) -> Any:
+    """Where a tie of the scores (:func:`ties`) is a tie in a metric: where its two terms also
+    differ by at most :data:`TIE_TERMS`, so that no tie hides a difference the result shows.
+
+    >>> tied_in_terms(np.array([True, True, False]), np.array([0.5, 0.9, 0.5]), np.array([0.5, 0.0, 0.5]), _HOST).tolist()
+    [True, False, False]
+    """
+    gap = terms_a - terms_b
+    return tied & (backend.maximum(gap, -gap) <= TIE_TERMS)
+
+
 def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, metrics: Any = None, backend: str | Backend | None = None,
                        zero_ties: bool = True):
     """Per-sample differences a - b of each metric's terms; ties (see :func:`ties`) set to
@@ -360,8 +371,7 @@ def paired_differences(y_c: Any, o_c_a: Any, o_c_b: Any, *, metrics: Any = None,
     if zero_ties:
         tied = ties(o_a, o_b, backend=bk)
         for name, d in differences.items():
-            hidden = bk.maximum(d, -d) <= TIE_TERMS  # a tie hides no difference beyond TIE_TERMS
-            differences[name] = bk.where(tied & hidden, d * 0.0, d)
+            differences[name] = bk.where(tied_in_terms(tied, terms_a[name], terms_b[name], bk), d * 0.0, d)
     return differences, terms_a, terms_b
 
 
@@ -465,7 +475,7 @@ def compare_terms(terms_a: dict, terms_b: dict, tied: dict, metrics: tuple[Metri
         counts[name] = int(a.size)
         if a.size == 0:
             raise ValueError(validation.all_undefined(name, n))
-        tie = tie & (np.abs(a - b) <= TIE_TERMS)  # a tie hides no difference beyond TIE_TERMS
+        tie = tied_in_terms(tie, a, b, _HOST)
         tied_b = np.where(tie, a, b)
         d = a - tied_b
         columns[name] = d

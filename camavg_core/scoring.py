@@ -89,9 +89,13 @@ def binary_targets(targets: np.ndarray) -> None:
     """Refuse target values other than True/False or 1/0: a -1 of -1/+1 labels, a 2 or a 0.2
     would each be read as True (as tf-keras-vis reads them), and score 1 - p where p is meant."""
     values = np.asarray(targets)
-    if values.dtype == object:
-        values = np.asarray([value.item() if isinstance(value, np.generic) else value for value in values], dtype=object)
-    for index, value in enumerate(values.tolist()):
+    if values.dtype.kind in "biuf":  # numbers: one vectorised test, not a Python loop per sample
+        bad = np.flatnonzero((values != 0) & (values != 1))
+        if bad.size:
+            raise ValueError(validation.binary_target_value(values[bad[0]].item(), int(bad[0])))
+        return
+    for index, value in enumerate(values.tolist()):  # objects, strings: each read as Python
+        value = value.item() if isinstance(value, np.generic) else value
         if not isinstance(value, (bool, int, float)) or value not in (0, 1):
             raise ValueError(validation.binary_target_value(value, index))
 

@@ -63,8 +63,8 @@ class Checkpoint(NamedTuple):
     checked): ``keep_vectors``, the run's option; ``first_batch``, a hash of the stream's first
     batch; ``source``, the iterator the stopped run read, when it was an iterator; ``run``, a
     digest of what the run measured (:func:`run_digest`: its metrics and their settings, the
-    pass options, the score, ``nan_policy`` and, where the adapter can give one, the model's
-    weights; not the score)."""
+    pass options, ``nan_policy`` and, where the adapter can give one, the model's weights; not
+    the score)."""
 
     state: Any
     batches: int

@@ -5,18 +5,8 @@ A layer's plain settings (a ``Rescaling``'s scale, a ``LeakyReLU``'s slope, a te
 ``forward`` reads) change what the model computes without touching a weight. A compiled pass
 fixes them when it is traced, and an eager pass reads them live, so a version that sees only
 the weights lets one result pair the outputs on the inputs of the model as it was with the
-outputs on the masked inputs of the model as it is. :func:`settings` makes them part of the
-version; the weights' sums stay the adapter's own.
-
->>> class Scale:
-...     def __init__(self):
-...         self.factor, self.kernel_size, self.seen, self._cache = 2.0, (3, 3), [], {}
->>> layer = Scale()
->>> settings(layer)
-(('factor', 2.0), ('kernel_size', (3, 3)))
->>> layer.factor = float("nan")  # compared by their text: NaN equals itself here
->>> settings(layer) == settings(layer)
-True
+outputs on the masked inputs of the model as it is. :class:`SettingsReader` makes them part of
+the version; the weights' sums stay the adapter's own.
 """
 
 from __future__ import annotations
@@ -40,30 +30,20 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def settings(layer: Any, skip: frozenset = frozenset()) -> tuple:
-    """``layer``'s public attributes (its ``vars``, names not starting with ``_``, not in
-    ``skip``) that hold numbers, strings, None, or short tuples of them, as ``(name, value)``
-    pairs: equal while they are equal, NaN included (as its text). Arrays, tensors,
-    variables and other objects are left to the adapter (the weights' sums, the layers'
-    identities)."""
-    try:
-        attributes = vars(layer)
-    except TypeError:  # an object without a __dict__ (slots): nothing to read
-        return ()
-    # in the order the layer set them (a dict keeps it); a NaN, unequal to itself, as its text
-    return tuple((name, repr(value) if value != value else value) for name, value in list(attributes.items())
-                 if name[:1] != "_" and name not in skip and _plain(value))
-
-
 class SettingsReader:
-    """:func:`settings` of many layers at every call, cheaply: each layer's names of plain
-    settings are found once (again when its attribute count changes, or a name goes), then its
-    values read by one ``operator.itemgetter`` over its ``__dict__``. A Keras layer holds some 60
+    """Each layer's plain settings, read at every call: its public attributes (its ``vars``,
+    names not starting with ``_``, not in ``skip``) that hold numbers, strings, None, or short
+    tuples of them. Arrays, tensors, variables and other objects are left to the adapter (the
+    weights' sums, the layers' identities). Cheaply: each layer's names of settings are found
+    once (again when its attribute count changes, or a name goes), then its values read by one
+    ``operator.itemgetter`` over its ``__dict__``. A Keras layer holds some 60
     attributes, nearly all private: scanning them all took 2.4 ms per look at MobileNetV2's 157
     layers, about 2% of an ``evaluate`` there, read twice a call.
 
-    A value that stops being plain (a setting rebound to an array) is compared by identity, so
-    a new object still counts as a change and no array is ever compared element-wise.
+    A value that stops being plain (a setting rebound to an array) is compared by identity, and
+    held by the version that names it (so its id cannot be reused for another object while the
+    version is kept): a new object still counts as a change and no array is ever compared
+    element-wise. A NaN, unequal to itself, is compared as its text.
 
     >>> class Scale:
     ...     def __init__(self):
@@ -77,6 +57,17 @@ class SettingsReader:
     >>> layer.scale = (1, 1)  # a new attribute: the count changed, the names are found again
     >>> reader([layer])
     ((('factor', 'scale'), (3.0, (1, 1))),)
+    >>> layer.factor = float("nan")
+    >>> reader([layer]) == reader([layer])
+    True
+    >>> import numpy as np
+    >>> layer.factor = np.ones(2)  # rebound to an array: the same array is the same setting
+    >>> first = reader([layer])
+    >>> first == reader([layer])
+    True
+    >>> layer.factor = np.ones(2)  # another array, though equal: another setting
+    >>> first == reader([layer])
+    False
     """
 
     def __init__(self, skip: frozenset = frozenset()) -> None:
@@ -112,10 +103,26 @@ class SettingsReader:
         return tuple(out)
 
 
+class _Same:
+    """An object that is no plain setting, compared by identity and held alive: its id cannot
+    be taken by another object while a version holding it is kept."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
 def _comparable(value: Any) -> Any:
     if type(value) in _FAST:
         return value if value == value else repr(value)  # NaN, unequal to itself, as its text
-    return value if _plain(value) else ("object", id(value))
+    return value if _plain(value) else _Same(value)
 
 
 def digest_of_sums(sums: Any) -> str:

@@ -111,7 +111,7 @@ class ModelWatch:
 
     def structure(self) -> tuple | None:
         """Ids of the layers, their activations and the variables, and the layers' plain
-        settings (:func:`camavg_core.watch.settings`: a ``Rescaling``'s scale, a subclassed
+        settings (:class:`camavg_core.watch.SettingsReader`: a ``Rescaling``'s scale, a subclassed
         layer's temperature); None for a plain function."""
         layers = model_layers(self.model)
         if not layers:

@@ -129,7 +129,7 @@ class TorchAdapter:
 
     def model_version(self) -> tuple | None:
         """``(structure, sums)``. The structure: each module's identity, and its plain settings
-        (:func:`camavg_core.watch.settings`: a temperature, a slope, a kernel size; not the
+        (:class:`camavg_core.watch.SettingsReader`: a temperature, a slope, a kernel size; not the
         ``training`` flag, which every pass sets), so that a module swapped for another (a
         ReLU for a Tanh, a pool for another) or a setting changed counts as a new model. The
         sums: the tensor count, and float64 sums of the values, their squares and their values

@@ -168,6 +168,7 @@ def test_a_layer_setting_changed_in_place_gives_the_new_numbers(data, when):
     assert np.abs(expected[0] - before[0]).max() > 1e-2  # the change is visible
     assert_scores(scores_of(metrics, cams), expected)
     assert_scores(scores_of(metrics, cams[::-1].copy()), oracle_scores(model, images, cams[::-1].copy()))
+    assert_scores(scores_of(AveragesCam(model, images, batch_size=5), cams), expected)  # a new one agrees
 
 
 def test_the_training_loop_leaves_the_structure_as_it_was(data):

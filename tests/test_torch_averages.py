@@ -359,10 +359,12 @@ class Temperature(nn.Module):
         return x / self.temperature
 
 
-@pytest.mark.parametrize("edit", ["module swapped", "setting changed"])
+@pytest.mark.parametrize("edit", ["module swapped", "setting changed", "setting rebound to a tensor"])
 def test_a_module_swapped_or_a_setting_changed_is_a_new_model(edit):
     """Neither edit touches a weight. Each result is the model's as it is at the call, Y_c and
-    O_c alike, against NumPy: the dense layer's logits over 1 (before) or over 0.5 (after)."""
+    O_c alike, against NumPy: the dense layer's logits over 1 (before) or over 0.5 (after). A
+    setting rebound to a tensor is compared by identity (the version holds it), so rebinding it
+    to another tensor is a change again; a new AveragesCam on the edited model agrees."""
 
     def scores(maps, temperature):
         def probabilities(x):
@@ -378,14 +380,22 @@ def test_a_module_swapped_or_a_setting_changed_is_a_new_model(edit):
     np.testing.assert_allclose((result.y_c, result.o_c), scores(CAMS, 1.0), atol=1e-6)
     if edit == "module swapped":
         model[1] = Temperature(0.5)
-    else:
+    elif edit == "setting changed":
         model[1].temperature = 0.5
+    else:
+        model[1].temperature = torch.tensor(0.5)
     other = CAMS[::-1].copy()
     for maps in (CAMS, other):  # the CAMs of the last call (its outputs kept), then new ones
         y_c, o_c = scores(maps, 0.5)
         assert np.abs(y_c - scores(maps, 1.0)[0]).max() > 1e-2  # the edit moves every Y_c
         result = metrics.evaluate(maps, score)
         np.testing.assert_allclose((result.y_c, result.o_c), (y_c, o_c), atol=1e-6)
+    fresh = AveragesCam(model, IMAGES).evaluate(other, score)
+    np.testing.assert_allclose((fresh.y_c, fresh.o_c), scores(other, 0.5), atol=1e-6)
+    if edit == "setting rebound to a tensor":
+        model[1].temperature = torch.tensor(0.25)  # another tensor: the same CAMs, new numbers
+        result = metrics.evaluate(other, score)
+        np.testing.assert_allclose((result.y_c, result.o_c), scores(other, 0.25), atol=1e-6)
 
 
 def test_the_training_flag_is_not_a_setting():
